@@ -1,0 +1,56 @@
+//! Public broadcast channels: identifiers, the signed manifest, admin certificates, posts and
+//! their verification, and invite links. Pure logic, no I/O.
+
+mod cert;
+mod id;
+mod invite;
+mod manifest;
+mod post;
+
+pub use cert::{AdminCert, CertError};
+pub use id::{ChannelId, IdParseError, PostId};
+pub use invite::{Invite, InviteError};
+pub use manifest::{Manifest, ManifestError};
+pub use post::{Author, FileRef, MAX_POST_BYTES, MAX_TEXT_BYTES, Post, PostDraft, PostError};
+
+use libp2p::identity::ed25519;
+
+/// The gossipsub topic of a channel.
+pub fn topic(channel: &ChannelId) -> libp2p::gossipsub::IdentTopic {
+    libp2p::gossipsub::IdentTopic::new(format!("samizdat/channel/{channel}"))
+}
+
+/// The Kademlia key under which followers of a channel announce themselves as providers.
+pub fn provider_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
+    libp2p::kad::RecordKey::new(&format!("/samizdat/channel-followers/{channel}"))
+}
+
+/// The Kademlia key of a channel's signed manifest record.
+pub fn manifest_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
+    libp2p::kad::RecordKey::new(&format!("/samizdat/channel-manifest/{channel}"))
+}
+
+/// Signs `body` for `domain`: the signature covers DOMAIN || body.
+pub(crate) fn sign(key: &ed25519::Keypair, domain: &[u8], body: &[u8]) -> Vec<u8> {
+    key.sign(&domained(domain, body))
+}
+
+/// Checks a signature made by [`sign`].
+pub(crate) fn verify(key: &ed25519::PublicKey, domain: &[u8], body: &[u8], sig: &[u8]) -> bool {
+    key.verify(&domained(domain, body), sig)
+}
+
+fn domained(domain: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(domain.len() + body.len());
+    msg.extend_from_slice(domain);
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,244 @@
+//! `config.toml`: the node's settings. Every field has a default; flags override the file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The local API's default address (documented in README.md).
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7420";
+
+/// Errors reading `config.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column.
+        source: toml::de::Error,
+    },
+}
+
+/// Whether this node serves the DHT to others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DhtMode {
+    /// Serve DHT requests (the node is reachable at its listen addresses).
+    #[default]
+    Server,
+    /// Only make requests (behind NAT, on a phone, on metered links).
+    Client,
+}
+
+/// Node settings, as stored in `config.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Multiaddrs to listen on. `samizdat init` picks one random port for TCP and QUIC, so the
+    /// node keeps its address across restarts and peers' caches stay valid.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers: full multiaddrs ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses to announce besides the listen addresses (e.g. a port-forwarded public one).
+    pub external_addresses: Vec<Multiaddr>,
+    /// Announce the listen addresses themselves as reachable (true on LANs and public hosts).
+    pub announce_listen_addresses: bool,
+    /// Local API address (loopback only).
+    pub api: SocketAddr,
+    /// DHT role.
+    pub dht_mode: DhtMode,
+    /// Connection limits.
+    pub limits: Limits,
+    /// Close connections idle for this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_connection_timeout: Duration,
+}
+
+/// Connection limits (see SECURITY.md for why these numbers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections still handshaking.
+    pub max_pending_incoming: u32,
+    /// Stop accepting connections above this fraction of system memory in use.
+    pub max_memory_fraction: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending_incoming: 64,
+            max_memory_fraction: 0.9,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(0),
+            bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
+            announce_listen_addresses: true,
+            // Parsing a constant; covered by a unit test.
+            #[allow(clippy::expect_used)]
+            api: DEFAULT_API_ADDR.parse().expect("valid default API address"),
+            dht_mode: DhtMode::default(),
+            limits: Limits::default(),
+            idle_connection_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// TCP and QUIC on all IPv4 interfaces at `port`.
+pub fn default_listen(port: u16) -> Vec<Multiaddr> {
+    [
+        format!("/ip4/0.0.0.0/tcp/{port}"),
+        format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
+}
+
+impl Config {
+    /// Reads `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The commented TOML that `samizdat init` writes.
+    pub fn to_commented_toml(&self) -> String {
+        let list = |v: &[Multiaddr]| {
+            v.iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            r#"# Samizdat node settings. Every key is optional; flags given to `samizdat run` win.
+
+# Where to accept connections (TCP and QUIC). A fixed port keeps this node's address stable
+# across restarts, so that other nodes' peer caches still find it.
+listen = [{listen}]
+
+# Bootstrap peers: full multiaddrs ending in /p2p/<peer id>. Used together with the peer cache.
+bootstrap = [{bootstrap}]
+
+# Extra addresses to announce (a port-forwarded public address, for example).
+external_addresses = [{external}]
+
+# Announce the listen addresses as reachable. Turn off on a host that nobody can dial.
+announce_listen_addresses = {announce}
+
+# The local API (HTTP + JSON). Keep it on loopback: it is guarded by api.token only.
+api = "{api}"
+
+# "server" answers DHT queries for others; "client" only asks (behind NAT, on metered links).
+dht_mode = "{dht}"
+
+# Idle connections are closed after this long.
+idle_connection_timeout = "{idle}"
+
+[limits]
+max_connections = {mc}
+max_connections_per_peer = {mcp}
+max_pending_incoming = {mpi}
+max_memory_fraction = {mmf}
+"#,
+            listen = list(&self.listen),
+            bootstrap = list(&self.bootstrap),
+            external = list(&self.external_addresses),
+            announce = self.announce_listen_addresses,
+            api = self.api,
+            dht = match self.dht_mode {
+                DhtMode::Server => "server",
+                DhtMode::Client => "client",
+            },
+            idle = humantime::format_duration(self.idle_connection_timeout),
+            mc = self.limits.max_connections,
+            mcp = self.limits.max_connections_per_peer,
+            mpi = self.limits.max_pending_incoming,
+            mmf = self.limits.max_memory_fraction,
+        )
+    }
+}
+
+/// Durations in TOML as human strings ("60s", "5m").
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_template_parses_back_to_the_same_config() {
+        let mut c = Config {
+            listen: default_listen(4242),
+            ..Config::default()
+        };
+        c.bootstrap.push(
+            "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+                .parse()
+                .expect("addr"),
+        );
+        let back = Config::parse(&c.to_commented_toml()).expect("parse");
+        assert_eq!(back.listen, c.listen);
+        assert_eq!(back.bootstrap, c.bootstrap);
+        assert_eq!(back.api, c.api);
+        assert_eq!(back.idle_connection_timeout, c.idle_connection_timeout);
+    }
+
+    #[test]
+    fn empty_file_is_defaults_and_typos_are_errors() {
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.api.to_string(), DEFAULT_API_ADDR);
+        assert!(Config::parse("lisen = []").is_err());
+        assert!(Config::parse("listen = [\"not an addr\"]").is_err());
+    }
+}

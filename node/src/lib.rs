@@ -1,0 +1,9 @@
+//! Samizdat node: identity, encrypted store, libp2p networking, public channels, the local API
+//! and the CLI. See `../shared/DESIGN.md` for the architecture and `PROTOCOL.md` for the wire.
+
+pub mod channel;
+pub mod config;
+pub mod crypto;
+pub mod home;
+pub mod identity;
+pub mod store;

@@ -1,0 +1,134 @@
+//! The node's history and state on disk: a narrow [`Store`] trait and its sled implementation.
+//! Every value is sealed with the data key; keys are keyed hashes that reveal no names.
+
+mod records;
+mod sled_store;
+
+pub use records::{ChannelRecord, PeerRecord, Role};
+pub use sled_store::SledStore;
+
+use crate::channel::{ChannelId, Post, PostId};
+use crate::crypto::OpenError;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the store open.
+    #[error(
+        "the store is in use by another process (is a samizdat daemon already running on this home?)"
+    )]
+    Locked,
+    /// sled reported an error.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record failed authentication: wrong key or on-disk corruption.
+    #[error("store record {tree}: {source}")]
+    Sealed {
+        /// Which tree.
+        tree: &'static str,
+        /// Why it failed.
+        source: OpenError,
+    },
+    /// A record decrypted but does not decode.
+    #[error("store record {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// What inserting a post did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Newly stored.
+    Inserted,
+    /// Already present (same id): nothing changed.
+    Duplicate,
+    /// Another post already holds this (author, seq): an equivocation, nothing changed.
+    Conflict,
+    /// Known to have existed and expired: not stored again.
+    Expired,
+}
+
+/// An opaque position in a channel's history, for paging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub [u8; 24]);
+
+impl Cursor {
+    /// Hex form for the API.
+    pub fn to_hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0)
+    }
+    /// Parses the hex form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        data_encoding::HEXLOWER
+            .decode(s.as_bytes())
+            .ok()?
+            .try_into()
+            .ok()
+            .map(Self)
+    }
+}
+
+/// Per-author knowledge of a channel, for gap detection and sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorState {
+    /// The author's public key.
+    pub author: [u8; 32],
+    /// Highest sequence number held (or known expired).
+    pub max_seq: u64,
+    /// How many sequence numbers in 1..=max_seq are held (or known expired).
+    pub held: u64,
+}
+
+/// What the node needs from durable storage.
+pub trait Store: Send + Sync + 'static {
+    /// Writes or replaces a channel's record.
+    fn put_channel(&self, rec: &ChannelRecord) -> Result<(), StoreError>;
+    /// The record of one channel.
+    fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError>;
+    /// All channel records.
+    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError>;
+
+    /// Stores verified posts (not yet durable: call [`Store::flush`]).
+    fn insert_posts(&self, posts: &[Post]) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// The post an author made at `seq` in a channel, if held.
+    fn post_at(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seq: u64,
+    ) -> Result<Option<Post>, StoreError>;
+    /// Whether a post with this id is held (or was held and expired).
+    fn contains(&self, id: &PostId) -> Result<bool, StoreError>;
+    /// A channel's posts in order (timestamp, author, seq), after `after`, at most `limit`.
+    fn history(
+        &self,
+        channel: &ChannelId,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Post)>, StoreError>;
+    /// How many posts of a channel are held.
+    fn count(&self, channel: &ChannelId) -> Result<u64, StoreError>;
+    /// The highest-seq post an author has in a channel.
+    fn author_head(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+    ) -> Result<Option<Post>, StoreError>;
+    /// Per-author sequence state of a channel.
+    fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError>;
+
+    /// Remembers a posted-but-not-yet-published post (the outbox).
+    fn outbox_add(&self, post: &Post) -> Result<(), StoreError>;
+    /// Drops a post from the outbox once published.
+    fn outbox_remove(&self, post: &Post) -> Result<(), StoreError>;
+    /// Everything waiting in the outbox.
+    fn outbox(&self) -> Result<Vec<Post>, StoreError>;
+
+    /// Records or refreshes a known peer.
+    fn put_peer(&self, rec: &PeerRecord) -> Result<(), StoreError>;
+    /// Known peers, most recently seen first.
+    fn peers(&self) -> Result<Vec<PeerRecord>, StoreError>;
+    /// Forgets peers beyond the `keep` most recent.
+    fn prune_peers(&self, keep: usize) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,625 @@
+//! [`Store`] on sled 0.34, with every value sealed by the data key.
+//!
+//! Trees and keys (`h16(x)` is the first 16 bytes of the data key's keyed hash of `x`):
+//! - `channels`: h16(channel) → sealed ChannelRecord
+//! - `posts`: h16(channel) | timestamp(8) | h8(channel, author) | seq(8) → sealed StoredPost
+//! - `chain`: h16(channel) | h16(channel, author) | seq(8) → posts key (empty once expired)
+//! - `authors`: h16(channel) | h16(channel, author) → sealed author public key
+//! - `ids`: h16(post id) → posts key
+//! - `outbox`: posts key → ()
+//! - `peers`: h16(peer id) → sealed PeerRecord
+//!
+//! Values are sealed with the tree name and key as associated data, so a record moved to
+//! another key or tree fails to open instead of being silently misread.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Transactional, Tree};
+
+use super::records::StoredPostPb;
+use super::{AuthorState, ChannelRecord, Cursor, InsertOutcome, PeerRecord, Store, StoreError};
+use crate::channel::{ChannelId, Post, PostId, now_ms};
+use crate::crypto::DataKey;
+
+const FORMAT_VERSION: &[u8] = b"1";
+
+/// The sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    key: Arc<DataKey>,
+    channels: Tree,
+    posts: Tree,
+    chain: Tree,
+    authors: Tree,
+    ids: Tree,
+    outbox: Tree,
+    peers: Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn map_open_err(e: sled::Error) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked
+        }
+        _ => StoreError::Sled(e),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store at `dir`, sealed with `key`.
+    pub fn open(dir: &Path, key: Arc<DataKey>) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit flushes (group commit in the writer); the
+            // background flush only bounds what an idle node could lose.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(map_open_err)?;
+        let store = Self {
+            channels: db.open_tree("channels")?,
+            posts: db.open_tree("posts")?,
+            chain: db.open_tree("chain")?,
+            authors: db.open_tree("authors")?,
+            ids: db.open_tree("ids")?,
+            outbox: db.open_tree("outbox")?,
+            peers: db.open_tree("peers")?,
+            db,
+            key,
+        };
+        match store.db.get("format")? {
+            None => {
+                store.db.insert("format", FORMAT_VERSION)?;
+                store.db.flush()?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION => {}
+            Some(_) => return Err(StoreError::Corrupt("format version")),
+        }
+        store.check_key()?;
+        Ok(store)
+    }
+
+    /// Confirms the data key opens this store (a canary sealed at creation).
+    fn check_key(&self) -> Result<(), StoreError> {
+        const AAD: &[u8] = b"meta/canary";
+        match self.db.get("canary")? {
+            None => {
+                self.db.insert("canary", self.key.seal(AAD, b"samizdat"))?;
+                self.db.flush()?;
+                Ok(())
+            }
+            Some(v) => self
+                .key
+                .open(AAD, &v)
+                .map(|_| ())
+                .map_err(|source| StoreError::Sealed {
+                    tree: "meta",
+                    source,
+                }),
+        }
+    }
+
+    fn h(&self, domain: &[u8], data: &[u8]) -> [u8; 32] {
+        self.key.index_hash(domain, data)
+    }
+
+    fn ch16(&self, channel: &ChannelId) -> [u8; 16] {
+        first::<16>(&self.h(b"channel", channel.as_bytes()))
+    }
+
+    fn author_hash(&self, channel: &ChannelId, author: &[u8; 32]) -> [u8; 32] {
+        let mut data = [0u8; 64];
+        data[..32].copy_from_slice(channel.as_bytes());
+        data[32..].copy_from_slice(author);
+        self.h(b"author", &data)
+    }
+
+    fn posts_key(&self, post: &Post) -> [u8; 40] {
+        let mut k = [0u8; 40];
+        k[..16].copy_from_slice(&self.ch16(&post.channel));
+        k[16..24].copy_from_slice(&post.timestamp_ms.to_be_bytes());
+        k[24..32]
+            .copy_from_slice(&self.author_hash(&post.channel, &post.author_key.to_bytes())[..8]);
+        k[32..].copy_from_slice(&post.seq.to_be_bytes());
+        k
+    }
+
+    fn chain_prefix(&self, channel: &ChannelId, author: &[u8; 32]) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..16].copy_from_slice(&self.ch16(channel));
+        k[16..].copy_from_slice(&self.author_hash(channel, author)[..16]);
+        k
+    }
+
+    fn chain_key(&self, channel: &ChannelId, author: &[u8; 32], seq: u64) -> [u8; 40] {
+        let mut k = [0u8; 40];
+        k[..32].copy_from_slice(&self.chain_prefix(channel, author));
+        k[32..].copy_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    fn id_key(&self, id: &PostId) -> [u8; 16] {
+        first::<16>(&self.h(b"post", id.as_bytes()))
+    }
+
+    fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        self.key.seal(&aad(tree, key), value)
+    }
+
+    fn open_value(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.key
+            .open(&aad(tree, key), value)
+            .map_err(|source| StoreError::Sealed { tree, source })
+    }
+
+    fn load_post(&self, posts_key: &[u8]) -> Result<Option<Post>, StoreError> {
+        let Some(v) = self.posts.get(posts_key)? else {
+            return Ok(None);
+        };
+        decode_post(&self.open_value("posts", posts_key, &v)?).map(Some)
+    }
+}
+
+fn decode_post(plain: &[u8]) -> Result<Post, StoreError> {
+    let pb = StoredPostPb::decode(plain).map_err(|_| StoreError::Corrupt("posts"))?;
+    Post::from_store(pb.wire).map_err(|_| StoreError::Corrupt("posts"))
+}
+
+fn first<const N: usize>(h: &[u8; 32]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&h[..N]);
+    out
+}
+
+fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(tree.len() + 1 + key.len());
+    a.extend_from_slice(tree.as_bytes());
+    a.push(0);
+    a.extend_from_slice(key);
+    a
+}
+
+impl Store for SledStore {
+    fn put_channel(&self, rec: &ChannelRecord) -> Result<(), StoreError> {
+        let k = self.ch16(&rec.id);
+        self.channels
+            .insert(k, self.seal("channels", &k, &rec.encode()))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        let k = self.ch16(id);
+        let Some(v) = self.channels.get(k)? else {
+            return Ok(None);
+        };
+        let plain = zeroize::Zeroizing::new(self.open_value("channels", &k, &v)?);
+        ChannelRecord::decode(&plain)
+            .map(Some)
+            .ok_or(StoreError::Corrupt("channels"))
+    }
+
+    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.channels.iter() {
+            let (k, v) = item?;
+            let plain = zeroize::Zeroizing::new(self.open_value("channels", &k, &v)?);
+            out.push(ChannelRecord::decode(&plain).ok_or(StoreError::Corrupt("channels"))?);
+        }
+        Ok(out)
+    }
+
+    fn insert_posts(&self, posts: &[Post]) -> Result<Vec<InsertOutcome>, StoreError> {
+        // Everything that needs the data key is computed before the transaction, which sled
+        // may run more than once.
+        struct Prepared {
+            posts_key: [u8; 40],
+            chain_key: [u8; 40],
+            author_key: [u8; 32],
+            author_value: Vec<u8>,
+            id_key: [u8; 16],
+            sealed: Vec<u8>,
+        }
+        let received_at_ms = now_ms();
+        let prepared: Vec<Prepared> = posts
+            .iter()
+            .map(|p| {
+                let posts_key = self.posts_key(p);
+                let author = p.author_key.to_bytes();
+                let author_key = self.chain_prefix(&p.channel, &author);
+                let value = StoredPostPb {
+                    wire: p.wire.clone(),
+                    received_at_ms,
+                }
+                .encode_to_vec();
+                Prepared {
+                    posts_key,
+                    chain_key: self.chain_key(&p.channel, &author, p.seq),
+                    author_value: self.seal("authors", &author_key, &author),
+                    author_key,
+                    id_key: self.id_key(&p.id),
+                    sealed: self.seal("posts", &posts_key, &value),
+                }
+            })
+            .collect();
+
+        let result = (&self.posts, &self.chain, &self.ids, &self.authors).transaction(
+            |(posts, chain, ids, authors)| {
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for p in &prepared {
+                    if let Some(existing) = ids.get(p.id_key)? {
+                        outcomes.push(if existing.is_empty() {
+                            InsertOutcome::Expired
+                        } else {
+                            InsertOutcome::Duplicate
+                        });
+                        continue;
+                    }
+                    if chain.get(p.chain_key)?.is_some() {
+                        outcomes.push(InsertOutcome::Conflict);
+                        continue;
+                    }
+                    posts.insert(&p.posts_key[..], p.sealed.as_slice())?;
+                    chain.insert(&p.chain_key[..], &p.posts_key[..])?;
+                    ids.insert(&p.id_key[..], &p.posts_key[..])?;
+                    if authors.get(p.author_key)?.is_none() {
+                        authors.insert(&p.author_key[..], p.author_value.as_slice())?;
+                    }
+                    outcomes.push(InsertOutcome::Inserted);
+                }
+                Ok::<_, ConflictableTransactionError<()>>(outcomes)
+            },
+        );
+        match result {
+            Ok(o) => Ok(o),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("transaction")),
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn post_at(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seq: u64,
+    ) -> Result<Option<Post>, StoreError> {
+        match self.chain.get(self.chain_key(channel, author, seq))? {
+            Some(pk) if !pk.is_empty() => self.load_post(&pk),
+            _ => Ok(None),
+        }
+    }
+
+    fn contains(&self, id: &PostId) -> Result<bool, StoreError> {
+        Ok(self.ids.contains_key(self.id_key(id))?)
+    }
+
+    fn history(
+        &self,
+        channel: &ChannelId,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Post)>, StoreError> {
+        let prefix = self.ch16(channel);
+        let mut end = [0xffu8; 40];
+        end[..16].copy_from_slice(&prefix);
+        use std::ops::Bound;
+        let start = match after {
+            Some(c) => {
+                let mut start = [0u8; 40];
+                start[..16].copy_from_slice(&prefix);
+                start[16..].copy_from_slice(&c.0);
+                Bound::Excluded(start.to_vec())
+            }
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let iter = self
+            .posts
+            .range::<Vec<u8>, _>((start, Bound::Included(end.to_vec())));
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            let post = decode_post(&self.open_value("posts", &k, &v)?)?;
+            let mut c = [0u8; 24];
+            c.copy_from_slice(&k[16..40]);
+            out.push((Cursor(c), post));
+        }
+        Ok(out)
+    }
+
+    fn count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        Ok(self.posts.scan_prefix(self.ch16(channel)).keys().count() as u64)
+    }
+
+    fn author_head(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+    ) -> Result<Option<Post>, StoreError> {
+        for item in self
+            .chain
+            .scan_prefix(self.chain_prefix(channel, author))
+            .rev()
+        {
+            let (_, pk) = item?;
+            if !pk.is_empty() {
+                return self.load_post(&pk);
+            }
+        }
+        Ok(None)
+    }
+
+    fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.authors.scan_prefix(self.ch16(channel)) {
+            let (k, v) = item?;
+            let plain = self.open_value("authors", &k, &v)?;
+            let author: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("authors"))?;
+            let mut max_seq = 0;
+            let mut held = 0;
+            for entry in self.chain.scan_prefix(&k).keys() {
+                let key = entry?;
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&key[32..40]);
+                max_seq = max_seq.max(u64::from_be_bytes(s));
+                held += 1;
+            }
+            out.push(AuthorState {
+                author,
+                max_seq,
+                held,
+            });
+        }
+        Ok(out)
+    }
+
+    fn outbox_add(&self, post: &Post) -> Result<(), StoreError> {
+        self.outbox.insert(self.posts_key(post), &[])?;
+        Ok(())
+    }
+
+    fn outbox_remove(&self, post: &Post) -> Result<(), StoreError> {
+        self.outbox.remove(self.posts_key(post))?;
+        Ok(())
+    }
+
+    fn outbox(&self) -> Result<Vec<Post>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.outbox.iter().keys() {
+            let k = k?;
+            match self.load_post(&k)? {
+                Some(p) => out.push(p),
+                // Expired or removed meanwhile: nothing left to publish.
+                None => {
+                    self.outbox.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_peer(&self, rec: &PeerRecord) -> Result<(), StoreError> {
+        let k = first::<16>(&self.h(b"peer", &rec.peer_id.to_bytes()));
+        self.peers
+            .insert(k, self.seal("peers", &k, &rec.encode()))?;
+        Ok(())
+    }
+
+    fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.peers.iter() {
+            let (k, v) = item?;
+            let plain = self.open_value("peers", &k, &v)?;
+            out.push(PeerRecord::decode(&plain).ok_or(StoreError::Corrupt("peers"))?);
+        }
+        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        Ok(out)
+    }
+
+    fn prune_peers(&self, keep: usize) -> Result<usize, StoreError> {
+        let peers = self.peers()?;
+        let mut removed = 0;
+        for p in peers.iter().skip(keep) {
+            let k = first::<16>(&self.h(b"peer", &p.peer_id.to_bytes()));
+            self.peers.remove(k)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::PostDraft;
+    use crate::store::Role;
+    use libp2p::identity::ed25519;
+
+    fn open(dir: &Path, key: &Arc<DataKey>) -> SledStore {
+        SledStore::open(dir, key.clone()).expect("open")
+    }
+
+    fn chain_of(n: u64, key: &ed25519::Keypair, text: &str) -> Vec<Post> {
+        let id = ChannelId::from_key(&key.public());
+        let mut prev = None;
+        (1..=n)
+            .map(|seq| {
+                let p = Post::sign(
+                    &id,
+                    key,
+                    None,
+                    seq,
+                    prev,
+                    1_000 + seq,
+                    PostDraft {
+                        text: format!("{text} {seq}"),
+                        ..Default::default()
+                    },
+                )
+                .expect("sign");
+                prev = Some(p.id);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn posts_round_trip_in_order_with_paging() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let s = open(dir.path(), &key);
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        let mut posts = chain_of(25, &ck, "hello");
+        posts.reverse(); // insertion order must not matter
+        let outcomes = s.insert_posts(&posts).expect("insert");
+        assert!(outcomes.iter().all(|o| *o == InsertOutcome::Inserted));
+        assert_eq!(
+            s.insert_posts(&posts[..1]).expect("dup")[0],
+            InsertOutcome::Duplicate
+        );
+        s.flush().expect("flush");
+
+        let page1 = s.history(&id, None, 10).expect("page1");
+        let page2 = s.history(&id, Some(&page1[9].0), 100).expect("page2");
+        let seqs: Vec<u64> = page1
+            .iter()
+            .chain(page2.iter())
+            .map(|(_, p)| p.seq)
+            .collect();
+        assert_eq!(seqs, (1..=25).collect::<Vec<_>>());
+        assert_eq!(s.count(&id).expect("count"), 25);
+        let author = ck.public().to_bytes();
+        assert_eq!(
+            s.author_head(&id, &author).expect("head").map(|p| p.seq),
+            Some(25)
+        );
+        assert_eq!(
+            s.post_at(&id, &author, 7).expect("at").map(|p| p.text),
+            Some("hello 7".into())
+        );
+        assert_eq!(
+            s.authors(&id).expect("authors"),
+            vec![AuthorState {
+                author,
+                max_seq: 25,
+                held: 25
+            }]
+        );
+        assert!(s.contains(&posts[3].id).expect("contains"));
+    }
+
+    #[test]
+    fn equivocation_is_a_conflict() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let s = open(dir.path(), &key);
+        let ck = ed25519::Keypair::generate();
+        let a = chain_of(1, &ck, "first");
+        let b = chain_of(1, &ck, "other");
+        assert_eq!(s.insert_posts(&a).expect("a")[0], InsertOutcome::Inserted);
+        assert_eq!(s.insert_posts(&b).expect("b")[0], InsertOutcome::Conflict);
+    }
+
+    #[test]
+    fn nothing_readable_on_disk_and_wrong_key_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        {
+            let s = open(dir.path(), &key);
+            let ck = ed25519::Keypair::generate();
+            s.insert_posts(&chain_of(3, &ck, "PLAINTEXT-MARKER"))
+                .expect("insert");
+            s.put_channel(&ChannelRecord {
+                id: ChannelId::from_key(&ck.public()),
+                role: Role::Owner,
+                manifest: None,
+                secret_key: Some(zeroize::Zeroizing::new(ck.to_bytes().to_vec())),
+                admin_cert: None,
+                followed_at_ms: 0,
+            })
+            .expect("channel");
+            s.flush().expect("flush");
+        }
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).expect("read");
+            assert!(
+                !bytes.windows(16).any(|w| w == b"PLAINTEXT-MARKER"),
+                "plaintext found in {}",
+                entry.display()
+            );
+        }
+        let wrong = Arc::new(DataKey::generate());
+        assert!(matches!(
+            SledStore::open(dir.path(), wrong),
+            Err(StoreError::Sealed { .. })
+        ));
+        let s = open(dir.path(), &key);
+        assert_eq!(s.channels().expect("channels").len(), 1);
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let _s = open(dir.path(), &key);
+        // sled's lock is per process for the same path within one process too.
+        let second = SledStore::open(dir.path(), key);
+        assert!(second.is_err());
+    }
+
+    #[test]
+    fn peers_sorted_and_pruned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let s = open(dir.path(), &key);
+        for i in 0..5u64 {
+            s.put_peer(&PeerRecord {
+                peer_id: libp2p::PeerId::random(),
+                addrs: vec!["/ip4/127.0.0.1/tcp/1".parse().expect("addr")],
+                last_seen_ms: i,
+            })
+            .expect("put");
+        }
+        let peers = s.peers().expect("peers");
+        assert_eq!(
+            peers.iter().map(|p| p.last_seen_ms).collect::<Vec<_>>(),
+            vec![4, 3, 2, 1, 0]
+        );
+        assert_eq!(s.prune_peers(2).expect("prune"), 3);
+        assert_eq!(s.peers().expect("peers").len(), 2);
+    }
+
+    pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("readdir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
