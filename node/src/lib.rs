@@ -1,9 +1,15 @@
 //! Samizdat node: identity, encrypted store, libp2p networking, public channels, the local API
 //! and the CLI. See `../shared/DESIGN.md` for the architecture and `PROTOCOL.md` for the wire.
 
+pub mod api;
 pub mod channel;
+pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
+pub mod demo;
 pub mod home;
 pub mod identity;
+pub mod net;
+pub mod node;
 pub mod store;

@@ -432,7 +432,7 @@ impl Store for SledStore {
             let plain = self.open_value("peers", &k, &v)?;
             out.push(PeerRecord::decode(&plain).ok_or(StoreError::Corrupt("peers"))?);
         }
-        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        out.sort_by_key(|p| std::cmp::Reverse(p.last_seen_ms));
         Ok(out)
     }
 

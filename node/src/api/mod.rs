@@ -1,0 +1,63 @@
+//! The local API: HTTP + JSON and Server-Sent Events on 127.0.0.1, guarded by a bearer token.
+//! The CLI, the web UI and bots are its clients.
+
+mod client;
+mod error;
+mod server;
+
+pub use client::{ApiClient, ClientError};
+pub use error::ApiError;
+pub use server::parse_follow_target;
+pub use server::serve;
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /v1/channels`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateChannelRequest {
+    /// Channel name.
+    pub name: String,
+    /// Optional description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Body of `POST /v1/channels/follow`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FollowRequest {
+    /// An invite link or a channel id.
+    pub target: String,
+}
+
+/// Body of `POST /v1/channels/{id}/posts`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PostRequest {
+    /// The text.
+    pub text: String,
+    /// Delete everywhere this many milliseconds after posting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+}
+
+/// Body of `POST /v1/channels/{id}/admins`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminRequest {
+    /// The PeerId of the new admin.
+    pub peer_id: String,
+}
+
+/// Body of `POST /v1/dial`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DialRequest {
+    /// A multiaddr.
+    pub addr: String,
+}
+
+/// Response of `GET /v1/channels/{id}/posts`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Posts, oldest first.
+    pub posts: Vec<crate::node::views::PostView>,
+    /// Cursor for the next page, or null at the end.
+    pub next: Option<String>,
+}

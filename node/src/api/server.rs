@@ -1,0 +1,320 @@
+//! The API's HTTP server (axum).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AdminRequest, ApiError, CreateChannelRequest, DialRequest, FollowRequest, HistoryPage,
+    PostRequest,
+};
+use crate::channel::{ChannelId, Invite, PostDraft, now_ms};
+use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView};
+use crate::node::{FollowTarget, NodeHandle};
+use crate::store::Cursor;
+
+/// Largest request body accepted (a post is at most 16 KiB of text).
+const MAX_BODY: usize = 256 * 1024;
+/// Largest history page.
+const MAX_PAGE: usize = 1000;
+
+#[derive(Clone)]
+struct AppState {
+    node: NodeHandle,
+    token_hash: [u8; 32],
+    port: u16,
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    node: NodeHandle,
+    token: &str,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        node,
+        token_hash: Sha256::digest(token.as_bytes()).into(),
+        port: addr.port(),
+    };
+    let api = Router::new()
+        .route("/v1/node", get(node_info))
+        .route("/v1/peers", get(peers))
+        .route("/v1/dial", post(dial))
+        .route("/v1/channels", get(channels).post(create_channel))
+        .route("/v1/channels/follow", post(follow))
+        .route("/v1/channels/{id}", get(channel).delete(unfollow))
+        .route(
+            "/v1/channels/{id}/posts",
+            get(history).post(post_to_channel),
+        )
+        .route("/v1/channels/{id}/admins", post(add_admin))
+        .route("/v1/events", get(events))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .route("/v1/health", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(state.clone(), same_origin))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such endpoint".into(),
+            }
+        })
+        .with_state(state);
+    axum::serve(listener, api)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Refuses requests whose Host or Origin is not this loopback server: a web page elsewhere
+/// must not be able to drive the node (cross-origin requests, DNS rebinding).
+async fn same_origin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let allowed = |host: &str| {
+        [
+            format!("127.0.0.1:{}", s.port),
+            format!("localhost:{}", s.port),
+            format!("[::1]:{}", s.port),
+        ]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host))
+    };
+    let headers = req.headers();
+    let host_ok = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(allowed);
+    let origin_ok = match headers.get(header::ORIGIN).map(|o| o.to_str()) {
+        None => true,
+        Some(Ok(o)) => o.strip_prefix("http://").is_some_and(allowed),
+        Some(Err(_)) => false,
+    };
+    if !host_ok || !origin_ok {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "cross-origin requests are not allowed".into(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = bearer(req.headers());
+    // Compare digests: equal-length values, so the comparison time says nothing useful.
+    let ok =
+        presented.is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())) == s.token_hash);
+    if !ok {
+        return ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or wrong API token (see api.token in the node's home)".into(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// JSON body extractor whose rejections use the API's error shape.
+struct Body<T>(T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError {
+                status: e.status(),
+                message: e.body_text(),
+            }),
+        }
+    }
+}
+
+fn parse_channel(id: &str) -> Result<ChannelId, ApiError> {
+    id.parse()
+        .map_err(|e: crate::channel::IdParseError| ApiError::bad_request(e.to_string()))
+}
+
+async fn node_info(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
+    Ok(Json(s.node.info().await?))
+}
+
+async fn peers(State(s): State<AppState>) -> Result<Json<Vec<PeerView>>, ApiError> {
+    Ok(Json(s.node.peers().await?))
+}
+
+async fn dial(
+    State(s): State<AppState>,
+    Body(req): Body<DialRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let addr = req
+        .addr
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("bad multiaddr: {e}")))?;
+    s.node.dial(addr).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn channels(State(s): State<AppState>) -> Result<Json<Vec<ChannelView>>, ApiError> {
+    Ok(Json(s.node.channels().await?))
+}
+
+async fn channel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ChannelView>, ApiError> {
+    Ok(Json(s.node.channel(parse_channel(&id)?).await?))
+}
+
+async fn create_channel(
+    State(s): State<AppState>,
+    Body(req): Body<CreateChannelRequest>,
+) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
+    let view = s.node.create_channel(req.name, req.description).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn follow(
+    State(s): State<AppState>,
+    Body(req): Body<FollowRequest>,
+) -> Result<Json<ChannelView>, ApiError> {
+    let target = parse_follow_target(&req.target)?;
+    Ok(Json(s.node.follow(target).await?))
+}
+
+/// Parses what `channel follow` accepts: a link (`samizdat://channel/...`) or a bare channel id.
+pub fn parse_follow_target(s: &str) -> Result<FollowTarget, ApiError> {
+    let s = s.trim();
+    if s.to_ascii_lowercase().starts_with("samizdat://") {
+        let inv: Invite = s
+            .parse()
+            .map_err(|e: crate::channel::InviteError| ApiError::bad_request(e.to_string()))?;
+        return Ok(FollowTarget::Invite(Box::new(inv)));
+    }
+    s.parse::<ChannelId>()
+        .map(FollowTarget::Id)
+        .map_err(|_| ApiError::bad_request(format!("not a channel id or samizdat:// link: {s:?}")))
+}
+
+async fn unfollow(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.node.unfollow(parse_channel(&id)?).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let channel = parse_channel(&id)?;
+    let after = match q.after.as_deref() {
+        Some(c) => Some(Cursor::from_hex(c).ok_or_else(|| ApiError::bad_request("bad cursor"))?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let (posts, next) = s.node.history(channel, after, limit).await?;
+    Ok(Json(HistoryPage {
+        posts,
+        next: next.map(|c| c.to_hex()),
+    }))
+}
+
+async fn post_to_channel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<PostRequest>,
+) -> Result<(StatusCode, Json<PostView>), ApiError> {
+    let channel = parse_channel(&id)?;
+    let expires_at_ms = req.expires_in_ms.map(|d| now_ms().saturating_add(d));
+    let view = s
+        .node
+        .post(
+            channel,
+            PostDraft {
+                text: req.text,
+                expires_at_ms,
+                file: None,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn add_admin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<AdminRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let channel = parse_channel(&id)?;
+    let peer = req
+        .peer_id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("not a peer id: {}", req.peer_id)))?;
+    s.node.add_admin(channel, peer).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(s.node.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(ev) => SseEvent::default()
+                .event(event_name(&ev))
+                .json_data(&ev)
+                .unwrap_or_else(|_| SseEvent::default().comment("unencodable event")),
+            // A slow client missed events: tell it, so it can re-read history.
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                SseEvent::default().event("lagged").data(n.to_string())
+            }
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn event_name(ev: &crate::node::views::Event) -> &'static str {
+    use crate::node::views::Event;
+    match ev {
+        Event::Post { .. } => "post",
+        Event::PeerConnected { .. } => "peer_connected",
+        Event::PeerDisconnected { .. } => "peer_disconnected",
+        Event::ChannelUpdated { .. } => "channel_updated",
+    }
+}

@@ -1,0 +1,276 @@
+//! The bootstrap peer's core: a DHT server and relay that helps nodes find each other. It joins
+//! no topics and stores no messages. `samizdat-bootstrap` wraps it with config, identity and
+//! metrics; `samizdat demo` and the tests run it in-process.
+
+// The NetworkBehaviour derive generates an event enum without doc comments.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::metrics::{Metrics, Recorder, Registry};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, connection_limits, identify, identity, kad, memory_connection_limits,
+    ping, relay,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{NetError, accept_inbound_kad, build_swarm, learn_from_identify, split_peer_addr};
+use crate::config::Limits;
+
+/// What a bootstrap peer speaks.
+#[derive(NetworkBehaviour)]
+pub struct BootstrapBehaviour {
+    /// Connection-count limits.
+    pub limits: connection_limits::Behaviour,
+    /// Refuse connections under memory pressure.
+    pub memory: memory_connection_limits::Behaviour,
+    /// Addresses and protocol lists.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// DHT server.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Relay v2 server for nodes behind NAT (carries only end-to-end encrypted streams).
+    pub relay: relay::Behaviour,
+}
+
+/// Settings of a bootstrap peer.
+#[derive(Debug, Clone)]
+pub struct BootstrapPeerConfig {
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Other bootstrap peers to connect to (full multiaddrs with /p2p/).
+    pub peers: Vec<Multiaddr>,
+    /// Connection limits.
+    pub limits: Limits,
+    /// Relay reservations held at once.
+    pub max_reservations: usize,
+    /// Relayed circuits open at once.
+    pub max_circuits: usize,
+    /// Bytes relayed per circuit before it is closed.
+    pub max_circuit_bytes: u64,
+    /// Close idle connections after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for BootstrapPeerConfig {
+    fn default() -> Self {
+        Self {
+            listen: crate::config::default_listen(0),
+            peers: Vec::new(),
+            limits: Limits {
+                max_connections: 4096,
+                max_connections_per_peer: 4,
+                max_pending_incoming: 256,
+                max_memory_fraction: 0.9,
+            },
+            max_reservations: 512,
+            max_circuits: 256,
+            max_circuit_bytes: 8 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Live counters for health checks.
+#[derive(Debug, Default)]
+pub struct BootstrapStats {
+    /// Peers with at least one connection.
+    pub connected_peers: AtomicUsize,
+    /// Peers in the DHT routing table.
+    pub routing_table_peers: AtomicUsize,
+}
+
+/// A running bootstrap peer.
+#[derive(Debug)]
+pub struct BootstrapPeer {
+    /// Its PeerId.
+    pub peer_id: PeerId,
+    /// Full listen multiaddrs, each ending in /p2p/<peer id>.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Live counters.
+    pub stats: Arc<BootstrapStats>,
+    task: JoinHandle<()>,
+}
+
+impl BootstrapPeer {
+    /// Starts listening and serving; returns once every listener has an address.
+    pub async fn spawn(
+        keypair: identity::Keypair,
+        config: BootstrapPeerConfig,
+        registry: Option<&mut Registry>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, NetError> {
+        let peer_id = keypair.public().to_peer_id();
+        let metrics = registry.map(Metrics::new);
+        let cfg = config.clone();
+        let mut swarm = build_swarm(keypair, config.idle_timeout, move |key| {
+            let relay_cfg = relay::Config {
+                max_reservations: cfg.max_reservations,
+                max_circuits: cfg.max_circuits,
+                max_circuit_bytes: cfg.max_circuit_bytes,
+                ..Default::default()
+            };
+            Ok(BootstrapBehaviour {
+                limits: super::connection_limits(&cfg.limits),
+                memory: super::memory_limits(&cfg.limits),
+                identify: super::identify(
+                    key,
+                    &format!("samizdat-bootstrap/{}", env!("CARGO_PKG_VERSION")),
+                ),
+                ping: ping::Behaviour::default(),
+                kad: super::kademlia(peer_id, true),
+                relay: relay::Behaviour::new(peer_id, relay_cfg),
+            })
+        })?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let listen_addrs = wait_for_listeners(&mut swarm, config.listen.len()).await?;
+        for addr in &config.peers {
+            if let (Some(p), base) = split_peer_addr(addr) {
+                if p == peer_id {
+                    continue;
+                }
+                swarm.behaviour_mut().kad.add_address(&p, base);
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, "cannot dial peer bootstrap: {e}");
+            }
+        }
+        let stats = Arc::new(BootstrapStats::default());
+        let task = tokio::spawn(run(swarm, metrics, stats.clone(), shutdown));
+        Ok(Self {
+            peer_id,
+            listen_addrs: listen_addrs
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(peer_id)))
+                .collect(),
+            stats,
+            task,
+        })
+    }
+
+    /// Waits until the peer has stopped (after its shutdown token fires).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Waits for `n` listeners to report an address each (wildcards expand to several).
+pub(crate) async fn wait_for_listeners<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    n: usize,
+) -> Result<Vec<Multiaddr>, NetError> {
+    let mut addrs = Vec::new();
+    let mut listeners = std::collections::HashSet::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while listeners.len() < n {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    listeners.insert(listener_id);
+                    addrs.push(address);
+                }
+                SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                    return Err(NetError::Listen { addr: Multiaddr::empty(), reason: error.to_string() });
+                }
+                _ => {}
+            },
+            _ = &mut deadline => {
+                return Err(NetError::Listen { addr: Multiaddr::empty(), reason: "listeners did not start within 10 s".into() });
+            }
+        }
+    }
+    // Let wildcard listeners report their other interfaces, which arrive right after.
+    let settle = tokio::time::sleep(Duration::from_millis(50));
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => if let SwarmEvent::NewListenAddr { address, .. } = ev {
+                addrs.push(address);
+            },
+            _ = &mut settle => break,
+        }
+    }
+    Ok(addrs)
+}
+
+async fn run(
+    mut swarm: Swarm<BootstrapBehaviour>,
+    mut metrics: Option<Metrics>,
+    stats: Arc<BootstrapStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = swarm.select_next_some() => ev,
+        };
+        if let Some(m) = metrics.as_mut() {
+            m.record(&event);
+        }
+        match event {
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Identify(ev)) => {
+                if let Some(m) = metrics.as_mut() {
+                    m.record(&ev);
+                }
+                if let identify::Event::Received { peer_id, info, .. } = ev
+                    && learn_from_identify(&mut swarm.behaviour_mut().kad, &peer_id, &info)
+                {
+                    let n = swarm
+                        .behaviour_mut()
+                        .kad
+                        .kbuckets()
+                        .map(|b| b.num_entries())
+                        .sum();
+                    stats.routing_table_peers.store(n, Ordering::Relaxed);
+                }
+            }
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Kad(ev)) => {
+                if let Some(m) = metrics.as_mut() {
+                    m.record(&ev);
+                }
+                if let kad::Event::InboundRequest { request } = ev {
+                    accept_inbound_kad(&mut swarm.behaviour_mut().kad, request);
+                }
+            }
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Relay(ev)) => {
+                if let Some(m) = metrics.as_mut() {
+                    m.record(&ev);
+                }
+                tracing::debug!(?ev, "relay");
+            }
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Ping(ev)) => {
+                if let Some(m) = metrics.as_mut() {
+                    m.record(&ev);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                stats
+                    .connected_peers
+                    .store(swarm.connected_peers().count(), Ordering::Relaxed);
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection refused: {error}");
+            }
+            _ => {}
+        }
+    }
+    tracing::info!("bootstrap peer stopped");
+}

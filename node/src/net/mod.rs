@@ -1,0 +1,244 @@
+//! libp2p building blocks shared by the node and the bootstrap peer: protocol names,
+//! transports, Kademlia/identify/limits construction, and address helpers.
+
+pub mod bootstrap_peer;
+pub mod node_behaviour;
+mod records;
+
+pub use records::{RecordVerdict, check_record};
+
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, identity,
+    kad, memory_connection_limits, noise, tcp, yamux,
+};
+
+use crate::config::Limits;
+
+/// Kademlia protocol id: Samizdat's own DHT, separate from IPFS's.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/kad/1.0.0");
+/// Identify protocol version string.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/samizdat/id/1.0.0";
+/// Largest gossipsub frame accepted (a maximal post plus envelope and gossipsub framing).
+pub const MAX_GOSSIP_BYTES: usize = 128 * 1024;
+
+/// Errors building the network stack.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A transport could not be set up.
+    #[error("transport setup: {0}")]
+    Transport(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A behaviour could not be built.
+    #[error("network behaviour: {0}")]
+    Behaviour(String),
+}
+
+/// Builds a swarm with TCP and QUIC (noise + yamux on TCP), DNS, and the given behaviour.
+pub fn build_swarm<B, F>(
+    keypair: identity::Keypair,
+    idle_timeout: Duration,
+    make_behaviour: F,
+) -> Result<Swarm<B>, NetError>
+where
+    B: NetworkBehaviour,
+    F: FnOnce(&identity::Keypair) -> Result<B, NetError>,
+{
+    let mut err = None;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_behaviour(|key| match make_behaviour(key) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                let msg = e.to_string();
+                err = Some(e);
+                Err(msg.into())
+            }
+        })
+        .map_err(|e| NetError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        .build();
+    match err {
+        Some(e) => Err(e),
+        None => Ok(swarm),
+    }
+}
+
+/// Kademlia with Samizdat's protocol id and record filtering on (records are checked by
+/// [`check_record`] before they are stored).
+pub fn kademlia(peer_id: PeerId, server: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut cfg = kad::Config::new(KAD_PROTOCOL);
+    cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_query_timeout(Duration::from_secs(30))
+        .set_provider_record_ttl(Some(Duration::from_secs(24 * 3600)))
+        .set_provider_publication_interval(Some(Duration::from_secs(3600)))
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_records: 16 * 1024,
+            max_value_bytes: 8 * 1024,
+            max_providers_per_key: 20,
+            max_provided_keys: 4096,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, cfg);
+    // Set explicitly: kad's automatic mode waits for confirmed external addresses, which a
+    // bootstrap peer or a node on a LAN may never get.
+    kad.set_mode(Some(if server {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    }));
+    kad
+}
+
+/// Identify, announcing Samizdat's protocol version and the given agent.
+pub fn identify(key: &identity::Keypair, agent: &str) -> identify::Behaviour {
+    identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
+            .with_agent_version(agent.to_string())
+            .with_push_listen_addr_updates(true)
+            .with_interval(Duration::from_secs(5 * 60)),
+    )
+}
+
+/// Connection-count limits.
+pub fn connection_limits(l: &Limits) -> connection_limits::Behaviour {
+    connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(l.max_connections))
+            .with_max_established_per_peer(Some(l.max_connections_per_peer))
+            .with_max_pending_incoming(Some(l.max_pending_incoming))
+            .with_max_pending_outgoing(Some(l.max_pending_incoming)),
+    )
+}
+
+/// Refuse new connections when system memory use is above the configured fraction.
+pub fn memory_limits(l: &Limits) -> memory_connection_limits::Behaviour {
+    memory_connection_limits::Behaviour::with_max_percentage(l.max_memory_fraction.clamp(0.1, 1.0))
+}
+
+/// Splits `/.../p2p/<id>` into the peer id and the address without it. Tolerates a repeated
+/// trailing `/p2p/<id>` (as happens when a user appends it to an address that had it).
+pub fn split_peer_addr(addr: &Multiaddr) -> (Option<PeerId>, Multiaddr) {
+    let mut base = addr.clone();
+    let mut peer = None;
+    while let Some(Protocol::P2p(p)) = base.iter().last() {
+        if peer.is_some_and(|q| q != p) {
+            break;
+        }
+        peer = Some(p);
+        base.pop();
+    }
+    (peer, base)
+}
+
+/// Whether an address points at this host only (loopback).
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// Whether an address is an unspecified (`0.0.0.0`, `::`) wildcard.
+pub fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Feeds Kademlia the addresses of an identified peer, if it serves Samizdat's DHT.
+/// Only peers that list the Kademlia protocol go into the routing table (clients don't).
+pub fn learn_from_identify(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    peer: &PeerId,
+    info: &identify::Info,
+) -> bool {
+    if !info.protocols.contains(&KAD_PROTOCOL) {
+        return false;
+    }
+    for addr in &info.listen_addrs {
+        if !is_unspecified(addr) {
+            kad.add_address(peer, addr.clone());
+        }
+    }
+    true
+}
+
+/// Stores what another peer asked us to keep in the DHT, after checking it.
+pub fn accept_inbound_kad(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    request: kad::InboundRequest,
+) {
+    use kad::store::RecordStore;
+    match request {
+        kad::InboundRequest::PutRecord {
+            source,
+            record: Some(record),
+            ..
+        } => {
+            let existing = kad.store_mut().get(&record.key).map(|r| r.into_owned());
+            match check_record(&record, existing.as_ref()) {
+                RecordVerdict::Store => {
+                    if let Err(e) = kad.store_mut().put(record) {
+                        tracing::debug!(%source, "DHT record not stored: {e}");
+                    }
+                }
+                RecordVerdict::Stale => {}
+                RecordVerdict::Invalid(why) => {
+                    tracing::debug!(%source, "DHT record refused: {why}");
+                }
+            }
+        }
+        kad::InboundRequest::AddProvider {
+            record: Some(record),
+        } => {
+            if let Err(e) = kad.store_mut().add_provider(record) {
+                tracing::debug!("provider record not stored: {e}");
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_peer_addr_handles_missing_and_doubled_ids() {
+        let id = PeerId::random();
+        let base: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().expect("addr");
+        assert_eq!(split_peer_addr(&base), (None, base.clone()));
+        let full = base.clone().with(Protocol::P2p(id));
+        assert_eq!(split_peer_addr(&full), (Some(id), base.clone()));
+        let doubled = full.clone().with(Protocol::P2p(id));
+        assert_eq!(split_peer_addr(&doubled), (Some(id), base.clone()));
+        let other = full.with(Protocol::P2p(PeerId::random()));
+        assert_eq!(split_peer_addr(&other).0.map(|p| p != id), Some(true));
+    }
+}

@@ -1,0 +1,55 @@
+//! Requests to the event loop. Each carries a oneshot sender for its reply.
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+
+use super::NodeError;
+use super::views::{ChannelView, NodeInfo, PeerView, PostView};
+use crate::channel::{ChannelId, Invite, PostDraft};
+
+/// What to follow.
+#[derive(Debug, Clone)]
+pub enum FollowTarget {
+    /// A full invite link (manifest and bootstrap addresses).
+    Invite(Box<Invite>),
+    /// A bare channel id (the manifest is fetched from the DHT).
+    Id(ChannelId),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// A request to the event loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Info(Reply<NodeInfo>),
+    Peers(Reply<Vec<PeerView>>),
+    Channels(Reply<Vec<ChannelView>>),
+    Channel(ChannelId, Reply<ChannelView>),
+    CreateChannel {
+        name: String,
+        description: String,
+        reply: Reply<ChannelView>,
+    },
+    Follow {
+        target: FollowTarget,
+        reply: Reply<ChannelView>,
+    },
+    Unfollow {
+        channel: ChannelId,
+        reply: Reply<()>,
+    },
+    Post {
+        channel: ChannelId,
+        draft: PostDraft,
+        reply: Reply<PostView>,
+    },
+    AddAdmin {
+        channel: ChannelId,
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+}

@@ -1,0 +1,1131 @@
+//! The event loop: the one task that owns the swarm. It answers commands, validates what
+//! arrives from the network, hands writes to the group-commit writer, and publishes posts once
+//! they are durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
+use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use prost::Message;
+use samizdat_proto::v1;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::NodeError;
+use super::channels::{ChannelState, Head, Signer};
+use super::command::{Command, FollowTarget};
+use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
+use super::writer::{Origin, WriteDone, WriteRequest, Writer};
+use crate::channel::{
+    self, AdminCert, ChannelId, Invite, Manifest, Post, PostDraft, PostError, PostId, now_ms,
+};
+use crate::config::Config;
+use crate::identity::{Identity, ed25519_of};
+use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
+use crate::net::{
+    RecordVerdict, accept_inbound_kad, build_swarm, check_record, is_loopback, is_unspecified,
+    learn_from_identify, split_peer_addr,
+};
+use crate::store::{ChannelRecord, InsertOutcome, PeerRecord, Role, Store};
+
+type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
+
+/// How often housekeeping runs (outbox, discovery, reconnects).
+const TICK: Duration = Duration::from_secs(2);
+/// Look for more topic peers this often while a channel has fewer than [`WANT_TOPIC_PEERS`].
+const LOOKUP_WHEN_SPARSE: Duration = Duration::from_secs(10);
+/// Look for topic peers this often otherwise.
+const LOOKUP_WHEN_HEALTHY: Duration = Duration::from_secs(300);
+/// Re-announce as provider this often while sparse (the first announcements may have gone
+/// nowhere because the DHT was still empty).
+const PROVIDE_WHEN_SPARSE: Duration = Duration::from_secs(30);
+const WANT_TOPIC_PEERS: usize = 3;
+/// Dial at most this many discovered providers per lookup.
+const DIALS_PER_LOOKUP: usize = 8;
+/// Peers kept in the persistent peer cache.
+const PEER_CACHE: usize = 500;
+/// Cached peers dialed at startup (most recent first).
+const STARTUP_DIALS: usize = 20;
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<NodeBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    store: Arc<dyn Store>,
+    writer: Writer<PostReply>,
+    written: mpsc::UnboundedReceiver<Vec<WriteDone<PostReply>>>,
+    identity: Arc<Identity>,
+    channels: HashMap<ChannelId, ChannelState>,
+    topics: HashMap<TopicHash, ChannelId>,
+    manifest_queries: HashMap<QueryId, ChannelId>,
+    provider_queries: HashMap<QueryId, ChannelId>,
+    /// Posts handed to the writer and not yet durable, by (channel, author, seq).
+    in_flight: HashMap<(ChannelId, [u8; 32], u64), PostId>,
+    /// Own posts stored but not yet published (no topic peer was there).
+    unpublished: HashMap<ChannelId, Vec<Post>>,
+    /// Admin certificates to publish once the channel has topic peers.
+    unpublished_certs: HashMap<ChannelId, Vec<AdminCert>>,
+    bootstrap: Vec<Multiaddr>,
+    announce_listen: bool,
+    external: Vec<Multiaddr>,
+    peer_saved: HashMap<PeerId, Instant>,
+    agents: HashMap<PeerId, String>,
+    /// Open connections and their remote addresses, for `peers`.
+    connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    last_redial: Instant,
+    redial_backoff: Duration,
+    kad_bootstrapped: bool,
+    shutdown: CancellationToken,
+}
+
+impl EventLoop {
+    pub(crate) async fn new(
+        config: &Config,
+        identity: Arc<Identity>,
+        store: Arc<dyn Store>,
+        events: broadcast::Sender<Event>,
+        commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, NodeInfo), NodeError> {
+        let cfg = config.clone();
+        let mut swarm = build_swarm(identity.keypair(), config.idle_connection_timeout, |key| {
+            NodeBehaviour::new(key, &cfg)
+        })?;
+        let mut listening = 0;
+        for addr in &config.listen {
+            match swarm.listen_on(addr.clone()) {
+                Ok(_) => listening += 1,
+                Err(e) => {
+                    // A taken port must not stop the node: fall back to any free port.
+                    let fallback = with_port_zero(addr);
+                    tracing::warn!(%addr, "cannot listen ({e}); trying {fallback}");
+                    swarm.listen_on(fallback.clone()).map_err(|e| {
+                        crate::net::NetError::Listen {
+                            addr: fallback,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    listening += 1;
+                }
+            }
+        }
+        let listen_addrs =
+            crate::net::bootstrap_peer::wait_for_listeners(&mut swarm, listening).await?;
+        let (written_tx, written) = mpsc::unbounded_channel();
+        let writer = Writer::spawn(store.clone(), written_tx);
+
+        let mut this = Self {
+            swarm,
+            commands,
+            events,
+            store,
+            writer,
+            written,
+            identity,
+            channels: HashMap::new(),
+            topics: HashMap::new(),
+            manifest_queries: HashMap::new(),
+            provider_queries: HashMap::new(),
+            in_flight: HashMap::new(),
+            unpublished: HashMap::new(),
+            unpublished_certs: HashMap::new(),
+            bootstrap: config.bootstrap.clone(),
+            announce_listen: config.announce_listen_addresses,
+            external: config.external_addresses.clone(),
+            peer_saved: HashMap::new(),
+            agents: HashMap::new(),
+            connections: HashMap::new(),
+            last_redial: Instant::now(),
+            redial_backoff: Duration::from_secs(5),
+            kad_bootstrapped: false,
+            shutdown,
+        };
+        for addr in listen_addrs {
+            this.on_new_listen_addr(addr);
+        }
+        for addr in this.external.clone() {
+            this.swarm.add_external_address(addr);
+        }
+        this.restore()?;
+        this.connect_to_network(true);
+        let info = this.info();
+        Ok((this, info))
+    }
+
+    /// Loads followed channels and the outbox from the store.
+    fn restore(&mut self) -> Result<(), NodeError> {
+        for record in self.store.channels()? {
+            self.install_channel(ChannelState::from_record(record));
+        }
+        for post in self.store.outbox()? {
+            self.unpublished.entry(post.channel).or_default().push(post);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(done) = self.written.recv() => self.on_written(done),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        // Finish and flush every queued write before the store is dropped.
+        self.writer.close();
+        while let Ok(done) = self.written.try_recv() {
+            self.on_written(done);
+        }
+        tracing::info!("node stopped");
+    }
+
+    // ----- commands -------------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Info(reply) => {
+                let _ = reply.send(Ok(self.info()));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(Ok(self.peers()));
+            }
+            Command::Channels(reply) => {
+                let mut ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                ids.sort_by_key(|id| self.channels[id].record.followed_at_ms);
+                let views = ids.iter().map(|id| self.channel_view(id)).collect();
+                let _ = reply.send(views);
+            }
+            Command::Channel(id, reply) => {
+                let _ = reply.send(self.channel_view(&id));
+            }
+            Command::CreateChannel {
+                name,
+                description,
+                reply,
+            } => {
+                let _ = reply.send(self.create_channel(&name, &description));
+            }
+            Command::Follow { target, reply } => {
+                let _ = reply.send(self.follow(target));
+            }
+            Command::Unfollow { channel, reply } => {
+                let _ = reply.send(self.unfollow(&channel));
+            }
+            Command::Post {
+                channel,
+                draft,
+                reply,
+            } => self.post(channel, draft, reply),
+            Command::AddAdmin {
+                channel,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.add_admin(&channel, peer));
+            }
+            Command::Dial { addr, reply } => {
+                let r = self
+                    .swarm
+                    .dial(addr)
+                    .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")));
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn info(&self) -> NodeInfo {
+        let peer_id = *self.swarm.local_peer_id();
+        let listen: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+        NodeInfo {
+            peer_id: peer_id.to_string(),
+            listen_addrs: listen.iter().map(|a| a.to_string()).collect(),
+            addrs: listen
+                .iter()
+                .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
+                .collect(),
+            connected_peers: self.swarm.connected_peers().count(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerView> {
+        let mut out: Vec<PeerView> = self
+            .connections
+            .iter()
+            .map(|(p, conns)| PeerView {
+                peer_id: p.to_string(),
+                addrs: conns.iter().map(|(_, a)| a.to_string()).collect(),
+                agent: self.agents.get(p).cloned(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    fn channel_view(&self, id: &ChannelId) -> Result<ChannelView, NodeError> {
+        let state = self
+            .channels
+            .get(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        let posts = self.store.count(id)?;
+        let peers = self.topic_peers(&state.topic.hash());
+        Ok(ChannelView {
+            id: id.to_string(),
+            name: state.manifest.as_ref().map(|m| m.name.clone()),
+            description: state.manifest.as_ref().map(|m| m.description.clone()),
+            role: state.role_name().to_string(),
+            link: state.manifest.as_ref().map(|m| self.invite_link(m)),
+            posts,
+            peers,
+        })
+    }
+
+    fn invite_link(&self, manifest: &Manifest) -> String {
+        let me = *self.swarm.local_peer_id();
+        let mut addrs: Vec<Multiaddr> = self.bootstrap.clone();
+        // This node's own reachable addresses: non-loopback first, so the link works from
+        // other machines, then loopback for peers on this one.
+        let mut own: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        if own.is_empty() {
+            own = self
+                .swarm
+                .listeners()
+                .filter(|a| !is_unspecified(a))
+                .cloned()
+                .collect();
+        }
+        own.sort_by_key(is_loopback);
+        addrs.extend(own.into_iter().map(|a| a.with(Protocol::P2p(me))));
+        Invite {
+            manifest: manifest.clone(),
+            bootstrap: addrs,
+        }
+        .to_string()
+    }
+
+    fn topic_peers(&self, topic: &TopicHash) -> usize {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .count()
+    }
+
+    fn create_channel(&mut self, name: &str, description: &str) -> Result<ChannelView, NodeError> {
+        let key = libp2p::identity::ed25519::Keypair::generate();
+        let manifest = Manifest::sign(&key, name, description, now_ms(), 1)
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let record = ChannelRecord {
+            id: manifest.channel,
+            role: Role::Owner,
+            manifest: Some(manifest.to_bytes()),
+            secret_key: Some(zeroize::Zeroizing::new(key.to_bytes().to_vec())),
+            admin_cert: None,
+            followed_at_ms: now_ms(),
+        };
+        self.store.put_channel(&record)?;
+        let id = record.id;
+        self.install_channel(ChannelState::from_record(record));
+        self.publish_manifest_record(&manifest);
+        tracing::info!(channel = %id, "channel created");
+        self.channel_view(&id)
+    }
+
+    fn follow(&mut self, target: FollowTarget) -> Result<ChannelView, NodeError> {
+        let (id, manifest, addrs) = match target {
+            FollowTarget::Invite(inv) => (inv.channel(), Some(inv.manifest), inv.bootstrap),
+            FollowTarget::Id(id) => (id, None, Vec::new()),
+        };
+        for addr in addrs {
+            self.add_bootstrap_addr(&addr);
+        }
+        if let Some(state) = self.channels.get_mut(&id) {
+            // Already here: adopt a newer manifest from the link, if any.
+            if let Some(m) = manifest
+                && state
+                    .manifest
+                    .as_ref()
+                    .is_none_or(|o| o.version < m.version)
+            {
+                state.record.manifest = Some(m.to_bytes());
+                state.manifest = Some(m);
+                self.store.put_channel(&state.record)?;
+            }
+            return self.channel_view(&id);
+        }
+        let record = ChannelRecord {
+            id,
+            role: Role::Follower,
+            manifest: manifest.as_ref().map(|m| m.to_bytes()),
+            secret_key: None,
+            admin_cert: None,
+            followed_at_ms: now_ms(),
+        };
+        self.store.put_channel(&record)?;
+        self.install_channel(ChannelState::from_record(record));
+        if manifest.is_none() {
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_record(channel::manifest_key(&id));
+            self.manifest_queries.insert(q, id);
+        }
+        tracing::info!(channel = %id, "following channel");
+        self.channel_view(&id)
+    }
+
+    fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
+        let state = self
+            .channels
+            .remove(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        self.topics.remove(&state.topic.hash());
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&state.topic);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .stop_providing(&channel::provider_key(id));
+        Ok(())
+    }
+
+    /// Subscribes to the channel's topic and starts finding its other followers.
+    fn install_channel(&mut self, state: ChannelState) {
+        let id = state.id;
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&state.topic) {
+            tracing::error!(channel = %id, "cannot subscribe: {e:?}");
+        }
+        self.topics.insert(state.topic.hash(), id);
+        self.channels.insert(id, state);
+        self.discover(&id, true);
+    }
+
+    fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
+        match self.sign_post(&id, draft) {
+            Ok(post) => {
+                let key = (post.channel, post.author_key.to_bytes(), post.seq);
+                self.in_flight.insert(key, post.id);
+                if let Err(origin) = self.writer.submit(WriteRequest {
+                    post,
+                    origin: Origin::Local(reply),
+                }) {
+                    self.in_flight.remove(&key);
+                    if let Some(s) = self.channels.get_mut(&id) {
+                        s.head = None; // re-read from the store next time
+                    }
+                    if let Origin::Local(reply) = origin {
+                        let _ = reply.send(Err(NodeError::Busy));
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn sign_post(&mut self, id: &ChannelId, draft: PostDraft) -> Result<Post, NodeError> {
+        let identity = self.identity.clone();
+        let state = self
+            .channels
+            .get_mut(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        let (key, cert) = match &state.signer {
+            Some(Signer::Owner(k)) => (k.clone(), None),
+            Some(Signer::Admin(c)) => (identity.signing().clone(), Some(c.clone())),
+            None => {
+                return Err(NodeError::NotAllowed(format!(
+                    "only the owner or an admin of channel {id} can post to it"
+                )));
+            }
+        };
+        let head = match state.head {
+            Some(h) => h,
+            None => {
+                let h = self.store.author_head(id, &key.public().to_bytes())?;
+                let h = h.map_or(
+                    Head {
+                        next_seq: 1,
+                        prev: None,
+                        last_ts: 0,
+                    },
+                    |p| Head {
+                        next_seq: p.seq + 1,
+                        prev: Some(p.id),
+                        last_ts: p.timestamp_ms,
+                    },
+                );
+                // Posts of ours still in the writer are past the stored head.
+                let mut h = h;
+                while let Some(pid) =
+                    self.in_flight
+                        .get(&(*id, key.public().to_bytes(), h.next_seq))
+                {
+                    h.prev = Some(*pid);
+                    h.next_seq += 1;
+                }
+                h
+            }
+        };
+        // Never go back in time within one author's chain, so history order follows seq.
+        let ts = now_ms().max(head.last_ts);
+        let post = Post::sign(id, &key, cert.as_ref(), head.next_seq, head.prev, ts, draft)?;
+        state.head = Some(Head {
+            next_seq: head.next_seq + 1,
+            prev: Some(post.id),
+            last_ts: ts,
+        });
+        Ok(post)
+    }
+
+    fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
+        let state = self
+            .channels
+            .get(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        let Some(Signer::Owner(key)) = &state.signer else {
+            return Err(NodeError::NotAllowed(
+                "only the channel owner can add admins".into(),
+            ));
+        };
+        let admin = ed25519_of(&peer).ok_or_else(|| {
+            NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
+        })?;
+        let cert = AdminCert::issue(key, &admin, now_ms(), None);
+        self.unpublished_certs.entry(*id).or_default().push(cert);
+        self.flush_unpublished(id);
+        Ok(())
+    }
+
+    // ----- writes ---------------------------------------------------------------------------
+
+    fn on_written(&mut self, batch: Vec<WriteDone<PostReply>>) {
+        for done in batch {
+            let post = done.post;
+            self.in_flight
+                .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
+            match (done.result, done.origin) {
+                (Ok(InsertOutcome::Inserted), origin) => {
+                    let view = PostView::from(&post);
+                    let _ = self.events.send(Event::Post { post: view.clone() });
+                    if let Origin::Local(reply) = origin {
+                        let id = post.channel;
+                        self.unpublished.entry(id).or_default().push(post);
+                        self.flush_unpublished(&id);
+                        let _ = reply.send(Ok(view));
+                    }
+                }
+                (Ok(outcome), Origin::Local(reply)) => {
+                    // Our own chain disagrees with the store: re-read it on the next post.
+                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                        s.head = None;
+                    }
+                    let _ = reply.send(Err(NodeError::InvalidInput(format!(
+                        "post not stored ({outcome:?}); try again"
+                    ))));
+                }
+                (Ok(_), Origin::Remote) => {}
+                (Err(e), origin) => {
+                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                        s.head = None;
+                    }
+                    if let Origin::Local(reply) = origin {
+                        let _ = reply.send(Err(NodeError::from(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes what is waiting for a channel; keeps what cannot go out yet.
+    fn flush_unpublished(&mut self, id: &ChannelId) {
+        let Some(state) = self.channels.get(id) else {
+            self.unpublished.remove(id);
+            self.unpublished_certs.remove(id);
+            return;
+        };
+        let topic = state.topic.clone();
+        if let Some(certs) = self.unpublished_certs.remove(id) {
+            let mut keep = Vec::new();
+            for cert in certs {
+                let msg = v1::ChannelMessage {
+                    kind: Some(v1::channel_message::Kind::AdminCert(cert.signed.clone())),
+                };
+                if !self.publish(&topic, msg.encode_to_vec()) {
+                    keep.push(cert);
+                }
+            }
+            if !keep.is_empty() {
+                self.unpublished_certs.insert(*id, keep);
+            }
+        }
+        let Some(posts) = self.unpublished.remove(id) else {
+            return;
+        };
+        let mut keep = Vec::new();
+        for post in posts {
+            let msg = v1::ChannelMessage {
+                kind: Some(v1::channel_message::Kind::Post(
+                    match v1::SignedPost::decode(post.wire.as_slice()) {
+                        Ok(sp) => sp,
+                        Err(_) => continue,
+                    },
+                )),
+            };
+            if self.publish(&topic, msg.encode_to_vec()) {
+                if let Err(e) = self.store.outbox_remove(&post) {
+                    tracing::warn!("outbox: {e}");
+                }
+            } else {
+                keep.push(post);
+            }
+        }
+        if !keep.is_empty() {
+            self.unpublished.insert(*id, keep);
+        }
+    }
+
+    /// Publishes on a topic; false when it must be retried later.
+    fn publish(&mut self, topic: &gossipsub::IdentTopic, data: Vec<u8>) -> bool {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), data)
+        {
+            Ok(_) | Err(PublishError::Duplicate) => true,
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
+                false
+            }
+            Err(e) => {
+                tracing::warn!("publish failed: {e}");
+                true // not retryable
+            }
+        }
+    }
+
+    // ----- network --------------------------------------------------------------------------
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, endpoint.get_remote_address().clone()));
+                self.redial_backoff = Duration::from_secs(5);
+                if num_established.get() == 1 {
+                    tracing::debug!(%peer_id, "connected");
+                    let _ = self.events.send(Event::PeerConnected {
+                        peer_id: peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if let Some(conns) = self.connections.get_mut(&peer_id) {
+                    conns.retain(|(c, _)| *c != connection_id);
+                }
+                if num_established == 0 {
+                    self.connections.remove(&peer_id);
+                    tracing::debug!(%peer_id, "disconnected");
+                    self.agents.remove(&peer_id);
+                    let _ = self.events.send(Event::PeerDisconnected {
+                        peer_id: peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_new_listen_addr(&mut self, addr: Multiaddr) {
+        tracing::info!(address = %addr, "listening");
+        // Announce the address as reachable unless it is loopback on a wildcard listener
+        // (then other hosts could not use it; on an explicit loopback listener it is the point).
+        if self.announce_listen && !is_unspecified(&addr) {
+            let wildcard = self.swarm.listeners().any(is_unspecified);
+            if !(is_loopback(&addr) && wildcard && self.has_non_loopback_listener()) {
+                self.swarm.add_external_address(addr);
+            }
+        }
+    }
+
+    fn has_non_loopback_listener(&self) -> bool {
+        self.swarm
+            .listeners()
+            .any(|a| !is_loopback(a) && !is_unspecified(a))
+    }
+
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        self.agents.insert(peer, info.agent_version.clone());
+        let kad_server = learn_from_identify(&mut self.swarm.behaviour_mut().kad, &peer, &info);
+        if kad_server && !self.kad_bootstrapped {
+            self.kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
+            // The DHT just became reachable: announce and look up every channel now.
+            let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+            for id in ids {
+                self.discover(&id, true);
+            }
+        }
+        // Remember peers worth dialing after a restart (at most once a minute each).
+        let recently = self
+            .peer_saved
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        let speaks_samizdat = info.protocol_version == crate::net::IDENTIFY_PROTOCOL_VERSION;
+        if speaks_samizdat && !recently {
+            let addrs: Vec<Multiaddr> = info
+                .listen_addrs
+                .into_iter()
+                .filter(|a| !is_unspecified(a))
+                .take(16)
+                .collect();
+            if !addrs.is_empty() {
+                let rec = PeerRecord {
+                    peer_id: peer,
+                    addrs,
+                    last_seen_ms: now_ms(),
+                };
+                if let Err(e) = self.store.put_peer(&rec) {
+                    tracing::warn!("peer cache: {e}");
+                }
+                self.peer_saved.insert(peer, Instant::now());
+                if self.peer_saved.len().is_multiple_of(50) {
+                    let _ = self.store.prune_peers(PEER_CACHE);
+                }
+            }
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest { request } => {
+                accept_inbound_kad(&mut self.swarm.behaviour_mut().kad, request);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })) => {
+                    let me = *self.swarm.local_peer_id();
+                    let mut dialed = 0;
+                    for p in providers {
+                        if p == me || self.swarm.is_connected(&p) || dialed >= DIALS_PER_LOOKUP {
+                            continue;
+                        }
+                        // Addresses come from the still-running query's results.
+                        if self.swarm.dial(p).is_ok() {
+                            dialed += 1;
+                        }
+                    }
+                }
+                QueryResult::GetProviders(_) if step.last => {
+                    self.provider_queries.remove(&id);
+                }
+                QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                    if let Some(channel) = self.manifest_queries.get(&id).copied() {
+                        self.adopt_manifest_record(&channel, &found.record);
+                    }
+                }
+                QueryResult::GetRecord(_) if step.last => {
+                    self.manifest_queries.remove(&id);
+                }
+                QueryResult::Bootstrap(Ok(_))
+                | QueryResult::StartProviding(_)
+                | QueryResult::PutRecord(_) => {
+                    tracing::trace!(?result, "kad query progressed");
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn adopt_manifest_record(&mut self, id: &ChannelId, record: &Record) {
+        if check_record(record, None) != RecordVerdict::Store {
+            return;
+        }
+        let Ok(m) = Manifest::from_bytes(&record.value) else {
+            return;
+        };
+        if m.channel != *id {
+            return;
+        }
+        self.adopt_manifest(m);
+    }
+
+    fn adopt_manifest(&mut self, m: Manifest) {
+        let id = m.channel;
+        let Some(state) = self.channels.get_mut(&id) else {
+            return;
+        };
+        if state
+            .manifest
+            .as_ref()
+            .is_some_and(|o| o.version >= m.version)
+        {
+            return;
+        }
+        state.record.manifest = Some(m.to_bytes());
+        state.manifest = Some(m);
+        if let Err(e) = self.store.put_channel(&state.record) {
+            tracing::warn!("store: {e}");
+        }
+        if let Ok(view) = self.channel_view(&id) {
+            let _ = self.events.send(Event::ChannelUpdated { channel: view });
+        }
+    }
+
+    fn publish_manifest_record(&mut self, m: &Manifest) {
+        let record = Record::new(channel::manifest_key(&m.channel), m.to_bytes());
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+        {
+            tracing::debug!("manifest record not stored locally: {e}");
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.validate(&message);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
+            gossipsub::Event::Subscribed { topic, .. } => {
+                if let Some(id) = self.topics.get(&topic).copied() {
+                    self.flush_unpublished(&id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Decides what happens to a message on a channel topic; stores accepted posts.
+    fn validate(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+        let Some(id) = self.topics.get(&message.topic).copied() else {
+            return MessageAcceptance::Ignore;
+        };
+        let Ok(msg) = v1::ChannelMessage::decode(message.data.as_slice()) else {
+            tracing::debug!(channel = %id, source = ?message.source, "malformed channel message rejected");
+            return MessageAcceptance::Reject;
+        };
+        match msg.kind {
+            Some(v1::channel_message::Kind::Post(sp)) => self.validate_post(&id, sp),
+            Some(v1::channel_message::Kind::AdminCert(c)) => match AdminCert::verify(c, &id) {
+                Ok(cert) => {
+                    self.adopt_cert(cert);
+                    MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    tracing::debug!(channel = %id, "admin certificate rejected: {e}");
+                    MessageAcceptance::Reject
+                }
+            },
+            Some(v1::channel_message::Kind::Manifest(m)) => match Manifest::verify(m) {
+                Ok(m) if m.channel == id => {
+                    self.adopt_manifest(m);
+                    MessageAcceptance::Accept
+                }
+                _ => MessageAcceptance::Reject,
+            },
+            None => MessageAcceptance::Reject,
+        }
+    }
+
+    fn validate_post(&mut self, id: &ChannelId, sp: v1::SignedPost) -> MessageAcceptance {
+        let wire = sp.encode_to_vec();
+        let post = match Post::verify(&wire, Some(id), now_ms()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(channel = %id, "post rejected: {e}");
+                return match e {
+                    // Clock skew is not proof of malice: drop without penalty.
+                    PostError::FromFuture => MessageAcceptance::Ignore,
+                    _ => MessageAcceptance::Reject,
+                };
+            }
+        };
+        if post.is_expired(now_ms()) {
+            return MessageAcceptance::Ignore;
+        }
+        match self.chain_check(&post) {
+            Ok(ChainCheck::New) => {}
+            Ok(ChainCheck::Duplicate) => return MessageAcceptance::Ignore,
+            Ok(ChainCheck::Conflict) => {
+                // An author signed two different posts for one place in its chain. The
+                // forwarder may be honest (it saw only one), so no penalty; keep the first.
+                tracing::warn!(channel = %id, author = %post.author_string(), seq = post.seq, "conflicting post ignored");
+                return MessageAcceptance::Ignore;
+            }
+            Err(e) => {
+                tracing::warn!("store read failed during validation: {e}");
+                return MessageAcceptance::Ignore;
+            }
+        }
+        let key = (post.channel, post.author_key.to_bytes(), post.seq);
+        self.in_flight.insert(key, post.id);
+        if self
+            .writer
+            .submit(WriteRequest {
+                post,
+                origin: Origin::Remote,
+            })
+            .is_err()
+        {
+            // Writer saturated: drop without forwarding; history sync fills the gap later.
+            self.in_flight.remove(&key);
+            return MessageAcceptance::Ignore;
+        }
+        MessageAcceptance::Accept
+    }
+
+    fn chain_check(&self, post: &Post) -> Result<ChainCheck, crate::store::StoreError> {
+        let author = post.author_key.to_bytes();
+        let slot =
+            |seq: u64| -> Result<Option<(PostId, Option<PostId>)>, crate::store::StoreError> {
+                if let Some(id) = self.in_flight.get(&(post.channel, author, seq)) {
+                    return Ok(Some((*id, None)));
+                }
+                Ok(self
+                    .store
+                    .post_at(&post.channel, &author, seq)?
+                    .map(|p| (p.id, p.prev)))
+            };
+        if let Some((existing, _)) = slot(post.seq)? {
+            return Ok(if existing == post.id {
+                ChainCheck::Duplicate
+            } else {
+                ChainCheck::Conflict
+            });
+        }
+        if self.store.contains(&post.id)? {
+            return Ok(ChainCheck::Duplicate);
+        }
+        if let Some(prev) = post.prev
+            && let Some((before, _)) = slot(post.seq - 1)?
+            && before != prev
+        {
+            return Ok(ChainCheck::Conflict);
+        }
+        if let Some((_, Some(next_prev))) = slot(post.seq + 1)?
+            && next_prev != post.id
+        {
+            return Ok(ChainCheck::Conflict);
+        }
+        Ok(ChainCheck::New)
+    }
+
+    fn adopt_cert(&mut self, cert: AdminCert) {
+        if cert.admin != self.identity.signing().public() {
+            return;
+        }
+        let Some(state) = self.channels.get_mut(&cert.channel) else {
+            return;
+        };
+        if state.record.role != Role::Follower {
+            return;
+        }
+        tracing::info!(channel = %cert.channel, "this node is now an admin of the channel");
+        state.record.role = Role::Admin;
+        state.record.admin_cert = Some(cert.signed.encode_to_vec());
+        state.signer = Some(Signer::Admin(cert));
+        state.head = None;
+        if let Err(e) = self.store.put_channel(&state.record) {
+            tracing::warn!("store: {e}");
+        }
+    }
+
+    // ----- discovery and reconnection -------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for id in &ids {
+            if self.unpublished.contains_key(id) || self.unpublished_certs.contains_key(id) {
+                self.flush_unpublished(id);
+            }
+            self.discover(id, false);
+        }
+        self.connect_to_network(false);
+    }
+
+    /// Announces this node as a follower of the channel and looks up the others.
+    fn discover(&mut self, id: &ChannelId, now: bool) {
+        let Some(state) = self.channels.get(id) else {
+            return;
+        };
+        let peers = self.topic_peers(&state.topic.hash());
+        let sparse = peers < WANT_TOPIC_PEERS;
+        let lookup_every = if sparse {
+            LOOKUP_WHEN_SPARSE
+        } else {
+            LOOKUP_WHEN_HEALTHY
+        };
+        let due =
+            |t: Option<Instant>, every: Duration| now || t.is_none_or(|t| t.elapsed() >= every);
+        let provide_due = due(
+            state.last_provide,
+            if sparse {
+                PROVIDE_WHEN_SPARSE
+            } else {
+                Duration::from_secs(3600)
+            },
+        );
+        let lookup_due = due(state.last_lookup, lookup_every);
+        let key = channel::provider_key(id);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if provide_due && let Err(e) = kad.start_providing(key.clone()) {
+            tracing::debug!("cannot announce: {e}");
+        }
+        let mut lookup = None;
+        if lookup_due && !self.provider_queries.values().any(|c| c == id) {
+            lookup = Some(kad.get_providers(key));
+        }
+        if let Some(state) = self.channels.get_mut(id) {
+            if provide_due {
+                state.last_provide = Some(Instant::now());
+            }
+            if lookup_due {
+                state.last_lookup = Some(Instant::now());
+            }
+        }
+        if let Some(q) = lookup {
+            self.provider_queries.insert(q, *id);
+        }
+    }
+
+    fn add_bootstrap_addr(&mut self, addr: &Multiaddr) {
+        let (peer, base) = split_peer_addr(addr);
+        if peer == Some(*self.swarm.local_peer_id()) {
+            return;
+        }
+        if let Some(p) = peer {
+            self.swarm.behaviour_mut().kad.add_address(&p, base);
+        }
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            tracing::debug!(%addr, "cannot dial: {e}");
+        }
+        if !self.bootstrap.contains(addr) {
+            self.bootstrap.push(addr.clone());
+        }
+    }
+
+    /// Dials the peer cache and the bootstrap peers: at startup, and with backoff whenever
+    /// the node has no connection at all.
+    fn connect_to_network(&mut self, startup: bool) {
+        if !startup {
+            if self.swarm.connected_peers().next().is_some()
+                || self.last_redial.elapsed() < self.redial_backoff
+            {
+                return;
+            }
+            self.redial_backoff = (self.redial_backoff * 2).min(Duration::from_secs(60));
+            tracing::info!("no connections; redialing cached and bootstrap peers");
+        }
+        self.last_redial = Instant::now();
+        let me = *self.swarm.local_peer_id();
+        let cached = self.store.peers().unwrap_or_else(|e| {
+            tracing::warn!("peer cache unreadable: {e}");
+            Vec::new()
+        });
+        // The peer cache first: it holds peers that worked before, and survives the bootstrap
+        // peers being blocked.
+        let mut seen = HashSet::new();
+        for rec in cached.into_iter().take(STARTUP_DIALS) {
+            if rec.peer_id == me || !seen.insert(rec.peer_id) {
+                continue;
+            }
+            for a in &rec.addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&rec.peer_id, a.clone());
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(rec.peer_id)
+                .addresses(rec.addrs)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+        for addr in self.bootstrap.clone() {
+            let (peer, base) = split_peer_addr(&addr);
+            if peer == Some(me) || peer.is_some_and(|p| seen.contains(&p)) {
+                continue;
+            }
+            if let Some(p) = peer {
+                self.swarm.behaviour_mut().kad.add_address(&p, base);
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, "cannot dial bootstrap peer: {e}");
+            }
+        }
+    }
+}
+
+enum ChainCheck {
+    New,
+    Duplicate,
+    Conflict,
+}
+
+fn with_port_zero(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}

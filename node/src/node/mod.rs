@@ -1,0 +1,367 @@
+//! The running node: startup, the handle clients use, and the event loop that owns the swarm.
+
+mod channels;
+mod command;
+mod event_loop;
+pub mod views;
+mod writer;
+
+pub use command::FollowTarget;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{ChannelId, PostDraft, PostError};
+use crate::config::{Config, ConfigError, default_listen};
+use crate::crypto::{Keyring, KeyringError};
+use crate::home::{Home, HomeError, write_public};
+use crate::identity::{Identity, IdentityError};
+use crate::net::NetError;
+use crate::store::{Cursor, SledStore, Store, StoreError};
+use command::Command;
+use views::{ChannelView, Event, NodeInfo, PeerView, PostView};
+
+/// Errors of the node, as its clients see them.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// `samizdat init` has not run in this home.
+    #[error("no node in {0}: run `samizdat init` first")]
+    NotInitialized(String),
+    /// The channel is neither owned nor followed here.
+    #[error("unknown channel {0} (follow it first)")]
+    UnknownChannel(String),
+    /// The operation needs a right this node does not have.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A post was refused.
+    #[error("post refused: {0}")]
+    Post(#[from] PostError),
+    /// The node is overloaded; try again.
+    #[error("the node is busy; try again")]
+    Busy,
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// Home directory problem.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// Configuration problem.
+    #[error("config: {0}")]
+    Config(#[from] ConfigError),
+    /// Key problem (wrong passphrase, missing key file).
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Identity file problem.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Store problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Network setup problem.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Other I/O.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<Arc<StoreError>> for NodeError {
+    fn from(e: Arc<StoreError>) -> Self {
+        NodeError::InvalidInput(format!("store: {e}"))
+    }
+}
+
+/// How to start a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Passphrase for a passphrase-protected home.
+    pub passphrase: Option<String>,
+    /// Listen addresses replacing the configured ones.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap addresses added to the configured ones.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Create the home if it has not been initialised.
+    pub init_if_missing: bool,
+}
+
+/// What `init` produced.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The new node's PeerId.
+    pub peer_id: PeerId,
+    /// Whether the home already existed (then nothing was changed).
+    pub already: bool,
+}
+
+/// Creates the identity, keyring, store and config in `home`. Does nothing if it exists.
+pub fn init(home: &Home, passphrase: Option<&str>) -> Result<InitReport, NodeError> {
+    if home.is_initialized() {
+        let key = Keyring::unlock(home, passphrase)?;
+        let id = Identity::load(home, &key)?;
+        return Ok(InitReport {
+            peer_id: id.peer_id(),
+            already: true,
+        });
+    }
+    home.create()?;
+    let key = Arc::new(Keyring::create(home, passphrase)?);
+    let identity = Identity::generate();
+    identity.save(home, &key)?;
+    drop(SledStore::open(&home.store_dir(), key)?);
+    if !home.config_file().exists() {
+        let config = Config {
+            listen: default_listen(pick_port()),
+            ..Config::default()
+        };
+        write_public(&home.config_file(), config.to_commented_toml().as_bytes())?;
+    }
+    Ok(InitReport {
+        peer_id: identity.peer_id(),
+        already: false,
+    })
+}
+
+/// A random port free for both TCP and UDP now, so the node keeps one address across restarts.
+fn pick_port() -> u16 {
+    for _ in 0..32 {
+        let [a, b] = crate::crypto::random_bytes::<2>();
+        let port = 20_000 + (u16::from_be_bytes([a, b]) % 40_000);
+        let tcp = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if tcp && udp {
+            return port;
+        }
+    }
+    0
+}
+
+/// A cheap, cloneable handle to a running node: what the API and the demo use.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// This node's identity and addresses.
+    pub async fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.call(Command::Info).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
+        self.call(Command::Peers).await
+    }
+
+    /// Channels owned or followed.
+    pub async fn channels(&self) -> Result<Vec<ChannelView>, NodeError> {
+        self.call(Command::Channels).await
+    }
+
+    /// One channel.
+    pub async fn channel(&self, id: ChannelId) -> Result<ChannelView, NodeError> {
+        self.call(|r| Command::Channel(id, r)).await
+    }
+
+    /// Creates a channel owned by this node.
+    pub async fn create_channel(
+        &self,
+        name: String,
+        description: String,
+    ) -> Result<ChannelView, NodeError> {
+        self.call(|reply| Command::CreateChannel {
+            name,
+            description,
+            reply,
+        })
+        .await
+    }
+
+    /// Follows a channel by link or id.
+    pub async fn follow(&self, target: FollowTarget) -> Result<ChannelView, NodeError> {
+        self.call(|reply| Command::Follow { target, reply }).await
+    }
+
+    /// Stops following a channel (its history stays in the store).
+    pub async fn unfollow(&self, channel: ChannelId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Unfollow { channel, reply })
+            .await
+    }
+
+    /// Posts to a channel this node owns or administers; returns once the post is durable.
+    pub async fn post(&self, channel: ChannelId, draft: PostDraft) -> Result<PostView, NodeError> {
+        self.call(|reply| Command::Post {
+            channel,
+            draft,
+            reply,
+        })
+        .await
+    }
+
+    /// Lets another node post to a channel this node owns.
+    pub async fn add_admin(&self, channel: ChannelId, peer: PeerId) -> Result<(), NodeError> {
+        self.call(|reply| Command::AddAdmin {
+            channel,
+            peer,
+            reply,
+        })
+        .await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// A page of a channel's history, oldest first, after `after`.
+    pub async fn history(
+        &self,
+        channel: ChannelId,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<PostView>, Option<Cursor>), NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if store.channel(&channel)?.is_none() {
+                return Err(NodeError::UnknownChannel(channel.to_string()));
+            }
+            let page = store.history(&channel, after.as_ref(), limit)?;
+            let next = (page.len() == limit)
+                .then(|| page.last().map(|(c, _)| c.clone()))
+                .flatten();
+            Ok((page.iter().map(|(_, p)| PostView::from(p)).collect(), next))
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Live events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+/// A running node.
+pub struct Node {
+    handle: NodeHandle,
+    info: NodeInfo,
+    config: Config,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.info.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the home, unlocks keys and store, starts listening, and runs the event loop until
+    /// `shutdown` fires.
+    pub async fn start(
+        home: &Home,
+        opts: NodeOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Self, NodeError> {
+        if !home.is_initialized() {
+            if opts.init_if_missing {
+                init(home, opts.passphrase.as_deref())?;
+            } else {
+                return Err(NodeError::NotInitialized(home.path().display().to_string()));
+            }
+        }
+        let mut config = Config::load(&home.config_file())?;
+        if !opts.listen.is_empty() {
+            config.listen = opts.listen.clone();
+        }
+        config.bootstrap.extend(opts.bootstrap.iter().cloned());
+        let key = Arc::new(Keyring::unlock(home, opts.passphrase.as_deref())?);
+        let identity = Arc::new(Identity::load(home, &key)?);
+        let store: Arc<dyn Store> = {
+            let dir = home.store_dir();
+            let key = key.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || SledStore::open(&dir, key))
+                    .await
+                    .map_err(|_| NodeError::Stopped)??,
+            )
+        };
+        let (events, _) = broadcast::channel(1024);
+        let (commands, cmd_rx) = mpsc::channel(256);
+        let (event_loop, info) = event_loop::EventLoop::new(
+            &config,
+            identity,
+            store.clone(),
+            events.clone(),
+            cmd_rx,
+            shutdown,
+        )
+        .await?;
+        let task = tokio::spawn(event_loop.run());
+        Ok(Self {
+            handle: NodeHandle {
+                commands,
+                events,
+                store,
+            },
+            info,
+            config,
+            task,
+        })
+    }
+
+    /// The handle for clients.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Identity and listen addresses at startup.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The effective configuration (file plus options).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Waits for the event loop to finish (after shutdown), with the store flushed.
+    pub async fn stopped(self) {
+        drop(self.handle);
+        if tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("node did not stop within 30 s");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The JSON shapes the node shows to its clients (API, CLI, UI). Part of the CLI contract:
+//! fields are only ever added, never renamed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Post;
+
+/// A post as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PostView {
+    /// Post id (base32 SHA-256 of the signed body).
+    pub id: String,
+    /// Channel id.
+    pub channel: String,
+    /// The channel id when the owner posted, else the admin's PeerId.
+    pub author: String,
+    /// Per-author sequence number.
+    pub seq: u64,
+    /// Author's timestamp, milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The text.
+    pub text: String,
+    /// Expiry, milliseconds since the Unix epoch, or null.
+    pub expires_at: Option<u64>,
+    /// Attached file, or null.
+    pub file: Option<FileView>,
+}
+
+/// A file attached to a post.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileView {
+    /// Content id (base32).
+    pub cid: String,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl From<&Post> for PostView {
+    fn from(p: &Post) -> Self {
+        Self {
+            id: p.id.to_string(),
+            channel: p.channel.to_string(),
+            author: p.author_string(),
+            seq: p.seq,
+            timestamp: p.timestamp_ms,
+            text: p.text.clone(),
+            expires_at: p.expires_at_ms,
+            file: p.file.as_ref().map(|f| FileView {
+                cid: data_encoding::BASE32_NOPAD
+                    .encode(&f.cid)
+                    .to_ascii_lowercase(),
+                name: f.name.clone(),
+                size: f.size,
+            }),
+        }
+    }
+}
+
+/// A channel as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Channel id.
+    pub id: String,
+    /// Name from the signed manifest; null until the manifest is known.
+    pub name: Option<String>,
+    /// Description from the manifest.
+    pub description: Option<String>,
+    /// "owner", "admin" or "follower".
+    pub role: String,
+    /// Invite link (`samizdat://channel/...`); null until the manifest is known.
+    pub link: Option<String>,
+    /// Posts held locally.
+    pub posts: u64,
+    /// Peers currently connected on this channel's topic.
+    pub peers: usize,
+}
+
+/// A peer as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerView {
+    /// Its PeerId.
+    pub peer_id: String,
+    /// Addresses of the open connections.
+    pub addrs: Vec<String>,
+    /// What it calls itself (identify agent version), if known.
+    pub agent: Option<String>,
+}
+
+/// The node's own identity and addresses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// Addresses it listens on (without /p2p/).
+    pub listen_addrs: Vec<String>,
+    /// Full dialable addresses (with /p2p/<peer id>), to give to others.
+    pub addrs: Vec<String>,
+    /// Connected peers.
+    pub connected_peers: usize,
+    /// Software version.
+    pub version: String,
+}
+
+/// Something that happened, pushed to clients over Server-Sent Events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A post was durably stored (made here or received).
+    Post {
+        /// The post.
+        post: PostView,
+    },
+    /// A connection to a peer was established.
+    PeerConnected {
+        /// The peer.
+        peer_id: String,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer_id: String,
+    },
+    /// A channel's manifest or role changed.
+    ChannelUpdated {
+        /// The channel.
+        channel: ChannelView,
+    },
+}

@@ -1,0 +1,152 @@
+//! Group commit: one thread applies every post write and makes each batch durable with a
+//! single flush, so acknowledging only durable posts does not cost one fsync per post.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::channel::Post;
+use crate::store::{InsertOutcome, Store, StoreError};
+
+/// Posts waiting for the writer; beyond this, new ones are refused (back-pressure).
+const QUEUE: usize = 4096;
+/// Most posts in one transaction and flush.
+const MAX_BATCH: usize = 512;
+
+/// Who is waiting for a write.
+pub(crate) enum Origin<R> {
+    /// Made on this node: the outbox entry is written with it, `R` is acknowledged after.
+    Local(R),
+    /// Received from a peer.
+    Remote,
+}
+
+/// A post to store.
+pub(crate) struct WriteRequest<R> {
+    pub post: Post,
+    pub origin: Origin<R>,
+}
+
+/// A post stored (or not), reported back to the event loop.
+pub(crate) struct WriteDone<R> {
+    pub post: Post,
+    pub origin: Origin<R>,
+    pub result: Result<InsertOutcome, Arc<StoreError>>,
+}
+
+/// Handle to the writer thread.
+pub(crate) struct Writer<R> {
+    tx: Option<SyncSender<WriteRequest<R>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<R: Send + 'static> Writer<R> {
+    /// Starts the thread; results go to `done`.
+    pub fn spawn(store: Arc<dyn Store>, done: UnboundedSender<Vec<WriteDone<R>>>) -> Self {
+        let (tx, rx) = sync_channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(store, rx, done))
+            .ok();
+        Self {
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    /// Queues a write; gives the origin back if the queue is full or the writer is gone.
+    pub fn submit(&self, req: WriteRequest<R>) -> Result<(), Origin<R>> {
+        match &self.tx {
+            Some(tx) => tx.try_send(req).map_err(|e| match e {
+                TrySendError::Full(r) | TrySendError::Disconnected(r) => r.origin,
+            }),
+            None => Err(req.origin),
+        }
+    }
+
+    /// Finishes queued writes, flushes, and stops the thread.
+    pub fn close(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+impl<R> Drop for Writer<R> {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run<R>(
+    store: Arc<dyn Store>,
+    rx: Receiver<WriteRequest<R>>,
+    done: UnboundedSender<Vec<WriteDone<R>>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let (posts, origins): (Vec<Post>, Vec<Origin<R>>) =
+            batch.into_iter().map(|r| (r.post, r.origin)).unzip();
+        let result = write_batch(store.as_ref(), &posts, &origins);
+        let reports = match result {
+            Ok(outcomes) => posts
+                .into_iter()
+                .zip(origins)
+                .zip(outcomes)
+                .map(|((post, origin), o)| WriteDone {
+                    post,
+                    origin,
+                    result: Ok(o),
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!("store write failed: {e}");
+                let e = Arc::new(e);
+                posts
+                    .into_iter()
+                    .zip(origins)
+                    .map(|(post, origin)| WriteDone {
+                        post,
+                        origin,
+                        result: Err(e.clone()),
+                    })
+                    .collect()
+            }
+        };
+        if done.send(reports).is_err() {
+            break;
+        }
+    }
+    if let Err(e) = store.flush() {
+        tracing::error!("final store flush failed: {e}");
+    }
+}
+
+fn write_batch<R>(
+    store: &dyn Store,
+    posts: &[Post],
+    origins: &[Origin<R>],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let outcomes = store.insert_posts(posts)?;
+    for ((post, origin), outcome) in posts.iter().zip(origins).zip(&outcomes) {
+        if matches!(origin, Origin::Local(_)) && *outcome == InsertOutcome::Inserted {
+            store.outbox_add(post)?;
+        }
+    }
+    store.flush()?;
+    Ok(outcomes)
+}
