@@ -1048,18 +1048,33 @@ impl EventLoop {
     }
 
     fn add_bootstrap_addr(&mut self, addr: &Multiaddr) {
-        let (peer, base) = split_peer_addr(addr);
+        let (peer, _) = split_peer_addr(addr);
         if peer == Some(*self.swarm.local_peer_id()) {
             return;
         }
-        if let Some(p) = peer {
-            self.swarm.behaviour_mut().kad.add_address(&p, base);
-        }
-        if let Err(e) = self.swarm.dial(addr.clone()) {
-            tracing::debug!(%addr, "cannot dial: {e}");
-        }
+        self.dial_addr(addr);
         if !self.bootstrap.contains(addr) {
             self.bootstrap.push(addr.clone());
+        }
+    }
+
+    /// Dials an address; with a /p2p/ id, only if not already connected or dialing, and the
+    /// address also goes to Kademlia (bootstrap peers serve the DHT).
+    fn dial_addr(&mut self, addr: &Multiaddr) {
+        use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+        let (peer, base) = split_peer_addr(addr);
+        let opts = match peer {
+            Some(p) => {
+                self.swarm.behaviour_mut().kad.add_address(&p, base.clone());
+                DialOpts::peer_id(p)
+                    .addresses(vec![base])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build()
+            }
+            None => DialOpts::unknown_peer_id().address(base).build(),
+        };
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%addr, "not dialing: {e}");
         }
     }
 
@@ -1100,16 +1115,11 @@ impl EventLoop {
             let _ = self.swarm.dial(opts);
         }
         for addr in self.bootstrap.clone() {
-            let (peer, base) = split_peer_addr(&addr);
+            let (peer, _) = split_peer_addr(&addr);
             if peer == Some(me) || peer.is_some_and(|p| seen.contains(&p)) {
                 continue;
             }
-            if let Some(p) = peer {
-                self.swarm.behaviour_mut().kad.add_address(&p, base);
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, "cannot dial bootstrap peer: {e}");
-            }
+            self.dial_addr(&addr);
         }
     }
 }

@@ -64,6 +64,12 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(map_open_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Contents are sealed, but sizes and timing of files are nobody else's business.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
         let store = Self {
             channels: db.open_tree("channels")?,
             posts: db.open_tree("posts")?,
