@@ -231,7 +231,7 @@ impl NodeProc {
             .arg(&self.home)
             .arg("run")
             .args(["--api", "127.0.0.1:0"]);
-        if !extra.iter().any(|a| *a == "--listen") {
+        if !extra.contains(&"--listen") {
             cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
         for b in bootstrap {
