@@ -46,7 +46,26 @@ fn build_binaries(profile_dir: &Path) {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the workspace");
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // Drop what cargo set for this test crate: build scripts track some of these variables
+    // (ring tracks CARGO_MANIFEST_DIR), and a changed value would rebuild half the tree.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CARGO_PKG_")
+            || matches!(
+                k.as_str(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
         .current_dir(workspace)
         .args(["build", "--quiet", "--profile", &profile])
         .args(["-p", "samizdat-node", "-p", "samizdat-bootstrap", "--bins"])
