@@ -64,6 +64,8 @@ pub struct Config {
     /// Close connections idle for this long.
     #[serde(with = "humantime_serde_compat")]
     pub idle_connection_timeout: Duration,
+    /// Largest file this node adds or fetches, in bytes.
+    pub max_file_bytes: u64,
 }
 
 /// Connection limits (see SECURITY.md for why these numbers).
@@ -104,6 +106,7 @@ impl Default for Config {
             dht_mode: DhtMode::default(),
             limits: Limits::default(),
             idle_connection_timeout: Duration::from_secs(60),
+            max_file_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -173,6 +176,9 @@ dht_mode = "{dht}"
 # Idle connections are closed after this long.
 idle_connection_timeout = "{idle}"
 
+# Largest file this node adds or fetches, in bytes.
+max_file_bytes = {max_file}
+
 [limits]
 max_connections = {mc}
 max_connections_per_peer = {mcp}
@@ -189,6 +195,7 @@ max_memory_fraction = {mmf}
                 DhtMode::Client => "client",
             },
             idle = humantime::format_duration(self.idle_connection_timeout),
+            max_file = self.max_file_bytes,
             mc = self.limits.max_connections,
             mcp = self.limits.max_connections_per_peer,
             mpi = self.limits.max_pending_incoming,

@@ -85,6 +85,11 @@ impl Home {
         self.root.join("store")
     }
 
+    /// `blobs/`: file chunks, sealed.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
     /// `api.token`: the bearer token of the local API, rotated on every start.
     pub fn api_token_file(&self) -> PathBuf {
         self.root.join("api.token")

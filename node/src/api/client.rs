@@ -86,13 +86,11 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                ClientError::NoDaemon(self.home.clone())
-            } else {
-                ClientError::Transport(e.to_string())
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        self.decode(resp).await
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -131,6 +129,65 @@ impl ApiClient {
         body: &B,
     ) -> Result<T, ClientError> {
         self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// Streams a local file to `path` as the request body; decodes the JSON answer.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+    ) -> Result<T, ClientError> {
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ));
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.decode(resp).await
+    }
+
+    /// GETs `path` and streams the body into `out`; returns the bytes written.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !resp.status().is_success() {
+            return self.decode::<serde_json::Value>(resp).await.map(|_| 0);
+        }
+        let mut n = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| ClientError::Transport(e.to_string()))?;
+            out.write_all(&piece)
+                .await
+                .map_err(|e| ClientError::Transport(format!("writing output: {e}")))?;
+            n += piece.len() as u64;
+        }
+        Ok(n)
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        if e.is_connect() {
+            ClientError::NoDaemon(self.home.clone())
+        } else {
+            ClientError::Transport(e.to_string())
+        }
     }
 
     /// DELETE and decode.

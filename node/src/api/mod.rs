@@ -37,6 +37,9 @@ pub struct PostRequest {
     /// Delete everywhere this many milliseconds after posting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_ms: Option<u64>,
+    /// Content id of a file this node holds, to attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// Body of `POST /v1/channels/{id}/admins`.

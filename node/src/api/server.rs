@@ -25,8 +25,9 @@ use super::{
     PostRequest,
 };
 use crate::channel::{ChannelId, Invite, PostDraft, now_ms};
-use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView};
-use crate::node::{FollowTarget, NodeHandle};
+use crate::files::{Cid, DownloadStatus};
+use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
+use crate::node::{FileAdded, FollowTarget, NodeHandle};
 use crate::store::Cursor;
 
 /// Largest request body accepted (a post is at most 16 KiB of text).
@@ -66,6 +67,18 @@ pub async fn serve(
             get(history).post(post_to_channel),
         )
         .route("/v1/channels/{id}/admins", post(add_admin))
+        .route("/v1/channels/{id}/sync", get(sync_status))
+        .route(
+            "/v1/files",
+            post(add_file).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/{cid}", get(file_status))
+        .route("/v1/files/{cid}/fetch", post(fetch_file))
+        .route("/v1/files/{cid}/content", get(file_content))
+        .route(
+            "/v1/peers/{peer}/block",
+            post(block_peer).delete(unblock_peer),
+        )
         .route("/v1/events", get(events))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/v1/health", get(|| async { "ok" }))
@@ -263,15 +276,20 @@ async fn post_to_channel(
 ) -> Result<(StatusCode, Json<PostView>), ApiError> {
     let channel = parse_channel(&id)?;
     let expires_at_ms = req.expires_in_ms.map(|d| now_ms().saturating_add(d));
+    let file = match req.file.as_deref() {
+        Some(c) => Some(parse_cid(c)?),
+        None => None,
+    };
     let view = s
         .node
-        .post(
+        .post_with_file(
             channel,
             PostDraft {
                 text: req.text,
                 expires_at_ms,
                 file: None,
             },
+            file,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -316,5 +334,101 @@ fn event_name(ev: &crate::node::views::Event) -> &'static str {
         Event::PeerConnected { .. } => "peer_connected",
         Event::PeerDisconnected { .. } => "peer_disconnected",
         Event::ChannelUpdated { .. } => "channel_updated",
+        Event::SyncProgress { .. } => "sync_progress",
+        Event::PostExpired { .. } => "post_expired",
+        Event::FileProgress { .. } => "file_progress",
     }
+}
+
+fn parse_cid(s: &str) -> Result<Cid, ApiError> {
+    s.parse()
+        .map_err(|e: crate::files::ManifestError| ApiError::bad_request(e.to_string()))
+}
+
+async fn sync_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SyncStatus>, ApiError> {
+    Ok(Json(s.node.sync_status(parse_channel(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+struct AddFileQuery {
+    name: Option<String>,
+}
+
+async fn add_file(
+    State(s): State<AppState>,
+    Query(q): Query<AddFileQuery>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<FileAdded>), ApiError> {
+    let name = q.name.unwrap_or_else(|| "file".to_string());
+    let added = s.node.add_file(name, body.into_data_stream()).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+async fn file_status(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<DownloadStatus>, ApiError> {
+    Ok(Json(s.node.file_status(parse_cid(&cid)?).await?))
+}
+
+async fn fetch_file(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<AddFileQuery>,
+) -> Result<Json<DownloadStatus>, ApiError> {
+    let name = q.name.unwrap_or_default();
+    Ok(Json(s.node.fetch_file(parse_cid(&cid)?, name).await?))
+}
+
+async fn file_content(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let (rec, manifest) = s.node.file_manifest(parse_cid(&cid)?).await?;
+    let node = s.node.clone();
+    let chunks = manifest.chunks.clone();
+    let stream = futures::stream::iter(chunks).then(move |hash| {
+        let node = node.clone();
+        async move {
+            node.read_chunk(hash)
+                .await
+                .map(axum::body::Bytes::from)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }
+    });
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        rec.name.replace(['"', '\\'], "_")
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, rec.mime)
+        .header(header::CONTENT_LENGTH, manifest.size)
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header("x-content-type-options", "nosniff")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn parse_peer(p: &str) -> Result<libp2p::PeerId, ApiError> {
+    p.parse()
+        .map_err(|_| ApiError::bad_request(format!("not a peer id: {p}")))
+}
+
+async fn block_peer(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.node.block(parse_peer(&peer)?, true).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn unblock_peer(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.node.block(parse_peer(&peer)?, false).await?;
+    Ok(Json(serde_json::json!({})))
 }

@@ -16,9 +16,11 @@ use crate::api::{
     AdminRequest, ApiClient, CreateChannelRequest, DialRequest, FollowRequest, HistoryPage,
     PostRequest,
 };
+use crate::files::DownloadStatus;
 use crate::home::Home;
+use crate::node::FileAdded;
 use crate::node::NodeOptions;
-use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView};
+use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
 use output::Output;
 
 /// Samizdat: a peer-to-peer messenger with no server to block.
@@ -56,6 +58,19 @@ enum Command {
     /// Public broadcast channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Files: add, fetch, inspect.
+    #[command(subcommand)]
+    File(FileCommand),
+    /// Block a peer: close its connections and refuse new ones (persists across restarts).
+    Block {
+        /// Its peer id.
+        peer_id: String,
+    },
+    /// Unblock a peer.
+    Unblock {
+        /// Its peer id.
+        peer_id: String,
+    },
     /// Start a bootstrap peer and a few nodes on loopback and show a channel working.
     Demo(DemoArgs),
 }
@@ -113,6 +128,14 @@ enum ChannelCommand {
         /// Delete the post everywhere after this long (e.g. 30s, 10m, 1d).
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<humantime::Duration>,
+        /// Attach this file (it is added to the node first).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Show how far history sync has come: `{"complete", "have", "known"}`.
+    SyncStatus {
+        /// Channel id.
+        id: String,
     },
     /// Show a channel's history, oldest first.
     History {
@@ -132,6 +155,30 @@ enum ChannelCommand {
     /// Manage the channel's admins.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FileCommand {
+    /// Add a file: chunk it, store it encrypted, announce it. Prints its content id.
+    Add {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Fetch a file from the peers that have it and write it to OUT_PATH.
+    Get {
+        /// Its content id.
+        cid: String,
+        /// Where to write it.
+        out_path: PathBuf,
+        /// Give up after this long.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        timeout: humantime::Duration,
+    },
+    /// Show a file's download status.
+    Status {
+        /// Its content id.
+        cid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +279,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
             out.value(&serde_json::json!({}), || format!("dialing {addr}"))
         }
         Command::Channel(cmd) => channel(&home, &out, cmd).await,
+        Command::File(cmd) => file(&home, &out, cmd).await,
+        Command::Block { peer_id } | Command::Unblock { peer_id } => {
+            let block = matches!(cli.command, Command::Block { .. });
+            let path = format!("/v1/peers/{peer_id}/block");
+            let api = client(&home)?;
+            let v: serde_json::Value = if block {
+                api.post(&path, &serde_json::json!({})).await?
+            } else {
+                api.delete(&path).await?
+            };
+            out.value(&v, || {
+                format!("{} {peer_id}", if block { "blocked" } else { "unblocked" })
+            })
+        }
     }
 }
 
@@ -301,23 +362,56 @@ async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> 
             id,
             text,
             expires_in,
+            file,
         } => {
+            let id = path_id(id)?;
+            let file = match file {
+                Some(p) => Some(add_file(&api, p).await?.cid),
+                None => None,
+            };
             let req = PostRequest {
                 text: text.clone(),
                 expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                file,
             };
-            let p: PostView = api
-                .post(&format!("/v1/channels/{}/posts", path_id(id)?), &req)
-                .await?;
+            let p: PostView = api.post(&format!("/v1/channels/{id}/posts"), &req).await?;
             out.value(&p, || format!("posted {} (seq {})", p.id, p.seq))
         }
         ChannelCommand::History { id, limit } => {
-            let posts = history(&api, &path_id(id)?).await?;
+            let id = path_id(id)?;
+            let posts = history(&api, &id).await?;
+            if !out.json {
+                let sync: SyncStatus = api.get(&format!("/v1/channels/{id}/sync")).await?;
+                if !sync.complete {
+                    eprintln!(
+                        "note: history sync still running ({} of {} known posts here)",
+                        sync.have, sync.known
+                    );
+                }
+            }
             let posts = match limit {
                 Some(n) if posts.len() > *n => posts[posts.len() - n..].to_vec(),
                 _ => posts,
             };
             out.value(&posts, || output::history(&posts))
+        }
+        ChannelCommand::SyncStatus { id } => {
+            let st: SyncStatus = api
+                .get(&format!("/v1/channels/{}/sync", path_id(id)?))
+                .await?;
+            out.value(&st, || {
+                format!(
+                    "{}: {} of {} known posts held{}",
+                    if st.complete {
+                        "complete"
+                    } else {
+                        "incomplete"
+                    },
+                    st.have,
+                    st.known,
+                    if st.syncing { ", syncing now" } else { "" }
+                )
+            })
         }
         ChannelCommand::List => {
             let list: Vec<ChannelView> = api.get("/v1/channels").await?;
@@ -364,4 +458,156 @@ async fn history(api: &ApiClient, id: &str) -> Result<Vec<PostView>> {
             None => return Ok(all),
         }
     }
+}
+
+async fn add_file(api: &ApiClient, path: &std::path::Path) -> Result<FileAdded> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !f.metadata().await?.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let query = url_escape(&name);
+    Ok(api.upload(&format!("/v1/files?name={query}"), f).await?)
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn file(home: &Home, out: &Output, cmd: &FileCommand) -> Result<()> {
+    let api = client(home)?;
+    match cmd {
+        FileCommand::Add { path } => {
+            let added = add_file(&api, path).await?;
+            out.value(&added, || {
+                format!("added {} ({} bytes): {}", added.name, added.size, added.cid)
+            })
+        }
+        FileCommand::Status { cid } => {
+            let st: DownloadStatus = api.get(&format!("/v1/files/{}", cid_arg(cid)?)).await?;
+            out.value(&st, || output::file_status(&st))
+        }
+        FileCommand::Get {
+            cid,
+            out_path,
+            timeout,
+        } => {
+            let cid = cid_arg(cid)?;
+            let st = fetch(&api, &cid, (*timeout).into()).await?;
+            let written = write_file(&api, &cid, out_path, st.size.unwrap_or(0)).await?;
+            out.value(
+                &serde_json::json!({"cid": cid, "path": out_path, "size": written}),
+                || {
+                    format!(
+                        "{} ({written} bytes) verified and written",
+                        out_path.display()
+                    )
+                },
+            )
+        }
+    }
+}
+
+fn cid_arg(cid: &str) -> Result<String> {
+    let c: crate::files::Cid = cid.parse().map_err(|e| anyhow::anyhow!("{e}: {cid:?}"))?;
+    Ok(c.to_string())
+}
+
+/// Asks the daemon to fetch the file and shows progress on stderr until it is complete.
+async fn fetch(api: &ApiClient, cid: &str, timeout: std::time::Duration) -> Result<DownloadStatus> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut st: DownloadStatus = api
+        .request::<(), _>(
+            reqwest::Method::POST,
+            &format!("/v1/files/{cid}/fetch"),
+            None,
+        )
+        .await?;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    while !st.complete {
+        if tokio::time::Instant::now() > deadline {
+            bar.abandon();
+            bail!(
+                "gave up after {}: {} of {} chunks from {} providers",
+                humantime::format_duration(timeout),
+                st.have,
+                st.chunks.map_or("?".into(), |c| c.to_string()),
+                st.providers
+            );
+        }
+        if let Some(size) = st.size {
+            bar.set_length(size);
+            bar.set_position(st.bytes);
+        }
+        bar.set_message(if st.providers == 0 {
+            "looking for providers".to_string()
+        } else {
+            format!("{} providers", st.providers)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        st = api.get(&format!("/v1/files/{cid}")).await?;
+    }
+    bar.finish_and_clear();
+    Ok(st)
+}
+
+/// Streams the verified file out of the daemon into `path` (via a temporary file).
+async fn write_file(api: &ApiClient, cid: &str, path: &std::path::Path, size: u64) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.part",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut f = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let written = match api
+        .download(&format!("/v1/files/{cid}/content"), &mut f)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+    };
+    f.flush().await?;
+    f.sync_all().await?;
+    drop(f);
+    if written != size {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        bail!("file is incomplete: {written} of {size} bytes");
+    }
+    tokio::fs::rename(&tmp, path)
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(written)
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::files::DownloadStatus;
 use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView};
 
 /// Where and how to print.
@@ -124,4 +125,21 @@ pub(crate) fn history(posts: &[PostView]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+pub(crate) fn file_status(s: &DownloadStatus) -> String {
+    format!(
+        "{} {}: {}{} of {} chunks, {} providers{}",
+        s.cid,
+        s.name,
+        if s.complete { "complete, " } else { "" },
+        s.have,
+        s.chunks.map_or("?".into(), |c| c.to_string()),
+        s.providers,
+        if s.rejected_chunks > 0 {
+            format!(", {} corrupted chunks refused", s.rejected_chunks)
+        } else {
+            String::new()
+        }
+    )
 }

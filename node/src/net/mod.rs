@@ -3,7 +3,9 @@
 
 pub mod bootstrap_peer;
 pub mod node_behaviour;
+pub mod rate_limit;
 mod records;
+pub mod wire;
 
 pub use records::{RecordVerdict, check_record};
 

@@ -5,17 +5,22 @@
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, identity, kad, memory_connection_limits, ping,
+    allow_block_list, connection_limits, gossipsub, identify, identity, kad,
+    memory_connection_limits, ping, request_response,
 };
+use samizdat_proto::v1;
 use sha2::Digest;
 
 use super::NetError;
+use super::wire::{FILE_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
 use crate::config::{Config, DhtMode};
 
 /// Everything a personal node speaks.
 #[derive(NetworkBehaviour)]
 pub struct NodeBehaviour {
-    /// Connection-count limits (first, so it can deny before others allocate).
+    /// Peers the user blocked (first: a blocked peer gets nothing else).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Connection-count limits (before others allocate anything).
     pub limits: connection_limits::Behaviour,
     /// Refuse connections under memory pressure.
     pub memory: memory_connection_limits::Behaviour,
@@ -27,6 +32,10 @@ pub struct NodeBehaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Channel topics.
     pub gossipsub: gossipsub::Behaviour,
+    /// History sync (`/samizdat/sync/1`).
+    pub sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
+    /// File chunks (`/samizdat/file/1`).
+    pub files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,
 }
 
 impl NodeBehaviour {
@@ -51,13 +60,32 @@ impl NodeBehaviour {
             gossip_cfg,
         )
         .map_err(|e| NetError::Behaviour(format!("gossipsub: {e}")))?;
+        let rr = |timeout| {
+            request_response::Config::default()
+                .with_request_timeout(std::time::Duration::from_secs(timeout))
+                .with_max_concurrent_streams(64)
+        };
         Ok(Self {
+            blocked: allow_block_list::Behaviour::default(),
             limits: super::connection_limits(&config.limits),
             memory: super::memory_limits(&config.limits),
             identify: super::identify(key, &format!("samizdat/{}", env!("CARGO_PKG_VERSION"))),
             ping: ping::Behaviour::default(),
             kad: super::kademlia(peer_id, config.dht_mode == DhtMode::Server),
             gossipsub,
+            sync: request_response::Behaviour::with_codec(
+                ProtoCodec::new(
+                    crate::sync::MAX_REQUEST_BYTES,
+                    crate::sync::MAX_RESPONSE_BYTES,
+                ),
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(30),
+            ),
+            files: request_response::Behaviour::with_codec(
+                ProtoCodec::new(1024, crate::files::MAX_CHUNK_SIZE + 64 * 1024),
+                [(FILE_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(60),
+            ),
         })
     }
 }

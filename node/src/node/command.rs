@@ -4,8 +4,9 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use super::NodeError;
-use super::views::{ChannelView, NodeInfo, PeerView, PostView};
+use super::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
 use crate::channel::{ChannelId, Invite, PostDraft};
+use crate::files::{Cid, DownloadStatus};
 
 /// What to follow.
 #[derive(Debug, Clone)]
@@ -50,6 +51,19 @@ pub(crate) enum Command {
     },
     Dial {
         addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    SyncStatus(ChannelId, Reply<SyncStatus>),
+    AnnounceFile(Cid),
+    FetchFile {
+        cid: Cid,
+        name: String,
+        reply: Reply<DownloadStatus>,
+    },
+    FileStatus(Cid, Reply<DownloadStatus>),
+    Block {
+        peer: PeerId,
+        block: bool,
         reply: Reply<()>,
     },
 }

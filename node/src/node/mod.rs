@@ -19,12 +19,14 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{ChannelId, PostDraft, PostError};
 use crate::config::{Config, ConfigError, default_listen};
 use crate::crypto::{Keyring, KeyringError};
+use crate::files::{BlobStore, Cid, DownloadStatus, Importer, Manifest};
 use crate::home::{Home, HomeError, write_public};
 use crate::identity::{Identity, IdentityError};
 use crate::net::NetError;
+use crate::store::FileRecord;
 use crate::store::{Cursor, SledStore, Store, StoreError};
 use command::Command;
-use views::{ChannelView, Event, NodeInfo, PeerView, PostView};
+use views::{ChannelView, Event, NodeInfo, PeerView, PostView, SyncStatus};
 
 /// Errors of the node, as its clients see them.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,21 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     store: Arc<dyn Store>,
+    blobs: BlobStore,
+    max_file_bytes: u64,
+}
+
+/// A file held by this node, as clients see it after adding it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FileAdded {
+    /// Content id.
+    pub cid: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Name.
+    pub name: String,
+    /// MIME type.
+    pub mime: String,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -266,6 +283,149 @@ impl NodeHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
+
+    /// How far a channel's history sync has come.
+    pub async fn sync_status(&self, channel: ChannelId) -> Result<SyncStatus, NodeError> {
+        self.call(|r| Command::SyncStatus(channel, r)).await
+    }
+
+    /// Posts with an attached file this node holds (added or fetched before).
+    pub async fn post_with_file(
+        &self,
+        channel: ChannelId,
+        mut draft: PostDraft,
+        file: Option<Cid>,
+    ) -> Result<PostView, NodeError> {
+        if let Some(cid) = file {
+            let (rec, m) = self.file_manifest(cid).await?;
+            draft.file = Some(crate::channel::FileRef {
+                cid: cid.0,
+                name: rec.name,
+                size: m.size,
+                mime: rec.mime,
+            });
+        }
+        self.post(channel, draft).await
+    }
+
+    /// Adds a file from a stream of bytes: chunks, seals and stores it, then announces it.
+    pub async fn add_file<S, B, E>(&self, name: String, mut body: S) -> Result<FileAdded, NodeError>
+    where
+        S: futures::Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        use futures::StreamExt;
+        let name = sanitize_name(&name);
+        let (tx, mut rx) = mpsc::channel::<B>(8);
+        let mut importer = Importer::new(self.blobs.clone(), self.max_file_bytes);
+        // Chunking, hashing, sealing and writing are blocking work: one thread per import,
+        // fed through a small queue so memory stays bounded whatever the file size.
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(piece) = rx.blocking_recv() {
+                importer.feed(piece.as_ref())?;
+            }
+            importer.finish()
+        });
+        let mut failed = None;
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(b) => {
+                    if tx.send(b).await.is_err() {
+                        break; // the importer stopped: its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let manifest = worker.await.map_err(|_| NodeError::Stopped)?;
+        if let Some(e) = failed {
+            return Err(NodeError::InvalidInput(format!("upload interrupted: {e}")));
+        }
+        let manifest = manifest.map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let mime = crate::files::mime_from_name(&name).to_string();
+        let rec = FileRecord {
+            cid: manifest.cid.0,
+            manifest: manifest.encoded.clone(),
+            name: name.clone(),
+            mime: mime.clone(),
+            complete: true,
+            added_at_ms: crate::channel::now_ms(),
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_file(&rec))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
+        let _ = self
+            .commands
+            .send(Command::AnnounceFile(manifest.cid))
+            .await;
+        Ok(FileAdded {
+            cid: manifest.cid.to_string(),
+            size: manifest.size,
+            name,
+            mime,
+        })
+    }
+
+    /// Starts fetching a file from its providers (or reports it held).
+    pub async fn fetch_file(&self, cid: Cid, name: String) -> Result<DownloadStatus, NodeError> {
+        self.call(|reply| Command::FetchFile { cid, name, reply })
+            .await
+    }
+
+    /// A file's download status.
+    pub async fn file_status(&self, cid: Cid) -> Result<DownloadStatus, NodeError> {
+        self.call(|r| Command::FileStatus(cid, r)).await
+    }
+
+    /// A complete file's record and manifest (for reading it out).
+    pub async fn file_manifest(&self, cid: Cid) -> Result<(FileRecord, Manifest), NodeError> {
+        let store = self.store.clone();
+        let rec = tokio::task::spawn_blocking(move || store.file(&cid.0))
+            .await
+            .map_err(|_| NodeError::Stopped)??
+            .filter(|r| r.complete)
+            .ok_or_else(|| {
+                NodeError::InvalidInput(format!(
+                    "file {cid} is not held here (add or fetch it first)"
+                ))
+            })?;
+        let m = Manifest::verify(&cid, &rec.manifest, u64::MAX)
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        Ok((rec, m))
+    }
+
+    /// Reads one verified chunk.
+    pub async fn read_chunk(&self, hash: [u8; 32]) -> Result<Vec<u8>, NodeError> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.get(&hash))
+            .await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?
+            .ok_or_else(|| NodeError::InvalidInput("chunk missing".into()))
+    }
+
+    /// Blocks a peer (closes its connections, refuses new ones) or unblocks it.
+    pub async fn block(&self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+        self.call(|reply| Command::Block { peer, block, reply })
+            .await
+    }
+}
+
+/// A display name safe to show and to use as a download file name.
+fn sanitize_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if clean.trim().is_empty() || clean == "." || clean == ".." {
+        "file".to_string()
+    } else {
+        clean
+    }
 }
 
 /// A running node.
@@ -315,12 +475,15 @@ impl Node {
                     .map_err(|_| NodeError::Stopped)??,
             )
         };
+        let blobs = crate::files::BlobStore::open(&home.blobs_dir(), key.clone())
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
         let (commands, cmd_rx) = mpsc::channel(256);
         let (event_loop, info) = event_loop::EventLoop::new(
             &config,
             identity,
             store.clone(),
+            blobs.clone(),
             events.clone(),
             cmd_rx,
             shutdown,
@@ -332,6 +495,8 @@ impl Node {
                 commands,
                 events,
                 store,
+                blobs,
+                max_file_bytes: config.max_file_bytes,
             },
             info,
             config,

@@ -103,6 +103,21 @@ pub struct NodeInfo {
     pub version: String,
 }
 
+/// How far a channel's history sync has come.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Channel id.
+    pub channel: String,
+    /// This node has everything its peers know of (and a sync has succeeded at least once).
+    pub complete: bool,
+    /// Posts held.
+    pub have: u64,
+    /// Posts known to exist (held or not), excluding expired ones.
+    pub known: u64,
+    /// A sync session is running now.
+    pub syncing: bool,
+}
+
 /// Something that happened, pushed to clients over Server-Sent Events.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -126,5 +141,22 @@ pub enum Event {
     ChannelUpdated {
         /// The channel.
         channel: ChannelView,
+    },
+    /// History sync progressed.
+    SyncProgress {
+        /// Where it stands.
+        status: SyncStatus,
+    },
+    /// A post expired and was deleted.
+    PostExpired {
+        /// Its channel.
+        channel: String,
+        /// Its id.
+        id: String,
+    },
+    /// A file download progressed.
+    FileProgress {
+        /// Where it stands.
+        status: crate::files::DownloadStatus,
     },
 }

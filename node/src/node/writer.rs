@@ -1,14 +1,16 @@
 //! Group commit: one thread applies every post write and makes each batch durable with a
-//! single flush, so acknowledging only durable posts does not cost one fsync per post.
+//! single flush, so acknowledging only durable posts does not cost one fsync per post. The same
+//! thread deletes expired posts, so that all writes to the history are serialised.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::channel::Post;
-use crate::store::{InsertOutcome, Store, StoreError};
+use crate::channel::{Post, now_ms};
+use crate::store::{ExpiredPost, InsertOutcome, Store, StoreError};
 
 /// Posts waiting for the writer; beyond this, new ones are refused (back-pressure).
 const QUEUE: usize = 4096;
@@ -36,6 +38,14 @@ pub(crate) struct WriteDone<R> {
     pub result: Result<InsertOutcome, Arc<StoreError>>,
 }
 
+/// What the writer reports back to the event loop.
+pub(crate) enum Report<R> {
+    /// A batch was written (or failed).
+    Written(Vec<WriteDone<R>>),
+    /// Posts were deleted because they expired.
+    Expired(Vec<ExpiredPost>),
+}
+
 /// Handle to the writer thread.
 pub(crate) struct Writer<R> {
     tx: Option<SyncSender<WriteRequest<R>>>,
@@ -44,7 +54,7 @@ pub(crate) struct Writer<R> {
 
 impl<R: Send + 'static> Writer<R> {
     /// Starts the thread; results go to `done`.
-    pub fn spawn(store: Arc<dyn Store>, done: UnboundedSender<Vec<WriteDone<R>>>) -> Self {
+    pub fn spawn(store: Arc<dyn Store>, done: UnboundedSender<Report<R>>) -> Self {
         let (tx, rx) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -86,53 +96,84 @@ impl<R> Drop for Writer<R> {
     }
 }
 
-fn run<R>(
-    store: Arc<dyn Store>,
-    rx: Receiver<WriteRequest<R>>,
-    done: UnboundedSender<Vec<WriteDone<R>>>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedSender<Report<R>>) {
+    let mut next_expiry = store.next_expiry().ok().flatten();
+    loop {
+        // Sleep until a write arrives or the next post is due to expire (checked at least
+        // once a second, so a post expiring "now" goes within about a second).
+        let wait = match next_expiry {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).clamp(1, 1000)),
+            None => Duration::from_secs(1),
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let has_expiry = batch.iter().any(|r| r.post.expires_at_ms.is_some());
+            if done
+                .send(Report::Written(apply(store.as_ref(), batch)))
+                .is_err()
+            {
+                break;
+            }
+            if has_expiry {
+                next_expiry = store.next_expiry().ok().flatten();
             }
         }
-        let (posts, origins): (Vec<Post>, Vec<Origin<R>>) =
-            batch.into_iter().map(|r| (r.post, r.origin)).unzip();
-        let result = write_batch(store.as_ref(), &posts, &origins);
-        let reports = match result {
-            Ok(outcomes) => posts
-                .into_iter()
-                .zip(origins)
-                .zip(outcomes)
-                .map(|((post, origin), o)| WriteDone {
-                    post,
-                    origin,
-                    result: Ok(o),
-                })
-                .collect(),
-            Err(e) => {
-                tracing::error!("store write failed: {e}");
-                let e = Arc::new(e);
-                posts
-                    .into_iter()
-                    .zip(origins)
-                    .map(|(post, origin)| WriteDone {
-                        post,
-                        origin,
-                        result: Err(e.clone()),
-                    })
-                    .collect()
+        if next_expiry.is_some_and(|at| at <= now_ms()) {
+            match store.expire_due(now_ms()) {
+                Ok(gone) if !gone.is_empty() => {
+                    if done.send(Report::Expired(gone)).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("expiring posts failed: {e}"),
             }
-        };
-        if done.send(reports).is_err() {
-            break;
+            next_expiry = store.next_expiry().ok().flatten();
         }
     }
     if let Err(e) = store.flush() {
         tracing::error!("final store flush failed: {e}");
+    }
+}
+
+fn apply<R>(store: &dyn Store, batch: Vec<WriteRequest<R>>) -> Vec<WriteDone<R>> {
+    let (posts, origins): (Vec<Post>, Vec<Origin<R>>) =
+        batch.into_iter().map(|r| (r.post, r.origin)).unzip();
+    match write_batch(store, &posts, &origins) {
+        Ok(outcomes) => posts
+            .into_iter()
+            .zip(origins)
+            .zip(outcomes)
+            .map(|((post, origin), o)| WriteDone {
+                post,
+                origin,
+                result: Ok(o),
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!("store write failed: {e}");
+            let e = Arc::new(e);
+            posts
+                .into_iter()
+                .zip(origins)
+                .map(|(post, origin)| WriteDone {
+                    post,
+                    origin,
+                    result: Err(e.clone()),
+                })
+                .collect()
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 mod records;
 mod sled_store;
 
-pub use records::{ChannelRecord, PeerRecord, Role};
+pub use records::{ChannelRecord, FileRecord, PeerRecord, Role};
 pub use sled_store::SledStore;
 
 use crate::channel::{ChannelId, Post, PostId};
@@ -74,8 +74,28 @@ pub struct AuthorState {
     pub author: [u8; 32],
     /// Highest sequence number held (or known expired).
     pub max_seq: u64,
-    /// How many sequence numbers in 1..=max_seq are held (or known expired).
+    /// How many sequence numbers in 1..=max_seq are held or known expired.
     pub held: u64,
+    /// How many of those are known expired (deleted).
+    pub expired: u64,
+}
+
+/// One slot of an author's chain: the post, or a note that it expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// The post is held.
+    Post(Box<Post>),
+    /// The post existed and has expired.
+    Expired,
+}
+
+/// A post deleted because it expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredPost {
+    /// Its channel.
+    pub channel: ChannelId,
+    /// Its id.
+    pub id: PostId,
 }
 
 /// What the node needs from durable storage.
@@ -117,6 +137,48 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Post>, StoreError>;
     /// Per-author sequence state of a channel.
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError>;
+
+    /// An author's chain slots with `from <= seq <= to`, ascending, at most `limit`.
+    fn slots(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Slot)>, StoreError>;
+    /// Sequence numbers in `1..=upto` of an author's chain that are neither held nor known
+    /// expired, as inclusive ranges.
+    fn missing(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        upto: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// Records that these slots of an author's chain expired (learned from a peer).
+    fn insert_expired(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seqs: &[u64],
+    ) -> Result<(), StoreError>;
+    /// Deletes every post whose expiry is at or before `now_ms`; leaves tombstones so they are
+    /// never accepted or fetched again.
+    fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError>;
+    /// The earliest expiry still pending.
+    fn next_expiry(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Records a file this node has or is fetching.
+    fn put_file(&self, rec: &FileRecord) -> Result<(), StoreError>;
+    /// One file's record.
+    fn file(&self, cid: &[u8; 32]) -> Result<Option<FileRecord>, StoreError>;
+    /// Every file record.
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError>;
+
+    /// Blocks or unblocks a peer (persisted).
+    fn set_blocked(&self, peer: &libp2p::PeerId, blocked: bool) -> Result<(), StoreError>;
+    /// Every blocked peer.
+    fn blocked_peers(&self) -> Result<Vec<libp2p::PeerId>, StoreError>;
 
     /// Remembers a posted-but-not-yet-published post (the outbox).
     fn outbox_add(&self, post: &Post) -> Result<(), StoreError>;

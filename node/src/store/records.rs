@@ -151,3 +151,62 @@ pub(crate) struct StoredPostPb {
     #[prost(uint64, tag = "2")]
     pub received_at_ms: u64,
 }
+
+/// A file this node holds (whole or in part).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Content id: SHA-256 of the encoded manifest.
+    pub cid: [u8; 32],
+    /// The encoded `FileManifest`.
+    pub manifest: Vec<u8>,
+    /// Display name.
+    pub name: String,
+    /// MIME type, if known.
+    pub mime: String,
+    /// Every chunk is held and verified.
+    pub complete: bool,
+    /// When added or first requested (ms).
+    pub added_at_ms: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FileRecordPb {
+    #[prost(bytes = "vec", tag = "1")]
+    cid: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    manifest: Vec<u8>,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    mime: String,
+    #[prost(bool, tag = "5")]
+    complete: bool,
+    #[prost(uint64, tag = "6")]
+    added_at_ms: u64,
+}
+
+impl FileRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        FileRecordPb {
+            cid: self.cid.to_vec(),
+            manifest: self.manifest.clone(),
+            name: self.name.clone(),
+            mime: self.mime.clone(),
+            complete: self.complete,
+            added_at_ms: self.added_at_ms,
+        }
+        .encode_to_vec()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let pb = FileRecordPb::decode(bytes).ok()?;
+        Some(Self {
+            cid: pb.cid.as_slice().try_into().ok()?,
+            manifest: pb.manifest,
+            name: pb.name,
+            mime: pb.mime,
+            complete: pb.complete,
+            added_at_ms: pb.added_at_ms,
+        })
+    }
+}

@@ -6,8 +6,11 @@
 //! - `chain`: h16(channel) | h16(channel, author) | seq(8) → posts key (empty once expired)
 //! - `authors`: h16(channel) | h16(channel, author) → sealed author public key
 //! - `ids`: h16(post id) → posts key
+//! - `expiry`: expires_at(8) | posts key → chain key | ids key (the sweep's index)
 //! - `outbox`: posts key → ()
 //! - `peers`: h16(peer id) → sealed PeerRecord
+//! - `files`: h16(cid) → sealed FileRecord
+//! - `blocked`: h16(peer id) → sealed peer id
 //!
 //! Values are sealed with the tree name and key as associated data, so a record moved to
 //! another key or tree fails to open instead of being silently misread.
@@ -20,7 +23,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 use super::records::StoredPostPb;
-use super::{AuthorState, ChannelRecord, Cursor, InsertOutcome, PeerRecord, Store, StoreError};
+use super::{
+    AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord, Slot,
+    Store, StoreError,
+};
 use crate::channel::{ChannelId, Post, PostId, now_ms};
 use crate::crypto::DataKey;
 
@@ -37,6 +43,9 @@ pub struct SledStore {
     ids: Tree,
     outbox: Tree,
     peers: Tree,
+    expiry: Tree,
+    files: Tree,
+    blocked: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -78,6 +87,9 @@ impl SledStore {
             ids: db.open_tree("ids")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
+            expiry: db.open_tree("expiry")?,
+            files: db.open_tree("files")?,
+            blocked: db.open_tree("blocked")?,
             db,
             key,
         };
@@ -184,6 +196,12 @@ fn decode_post(plain: &[u8]) -> Result<Post, StoreError> {
     Post::from_store(pb.wire).map_err(|_| StoreError::Corrupt("posts"))
 }
 
+fn seq_of(chain_key: &[u8]) -> u64 {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&chain_key[32..40]);
+    u64::from_be_bytes(s)
+}
+
 fn first<const N: usize>(h: &[u8; 32]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&h[..N]);
@@ -238,6 +256,7 @@ impl Store for SledStore {
             author_value: Vec<u8>,
             id_key: [u8; 16],
             sealed: Vec<u8>,
+            expiry: Option<([u8; 48], [u8; 56])>,
         }
         let received_at_ms = now_ms();
         let prepared: Vec<Prepared> = posts
@@ -251,19 +270,37 @@ impl Store for SledStore {
                     received_at_ms,
                 }
                 .encode_to_vec();
+                let chain_key = self.chain_key(&p.channel, &author, p.seq);
+                let id_key = self.id_key(&p.id);
+                let expiry = p.expires_at_ms.map(|at| {
+                    let mut k = [0u8; 48];
+                    k[..8].copy_from_slice(&at.to_be_bytes());
+                    k[8..].copy_from_slice(&posts_key);
+                    let mut v = [0u8; 56];
+                    v[..40].copy_from_slice(&chain_key);
+                    v[40..].copy_from_slice(&id_key);
+                    (k, v)
+                });
                 Prepared {
                     posts_key,
-                    chain_key: self.chain_key(&p.channel, &author, p.seq),
+                    chain_key,
                     author_value: self.seal("authors", &author_key, &author),
                     author_key,
-                    id_key: self.id_key(&p.id),
+                    id_key,
                     sealed: self.seal("posts", &posts_key, &value),
+                    expiry,
                 }
             })
             .collect();
 
-        let result = (&self.posts, &self.chain, &self.ids, &self.authors).transaction(
-            |(posts, chain, ids, authors)| {
+        let result = (
+            &self.posts,
+            &self.chain,
+            &self.ids,
+            &self.authors,
+            &self.expiry,
+        )
+            .transaction(|(posts, chain, ids, authors, expiry)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in &prepared {
                     if let Some(existing) = ids.get(p.id_key)? {
@@ -284,11 +321,13 @@ impl Store for SledStore {
                     if authors.get(p.author_key)?.is_none() {
                         authors.insert(&p.author_key[..], p.author_value.as_slice())?;
                     }
+                    if let Some((k, v)) = &p.expiry {
+                        expiry.insert(&k[..], &v[..])?;
+                    }
                     outcomes.push(InsertOutcome::Inserted);
                 }
                 Ok::<_, ConflictableTransactionError<()>>(outcomes)
-            },
-        );
+            });
         match result {
             Ok(o) => Ok(o),
             Err(TransactionError::Storage(e)) => Err(e.into()),
@@ -383,18 +422,200 @@ impl Store for SledStore {
                 .map_err(|_| StoreError::Corrupt("authors"))?;
             let mut max_seq = 0;
             let mut held = 0;
-            for entry in self.chain.scan_prefix(&k).keys() {
-                let key = entry?;
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&key[32..40]);
-                max_seq = max_seq.max(u64::from_be_bytes(s));
+            let mut expired = 0;
+            for entry in self.chain.scan_prefix(&k) {
+                let (key, value) = entry?;
+                max_seq = max_seq.max(seq_of(&key));
                 held += 1;
+                if value.is_empty() {
+                    expired += 1;
+                }
             }
             out.push(AuthorState {
                 author,
                 max_seq,
                 held,
+                expired,
             });
+        }
+        Ok(out)
+    }
+
+    fn slots(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Slot)>, StoreError> {
+        let start = self.chain_key(channel, author, from);
+        let end = self.chain_key(channel, author, to);
+        let mut out = Vec::new();
+        for item in self.chain.range(start..=end).take(limit) {
+            let (k, pk) = item?;
+            let seq = seq_of(&k);
+            if pk.is_empty() {
+                out.push((seq, Slot::Expired));
+            } else if let Some(p) = self.load_post(&pk)? {
+                out.push((seq, Slot::Post(Box::new(p))));
+            }
+        }
+        Ok(out)
+    }
+
+    fn missing(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        upto: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut next = 1u64;
+        for k in self
+            .chain
+            .scan_prefix(self.chain_prefix(channel, author))
+            .keys()
+        {
+            let seq = seq_of(&k?);
+            if seq > upto {
+                break;
+            }
+            if seq > next {
+                out.push((next, seq - 1));
+            }
+            next = seq + 1;
+        }
+        if next <= upto {
+            out.push((next, upto));
+        }
+        Ok(out)
+    }
+
+    fn insert_expired(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seqs: &[u64],
+    ) -> Result<(), StoreError> {
+        let author_key = self.chain_prefix(channel, author);
+        if self.authors.get(author_key)?.is_none() {
+            self.authors
+                .insert(author_key, self.seal("authors", &author_key, author))?;
+        }
+        for seq in seqs {
+            let k = self.chain_key(channel, author, *seq);
+            // Only fill holes: a held post stays until its own expiry sweeps it.
+            let _ = self
+                .chain
+                .compare_and_swap(k, None as Option<&[u8]>, Some(&[][..]))?;
+        }
+        Ok(())
+    }
+
+    fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError> {
+        let mut end = [0xffu8; 48];
+        end[..8].copy_from_slice(&now_ms.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.expiry.range(..=end.to_vec()) {
+            let (k, v) = item?;
+            if v.len() != 56 || k.len() != 48 {
+                self.expiry.remove(&k)?;
+                continue;
+            }
+            let posts_key = &k[8..48];
+            let post = self.load_post(posts_key)?;
+            let (chain_key, id_key) = v.split_at(40);
+            let r = (
+                &self.posts,
+                &self.chain,
+                &self.ids,
+                &self.expiry,
+                &self.outbox,
+            )
+                .transaction(|(posts, chain, ids, expiry, outbox)| {
+                    posts.remove(posts_key)?;
+                    chain.insert(chain_key, &[][..])?;
+                    ids.insert(id_key, &[][..])?;
+                    expiry.remove(&k)?;
+                    outbox.remove(posts_key)?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                });
+            match r {
+                Ok(()) => {}
+                Err(TransactionError::Storage(e)) => return Err(e.into()),
+                Err(TransactionError::Abort(())) => return Err(StoreError::Corrupt("expiry")),
+            }
+            if let Some(p) = post {
+                out.push(ExpiredPost {
+                    channel: p.channel,
+                    id: p.id,
+                });
+            }
+        }
+        if !out.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(out)
+    }
+
+    fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.expiry.first()?.and_then(|(k, _)| {
+            let b: [u8; 8] = k.get(..8)?.try_into().ok()?;
+            Some(u64::from_be_bytes(b))
+        }))
+    }
+
+    fn put_file(&self, rec: &FileRecord) -> Result<(), StoreError> {
+        let k = first::<16>(&self.h(b"file", &rec.cid));
+        self.files
+            .insert(k, self.seal("files", &k, &rec.encode()))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn file(&self, cid: &[u8; 32]) -> Result<Option<FileRecord>, StoreError> {
+        let k = first::<16>(&self.h(b"file", cid));
+        let Some(v) = self.files.get(k)? else {
+            return Ok(None);
+        };
+        FileRecord::decode(&self.open_value("files", &k, &v)?)
+            .map(Some)
+            .ok_or(StoreError::Corrupt("files"))
+    }
+
+    fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.files.iter() {
+            let (k, v) = item?;
+            out.push(
+                FileRecord::decode(&self.open_value("files", &k, &v)?)
+                    .ok_or(StoreError::Corrupt("files"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn set_blocked(&self, peer: &libp2p::PeerId, blocked: bool) -> Result<(), StoreError> {
+        let k = first::<16>(&self.h(b"blocked", &peer.to_bytes()));
+        if blocked {
+            self.blocked
+                .insert(k, self.seal("blocked", &k, &peer.to_bytes()))?;
+        } else {
+            self.blocked.remove(k)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn blocked_peers(&self) -> Result<Vec<libp2p::PeerId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.blocked.iter() {
+            let (k, v) = item?;
+            let bytes = self.open_value("blocked", &k, &v)?;
+            out.push(
+                libp2p::PeerId::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("blocked"))?,
+            );
         }
         Ok(out)
     }
@@ -529,10 +750,79 @@ mod tests {
             vec![AuthorState {
                 author,
                 max_seq: 25,
-                held: 25
+                held: 25,
+                expired: 0
             }]
         );
         assert!(s.contains(&posts[3].id).expect("contains"));
+    }
+
+    #[test]
+    fn gaps_slots_and_expiry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let s = open(dir.path(), &key);
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        let author = ck.public().to_bytes();
+        let mut posts = chain_of(10, &ck, "p");
+        // Make seq 4 expire at t=50 (re-signed with an expiry), drop 6..=7 (a gap).
+        let four = Post::sign(
+            &id,
+            &ck,
+            None,
+            4,
+            Some(posts[2].id),
+            posts[3].timestamp_ms,
+            PostDraft {
+                text: "short-lived".into(),
+                expires_at_ms: Some(50),
+                file: None,
+            },
+        )
+        .expect("sign");
+        posts[3] = four.clone();
+        let keep: Vec<Post> = posts
+            .iter()
+            .filter(|p| p.seq != 6 && p.seq != 7)
+            .cloned()
+            .collect();
+        s.insert_posts(&keep).expect("insert");
+        assert_eq!(
+            s.missing(&id, &author, 12).expect("missing"),
+            vec![(6, 7), (11, 12)]
+        );
+        assert_eq!(s.next_expiry().expect("next"), Some(50));
+        assert!(s.expire_due(49).expect("early").is_empty());
+        let gone = s.expire_due(50).expect("due");
+        assert_eq!(
+            gone,
+            vec![ExpiredPost {
+                channel: id,
+                id: four.id
+            }]
+        );
+        assert_eq!(s.next_expiry().expect("next"), None);
+        assert!(s.post_at(&id, &author, 4).expect("at").is_none());
+        assert_eq!(s.count(&id).expect("count"), 7);
+        // The slot is a tombstone: not missing, reported as expired, never re-inserted.
+        assert_eq!(s.missing(&id, &author, 10).expect("missing"), vec![(6, 7)]);
+        let slots = s.slots(&id, &author, 3, 5, 10).expect("slots");
+        assert_eq!(
+            slots.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert_eq!(slots[1].1, Slot::Expired);
+        assert_eq!(
+            s.insert_posts(&[four]).expect("again")[0],
+            InsertOutcome::Expired
+        );
+        // Tombstones learned from peers fill holes only.
+        s.insert_expired(&id, &author, &[6, 8]).expect("tombstones");
+        assert_eq!(s.missing(&id, &author, 10).expect("missing"), vec![(7, 7)]);
+        assert!(s.post_at(&id, &author, 8).expect("at").is_some());
+        let st = &s.authors(&id).expect("authors")[0];
+        assert_eq!((st.max_seq, st.held, st.expired), (10, 9, 2));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The event loop: the one task that owns the swarm. It answers commands, validates what
 //! arrives from the network, hands writes to the group-commit writer, and publishes posts once
-//! they are durable.
+//! they are durable. History sync and files live in the child modules.
+
+mod files;
+mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,18 +24,21 @@ use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget};
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
-use super::writer::{Origin, WriteDone, WriteRequest, Writer};
+use super::writer::{Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
     self, AdminCert, ChannelId, Invite, Manifest, Post, PostDraft, PostError, PostId, now_ms,
 };
 use crate::config::Config;
+use crate::files::{BlobStore, Cid};
 use crate::identity::{Identity, ed25519_of};
 use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
+use crate::net::rate_limit::RateLimiter;
 use crate::net::{
     RecordVerdict, accept_inbound_kad, build_swarm, check_record, is_loopback, is_unspecified,
     learn_from_identify, split_peer_addr,
 };
 use crate::store::{ChannelRecord, InsertOutcome, PeerRecord, Role, Store};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 
 type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
@@ -59,7 +65,12 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<Event>,
     store: Arc<dyn Store>,
     writer: Writer<PostReply>,
-    written: mpsc::UnboundedReceiver<Vec<WriteDone<PostReply>>>,
+    written: mpsc::UnboundedReceiver<Report<PostReply>>,
+    /// Results of work done off the loop.
+    internal: mpsc::UnboundedReceiver<Internal>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    blobs: BlobStore,
+    max_file_bytes: u64,
     identity: Arc<Identity>,
     channels: HashMap<ChannelId, ChannelState>,
     topics: HashMap<TopicHash, ChannelId>,
@@ -81,14 +92,38 @@ pub(crate) struct EventLoop {
     last_redial: Instant,
     redial_backoff: Duration,
     kad_bootstrapped: bool,
+    /// History sync per channel.
+    sync: HashMap<ChannelId, sync::SyncState>,
+    sync_requests: HashMap<OutboundRequestId, ChannelId>,
+    sync_limiter: RateLimiter,
+    /// Downloads in progress.
+    fetches: HashMap<Cid, files::Fetch>,
+    file_requests: HashMap<OutboundRequestId, (Cid, crate::files::Ask)>,
+    file_queries: HashMap<QueryId, Cid>,
+    file_limiter: RateLimiter,
+    provided: HashSet<Cid>,
     shutdown: CancellationToken,
 }
 
+/// Results of work the loop handed to blocking threads.
+pub(super) enum Internal {
+    SyncRespond(ResponseChannel<v1::SyncResponse>, v1::SyncResponse),
+    FileRespond(ResponseChannel<v1::FileResponse>, v1::FileResponse),
+    ChunkStored {
+        cid: Cid,
+        index: u32,
+        peer: PeerId,
+        ok: bool,
+    },
+}
+
 impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn new(
         config: &Config,
         identity: Arc<Identity>,
         store: Arc<dyn Store>,
+        blobs: BlobStore,
         events: broadcast::Sender<Event>,
         commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
@@ -119,6 +154,7 @@ impl EventLoop {
             crate::net::bootstrap_peer::wait_for_listeners(&mut swarm, listening).await?;
         let (written_tx, written) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store.clone(), written_tx);
+        let (internal_tx, internal) = mpsc::unbounded_channel();
 
         let mut this = Self {
             swarm,
@@ -127,6 +163,10 @@ impl EventLoop {
             store,
             writer,
             written,
+            internal,
+            internal_tx,
+            blobs,
+            max_file_bytes: config.max_file_bytes,
             identity,
             channels: HashMap::new(),
             topics: HashMap::new(),
@@ -144,6 +184,16 @@ impl EventLoop {
             last_redial: Instant::now(),
             redial_backoff: Duration::from_secs(5),
             kad_bootstrapped: false,
+            sync: HashMap::new(),
+            sync_requests: HashMap::new(),
+            // Per peer: 20 sync requests/s (a page each, up to 256 posts), bursts of 40.
+            sync_limiter: RateLimiter::new(20.0, 40.0),
+            fetches: HashMap::new(),
+            file_requests: HashMap::new(),
+            file_queries: HashMap::new(),
+            // Per peer: 64 chunk requests/s (64 MiB/s), bursts of 128.
+            file_limiter: RateLimiter::new(64.0, 128.0),
+            provided: HashSet::new(),
             shutdown,
         };
         for addr in listen_addrs {
@@ -166,6 +216,10 @@ impl EventLoop {
         for post in self.store.outbox()? {
             self.unpublished.entry(post.channel).or_default().push(post);
         }
+        for peer in self.store.blocked_peers()? {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+        self.announce_files();
         Ok(())
     }
 
@@ -177,14 +231,15 @@ impl EventLoop {
                 _ = self.shutdown.cancelled() => break,
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
-                Some(done) = self.written.recv() => self.on_written(done),
+                Some(report) = self.written.recv() => self.on_report(report),
+                Some(msg) = self.internal.recv() => self.on_internal(msg),
                 _ = tick.tick() => self.on_tick(),
             }
         }
         // Finish and flush every queued write before the store is dropped.
         self.writer.close();
-        while let Ok(done) = self.written.try_recv() {
-            self.on_written(done);
+        while let Ok(report) = self.written.try_recv() {
+            self.on_report(report);
         }
         tracing::info!("node stopped");
     }
@@ -239,6 +294,75 @@ impl EventLoop {
                     .dial(addr)
                     .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")));
                 let _ = reply.send(r);
+            }
+            Command::SyncStatus(id, reply) => {
+                let _ = reply.send(
+                    self.sync_status(&id)
+                        .ok_or_else(|| NodeError::UnknownChannel(id.to_string())),
+                );
+            }
+            Command::AnnounceFile(cid) => self.announce_file(&cid),
+            Command::FetchFile { cid, name, reply } => {
+                let _ = reply.send(self.fetch_file(cid, name));
+            }
+            Command::FileStatus(cid, reply) => {
+                let _ = reply.send(self.file_status(&cid));
+            }
+            Command::Block { peer, block, reply } => {
+                let _ = reply.send(self.block(peer, block));
+            }
+        }
+    }
+
+    fn block(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+        if peer == *self.swarm.local_peer_id() {
+            return Err(NodeError::InvalidInput("a node cannot block itself".into()));
+        }
+        self.store.set_blocked(&peer, block)?;
+        let b = &mut self.swarm.behaviour_mut().blocked;
+        if block {
+            b.block_peer(peer);
+            tracing::info!(%peer, "peer blocked");
+        } else {
+            b.unblock_peer(peer);
+            tracing::info!(%peer, "peer unblocked");
+        }
+        Ok(())
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::SyncRespond(channel, resp) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+            }
+            Internal::FileRespond(channel, resp) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .files
+                    .send_response(channel, resp);
+            }
+            Internal::ChunkStored {
+                cid,
+                index,
+                peer,
+                ok,
+            } => self.on_chunk_stored(cid, index, peer, ok),
+        }
+    }
+
+    fn on_report(&mut self, report: Report<PostReply>) {
+        match report {
+            Report::Written(batch) => self.on_written(batch),
+            Report::Expired(gone) => {
+                for e in gone {
+                    self.note_expired(&e.channel);
+                    tracing::debug!(channel = %e.channel, post = %e.id, "post expired and deleted");
+                    let _ = self.events.send(Event::PostExpired {
+                        channel: e.channel.to_string(),
+                        id: e.id.to_string(),
+                    });
+                }
             }
         }
     }
@@ -392,6 +516,7 @@ impl EventLoop {
             .remove(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         self.topics.remove(&state.topic.hash());
+        self.sync.remove(id);
         self.swarm
             .behaviour_mut()
             .gossipsub
@@ -410,7 +535,9 @@ impl EventLoop {
             tracing::error!(channel = %id, "cannot subscribe: {e:?}");
         }
         self.topics.insert(state.topic.hash(), id);
+        let owner = state.record.role == Role::Owner;
         self.channels.insert(id, state);
+        self.sync_init(&id, owner);
         self.discover(&id, true);
     }
 
@@ -520,6 +647,8 @@ impl EventLoop {
                 .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
             match (done.result, done.origin) {
                 (Ok(InsertOutcome::Inserted), origin) => {
+                    self.note_post_seen(&post);
+                    self.note_inserted(&post);
                     let view = PostView::from(&post);
                     let _ = self.events.send(Event::Post { post: view.clone() });
                     if let Origin::Local(reply) = origin {
@@ -624,6 +753,8 @@ impl EventLoop {
         match event {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Files(ev)) => self.on_file_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -750,6 +881,14 @@ impl EventLoop {
                 QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                     providers,
                     ..
+                })) if self.file_queries.contains_key(&id) => {
+                    if let Some(cid) = self.file_queries.get(&id).copied() {
+                        self.on_file_providers(&cid, providers);
+                    }
+                }
+                QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
                 })) => {
                     let me = *self.swarm.local_peer_id();
                     let mut dialed = 0;
@@ -765,6 +904,7 @@ impl EventLoop {
                 }
                 QueryResult::GetProviders(_) if step.last => {
                     self.provider_queries.remove(&id);
+                    self.file_queries.remove(&id);
                 }
                 QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
                     if let Some(channel) = self.manifest_queries.get(&id).copied() {
@@ -848,6 +988,8 @@ impl EventLoop {
             gossipsub::Event::Subscribed { topic, .. } => {
                 if let Some(id) = self.topics.get(&topic).copied() {
                     self.flush_unpublished(&id);
+                    // A peer joined: it may hold what this node missed, or miss what it holds.
+                    self.want_sync(&id);
                 }
             }
             _ => {}
@@ -916,6 +1058,7 @@ impl EventLoop {
                 return MessageAcceptance::Ignore;
             }
         }
+        self.note_post_seen(&post);
         let key = (post.channel, post.author_key.to_bytes(), post.seq);
         self.in_flight.insert(key, post.id);
         if self
@@ -1000,6 +1143,8 @@ impl EventLoop {
             self.discover(id, false);
         }
         self.connect_to_network(false);
+        self.sync_tick();
+        self.files_tick();
     }
 
     /// Announces this node as a follower of the channel and looks up the others.

@@ -1,0 +1,318 @@
+//! A file download's bookkeeping, with no I/O: which chunks are held, which are on the way and
+//! from whom, which providers to ask next, and who sent bad data.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use super::{Cid, Manifest};
+
+/// Requests in flight per provider.
+const PER_PEER: usize = 4;
+/// Longest a failing provider is left alone before being tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// What a client sees of a file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DownloadStatus {
+    /// Content id.
+    pub cid: String,
+    /// Name, if known.
+    pub name: String,
+    /// Size in bytes, once the manifest is known.
+    pub size: Option<u64>,
+    /// Number of chunks, once the manifest is known.
+    pub chunks: Option<u64>,
+    /// Chunks held and verified.
+    pub have: u64,
+    /// Bytes held and verified.
+    pub bytes: u64,
+    /// All chunks held and verified.
+    pub complete: bool,
+    /// Providers known.
+    pub providers: u64,
+    /// Chunks that arrived corrupted and were thrown away.
+    pub rejected_chunks: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    until: Option<Instant>,
+    banned: bool,
+}
+
+/// State of one download.
+#[derive(Debug)]
+pub struct Download {
+    /// The file.
+    pub cid: Cid,
+    /// Its name (from the post that referenced it, if any).
+    pub name: String,
+    manifest: Option<Manifest>,
+    have: Vec<bool>,
+    in_flight: HashMap<u32, PeerId>,
+    manifest_from: Option<PeerId>,
+    providers: Vec<PeerId>,
+    cursor: usize,
+    strikes: HashMap<PeerId, Strikes>,
+    rejected: u64,
+}
+
+/// What to ask next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The manifest.
+    Manifest,
+    /// Chunk N.
+    Chunk(u32),
+}
+
+impl Download {
+    /// A download of `cid` that knows nothing yet.
+    pub fn new(cid: Cid, name: String) -> Self {
+        Self {
+            cid,
+            name,
+            manifest: None,
+            have: Vec::new(),
+            in_flight: HashMap::new(),
+            manifest_from: None,
+            providers: Vec::new(),
+            cursor: 0,
+            strikes: HashMap::new(),
+            rejected: 0,
+        }
+    }
+
+    /// The manifest, once known.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Sets the verified manifest and which chunks are already on disk (resume).
+    pub fn set_manifest(&mut self, m: Manifest, have: Vec<bool>) {
+        self.have = have;
+        self.have.resize(m.chunks.len(), false);
+        self.manifest = Some(m);
+        self.manifest_from = None;
+    }
+
+    /// Adds a provider (ignored if known or banned).
+    pub fn add_provider(&mut self, p: PeerId) {
+        if !self.providers.contains(&p) && !self.strikes.get(&p).is_some_and(|s| s.banned) {
+            self.providers.push(p);
+        }
+    }
+
+    /// Usable providers.
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    /// Whether every chunk is held.
+    pub fn is_complete(&self) -> bool {
+        self.manifest.is_some() && self.have.iter().all(|h| *h)
+    }
+
+    fn available(&self, p: &PeerId, now: Instant) -> bool {
+        match self.strikes.get(p) {
+            Some(s) if s.banned => false,
+            Some(Strikes { until: Some(t), .. }) => now >= *t,
+            _ => true,
+        }
+    }
+
+    /// The requests to send now, keeping at most `parallel` in flight in total.
+    pub fn next_requests(&mut self, now: Instant, parallel: usize) -> Vec<(PeerId, Ask)> {
+        let mut out = Vec::new();
+        if self.providers.is_empty() {
+            return out;
+        }
+        if self.manifest.is_none() {
+            if self.manifest_from.is_none()
+                && let Some(p) = self.pick(now, &HashMap::new())
+            {
+                self.manifest_from = Some(p);
+                out.push((p, Ask::Manifest));
+            }
+            return out;
+        }
+        let mut load: HashMap<PeerId, usize> = HashMap::new();
+        for p in self.in_flight.values() {
+            *load.entry(*p).or_default() += 1;
+        }
+        let mut next = 0usize;
+        while self.in_flight.len() < parallel {
+            let Some(idx) = (next..self.have.len())
+                .find(|i| !self.have[*i] && !self.in_flight.contains_key(&(*i as u32)))
+            else {
+                break;
+            };
+            next = idx + 1;
+            let Some(p) = self.pick(now, &load) else {
+                break;
+            };
+            *load.entry(p).or_default() += 1;
+            self.in_flight.insert(idx as u32, p);
+            out.push((p, Ask::Chunk(idx as u32)));
+        }
+        out
+    }
+
+    /// Round-robin over providers that are available and not at their per-peer limit.
+    fn pick(&mut self, now: Instant, load: &HashMap<PeerId, usize>) -> Option<PeerId> {
+        let n = self.providers.len();
+        for k in 0..n {
+            let p = self.providers[(self.cursor + k) % n];
+            if self.available(&p, now) && load.get(&p).copied().unwrap_or(0) < PER_PEER {
+                self.cursor = (self.cursor + k + 1) % n;
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// A chunk arrived: `valid` says whether it matched its hash and was stored.
+    pub fn chunk_arrived(&mut self, idx: u32, from: PeerId, valid: bool) {
+        self.in_flight.remove(&idx);
+        if valid {
+            if let Some(h) = self.have.get_mut(idx as usize) {
+                *h = true;
+            }
+            if self.strikes.get(&from).is_some_and(|s| !s.banned) {
+                self.strikes.remove(&from);
+            }
+        } else {
+            // Bad data is not an accident of the network: never ask this peer again.
+            self.rejected += 1;
+            self.ban(from);
+        }
+    }
+
+    /// The manifest request got an answer that did not verify.
+    pub fn manifest_rejected(&mut self, from: PeerId) {
+        self.manifest_from = None;
+        self.ban(from);
+    }
+
+    fn ban(&mut self, p: PeerId) {
+        self.strikes.entry(p).or_default().banned = true;
+        self.providers.retain(|q| *q != p);
+    }
+
+    /// A request failed (unreachable, timed out, "not found"): back off from that provider.
+    pub fn request_failed(&mut self, ask: Ask, to: PeerId, now: Instant) {
+        match ask {
+            Ask::Manifest => self.manifest_from = None,
+            Ask::Chunk(i) => {
+                self.in_flight.remove(&i);
+            }
+        }
+        let s = self.strikes.entry(to).or_default();
+        s.failures = s.failures.saturating_add(1);
+        let backoff = Duration::from_millis(250u64.saturating_mul(1 << s.failures.min(7)));
+        s.until = Some(now + backoff.min(MAX_BACKOFF));
+    }
+
+    /// What clients see.
+    pub fn status(&self) -> DownloadStatus {
+        let (size, chunks, bytes) = match &self.manifest {
+            Some(m) => {
+                let bytes = self
+                    .have
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| **h)
+                    .map(|(i, _)| m.chunk_len(i) as u64)
+                    .sum();
+                (Some(m.size), Some(m.chunks.len() as u64), bytes)
+            }
+            None => (None, None, 0),
+        };
+        DownloadStatus {
+            cid: self.cid.to_string(),
+            name: self.name.clone(),
+            size,
+            chunks,
+            have: self.have.iter().filter(|h| **h).count() as u64,
+            bytes,
+            complete: self.is_complete(),
+            providers: self.providers.len() as u64,
+            rejected_chunks: self.rejected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn manifest(n: usize) -> Manifest {
+        let chunks = (0..n).map(|i| Sha256::digest([i as u8]).into()).collect();
+        Manifest::new((n as u64) * 16 * 1024, 16 * 1024, chunks)
+    }
+
+    #[test]
+    fn spreads_chunks_over_providers_and_bans_bad_ones() {
+        let now = Instant::now();
+        let m = manifest(20);
+        let mut d = Download::new(m.cid, "f".into());
+        assert!(d.next_requests(now, 8).is_empty(), "no providers yet");
+        let (a, b) = (PeerId::random(), PeerId::random());
+        d.add_provider(a);
+        d.add_provider(b);
+        assert_eq!(d.next_requests(now, 8).len(), 1, "manifest first");
+        d.set_manifest(m, vec![false; 20]);
+        let reqs = d.next_requests(now, 8);
+        assert_eq!(reqs.len(), 8);
+        assert_eq!(reqs.iter().filter(|(p, _)| *p == a).count(), 4);
+        assert_eq!(reqs.iter().filter(|(p, _)| *p == b).count(), 4);
+        // b sends garbage: banned, its chunk asked again from a.
+        let Ask::Chunk(bad) = reqs
+            .iter()
+            .find(|(p, _)| *p == b)
+            .map(|(_, c)| *c)
+            .expect("b")
+        else {
+            panic!("chunk expected");
+        };
+        d.chunk_arrived(bad, b, false);
+        assert_eq!(d.status().rejected_chunks, 1);
+        for (p, ask) in &reqs {
+            if let Ask::Chunk(i) = ask
+                && *i != bad
+            {
+                d.chunk_arrived(*i, *p, true);
+            }
+        }
+        let again = d.next_requests(now, 8);
+        assert!(again.iter().all(|(p, _)| *p == a));
+        assert!(again.contains(&(a, Ask::Chunk(bad))));
+        d.add_provider(b);
+        assert_eq!(d.provider_count(), 1, "a banned provider stays banned");
+    }
+
+    #[test]
+    fn failing_provider_backs_off_then_is_retried_and_resume_skips_held_chunks() {
+        let now = Instant::now();
+        let m = manifest(3);
+        let mut d = Download::new(m.cid, "f".into());
+        let a = PeerId::random();
+        d.add_provider(a);
+        d.set_manifest(m, vec![true, false, true]);
+        let reqs = d.next_requests(now, 8);
+        assert_eq!(reqs, vec![(a, Ask::Chunk(1))]);
+        d.request_failed(Ask::Chunk(1), a, now);
+        assert!(d.next_requests(now, 8).is_empty(), "backing off");
+        let later = now + MAX_BACKOFF;
+        assert_eq!(d.next_requests(later, 8), vec![(a, Ask::Chunk(1))]);
+        d.chunk_arrived(1, a, true);
+        assert!(d.is_complete());
+        let s = d.status();
+        assert_eq!((s.have, s.chunks, s.complete), (3, Some(3), true));
+    }
+}

@@ -1,0 +1,161 @@
+//! Request-response framing for Samizdat's own protocols: one protobuf message per stream
+//! direction, prefixed by its length as an unsigned varint, with a hard size limit per side.
+
+use std::io;
+use std::marker::PhantomData;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response::Codec;
+
+/// History sync protocol id.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/sync/1");
+/// File transfer protocol id.
+pub const FILE_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/file/1");
+
+/// Length-prefixed protobuf codec with size limits.
+#[derive(Debug)]
+pub struct ProtoCodec<Req, Resp> {
+    max_request: usize,
+    max_response: usize,
+    _types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for ProtoCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            max_request: self.max_request,
+            max_response: self.max_response,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> ProtoCodec<Req, Resp> {
+    /// A codec refusing requests above `max_request` and responses above `max_response` bytes.
+    pub fn new(max_request: usize, max_response: usize) -> Self {
+        Self {
+            max_request,
+            max_response,
+            _types: PhantomData,
+        }
+    }
+}
+
+/// Reads one unsigned-varint length-prefixed frame of at most `max` bytes.
+pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len: u64 = 0;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        io.read_exact(&mut b).await?;
+        len |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("frame of {len} bytes exceeds the limit of {max}"),
+                ));
+            }
+            let mut buf = vec![0u8; len];
+            io.read_exact(&mut buf).await?;
+            return Ok(buf);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "length prefix too long",
+    ))
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, data: &[u8]) -> io::Result<()> {
+    let mut len = data.len() as u64;
+    let mut prefix = Vec::with_capacity(10);
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            prefix.push(b);
+            break;
+        }
+        prefix.push(b | 0x80);
+    }
+    io.write_all(&prefix).await?;
+    io.write_all(data).await?;
+    io.close().await
+}
+
+fn decode<M: prost::Message + Default>(bytes: &[u8]) -> io::Result<M> {
+    M::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+impl<Req, Resp> Codec for ProtoCodec<Req, Resp>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Default + Send + 'static,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_frame(io, self.max_request).await?)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_frame(io, self.max_response).await?)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req.encode_to_vec()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res.encode_to_vec()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_limits_hold() {
+        futures::executor::block_on(async {
+            for len in [0usize, 1, 127, 128, 300, 70_000] {
+                let data = vec![7u8; len];
+                let mut buf = futures::io::Cursor::new(Vec::new());
+                write_frame(&mut buf, &data).await.expect("write");
+                let mut rd = futures::io::Cursor::new(buf.into_inner());
+                assert_eq!(read_frame(&mut rd, 70_000).await.expect("read"), data);
+            }
+            let mut buf = futures::io::Cursor::new(Vec::new());
+            write_frame(&mut buf, &[0u8; 100]).await.expect("write");
+            let mut rd = futures::io::Cursor::new(buf.into_inner());
+            assert!(read_frame(&mut rd, 99).await.is_err());
+            // A length prefix that never ends, and a truncated body.
+            let mut rd = futures::io::Cursor::new(vec![0xffu8; 20]);
+            assert!(read_frame(&mut rd, 1 << 20).await.is_err());
+            let mut rd = futures::io::Cursor::new(vec![10u8, 1, 2]);
+            assert!(read_frame(&mut rd, 1 << 20).await.is_err());
+        });
+    }
+}

@@ -1,0 +1,389 @@
+//! Files in the event loop: announcing what this node holds, serving chunks, and driving
+//! downloads from several providers at once.
+
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::kad::QueryId;
+use libp2p::request_response::{self, OutboundRequestId};
+use samizdat_proto::v1;
+
+use super::{EventLoop, Internal};
+use crate::channel::now_ms;
+use crate::files::{Ask, Cid, Download, DownloadStatus, Manifest, provider_key};
+use crate::node::NodeError;
+use crate::node::views::Event;
+use crate::store::FileRecord;
+
+/// Chunk requests in flight per download.
+const PARALLEL: usize = 16;
+/// Look for more providers this often while a download has fewer than two.
+const LOOKUP_EVERY: Duration = Duration::from_secs(5);
+
+/// A download plus when its providers were last looked up.
+pub(super) struct Fetch {
+    pub download: Download,
+    pub last_lookup: Option<Instant>,
+}
+
+impl EventLoop {
+    /// Announces every complete file in the store (at startup).
+    pub(super) fn announce_files(&mut self) {
+        match self.store.files() {
+            Ok(files) => {
+                for f in files {
+                    let cid = Cid(f.cid);
+                    if f.complete {
+                        self.announce_file(&cid);
+                    } else {
+                        // An interrupted download: resume it.
+                        let _ = self.fetch_file(cid, f.name);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot list files: {e}"),
+        }
+    }
+
+    /// Tells the DHT that this node provides the file.
+    pub(super) fn announce_file(&mut self, cid: &Cid) {
+        self.provided.insert(*cid);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(provider_key(cid))
+        {
+            tracing::debug!(%cid, "cannot announce file: {e}");
+        }
+    }
+
+    /// Starts (or continues) fetching a file; returns its status.
+    pub(super) fn fetch_file(
+        &mut self,
+        cid: Cid,
+        name: String,
+    ) -> Result<DownloadStatus, NodeError> {
+        if let Some(f) = self.fetches.get(&cid) {
+            return Ok(f.download.status());
+        }
+        let record = self.store.file(&cid.0)?;
+        let mut download = Download::new(
+            cid,
+            record.as_ref().map_or(name.clone(), |r| r.name.clone()),
+        );
+        if let Some(rec) = &record
+            && let Ok(m) = Manifest::verify(&cid, &rec.manifest, u64::MAX)
+        {
+            let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
+            download.set_manifest(m, have);
+            if rec.complete && download.is_complete() {
+                return Ok(download.status());
+            }
+        }
+        let status = download.status();
+        self.fetches.insert(
+            cid,
+            Fetch {
+                download,
+                last_lookup: None,
+            },
+        );
+        self.lookup_file_providers(&cid);
+        Ok(status)
+    }
+
+    /// A file's status: downloading, held, or unknown.
+    pub(super) fn file_status(&self, cid: &Cid) -> Result<DownloadStatus, NodeError> {
+        if let Some(f) = self.fetches.get(cid) {
+            return Ok(f.download.status());
+        }
+        let rec = self
+            .store
+            .file(&cid.0)?
+            .ok_or_else(|| NodeError::InvalidInput(format!("unknown file {cid}")))?;
+        let m = Manifest::verify(cid, &rec.manifest, u64::MAX)
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let mut d = Download::new(*cid, rec.name);
+        let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
+        d.set_manifest(m, have);
+        Ok(d.status())
+    }
+
+    fn lookup_file_providers(&mut self, cid: &Cid) {
+        let q: QueryId = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(provider_key(cid));
+        self.file_queries.insert(q, *cid);
+        if let Some(f) = self.fetches.get_mut(cid) {
+            f.last_lookup = Some(Instant::now());
+        }
+    }
+
+    /// Providers found in the DHT.
+    pub(super) fn on_file_providers(
+        &mut self,
+        cid: &Cid,
+        providers: impl IntoIterator<Item = PeerId>,
+    ) {
+        let me = *self.swarm.local_peer_id();
+        if let Some(f) = self.fetches.get_mut(cid) {
+            for p in providers {
+                if p != me {
+                    f.download.add_provider(p);
+                }
+            }
+        }
+        // Ask now, while the lookup that knows the providers' addresses is still running.
+        self.pump(cid);
+    }
+
+    /// Sends what a download should ask next.
+    pub(super) fn pump(&mut self, cid: &Cid) {
+        let Some(f) = self.fetches.get_mut(cid) else {
+            return;
+        };
+        let asks = f.download.next_requests(Instant::now(), PARALLEL);
+        for (peer, ask) in asks {
+            let req = v1::FileRequest {
+                cid: cid.0.to_vec(),
+                kind: Some(match ask {
+                    Ask::Manifest => v1::file_request::Kind::Manifest(true),
+                    Ask::Chunk(i) => v1::file_request::Kind::Chunk(i),
+                }),
+            };
+            let rid = self.swarm.behaviour_mut().files.send_request(&peer, req);
+            self.file_requests.insert(rid, (*cid, ask));
+        }
+    }
+
+    /// Housekeeping: more providers where needed, retries after backoff.
+    pub(super) fn files_tick(&mut self) {
+        let cids: Vec<Cid> = self.fetches.keys().copied().collect();
+        for cid in cids {
+            let lookup = self.fetches.get(&cid).is_some_and(|f| {
+                f.download.provider_count() < 2
+                    && f.last_lookup.is_none_or(|t| t.elapsed() >= LOOKUP_EVERY)
+            });
+            if lookup {
+                self.lookup_file_providers(&cid);
+            }
+            self.pump(&cid);
+        }
+    }
+
+    pub(super) fn on_file_event(
+        &mut self,
+        event: request_response::Event<v1::FileRequest, v1::FileResponse>,
+    ) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => self.serve_file_request(peer, request, channel),
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => self.on_file_response(peer, request_id, response),
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((cid, ask)) = self.file_requests.remove(&request_id) {
+                    tracing::debug!(%cid, %peer, "file request failed: {error}");
+                    if let Some(f) = self.fetches.get_mut(&cid) {
+                        f.download.request_failed(ask, peer, Instant::now());
+                    }
+                    self.pump(&cid);
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound file request failed: {error}");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve_file_request(
+        &mut self,
+        peer: PeerId,
+        req: v1::FileRequest,
+        channel: request_response::ResponseChannel<v1::FileResponse>,
+    ) {
+        let error = |e: &str| v1::FileResponse {
+            kind: Some(v1::file_response::Kind::Error(e.to_string())),
+        };
+        if !self.file_limiter.allow(peer, Instant::now()) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .files
+                .send_response(channel, error("rate limited"));
+            return;
+        }
+        let Ok(cid) = <[u8; 32]>::try_from(req.cid.as_slice()) else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .files
+                .send_response(channel, error("bad cid"));
+            return;
+        };
+        let store = self.store.clone();
+        let blobs = self.blobs.clone();
+        let tx = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let resp = (|| {
+                let Some(rec) = store.file(&cid).ok().flatten() else {
+                    return error("not found");
+                };
+                match req.kind {
+                    Some(v1::file_request::Kind::Manifest(_)) => v1::FileResponse {
+                        kind: Some(v1::file_response::Kind::Manifest(rec.manifest)),
+                    },
+                    Some(v1::file_request::Kind::Chunk(i)) => {
+                        let Ok(m) = Manifest::verify(&Cid(cid), &rec.manifest, u64::MAX) else {
+                            return error("not found");
+                        };
+                        let Some(h) = m.chunks.get(i as usize) else {
+                            return error("no such chunk");
+                        };
+                        match blobs.get(h) {
+                            Ok(Some(data)) => v1::FileResponse {
+                                kind: Some(v1::file_response::Kind::Chunk(data)),
+                            },
+                            Ok(None) => error("chunk not held"),
+                            Err(e) => {
+                                tracing::warn!("blob store: {e}");
+                                error("chunk unreadable")
+                            }
+                        }
+                    }
+                    None => error("empty request"),
+                }
+            })();
+            let _ = tx.send(Internal::FileRespond(channel, resp));
+        });
+    }
+
+    fn on_file_response(&mut self, peer: PeerId, rid: OutboundRequestId, resp: v1::FileResponse) {
+        let Some((cid, ask)) = self.file_requests.remove(&rid) else {
+            return;
+        };
+        let now = Instant::now();
+        let max = self.max_file_bytes;
+        let Some(f) = self.fetches.get_mut(&cid) else {
+            return;
+        };
+        match (ask, resp.kind) {
+            (Ask::Manifest, Some(v1::file_response::Kind::Manifest(bytes))) => {
+                match Manifest::verify(&cid, &bytes, max) {
+                    Ok(m) => {
+                        let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
+                        let rec = FileRecord {
+                            cid: cid.0,
+                            manifest: m.encoded.clone(),
+                            name: f.download.name.clone(),
+                            mime: crate::files::mime_from_name(&f.download.name).to_string(),
+                            complete: false,
+                            added_at_ms: now_ms(),
+                        };
+                        f.download.set_manifest(m, have);
+                        if let Err(e) = self.store.put_file(&rec) {
+                            tracing::warn!("store: {e}");
+                        }
+                        self.check_complete(&cid);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%cid, %peer, "manifest refused: {e}");
+                        f.download.manifest_rejected(peer);
+                    }
+                }
+            }
+            (Ask::Chunk(i), Some(v1::file_response::Kind::Chunk(data))) => {
+                let Some(m) = f.download.manifest().cloned() else {
+                    return;
+                };
+                // Hashing and sealing 1 MiB is slow work: off the loop.
+                let blobs = self.blobs.clone();
+                let tx = self.internal_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let idx = i as usize;
+                    let ok = m.chunk_matches(idx, &data)
+                        && m.chunks
+                            .get(idx)
+                            .is_some_and(|h| blobs.put(h, &data, false).is_ok());
+                    let _ = tx.send(Internal::ChunkStored {
+                        cid,
+                        index: i,
+                        peer,
+                        ok,
+                    });
+                });
+                return;
+            }
+            (ask, _) => f.download.request_failed(ask, peer, now),
+        }
+        self.pump(&cid);
+    }
+
+    /// A chunk was checked (and stored if valid) off the loop.
+    pub(super) fn on_chunk_stored(&mut self, cid: Cid, index: u32, peer: PeerId, ok: bool) {
+        let Some(f) = self.fetches.get_mut(&cid) else {
+            return;
+        };
+        if !ok {
+            tracing::warn!(%cid, %peer, chunk = index, "corrupted chunk refused; asking another provider");
+        }
+        f.download.chunk_arrived(index, peer, ok);
+        let status = f.download.status();
+        let _ = self.events.send(Event::FileProgress { status });
+        self.check_complete(&cid);
+        self.pump(&cid);
+    }
+
+    fn check_complete(&mut self, cid: &Cid) {
+        let done = self
+            .fetches
+            .get(cid)
+            .is_some_and(|f| f.download.is_complete());
+        if !done {
+            return;
+        }
+        let Some(f) = self.fetches.remove(cid) else {
+            return;
+        };
+        if let Some(m) = f.download.manifest() {
+            let rec = FileRecord {
+                cid: cid.0,
+                manifest: m.encoded.clone(),
+                name: f.download.name.clone(),
+                mime: crate::files::mime_from_name(&f.download.name).to_string(),
+                complete: true,
+                added_at_ms: now_ms(),
+            };
+            if let Err(e) = self.store.put_file(&rec) {
+                tracing::warn!("store: {e}");
+            }
+        }
+        tracing::info!(%cid, "file complete");
+        let _ = self.events.send(Event::FileProgress {
+            status: f.download.status(),
+        });
+        // Now this node can serve it too.
+        self.announce_file(cid);
+    }
+}
