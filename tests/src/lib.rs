@@ -199,6 +199,12 @@ impl NodeProc {
         })
     }
 
+    /// Sets an environment variable for this node's future commands and daemon runs.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// The home directory.
     pub fn home(&self) -> &Path {
         &self.home
@@ -346,6 +352,37 @@ impl NodeProc {
             },
         )
         .map(|_| ())
+    }
+
+    /// Follows a channel by link or id.
+    pub fn follow(&self, target: &str) -> Result<()> {
+        self.cli_ok(&["channel", "follow", target]).map(|_| ())
+    }
+
+    /// Posts text; returns the post's JSON.
+    pub fn post(&self, channel: &str, text: &str) -> Result<Value> {
+        self.json(&["channel", "post", channel, text])
+    }
+
+    /// The channel's sync status JSON.
+    pub fn sync_status(&self, channel: &str) -> Result<Value> {
+        self.json(&["channel", "sync-status", channel])
+    }
+
+    /// Opens this node's store directly (the daemon must be stopped): for checking what is on
+    /// disk, as someone holding the device and its key would see it.
+    pub fn open_store(&self) -> Result<samizdat_node::store::SledStore> {
+        let home = samizdat_node::home::Home::at(&self.home);
+        let pass = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "SAMIZDAT_PASSPHRASE")
+            .map(|(_, v)| v.as_str());
+        let key = samizdat_node::crypto::Keyring::unlock(&home, pass)?;
+        Ok(samizdat_node::store::SledStore::open(
+            &home.store_dir(),
+            std::sync::Arc::new(key),
+        )?)
     }
 
     /// Waits until the channel's history holds `n` posts; returns them.

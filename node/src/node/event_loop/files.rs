@@ -98,6 +98,9 @@ impl EventLoop {
         if let Some(f) = self.fetches.get(cid) {
             return Ok(f.download.status());
         }
+        if let Some(st) = self.finished.get(cid) {
+            return Ok(st.clone());
+        }
         let rec = self
             .store
             .file(&cid.0)?
@@ -380,9 +383,13 @@ impl EventLoop {
             }
         }
         tracing::info!(%cid, "file complete");
-        let _ = self.events.send(Event::FileProgress {
-            status: f.download.status(),
-        });
+        let status = f.download.status();
+        // Keep the final figures (e.g. corrupted chunks refused) for status queries.
+        if self.finished.len() >= 256 {
+            self.finished.clear();
+        }
+        self.finished.insert(*cid, status.clone());
+        let _ = self.events.send(Event::FileProgress { status });
         // Now this node can serve it too.
         self.announce_file(cid);
     }

@@ -102,6 +102,8 @@ pub(crate) struct EventLoop {
     file_queries: HashMap<QueryId, Cid>,
     file_limiter: RateLimiter,
     provided: HashSet<Cid>,
+    /// Final status of downloads finished since start.
+    finished: HashMap<Cid, crate::files::DownloadStatus>,
     shutdown: CancellationToken,
 }
 
@@ -194,6 +196,7 @@ impl EventLoop {
             // Per peer: 64 chunk requests/s (64 MiB/s), bursts of 128.
             file_limiter: RateLimiter::new(64.0, 128.0),
             provided: HashSet::new(),
+            finished: HashMap::new(),
             shutdown,
         };
         for addr in listen_addrs {
