@@ -30,6 +30,16 @@ pub fn manifest_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
     libp2p::kad::RecordKey::new(&format!("/samizdat/channel-manifest/{channel}"))
 }
 
+/// The `ChannelMessage` carrying an encoded `SignedPost`, built without re-encoding the post
+/// (field 1, length-delimited).
+pub fn post_envelope(signed_post: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(signed_post.len() + 6);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(signed_post.len() as u64, &mut out);
+    out.extend_from_slice(signed_post);
+    out
+}
+
 /// Signs `body` for `domain`: the signature covers DOMAIN || body.
 pub(crate) fn sign(key: &ed25519::Keypair, domain: &[u8], body: &[u8]) -> Vec<u8> {
     key.sign(&domained(domain, body))
@@ -53,4 +63,25 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use samizdat_proto::v1;
+
+    #[test]
+    fn post_envelope_is_a_channel_message() {
+        let sp = v1::SignedPost {
+            body: vec![1; 300],
+            signature: vec![2; 64],
+            cert: None,
+        };
+        let wire = sp.encode_to_vec();
+        let expected = v1::ChannelMessage {
+            kind: Some(v1::channel_message::Kind::Post(sp)),
+        }
+        .encode_to_vec();
+        assert_eq!(super::post_envelope(&wire), expected);
+    }
 }

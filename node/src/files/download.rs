@@ -217,6 +217,18 @@ impl Download {
         s.until = Some(now + backoff.min(MAX_BACKOFF));
     }
 
+    /// The provider asked to slow down: wait a moment, without counting it as a failure.
+    pub fn throttled(&mut self, ask: Ask, by: PeerId, now: Instant) {
+        match ask {
+            Ask::Manifest => self.manifest_from = None,
+            Ask::Chunk(i) => {
+                self.in_flight.remove(&i);
+            }
+        }
+        let s = self.strikes.entry(by).or_default();
+        s.until = Some(now + Duration::from_millis(200));
+    }
+
     /// What clients see.
     pub fn status(&self) -> DownloadStatus {
         let (size, chunks, bytes) = match &self.manifest {

@@ -60,7 +60,7 @@ impl Importer {
 
     fn flush_chunk(&mut self) -> Result<(), ImportError> {
         let h: [u8; 32] = Sha256::digest(&self.buf).into();
-        self.blobs.put(&h, &self.buf, true)?;
+        self.blobs.put_hashed(&h, &self.buf, true)?;
         self.chunks.push(h);
         self.buf.clear();
         Ok(())

@@ -66,13 +66,24 @@ fn map_open_err(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store at `dir`, sealed with `key`.
     pub fn open(dir: &Path, key: Arc<DataKey>) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // Durability comes from explicit flushes (group commit in the writer); the
             // background flush only bounds what an idle node could lose.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(map_open_err)?;
+            .flush_every_ms(Some(1000));
+        // A store closed a moment ago in this process may still be locked by sled's flusher
+        // thread, which lets go shortly after the last handle is dropped: retry briefly
+        // before concluding that another process holds it.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open().map_err(map_open_err) {
+                Err(StoreError::Locked) if attempts < 30 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

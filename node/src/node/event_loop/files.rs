@@ -17,8 +17,11 @@ use crate::store::FileRecord;
 
 /// Chunk requests in flight per download.
 const PARALLEL: usize = 16;
-/// Look for more providers this often while a download has fewer than two.
+/// Look for more providers this often while a download has fewer than two...
 const LOOKUP_EVERY: Duration = Duration::from_secs(5);
+/// ...and this often while it has none at all (a new file's announcement may still be
+/// spreading).
+const LOOKUP_WHEN_NONE: Duration = Duration::from_secs(1);
 
 /// A download plus when its providers were last looked up.
 pub(super) struct Fetch {
@@ -167,8 +170,13 @@ impl EventLoop {
         let cids: Vec<Cid> = self.fetches.keys().copied().collect();
         for cid in cids {
             let lookup = self.fetches.get(&cid).is_some_and(|f| {
+                let every = if f.download.provider_count() == 0 {
+                    LOOKUP_WHEN_NONE
+                } else {
+                    LOOKUP_EVERY
+                };
                 f.download.provider_count() < 2
-                    && f.last_lookup.is_none_or(|t| t.elapsed() >= LOOKUP_EVERY)
+                    && f.last_lookup.is_none_or(|t| t.elapsed() >= every)
             });
             if lookup {
                 self.lookup_file_providers(&cid);
@@ -325,7 +333,8 @@ impl EventLoop {
                 let tx = self.internal_tx.clone();
                 tokio::task::spawn_blocking(move || {
                     let idx = i as usize;
-                    let ok = m.chunk_matches(idx, &data)
+                    // put() checks the hash; the length check catches a short chunk first.
+                    let ok = data.len() == m.chunk_len(idx)
                         && m.chunks
                             .get(idx)
                             .is_some_and(|h| blobs.put(h, &data, false).is_ok());
@@ -337,6 +346,9 @@ impl EventLoop {
                     });
                 });
                 return;
+            }
+            (ask, Some(v1::file_response::Kind::Error(e))) if e == "rate limited" => {
+                f.download.throttled(ask, peer, now);
             }
             (ask, _) => f.download.request_failed(ask, peer, now),
         }

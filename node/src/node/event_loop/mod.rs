@@ -43,7 +43,7 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
 /// How often housekeeping runs (outbox, discovery, reconnects).
-const TICK: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_secs(1);
 /// Look for more topic peers this often while a channel has fewer than [`WANT_TOPIC_PEERS`].
 const LOOKUP_WHEN_SPARSE: Duration = Duration::from_secs(10);
 /// Look for topic peers this often otherwise.
@@ -56,6 +56,9 @@ const WANT_TOPIC_PEERS: usize = 3;
 const DIALS_PER_LOOKUP: usize = 8;
 /// Peers kept in the persistent peer cache.
 const PEER_CACHE: usize = 500;
+/// Most posts of an outbox published by gossip when a topic peer appears (older ones reach
+/// peers by history sync).
+const OUTBOX_GOSSIP: usize = 256;
 /// Cached peers dialed at startup (most recent first).
 const STARTUP_DIALS: usize = 20;
 
@@ -188,13 +191,15 @@ impl EventLoop {
             kad_bootstrapped: false,
             sync: HashMap::new(),
             sync_requests: HashMap::new(),
-            // Per peer: 20 sync requests/s (a page each, up to 256 posts), bursts of 40.
-            sync_limiter: RateLimiter::new(20.0, 40.0),
+            // Per peer: 50 sync requests/s (a page each, up to 256 posts: 12,800 posts/s),
+            // bursts of 100.
+            sync_limiter: RateLimiter::new(50.0, 100.0),
             fetches: HashMap::new(),
             file_requests: HashMap::new(),
             file_queries: HashMap::new(),
-            // Per peer: 64 chunk requests/s (64 MiB/s), bursts of 128.
-            file_limiter: RateLimiter::new(64.0, 128.0),
+            // Per peer: 256 chunk requests/s (256 MiB/s: bandwidth, not this, is the real
+            // bound), bursts of 512.
+            file_limiter: RateLimiter::new(256.0, 512.0),
             provided: HashSet::new(),
             finished: HashMap::new(),
             shutdown,
@@ -542,6 +547,9 @@ impl EventLoop {
         self.channels.insert(id, state);
         self.sync_init(&id, owner);
         self.discover(&id, true);
+        // Peers already on the topic sent their subscriptions before this node joined it:
+        // no Subscribed event will come for them, so ask now.
+        self.want_sync(&id);
     }
 
     fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
@@ -691,6 +699,11 @@ impl EventLoop {
             return;
         };
         let topic = state.topic.clone();
+        // Nobody to send to: trying would only sign and drop every message (gossipsub signs
+        // before it looks for peers), which made a long outbox quadratic.
+        if self.topic_peers(&topic.hash()) == 0 {
+            return;
+        }
         if let Some(certs) = self.unpublished_certs.remove(id) {
             let mut keep = Vec::new();
             for cert in certs {
@@ -705,29 +718,31 @@ impl EventLoop {
                 self.unpublished_certs.insert(*id, keep);
             }
         }
-        let Some(posts) = self.unpublished.remove(id) else {
+        let Some(mut posts) = self.unpublished.remove(id) else {
             return;
         };
-        let mut keep = Vec::new();
-        for post in posts {
-            let msg = v1::ChannelMessage {
-                kind: Some(v1::channel_message::Kind::Post(
-                    match v1::SignedPost::decode(post.wire.as_slice()) {
-                        Ok(sp) => sp,
-                        Err(_) => continue,
-                    },
-                )),
-            };
-            if self.publish(&topic, msg.encode_to_vec()) {
-                if let Err(e) = self.store.outbox_remove(&post) {
+        // A long backlog is for history sync, which the new peer starts as soon as it sees
+        // this node on the topic: flooding the mesh with it would cost every peer far more.
+        if posts.len() > OUTBOX_GOSSIP {
+            for p in posts.drain(..posts.len() - OUTBOX_GOSSIP) {
+                if let Err(e) = self.store.outbox_remove(&p) {
                     tracing::warn!("outbox: {e}");
                 }
-            } else {
-                keep.push(post);
             }
         }
-        if !keep.is_empty() {
-            self.unpublished.insert(*id, keep);
+        let mut sent = 0;
+        for post in &posts {
+            if !self.publish(&topic, channel::post_envelope(&post.wire)) {
+                break; // the rest would fail the same way: keep them, in order
+            }
+            if let Err(e) = self.store.outbox_remove(post) {
+                tracing::warn!("outbox: {e}");
+            }
+            sent += 1;
+        }
+        posts.drain(..sent);
+        if !posts.is_empty() {
+            self.unpublished.insert(*id, posts);
         }
     }
 

@@ -108,10 +108,13 @@ impl EventLoop {
         }
     }
 
-    /// Whether a channel wants syncing soon (e.g. a peer just joined its topic).
+    /// A channel wants syncing (e.g. a peer just joined its topic): start now if idle.
     pub(super) fn want_sync(&mut self, id: &ChannelId) {
         if let Some(st) = self.sync.get_mut(id) {
             st.wanted = true;
+            if st.session.is_none() {
+                self.sync_tick();
+            }
         }
     }
 
@@ -294,7 +297,10 @@ impl EventLoop {
             },
             Some(v1::sync_response::Kind::Error(e)) => {
                 tracing::debug!(channel = %id, %peer, "peer refused sync: {e}");
-                self.finish_session(&id, false, Some(FAILURE_PENALTY));
+                // Being told to slow down is not misbehaviour: resume on the next tick (the
+                // new session starts where the store says this node is).
+                let penalty = (e != "rate limited").then_some(FAILURE_PENALTY);
+                self.finish_session(&id, false, penalty);
             }
             _ => self.finish_session(&id, false, Some(BAD_PAGE_PENALTY)),
         }
@@ -375,6 +381,14 @@ impl EventLoop {
         page: v1::SyncRangeResponse,
     ) {
         let (author, from, to) = range;
+        tracing::trace!(channel = %id, %peer, from, to, posts = page.posts.len(), "sync page");
+        // Ask for the next page before checking this one, so that the peer's reading and the
+        // network overlap with the verification here. If this page is bad, the session ends
+        // and the answer to that request is dropped.
+        let continued = page.next_seq > from && page.next_seq <= to;
+        if continued {
+            self.request_range(id, peer, (author, page.next_seq, to));
+        }
         let (posts, expired) = match check_page(id, &author, from, to, &page, now_ms()) {
             Ok(v) => v,
             Err(e) => {
@@ -425,9 +439,7 @@ impl EventLoop {
             }
             self.in_flight.insert(key, pid);
         }
-        if page.next_seq != 0 {
-            self.request_range(id, peer, (author, page.next_seq, to));
-        } else {
+        if !continued {
             self.next_range(id);
         }
         self.emit_progress(id);

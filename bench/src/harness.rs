@@ -1,0 +1,147 @@
+//! Shared pieces: in-process nodes on loopback, the TCP-copy baseline, and table printing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use samizdat_node::home::Home;
+use samizdat_node::net::bootstrap_peer::{BootstrapPeer, BootstrapPeerConfig};
+use samizdat_node::node::{Node, NodeOptions};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// A bootstrap peer and `n` nodes in this process, each with a temporary home.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub boot: Option<BootstrapPeer>,
+    pub shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Result<Self> {
+        let shutdown = CancellationToken::new();
+        let dir = tempfile::tempdir()?;
+        let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+        let boot = BootstrapPeer::spawn(
+            libp2p::identity::Keypair::generate_ed25519(),
+            BootstrapPeerConfig {
+                listen: vec![loopback.clone()],
+                ..Default::default()
+            },
+            None,
+            shutdown.clone(),
+        )
+        .await?;
+        let boot_addr = boot
+            .listen_addrs
+            .first()
+            .cloned()
+            .context("bootstrap address")?;
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let home = Home::at(dir.path().join(format!("n{i}")));
+            nodes.push(
+                Node::start(
+                    &home,
+                    NodeOptions {
+                        listen: vec![loopback.clone()],
+                        bootstrap: vec![boot_addr.clone()],
+                        init_if_missing: true,
+                        ..Default::default()
+                    },
+                    shutdown.clone(),
+                )
+                .await?,
+            );
+        }
+        Ok(Self {
+            nodes,
+            boot: Some(boot),
+            shutdown,
+            _dir: dir,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for n in self.nodes.drain(..) {
+            n.stopped().await;
+        }
+        if let Some(b) = self.boot.take() {
+            b.stopped().await;
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it yields, or fails after `timeout`.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Baseline: copying `bytes` bytes over one loopback TCP connection, in `piece`-sized writes.
+/// Returns seconds.
+pub async fn tcp_copy(bytes: usize, piece: usize) -> Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0usize;
+        loop {
+            let r = s.read(&mut buf).await?;
+            if r == 0 {
+                return Ok::<usize, std::io::Error>(n);
+            }
+            n += r;
+        }
+    });
+    let data = vec![0x42u8; piece.max(1)];
+    let start = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let mut sent = 0;
+    while sent < bytes {
+        let n = piece.min(bytes - sent);
+        s.write_all(&data[..n]).await?;
+        sent += n;
+    }
+    s.shutdown().await?;
+    let got = reader.await??;
+    anyhow::ensure!(got == bytes, "baseline copied {got} of {bytes} bytes");
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// Prints a benchmark's flat numeric fields as a two-column table.
+pub fn print_table(name: &str, v: &Value) {
+    println!("\n{name}");
+    println!("{:-<60}", "");
+    if let Value::Object(m) = v {
+        for (k, val) in m {
+            match val {
+                Value::Object(_) | Value::Array(_) => {}
+                other => println!("  {k:<40} {other}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `cargo run --release -p samizdat-bench -- [--quick] [--only NAME]`: runs the benchmarks,
+//! prints a table, and writes `target/bench/report.json`. Every figure comes with a baseline
+//! measured in the same run (machines here are small and noisy: compare ratios, not seconds).
+
+mod files_bench;
+mod harness;
+mod sync_bench;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::{Map, Value};
+
+/// Samizdat benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "samizdat-bench")]
+struct Args {
+    /// Small sizes, for CI: checks that every benchmark runs and reports.
+    #[arg(long)]
+    quick: bool,
+    /// Run only this benchmark (sync, files).
+    #[arg(long)]
+    only: Option<String>,
+    /// Where to write report.json (default: target/bench).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+type Bench = (&'static str, fn(bool) -> Result<Value>);
+
+fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let benches: [Bench; 2] = [("sync", sync_bench::run), ("files", files_bench::run)];
+    if let Some(only) = &args.only
+        && !benches.iter().any(|(n, _)| n == only)
+    {
+        anyhow::bail!(
+            "unknown benchmark {only:?}; available: {}",
+            benches.map(|(n, _)| n).join(", ")
+        );
+    }
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"));
+    std::fs::create_dir_all(&out_dir)?;
+    let report_path = out_dir.join("report.json");
+    // Keep sections from earlier runs of other benchmarks (with --only).
+    let mut report: Map<String, Value> = std::fs::read(&report_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    report.insert("quick".into(), Value::Bool(args.quick));
+    for (name, run) in benches {
+        if args.only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        eprintln!("== {name}");
+        let v = run(args.quick).with_context(|| format!("benchmark {name}"))?;
+        harness::print_table(name, &v);
+        report.insert(name.into(), v);
+    }
+    std::fs::write(
+        &report_path,
+        serde_json::to_vec_pretty(&Value::Object(report))?,
+    )?;
+    println!("\nreport: {}", report_path.display());
+    Ok(())
+}
