@@ -11,6 +11,7 @@ use axum::routing::get;
 use libp2p::PeerId;
 use libp2p::metrics::Registry;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use samizdat_node::net::bootstrap_peer::BootstrapStats;
 use tokio::net::TcpListener;
@@ -22,6 +23,10 @@ struct Shared {
     stats: Arc<BootstrapStats>,
     connected: Gauge,
     routing: Gauge,
+    records: Gauge,
+    provider_adds: Counter,
+    reservations: Gauge,
+    circuits: Gauge,
     peer_id: PeerId,
 }
 
@@ -44,11 +49,35 @@ pub(crate) async fn serve(
         "Peers in the Kademlia routing table",
         routing.clone(),
     );
+    let records = Gauge::default();
+    let provider_adds = Counter::default();
+    let reservations = Gauge::default();
+    let circuits = Gauge::default();
+    registry.register("dht_records", "DHT value records held", records.clone());
+    registry.register(
+        "dht_provider_records_received",
+        "Provider records other peers asked this peer to hold",
+        provider_adds.clone(),
+    );
+    registry.register(
+        "relay_reservations",
+        "Relay reservations held for nodes behind NAT",
+        reservations.clone(),
+    );
+    registry.register(
+        "relay_circuits",
+        "Relayed connections open",
+        circuits.clone(),
+    );
     let shared = Shared {
         registry: Arc::new(registry),
         stats,
         connected,
         routing,
+        records,
+        provider_adds,
+        reservations,
+        circuits,
         peer_id,
     };
     let app = Router::new()
@@ -64,10 +93,24 @@ pub(crate) async fn serve(
 }
 
 fn refresh(s: &Shared) -> (i64, i64) {
-    let c = i64::try_from(s.stats.connected_peers.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-    let r = i64::try_from(s.stats.routing_table_peers.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+    let get = |a: &std::sync::atomic::AtomicUsize| {
+        i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    };
+    let (c, r) = (
+        get(&s.stats.connected_peers),
+        get(&s.stats.routing_table_peers),
+    );
     s.connected.set(c);
     s.routing.set(r);
+    s.records.set(get(&s.stats.dht_records));
+    s.reservations.set(get(&s.stats.relay_reservations));
+    s.circuits.set(get(&s.stats.relay_circuits));
+    // Counters only go up: add what arrived since the last scrape.
+    let total = s.stats.dht_provider_adds.load(Ordering::Relaxed) as u64;
+    let seen = s.provider_adds.get();
+    if total > seen {
+        s.provider_adds.inc_by(total - seen);
+    }
     (c, r)
 }
 

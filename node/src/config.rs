@@ -35,8 +35,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DhtMode {
-    /// Serve DHT requests (the node is reachable at its listen addresses).
+    /// Serve when reachable (AutoNAT or a public address says so), else only ask.
     #[default]
+    Auto,
+    /// Always serve DHT requests.
     Server,
     /// Only make requests (behind NAT, on a phone, on metered links).
     Client,
@@ -53,8 +55,13 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// Addresses to announce besides the listen addresses (e.g. a port-forwarded public one).
     pub external_addresses: Vec<Multiaddr>,
-    /// Announce the listen addresses themselves as reachable (true on LANs and public hosts).
+    /// Announce listen addresses with public IPs as reachable at once; others (private, LAN,
+    /// loopback) only once AutoNAT confirms that peers can dial them.
     pub announce_listen_addresses: bool,
+    /// Find peers on the local network by mDNS (works with no internet at all).
+    pub mdns: bool,
+    /// Reserve a slot on relays when not directly reachable, so others can still connect.
+    pub use_relays: bool,
     /// Local API address (loopback only).
     pub api: SocketAddr,
     /// DHT role.
@@ -100,6 +107,8 @@ impl Default for Config {
             bootstrap: Vec::new(),
             external_addresses: Vec::new(),
             announce_listen_addresses: true,
+            mdns: true,
+            use_relays: true,
             // Parsing a constant; covered by a unit test.
             #[allow(clippy::expect_used)]
             api: DEFAULT_API_ADDR.parse().expect("valid default API address"),
@@ -164,13 +173,22 @@ bootstrap = [{bootstrap}]
 # Extra addresses to announce (a port-forwarded public address, for example).
 external_addresses = [{external}]
 
-# Announce the listen addresses as reachable. Turn off on a host that nobody can dial.
+# Announce listen addresses with public IPs as reachable at once (others wait for AutoNAT
+# to confirm that peers can dial them). Turn off on a host that nobody can dial.
 announce_listen_addresses = {announce}
+
+# Find other nodes on the local network by mDNS: a LAN keeps working with no internet at all.
+mdns = {mdns}
+
+# Hold a slot on relays (bootstrap peers) when not directly reachable, so that others can
+# still connect; connections through a relay are upgraded to direct ones when NATs allow.
+use_relays = {use_relays}
 
 # The local API (HTTP + JSON). Keep it on loopback: it is guarded by api.token only.
 api = "{api}"
 
-# "server" answers DHT queries for others; "client" only asks (behind NAT, on metered links).
+# "auto" serves the DHT when reachable and only asks when not; "server" always serves;
+# "client" only asks (metered links).
 dht_mode = "{dht}"
 
 # Idle connections are closed after this long.
@@ -191,9 +209,12 @@ max_memory_fraction = {mmf}
             announce = self.announce_listen_addresses,
             api = self.api,
             dht = match self.dht_mode {
+                DhtMode::Auto => "auto",
                 DhtMode::Server => "server",
                 DhtMode::Client => "client",
             },
+            mdns = self.mdns,
+            use_relays = self.use_relays,
             idle = humantime::format_duration(self.idle_connection_timeout),
             max_file = self.max_file_bytes,
             mc = self.limits.max_connections,

@@ -215,7 +215,7 @@ fn build() -> Result<libp2p::Swarm<Behaviour>> {
             Ok(Behaviour {
                 gossipsub,
                 identify: samizdat_node::net::identify(key, "attacker/0"),
-                kad: samizdat_node::net::kademlia(peer_id, true),
+                kad: samizdat_node::net::kademlia(peer_id, Some(kad::Mode::Server)),
                 sync: request_response::Behaviour::with_codec(
                     // Its own limits are generous: it is the one sending oversized frames.
                     ProtoCodec::new(1 << 20, 64 << 20),

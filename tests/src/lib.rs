@@ -2,6 +2,7 @@
 //! own temporary home, stopped and cleaned up when dropped; plus a hostile libp2p peer.
 
 pub mod attacker;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -92,6 +93,18 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A command for a workspace binary, inside network namespace `ns` when given.
+fn command(ns: Option<&str>, name: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin(name));
+            c
+        }
+        None => Command::new(bin(name)),
+    }
+}
+
 fn terminate(child: &mut Child) {
     // SIGTERM first (graceful: flushes the store); SIGKILL if it does not stop.
     let _ = Command::new("kill")
@@ -120,11 +133,18 @@ pub struct BootstrapProc {
 impl BootstrapProc {
     /// Starts one on 127.0.0.1 with a random port.
     pub fn start() -> Result<Self> {
+        Self::start_in(None, &["/ip4/127.0.0.1/tcp/0"])
+    }
+
+    /// Starts one in network namespace `ns` (if given) on these listen addresses.
+    pub fn start_in(ns: Option<&str>, listen: &[&str]) -> Result<Self> {
         let home = tempfile::tempdir()?;
-        let mut child = Command::new(bin("samizdat-bootstrap"))
-            .arg("--home")
-            .arg(home.path())
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        let mut cmd = command(ns, "samizdat-bootstrap");
+        cmd.arg("--home").arg(home.path());
+        for l in listen {
+            cmd.args(["--listen", l]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -167,6 +187,7 @@ pub struct NodeProc {
     _dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    ns: Option<String>,
 }
 
 impl NodeProc {
@@ -179,6 +200,23 @@ impl NodeProc {
             _dir: Some(dir),
             child: None,
             env: Vec::new(),
+            ns: None,
+        };
+        n.cli_ok(&["init"])?;
+        Ok(n)
+    }
+
+    /// A new node living in network namespace `ns` (`samizdat init` run there, so its config
+    /// has a port of its own; `start` then listens on every interface of the namespace).
+    pub fn new_in(name: &str, ns: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let n = Self {
+            name: name.to_string(),
+            home: dir.path().join("home"),
+            _dir: Some(dir),
+            child: None,
+            env: Vec::new(),
+            ns: Some(ns.to_string()),
         };
         n.cli_ok(&["init"])?;
         Ok(n)
@@ -196,6 +234,7 @@ impl NodeProc {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ns: None,
         })
     }
 
@@ -212,7 +251,7 @@ impl NodeProc {
 
     /// Runs `samizdat --home HOME ARGS...` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(bin("samizdat"));
+        let mut cmd = command(self.ns.as_deref(), "samizdat");
         cmd.arg("--home").arg(&self.home).args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -251,12 +290,12 @@ impl NodeProc {
     /// Starts `samizdat run` with extra flags.
     pub fn start_with(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<()> {
         let _ = std::fs::remove_file(self.home.join("api.addr"));
-        let mut cmd = Command::new(bin("samizdat"));
+        let mut cmd = command(self.ns.as_deref(), "samizdat");
         cmd.arg("--home")
             .arg(&self.home)
             .arg("run")
             .args(["--api", "127.0.0.1:0"]);
-        if !extra.contains(&"--listen") {
+        if self.ns.is_none() && !extra.contains(&"--listen") {
             cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
         for b in bootstrap {
@@ -396,6 +435,21 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.stop();
+        // Keep the daemon's log where a failed CI run can show it.
+        if std::env::var_os("SAMIZDAT_KEEP_LOGS").is_some() {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs");
+            let _ = std::fs::create_dir_all(&dir);
+            let name = format!(
+                "{}-{}-{}.log",
+                std::thread::current()
+                    .name()
+                    .unwrap_or("test")
+                    .replace("::", "-"),
+                self.name,
+                std::process::id()
+            );
+            let _ = std::fs::copy(self.home.with_extension("log"), dir.join(name));
+        }
     }
 }
 

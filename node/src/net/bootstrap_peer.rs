@@ -38,6 +38,8 @@ pub struct BootstrapBehaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Relay v2 server for nodes behind NAT (carries only end-to-end encrypted streams).
     pub relay: relay::Behaviour,
+    /// AutoNAT: dials back nodes that ask whether they are reachable.
+    pub autonat: libp2p::autonat::Behaviour,
 }
 
 /// Settings of a bootstrap peer.
@@ -78,13 +80,21 @@ impl Default for BootstrapPeerConfig {
     }
 }
 
-/// Live counters for health checks.
+/// Live counters for health checks and metrics.
 #[derive(Debug, Default)]
 pub struct BootstrapStats {
     /// Peers with at least one connection.
     pub connected_peers: AtomicUsize,
     /// Peers in the DHT routing table.
     pub routing_table_peers: AtomicUsize,
+    /// DHT value records held.
+    pub dht_records: AtomicUsize,
+    /// Provider records received from others (a counter: its rate is the announce load).
+    pub dht_provider_adds: AtomicUsize,
+    /// Relay reservations held.
+    pub relay_reservations: AtomicUsize,
+    /// Relayed circuits open.
+    pub relay_circuits: AtomicUsize,
 }
 
 /// A running bootstrap peer.
@@ -108,9 +118,10 @@ impl BootstrapPeer {
         shutdown: CancellationToken,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
-        let metrics = registry.map(Metrics::new);
+        let mut scratch = Registry::default();
+        let registry = registry.unwrap_or(&mut scratch);
         let cfg = config.clone();
-        let mut swarm = build_swarm(keypair, config.idle_timeout, move |key| {
+        let mut swarm = build_swarm(keypair, config.idle_timeout, registry, move |key| {
             let relay_cfg = relay::Config {
                 max_reservations: cfg.max_reservations,
                 max_circuits: cfg.max_circuits,
@@ -125,10 +136,13 @@ impl BootstrapPeer {
                     &format!("samizdat-bootstrap/{}", env!("CARGO_PKG_VERSION")),
                 ),
                 ping: ping::Behaviour::default(),
-                kad: super::kademlia(peer_id, true),
+                kad: super::kademlia(peer_id, Some(kad::Mode::Server)),
+                autonat: super::autonat(peer_id, false),
                 relay: relay::Behaviour::new(peer_id, relay_cfg),
             })
-        })?;
+        })
+        .await?;
+        let metrics = Some(Metrics::new(registry));
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -244,14 +258,43 @@ async fn run(
                     m.record(&ev);
                 }
                 if let kad::Event::InboundRequest { request } = ev {
+                    if matches!(request, kad::InboundRequest::AddProvider { .. }) {
+                        stats.dht_provider_adds.fetch_add(1, Ordering::Relaxed);
+                    }
                     accept_inbound_kad(&mut swarm.behaviour_mut().kad, request);
+                    use libp2p::kad::store::RecordStore;
+                    let n = swarm.behaviour_mut().kad.store_mut().records().count();
+                    stats.dht_records.store(n, Ordering::Relaxed);
                 }
             }
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Relay(ev)) => {
                 if let Some(m) = metrics.as_mut() {
                     m.record(&ev);
                 }
+                let (res, circ) = (&stats.relay_reservations, &stats.relay_circuits);
+                match &ev {
+                    relay::Event::ReservationReqAccepted { renewed: false, .. } => {
+                        res.fetch_add(1, Ordering::Relaxed);
+                    }
+                    relay::Event::ReservationTimedOut { .. } => {
+                        let _ = res.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                            v.checked_sub(1)
+                        });
+                    }
+                    relay::Event::CircuitReqAccepted { .. } => {
+                        circ.fetch_add(1, Ordering::Relaxed);
+                    }
+                    relay::Event::CircuitClosed { .. } => {
+                        let _ = circ.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                            v.checked_sub(1)
+                        });
+                    }
+                    _ => {}
+                }
                 tracing::debug!(?ev, "relay");
+            }
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Autonat(ev)) => {
+                tracing::debug!(?ev, "autonat");
             }
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Ping(ev)) => {
                 if let Some(m) = metrics.as_mut() {

@@ -24,6 +24,9 @@ use crate::config::Limits;
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/kad/1.0.0");
 /// Identify protocol version string.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/samizdat/id/1.0.0";
+/// Relay v2 hop protocol id, as listed by identify on peers that relay.
+pub const RELAY_HOP_PROTOCOL: StreamProtocol =
+    StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
 /// Largest gossipsub frame accepted (a maximal post plus envelope and gossipsub framing).
 pub const MAX_GOSSIP_BYTES: usize = 128 * 1024;
 
@@ -46,10 +49,12 @@ pub enum NetError {
     Behaviour(String),
 }
 
-/// Builds a swarm with TCP and QUIC (noise + yamux on TCP), DNS, and the given behaviour.
-pub fn build_swarm<B, F>(
+/// Builds the bootstrap peer's swarm: TCP, QUIC and WebSocket (noise + yamux), DNS, with
+/// bandwidth metrics per transport stack in `registry`.
+pub async fn build_swarm<B, F>(
     keypair: identity::Keypair,
     idle_timeout: Duration,
+    registry: &mut libp2p::metrics::Registry,
     make_behaviour: F,
 ) -> Result<Swarm<B>, NetError>
 where
@@ -64,18 +69,15 @@ where
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| NetError::Transport(e.to_string()))?
+        .map_err(transport_err)?
         .with_quic()
         .with_dns()
-        .map_err(|e| NetError::Transport(e.to_string()))?
-        .with_behaviour(|key| match make_behaviour(key) {
-            Ok(b) => Ok(b),
-            Err(e) => {
-                let msg = e.to_string();
-                err = Some(e);
-                Err(msg.into())
-            }
-        })
+        .map_err(transport_err)?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .map_err(transport_err)?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| keep_error(make_behaviour(key), &mut err))
         .map_err(|e| NetError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
@@ -85,9 +87,88 @@ where
     }
 }
 
+/// Builds a personal node's swarm: TCP, QUIC and WebSocket (noise + yamux), DNS, and the relay
+/// client transport (for listening through a relay when not directly reachable).
+pub async fn build_node_swarm<B, F>(
+    keypair: identity::Keypair,
+    idle_timeout: Duration,
+    make_behaviour: F,
+) -> Result<Swarm<B>, NetError>
+where
+    B: NetworkBehaviour,
+    F: FnOnce(&identity::Keypair, libp2p::relay::client::Behaviour) -> Result<B, NetError>,
+{
+    let mut err = None;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(transport_err)?
+        .with_quic()
+        .with_dns()
+        .map_err(transport_err)?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .map_err(transport_err)?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(transport_err)?
+        .with_behaviour(|key, relay| keep_error(make_behaviour(key, relay), &mut err))
+        .map_err(|e| NetError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        .build();
+    match err {
+        Some(e) => Err(e),
+        None => Ok(swarm),
+    }
+}
+
+fn transport_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Transport(e.to_string())
+}
+
+/// Keeps a behaviour constructor's typed error (the builder only carries a boxed one).
+fn keep_error<B>(
+    r: Result<B, NetError>,
+    slot: &mut Option<NetError>,
+) -> Result<B, Box<dyn std::error::Error + Send + Sync>> {
+    r.map_err(|e| {
+        let msg = e.to_string();
+        *slot = Some(e);
+        msg.into()
+    })
+}
+
+/// AutoNAT (v1, client and server): learns whether this peer's addresses are reachable by
+/// asking others to dial back, and dials back for others. Private addresses count too (LANs,
+/// test networks); servers throttle clients.
+pub fn autonat(peer_id: PeerId, probe_soon: bool) -> libp2p::autonat::Behaviour {
+    libp2p::autonat::Behaviour::new(
+        peer_id,
+        libp2p::autonat::Config {
+            boot_delay: if probe_soon {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_secs(15)
+            },
+            retry_interval: Duration::from_secs(20),
+            refresh_interval: Duration::from_secs(5 * 60),
+            throttle_server_period: Duration::from_secs(5),
+            confidence_max: 2,
+            only_global_ips: false,
+            ..Default::default()
+        },
+    )
+}
+
 /// Kademlia with Samizdat's protocol id and record filtering on (records are checked by
 /// [`check_record`] before they are stored).
-pub fn kademlia(peer_id: PeerId, server: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+pub fn kademlia(
+    peer_id: PeerId,
+    mode: Option<kad::Mode>,
+) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut cfg = kad::Config::new(KAD_PROTOCOL);
     cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_query_timeout(Duration::from_secs(30))
@@ -104,13 +185,9 @@ pub fn kademlia(peer_id: PeerId, server: bool) -> kad::Behaviour<kad::store::Mem
         },
     );
     let mut kad = kad::Behaviour::with_config(peer_id, store, cfg);
-    // Set explicitly: kad's automatic mode waits for confirmed external addresses, which a
-    // bootstrap peer or a node on a LAN may never get.
-    kad.set_mode(Some(if server {
-        kad::Mode::Server
-    } else {
-        kad::Mode::Client
-    }));
+    // Bootstrap peers set Server explicitly: kad's automatic mode waits for confirmed external
+    // addresses, which a bootstrap peer may never get. Nodes follow their reachability.
+    kad.set_mode(mode);
     kad
 }
 
@@ -162,6 +239,36 @@ pub fn is_loopback(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
     })
+}
+
+/// Whether an address is publicly routable (not private, loopback, link-local or shared).
+pub fn is_global(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => {
+            let o = ip.octets();
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        Protocol::Ip6(ip) => {
+            let s = ip.segments();
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80)
+        }
+        Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_) => true,
+        _ => false,
+    })
+}
+
+/// Whether an address goes through a relay.
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 /// Whether an address is an unspecified (`0.0.0.0`, `::`) wildcard.
@@ -230,6 +337,22 @@ pub fn accept_inbound_kad(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn global_addresses() {
+        for (a, g) in [
+            ("/ip4/8.8.8.8/tcp/1", true),
+            ("/ip4/10.1.2.3/tcp/1", false),
+            ("/ip4/192.168.1.1/tcp/1", false),
+            ("/ip4/127.0.0.1/tcp/1", false),
+            ("/ip4/100.64.0.1/tcp/1", false),
+            ("/ip6/2001:4860::8888/tcp/1", true),
+            ("/ip6/fd00::1/tcp/1", false),
+            ("/dns4/boot.example.org/tcp/443/ws", true),
+        ] {
+            assert_eq!(is_global(&a.parse().expect("addr")), g, "{a}");
+        }
+    }
 
     #[test]
     fn split_peer_addr_handles_missing_and_doubled_ids() {

@@ -4,15 +4,16 @@
 #![allow(missing_docs)]
 
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, identity, kad,
-    memory_connection_limits, ping, request_response,
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns,
+    memory_connection_limits, ping, relay, request_response,
 };
 use samizdat_proto::v1;
 use sha2::Digest;
 
 use super::NetError;
-use super::wire::{FILE_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
+use super::wire::{FILE_PROTOCOL, PX_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
 use crate::config::{Config, DhtMode};
 
 /// Everything a personal node speaks.
@@ -36,11 +37,26 @@ pub struct NodeBehaviour {
     pub sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
     /// File chunks (`/samizdat/file/1`).
     pub files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,
+    /// Peer exchange (`/samizdat/px/1`).
+    pub px:
+        request_response::Behaviour<ProtoCodec<v1::PeerExchangeRequest, v1::PeerExchangeResponse>>,
+    /// Reachability: are this node's addresses dialable from outside?
+    pub autonat: autonat::Behaviour,
+    /// Listening and dialing through relays when not directly reachable.
+    pub relay: relay::client::Behaviour,
+    /// Upgrading relayed connections to direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
+    /// Finding peers on the local network without any server.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 impl NodeBehaviour {
     /// Builds the behaviour for a node with this key and configuration.
-    pub fn new(key: &identity::Keypair, config: &Config) -> Result<Self, NetError> {
+    pub fn new(
+        key: &identity::Keypair,
+        relay: relay::client::Behaviour,
+        config: &Config,
+    ) -> Result<Self, NetError> {
         let peer_id = key.public().to_peer_id();
         let gossip_cfg = gossipsub::ConfigBuilder::default()
             // Every message must carry its publisher's signature; unsigned ones are dropped.
@@ -71,7 +87,14 @@ impl NodeBehaviour {
             memory: super::memory_limits(&config.limits),
             identify: super::identify(key, &format!("samizdat/{}", env!("CARGO_PKG_VERSION"))),
             ping: ping::Behaviour::default(),
-            kad: super::kademlia(peer_id, config.dht_mode == DhtMode::Server),
+            kad: super::kademlia(
+                peer_id,
+                match config.dht_mode {
+                    DhtMode::Auto => None,
+                    DhtMode::Server => Some(kad::Mode::Server),
+                    DhtMode::Client => Some(kad::Mode::Client),
+                },
+            ),
             gossipsub,
             sync: request_response::Behaviour::with_codec(
                 ProtoCodec::new(
@@ -86,6 +109,28 @@ impl NodeBehaviour {
                 [(FILE_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr(60),
             ),
+            px: request_response::Behaviour::with_codec(
+                ProtoCodec::new(64, 32 * 1024),
+                [(PX_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(20),
+            ),
+            autonat: super::autonat(peer_id, true),
+            relay,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            mdns: Toggle::from(if config.mdns {
+                Some(
+                    mdns::tokio::Behaviour::new(
+                        mdns::Config {
+                            query_interval: std::time::Duration::from_secs(10),
+                            ..Default::default()
+                        },
+                        peer_id,
+                    )
+                    .map_err(|e| NetError::Behaviour(format!("mdns: {e}")))?,
+                )
+            } else {
+                None
+            }),
         })
     }
 }

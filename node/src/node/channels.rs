@@ -36,6 +36,9 @@ pub(crate) struct ChannelState {
     pub head: Option<Head>,
     pub last_provide: Option<Instant>,
     pub last_lookup: Option<Instant>,
+    /// How long to wait between follower lookups while the channel has few topic peers:
+    /// doubles when a lookup finds nobody new (a small channel), resets when it does.
+    pub lookup_every: std::time::Duration,
 }
 
 impl ChannelState {
@@ -70,6 +73,7 @@ impl ChannelState {
             head: None,
             last_provide: None,
             last_lookup: None,
+            lookup_every: std::time::Duration::from_secs(10),
         }
     }
 

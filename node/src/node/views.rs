@@ -86,6 +86,9 @@ pub struct PeerView {
     pub addrs: Vec<String>,
     /// What it calls itself (identify agent version), if known.
     pub agent: Option<String>,
+    /// Every connection to it goes through a relay.
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// The node's own identity and addresses.
@@ -101,6 +104,12 @@ pub struct NodeInfo {
     pub connected_peers: usize,
     /// Software version.
     pub version: String,
+    /// Whether others can dial this node: "public", "private" (behind NAT) or "unknown".
+    pub reachability: String,
+    /// Addresses confirmed reachable (direct, or through a relay).
+    pub external_addrs: Vec<String>,
+    /// Relays this node holds a reservation on.
+    pub relays: Vec<String>,
 }
 
 /// How far a channel's history sync has come.

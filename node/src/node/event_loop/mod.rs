@@ -3,6 +3,7 @@
 //! they are durable. History sync and files live in the child modules.
 
 mod files;
+mod reach;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -34,7 +35,7 @@ use crate::identity::{Identity, ed25519_of};
 use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use crate::net::rate_limit::RateLimiter;
 use crate::net::{
-    RecordVerdict, accept_inbound_kad, build_swarm, check_record, is_loopback, is_unspecified,
+    RecordVerdict, accept_inbound_kad, build_node_swarm, check_record, is_loopback, is_unspecified,
     learn_from_identify, split_peer_addr,
 };
 use crate::store::{ChannelRecord, InsertOutcome, PeerRecord, Role, Store};
@@ -44,14 +45,17 @@ type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
 /// How often housekeeping runs (outbox, discovery, reconnects).
 const TICK: Duration = Duration::from_secs(1);
-/// Look for more topic peers this often while a channel has fewer than [`WANT_TOPIC_PEERS`].
+/// Look for more topic peers this often at first while a channel has fewer than
+/// [`WANT_TOPIC_PEERS`] (backing off to [`LOOKUP_WHEN_HEALTHY`] while lookups find nobody new).
 const LOOKUP_WHEN_SPARSE: Duration = Duration::from_secs(10);
 /// Look for topic peers this often otherwise.
 const LOOKUP_WHEN_HEALTHY: Duration = Duration::from_secs(300);
 /// Re-announce as provider this often while sparse (the first announcements may have gone
 /// nowhere because the DHT was still empty).
 const PROVIDE_WHEN_SPARSE: Duration = Duration::from_secs(30);
-const WANT_TOPIC_PEERS: usize = 3;
+/// Direct peers wanted on each channel topic (gossipsub's mesh degree): enough that the
+/// channel survives losing any few of them, or the bootstrap peers.
+const WANT_TOPIC_PEERS: usize = 6;
 /// Dial at most this many discovered providers per lookup.
 const DIALS_PER_LOOKUP: usize = 8;
 /// Peers kept in the persistent peer cache.
@@ -78,7 +82,8 @@ pub(crate) struct EventLoop {
     channels: HashMap<ChannelId, ChannelState>,
     topics: HashMap<TopicHash, ChannelId>,
     manifest_queries: HashMap<QueryId, ChannelId>,
-    provider_queries: HashMap<QueryId, ChannelId>,
+    /// Follower lookups in flight, and whether each found someone new.
+    provider_queries: HashMap<QueryId, (ChannelId, bool)>,
     /// Posts handed to the writer and not yet durable, by (channel, author, seq).
     in_flight: HashMap<(ChannelId, [u8; 32], u64), PostId>,
     /// Own posts stored but not yet published (no topic peer was there).
@@ -107,6 +112,18 @@ pub(crate) struct EventLoop {
     provided: HashSet<Cid>,
     /// Final status of downloads finished since start.
     finished: HashMap<Cid, crate::files::DownloadStatus>,
+    /// Reachability as AutoNAT judged it, and the DHT mode setting it drives.
+    reachability: reach::Reachability,
+    dht_mode: crate::config::DhtMode,
+    use_relays: bool,
+    /// Peers offering relay service, with addresses to reach them.
+    relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Relay reservations held (relay → listener).
+    relay_listeners: HashMap<PeerId, libp2p::core::transport::ListenerId>,
+    /// Peers whose relayed connection was upgraded to a direct one.
+    direct_upgrades: HashSet<PeerId>,
+    /// When each peer was last asked for its peers.
+    px_asked: HashMap<PeerId, Instant>,
     shutdown: CancellationToken,
 }
 
@@ -134,9 +151,12 @@ impl EventLoop {
         shutdown: CancellationToken,
     ) -> Result<(Self, NodeInfo), NodeError> {
         let cfg = config.clone();
-        let mut swarm = build_swarm(identity.keypair(), config.idle_connection_timeout, |key| {
-            NodeBehaviour::new(key, &cfg)
-        })?;
+        let mut swarm = build_node_swarm(
+            identity.keypair(),
+            config.idle_connection_timeout,
+            |key, relay| NodeBehaviour::new(key, relay, &cfg),
+        )
+        .await?;
         let mut listening = 0;
         for addr in &config.listen {
             match swarm.listen_on(addr.clone()) {
@@ -202,6 +222,13 @@ impl EventLoop {
             file_limiter: RateLimiter::new(256.0, 512.0),
             provided: HashSet::new(),
             finished: HashMap::new(),
+            reachability: reach::Reachability::Unknown,
+            dht_mode: config.dht_mode,
+            use_relays: config.use_relays,
+            relays: HashMap::new(),
+            relay_listeners: HashMap::new(),
+            direct_upgrades: HashSet::new(),
+            px_asked: HashMap::new(),
             shutdown,
         };
         for addr in listen_addrs {
@@ -387,6 +414,18 @@ impl EventLoop {
                 .collect(),
             connected_peers: self.swarm.connected_peers().count(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            reachability: match self.reachability {
+                reach::Reachability::Public => "public",
+                reach::Reachability::Private => "private",
+                reach::Reachability::Unknown => "unknown",
+            }
+            .to_string(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
         }
     }
 
@@ -398,6 +437,7 @@ impl EventLoop {
                 peer_id: p.to_string(),
                 addrs: conns.iter().map(|(_, a)| a.to_string()).collect(),
                 agent: self.agents.get(p).cloned(),
+                relayed: conns.iter().all(|(_, a)| crate::net::is_relayed(a)),
             })
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -549,7 +589,7 @@ impl EventLoop {
         self.discover(&id, true);
         // Peers already on the topic sent their subscriptions before this node joined it:
         // no Subscribed event will come for them, so ask now.
-        self.want_sync(&id);
+        self.want_sync(&id, None);
     }
 
     fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
@@ -778,10 +818,19 @@ impl EventLoop {
                 info,
                 ..
             })) => self.on_identified(peer_id, info),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Px(ev)) => self.on_px_event(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(ev)) => self.on_autonat(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(ev)) => self.on_dcutr(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Mdns(ev)) => self.on_mdns(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(ev)) => {
+                tracing::debug!(?ev, "relay client");
+            }
             SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.swarm.remove_external_address(&address);
             }
+            SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
+            SwarmEvent::ExternalAddrConfirmed { address } => self.on_external_confirmed(&address),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
@@ -829,26 +878,11 @@ impl EventLoop {
         }
     }
 
-    fn on_new_listen_addr(&mut self, addr: Multiaddr) {
-        tracing::info!(address = %addr, "listening");
-        // Announce the address as reachable unless it is loopback on a wildcard listener
-        // (then other hosts could not use it; on an explicit loopback listener it is the point).
-        if self.announce_listen && !is_unspecified(&addr) {
-            let wildcard = self.swarm.listeners().any(is_unspecified);
-            if !(is_loopback(&addr) && wildcard && self.has_non_loopback_listener()) {
-                self.swarm.add_external_address(addr);
-            }
-        }
-    }
-
-    fn has_non_loopback_listener(&self) -> bool {
-        self.swarm
-            .listeners()
-            .any(|a| !is_loopback(a) && !is_unspecified(a))
-    }
-
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         self.agents.insert(peer, info.agent_version.clone());
+        if info.protocols.contains(&crate::net::RELAY_HOP_PROTOCOL) {
+            self.note_relay(peer, &info.listen_addrs);
+        }
         let kad_server = learn_from_identify(&mut self.swarm.behaviour_mut().kad, &peer, &info);
         if kad_server && !self.kad_bootstrapped {
             self.kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
@@ -864,6 +898,9 @@ impl EventLoop {
             .get(&peer)
             .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
         let speaks_samizdat = info.protocol_version == crate::net::IDENTIFY_PROTOCOL_VERSION;
+        if speaks_samizdat && info.protocols.contains(&crate::net::wire::PX_PROTOCOL) {
+            self.maybe_exchange_peers(peer);
+        }
         if speaks_samizdat && !recently {
             let addrs: Vec<Multiaddr> = info
                 .listen_addrs
@@ -919,9 +956,23 @@ impl EventLoop {
                             dialed += 1;
                         }
                     }
+                    if dialed > 0
+                        && let Some((_, found)) = self.provider_queries.get_mut(&id)
+                    {
+                        *found = true;
+                    }
                 }
                 QueryResult::GetProviders(_) if step.last => {
-                    self.provider_queries.remove(&id);
+                    if let Some((ch, found)) = self.provider_queries.remove(&id)
+                        && let Some(state) = self.channels.get_mut(&ch)
+                    {
+                        // Nobody new: a small channel, look less often. Somebody: keep looking.
+                        state.lookup_every = if found {
+                            LOOKUP_WHEN_SPARSE
+                        } else {
+                            (state.lookup_every * 2).min(LOOKUP_WHEN_HEALTHY)
+                        };
+                    }
                     self.file_queries.remove(&id);
                 }
                 QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
@@ -1003,11 +1054,11 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
-            gossipsub::Event::Subscribed { topic, .. } => {
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 if let Some(id) = self.topics.get(&topic).copied() {
                     self.flush_unpublished(&id);
                     // A peer joined: it may hold what this node missed, or miss what it holds.
-                    self.want_sync(&id);
+                    self.want_sync(&id, Some(peer_id));
                 }
             }
             _ => {}
@@ -1173,7 +1224,7 @@ impl EventLoop {
         let peers = self.topic_peers(&state.topic.hash());
         let sparse = peers < WANT_TOPIC_PEERS;
         let lookup_every = if sparse {
-            LOOKUP_WHEN_SPARSE
+            state.lookup_every
         } else {
             LOOKUP_WHEN_HEALTHY
         };
@@ -1194,7 +1245,7 @@ impl EventLoop {
             tracing::debug!("cannot announce: {e}");
         }
         let mut lookup = None;
-        if lookup_due && !self.provider_queries.values().any(|c| c == id) {
+        if lookup_due && !self.provider_queries.values().any(|(c, _)| c == id) {
             lookup = Some(kad.get_providers(key));
         }
         if let Some(state) = self.channels.get_mut(id) {
@@ -1206,7 +1257,7 @@ impl EventLoop {
             }
         }
         if let Some(q) = lookup {
-            self.provider_queries.insert(q, *id);
+            self.provider_queries.insert(q, (*id, false));
         }
     }
 

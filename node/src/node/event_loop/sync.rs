@@ -43,6 +43,9 @@ pub(super) struct SyncState {
     synced_once: bool,
     wanted: bool,
     bad: HashMap<PeerId, Instant>,
+    /// Peers that just joined the topic: asked first, since they may hold what was missed
+    /// while apart (after a partition heals, or a node comes back).
+    newcomers: VecDeque<PeerId>,
 }
 
 #[derive(Debug)]
@@ -109,9 +112,14 @@ impl EventLoop {
     }
 
     /// A channel wants syncing (e.g. a peer just joined its topic): start now if idle.
-    pub(super) fn want_sync(&mut self, id: &ChannelId) {
+    pub(super) fn want_sync(&mut self, id: &ChannelId, from: Option<PeerId>) {
         if let Some(st) = self.sync.get_mut(id) {
             st.wanted = true;
+            if let Some(p) = from
+                && !st.newcomers.contains(&p)
+            {
+                st.newcomers.push_back(p);
+            }
             if st.session.is_none() {
                 self.sync_tick();
             }
@@ -153,6 +161,7 @@ impl EventLoop {
             }
             let due = st.wanted
                 || !st.synced_once
+                || !st.newcomers.is_empty()
                 || st.last_session.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
             if !due {
                 continue;
@@ -172,8 +181,18 @@ impl EventLoop {
             if candidates.is_empty() {
                 continue;
             }
-            let [r] = crate::crypto::random_bytes::<1>();
-            let peer = candidates[usize::from(r) % candidates.len()];
+            let peer = loop {
+                match st.newcomers.pop_front() {
+                    Some(p) if candidates.contains(&p) => break p,
+                    Some(_) => continue,
+                    None => {
+                        let [r] = crate::crypto::random_bytes::<1>();
+                        break candidates[usize::from(r) % candidates.len()];
+                    }
+                }
+            };
+            // More newcomers queued: keep going after this session.
+            st.wanted = st.wanted || !st.newcomers.is_empty();
             self.start_session(id, peer);
         }
     }
@@ -187,7 +206,7 @@ impl EventLoop {
         let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
         self.sync_requests.insert(rid, id);
         if let Some(st) = self.sync.get_mut(&id) {
-            st.wanted = false;
+            st.wanted = !st.newcomers.is_empty();
             st.last_session = Some(Instant::now());
             st.session = Some(Session {
                 peer,

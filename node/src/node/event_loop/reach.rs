@@ -1,0 +1,298 @@
+//! Staying reachable and finding ways in: which addresses to announce, AutoNAT's verdict and
+//! the DHT mode that follows it, relay reservations and hole punching, mDNS on the local
+//! network, and peer exchange that keeps the peer cache full.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, kad, mdns};
+use samizdat_proto::v1;
+
+use super::EventLoop;
+use crate::channel::now_ms;
+use crate::config::DhtMode;
+use crate::net::{is_global, is_loopback, is_relayed, is_unspecified};
+use crate::store::PeerRecord;
+
+/// Ask a peer for its peers at most this often.
+const PX_EVERY: Duration = Duration::from_secs(600);
+/// Most peers given or taken in one exchange.
+const PX_MAX: usize = 32;
+/// Relays to hold a reservation on when not directly reachable.
+const WANT_RELAYS: usize = 2;
+
+/// Reachability as AutoNAT last judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reachability {
+    Unknown,
+    Public,
+    Private,
+}
+
+impl EventLoop {
+    pub(super) fn on_new_listen_addr(&mut self, addr: Multiaddr) {
+        tracing::info!(address = %addr, "listening");
+        if is_relayed(&addr) {
+            // Reachable through the relay: tell others so (provider records, identify).
+            self.swarm.add_external_address(addr);
+            self.reannounce();
+            return;
+        }
+        // A public address is reachable as far as anyone can know without asking; private
+        // and loopback ones wait for AutoNAT to confirm that peers can dial them.
+        if self.announce_listen && is_global(&addr) {
+            self.swarm.add_external_address(addr);
+            self.set_reachability(Reachability::Public);
+        }
+    }
+
+    /// An address was confirmed reachable (by AutoNAT, or added above).
+    pub(super) fn on_external_confirmed(&mut self, addr: &Multiaddr) {
+        tracing::info!(address = %addr, "reachable address confirmed");
+        // Provider records carry this node's addresses: publish them again with the new one.
+        self.reannounce();
+    }
+
+    /// Re-announces every channel and file, so that provider records carry current addresses.
+    pub(super) fn reannounce(&mut self) {
+        let ids: Vec<_> = self.channels.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.channels.get_mut(&id) {
+                s.last_provide = None;
+            }
+            self.discover(&id, false);
+        }
+        let files: Vec<_> = self.provided.iter().copied().collect();
+        for cid in files {
+            self.announce_file(&cid);
+        }
+    }
+
+    pub(super) fn on_autonat(&mut self, event: autonat::Event) {
+        match event {
+            autonat::Event::StatusChanged { old, new } => {
+                tracing::info!(?old, ?new, "reachability changed");
+                match new {
+                    autonat::NatStatus::Public(_) => self.set_reachability(Reachability::Public),
+                    autonat::NatStatus::Private => self.set_reachability(Reachability::Private),
+                    autonat::NatStatus::Unknown => {}
+                }
+            }
+            other => tracing::trace!(?other, "autonat"),
+        }
+    }
+
+    fn set_reachability(&mut self, r: Reachability) {
+        if self.reachability == r {
+            return;
+        }
+        self.reachability = r;
+        // In auto mode the DHT role follows reachability. It is set explicitly because kad's
+        // own rule would count relayed addresses as reachable.
+        if self.dht_mode == DhtMode::Auto {
+            let mode = match r {
+                Reachability::Public => kad::Mode::Server,
+                _ => kad::Mode::Client,
+            };
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        }
+        if r == Reachability::Private {
+            self.reserve_relays();
+        }
+    }
+
+    /// Remembers a peer that offers relaying, and reserves on it if this node needs relays.
+    pub(super) fn note_relay(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
+        let usable: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| !is_unspecified(a) && !is_relayed(a))
+            .cloned()
+            .collect();
+        if usable.is_empty() {
+            return;
+        }
+        self.relays.insert(peer, usable);
+        if self.reachability == Reachability::Private {
+            self.reserve_relays();
+        }
+    }
+
+    fn reserve_relays(&mut self) {
+        if !self.use_relays {
+            return;
+        }
+        let mut held: HashSet<PeerId> = self.relay_listeners.keys().copied().collect();
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(p, _)| !held.contains(p) && self.swarm.is_connected(p))
+            .filter_map(|(p, addrs)| {
+                // Prefer an address the relay is reachable at from anywhere.
+                let a = addrs
+                    .iter()
+                    .find(|a| !is_loopback(a))
+                    .or_else(|| addrs.first())?;
+                Some((*p, a.clone()))
+            })
+            .collect();
+        for (peer, addr) in candidates {
+            if held.len() >= WANT_RELAYS {
+                break;
+            }
+            let (_, base) = crate::net::split_peer_addr(&addr);
+            let circuit = base.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::info!(relay = %peer, "reserving a relay slot");
+                    self.relay_listeners.insert(peer, id);
+                    held.insert(peer);
+                }
+                Err(e) => tracing::debug!(%circuit, "cannot listen through relay: {e}"),
+            }
+        }
+    }
+
+    /// A relay listener closed (reservation refused or lost): try again later.
+    pub(super) fn on_listener_closed(&mut self, id: libp2p::core::transport::ListenerId) {
+        self.relay_listeners.retain(|_, l| *l != id);
+    }
+
+    pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
+        match event.result {
+            Ok(_) => {
+                tracing::info!(peer = %event.remote_peer_id, "relayed connection upgraded to a direct one");
+                self.direct_upgrades.insert(event.remote_peer_id);
+            }
+            Err(e) => {
+                tracing::info!(peer = %event.remote_peer_id, "hole punching failed, staying relayed: {e}");
+            }
+        }
+    }
+
+    pub(super) fn on_mdns(&mut self, event: mdns::Event) {
+        if let mdns::Event::Discovered(found) = event {
+            let me = *self.swarm.local_peer_id();
+            let mut by_peer: std::collections::HashMap<PeerId, Vec<Multiaddr>> = Default::default();
+            for (peer, addr) in found {
+                if peer != me {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+            }
+            for (peer, addrs) in by_peer {
+                if self.swarm.is_connected(&peer) {
+                    continue;
+                }
+                tracing::debug!(%peer, "found on the local network");
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+
+    /// Asks an identified Samizdat peer which peers it knows (at most every ten minutes).
+    pub(super) fn maybe_exchange_peers(&mut self, peer: PeerId) {
+        if self
+            .px_asked
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() < PX_EVERY)
+        {
+            return;
+        }
+        self.px_asked.insert(peer, Instant::now());
+        self.swarm
+            .behaviour_mut()
+            .px
+            .send_request(&peer, v1::PeerExchangeRequest {});
+    }
+
+    pub(super) fn on_px_event(
+        &mut self,
+        event: request_response::Event<v1::PeerExchangeRequest, v1::PeerExchangeResponse>,
+    ) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request { channel, .. },
+                ..
+            } => self.answer_px(peer, channel),
+            E::Message {
+                peer,
+                message: M::Response { response, .. },
+                ..
+            } => self.learn_px(peer, response),
+            E::OutboundFailure { peer, error, .. } => {
+                tracing::trace!(%peer, "peer exchange failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn answer_px(&mut self, to: PeerId, channel: ResponseChannel<v1::PeerExchangeResponse>) {
+        let me = *self.swarm.local_peer_id();
+        let peers = self
+            .store
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.peer_id != to && r.peer_id != me)
+            .take(PX_MAX)
+            .map(|r| v1::PeerInfo {
+                peer_id: r.peer_id.to_bytes(),
+                addrs: r.addrs.iter().take(8).map(|a| a.to_vec()).collect(),
+            })
+            .collect();
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .px
+            .send_response(channel, v1::PeerExchangeResponse { peers });
+    }
+
+    fn learn_px(&mut self, from: PeerId, resp: v1::PeerExchangeResponse) {
+        let me = *self.swarm.local_peer_id();
+        let known: HashSet<PeerId> = self
+            .store
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.peer_id)
+            .collect();
+        let mut learned = 0;
+        for info in resp.peers.into_iter().take(PX_MAX) {
+            let Ok(peer) = PeerId::from_bytes(&info.peer_id) else {
+                continue;
+            };
+            if peer == me || known.contains(&peer) {
+                continue;
+            }
+            let addrs: Vec<Multiaddr> = info
+                .addrs
+                .into_iter()
+                .take(8)
+                .filter_map(|a| Multiaddr::try_from(a).ok())
+                .filter(|a| !is_unspecified(a))
+                .collect();
+            if addrs.is_empty() {
+                continue;
+            }
+            // Heard of, not seen: ranks below every peer this node has talked to.
+            let rec = PeerRecord {
+                peer_id: peer,
+                addrs,
+                last_seen_ms: now_ms().saturating_sub(24 * 3600 * 1000),
+            };
+            if self.store.put_peer(&rec).is_ok() {
+                learned += 1;
+            }
+        }
+        if learned > 0 {
+            tracing::debug!(%from, learned, "peers learned by exchange");
+        }
+    }
+}
