@@ -20,8 +20,17 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Result<Self> {
+        Self::start_in(n, None).await
+    }
+
+    /// As [`Cluster::start`], with the homes under `base` (e.g. tmpfs: with every node on one
+    /// disk, fsyncs from hundreds of nodes would measure the disk, not the nodes).
+    pub async fn start_in(n: usize, base: Option<&std::path::Path>) -> Result<Self> {
         let shutdown = CancellationToken::new();
-        let dir = tempfile::tempdir()?;
+        let dir = match base.filter(|b| b.is_dir()) {
+            Some(b) => tempfile::tempdir_in(b)?,
+            None => tempfile::tempdir()?,
+        };
         let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
         let boot = BootstrapPeer::spawn(
             libp2p::identity::Keypair::generate_ed25519(),
@@ -48,6 +57,9 @@ impl Cluster {
                         listen: vec![loopback.clone()],
                         bootstrap: vec![boot_addr.clone()],
                         init_if_missing: true,
+                        // One host, many nodes: mDNS would connect all of them to all others,
+                        // which is not the network being measured.
+                        mdns: Some(false),
                         ..Default::default()
                     },
                     shutdown.clone(),
@@ -132,16 +144,83 @@ pub fn round(x: f64, digits: i32) -> f64 {
     (x * p).round() / p
 }
 
-/// Prints a benchmark's flat numeric fields as a two-column table.
+/// Prints a benchmark's figures: scalar fields as a two-column table, nested objects under
+/// their name, arrays of objects as one line per row.
 pub fn print_table(name: &str, v: &Value) {
     println!("\n{name}");
     println!("{:-<60}", "");
-    if let Value::Object(m) = v {
-        for (k, val) in m {
-            match val {
-                Value::Object(_) | Value::Array(_) => {}
-                other => println!("  {k:<40} {other}"),
+    print_value(v, 1);
+}
+
+fn print_value(v: &Value, depth: usize) {
+    let pad = "  ".repeat(depth);
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(_) => {
+                        println!("{pad}{k}:");
+                        print_value(val, depth + 1);
+                    }
+                    Value::Array(rows) => {
+                        println!("{pad}{k}:");
+                        for r in rows {
+                            if let Value::Object(cols) = r {
+                                let line: Vec<String> =
+                                    cols.iter().map(|(c, x)| format!("{c}={x}")).collect();
+                                println!("{pad}  {}", line.join(" "));
+                            }
+                        }
+                    }
+                    other => println!("{pad}{k:<40} {other}"),
+                }
             }
         }
+        other => println!("{pad}{other}"),
     }
+}
+
+/// Path of a workspace binary in `target/release`, built first (a no-op when current).
+pub fn binary(name: &str) -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        // Cargo's per-crate variables would make build scripts think things changed.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO_PKG_")
+                || k == "CARGO_MANIFEST_DIR"
+                || k == "CARGO_MANIFEST_PATH"
+                || k == "CARGO_CRATE_NAME"
+                || k == "CARGO_PRIMARY_PACKAGE"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "samizdat-node",
+                "-p",
+                "samizdat-bootstrap",
+                "--bins",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        anyhow::bail!("building {name}: {e}");
+    }
+    Ok(root.join("target/release").join(name))
 }

@@ -57,6 +57,8 @@ pub async fn run(args: DemoArgs, json: bool) -> Result<()> {
                 listen: vec![loopback.clone()],
                 bootstrap: vec![boot_addr.clone()],
                 init_if_missing: true,
+                // All nodes share this host: show discovery through the bootstrap peer.
+                mdns: Some(false),
                 ..Default::default()
             },
             shutdown.clone(),

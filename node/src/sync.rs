@@ -192,6 +192,7 @@ mod tests {
             secret_key: None,
             admin_cert: None,
             followed_at_ms: 0,
+            issued_certs: Vec::new(),
         })
         .expect("channel");
         let mut prev = None;

@@ -116,6 +116,7 @@ fn signed_post_bytes(
 fn envelope(sp: v1::SignedPost) -> Vec<u8> {
     v1::ChannelMessage {
         kind: Some(v1::channel_message::Kind::Post(sp)),
+        republish: 0,
     }
     .encode_to_vec()
 }
@@ -179,6 +180,7 @@ fn forged_unauthorised_replayed_and_oversized_posts_are_rejected_by_every_node()
     // 3. A genuine post with its text changed.
     let v1::ChannelMessage {
         kind: Some(v1::channel_message::Kind::Post(mut genuine)),
+        ..
     } = v1::ChannelMessage::decode(captured.as_slice())?
     else {
         anyhow::bail!("captured message is not a post");

@@ -80,6 +80,7 @@ mod tests {
         let wire = sp.encode_to_vec();
         let expected = v1::ChannelMessage {
             kind: Some(v1::channel_message::Kind::Post(sp)),
+            republish: 0,
         }
         .encode_to_vec();
         assert_eq!(super::post_envelope(&wire), expected);

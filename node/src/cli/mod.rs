@@ -307,6 +307,7 @@ async fn run(cli: &Cli, home: &Home, args: &RunArgs) -> Result<()> {
         listen: args.listen.clone(),
         bootstrap: args.bootstrap.clone(),
         init_if_missing: true,
+        mdns: None,
     };
     let daemon = crate::daemon::Daemon::start(home, opts, args.api, shutdown.clone()).await?;
     let info = daemon.node.info().clone();

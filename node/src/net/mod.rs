@@ -197,7 +197,11 @@ pub fn identify(key: &identity::Keypair, agent: &str) -> identify::Behaviour {
         identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
             .with_agent_version(agent.to_string())
             .with_push_listen_addr_updates(true)
-            .with_interval(Duration::from_secs(5 * 60)),
+            .with_interval(Duration::from_secs(5 * 60))
+            // Identify's own address cache would hand every listen address a peer announces,
+            // loopback included, to every later dial; Kademlia gets them filtered instead
+            // (`learn_from_identify`).
+            .with_cache_size(0),
     )
 }
 
@@ -280,6 +284,16 @@ pub fn is_unspecified(addr: &Multiaddr) -> bool {
     })
 }
 
+/// Whether another peer's advertised address is worth dialing or passing on, given whether
+/// that peer reaches us over loopback (`peer_is_local`).
+///
+/// A remote peer's `127.0.0.1` is our own machine: dialing it reaches ourselves (or a
+/// stranger), and libp2p then fails the *whole* dial with a wrong peer id, even when another
+/// of the peer's addresses would have worked.
+pub fn worth_dialing(addr: &Multiaddr, peer_is_local: bool) -> bool {
+    !is_unspecified(addr) && (peer_is_local || !is_loopback(addr))
+}
+
 /// Feeds Kademlia the addresses of an identified peer, if it serves Samizdat's DHT.
 /// Only peers that list the Kademlia protocol go into the routing table (clients don't).
 pub fn learn_from_identify(
@@ -290,8 +304,10 @@ pub fn learn_from_identify(
     if !info.protocols.contains(&KAD_PROTOCOL) {
         return false;
     }
+    // The peer saw us at a loopback address only if it is on this machine.
+    let local = is_loopback(&info.observed_addr);
     for addr in &info.listen_addrs {
-        if !is_unspecified(addr) {
+        if worth_dialing(addr, local) {
             kad.add_address(peer, addr.clone());
         }
     }

@@ -68,6 +68,10 @@ impl NodeBehaviour {
                 gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
             })
             .max_transmit_size(super::MAX_GOSSIP_BYTES)
+            // Publish to the mesh (D peers), not to every peer on the topic: the DHT leaves a
+            // node briefly connected to many peers, and flooding each post to all of them
+            // measured 30-50x the baseline's latency at 50 nodes.
+            .flood_publish(false)
             .duplicate_cache_time(std::time::Duration::from_secs(10 * 60))
             .build()
             .map_err(|e| NetError::Behaviour(format!("gossipsub config: {e}")))?;

@@ -92,6 +92,9 @@ pub struct NodeOptions {
     pub bootstrap: Vec<Multiaddr>,
     /// Create the home if it has not been initialised.
     pub init_if_missing: bool,
+    /// Overrides `mdns` from config.toml (benchmarks run many nodes on one host, where mDNS
+    /// would connect every node to every other).
+    pub mdns: Option<bool>,
 }
 
 /// What `init` produced.
@@ -464,6 +467,9 @@ impl Node {
             config.listen = opts.listen.clone();
         }
         config.bootstrap.extend(opts.bootstrap.iter().cloned());
+        if let Some(m) = opts.mdns {
+            config.mdns = m;
+        }
         let key = Arc::new(Keyring::unlock(home, opts.passphrase.as_deref())?);
         let identity = Arc::new(Identity::load(home, &key)?);
         let store: Arc<dyn Store> = {

@@ -31,6 +31,8 @@ pub struct ChannelRecord {
     pub admin_cert: Option<Vec<u8>>,
     /// When this node started following (ms).
     pub followed_at_ms: u64,
+    /// Admin certificates this node issued (owner only), republished when peers join.
+    pub issued_certs: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ChannelRecord {
@@ -56,6 +58,8 @@ struct ChannelRecordPb {
     admin_cert: Option<Vec<u8>>,
     #[prost(uint64, tag = "6")]
     followed_at_ms: u64,
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    issued_certs: Vec<Vec<u8>>,
 }
 
 impl ChannelRecord {
@@ -71,6 +75,7 @@ impl ChannelRecord {
             secret_key: self.secret_key.as_ref().map(|k| k.to_vec()),
             admin_cert: self.admin_cert.clone(),
             followed_at_ms: self.followed_at_ms,
+            issued_certs: self.issued_certs.clone(),
         };
         let out = zeroize::Zeroizing::new(pb.encode_to_vec());
         if let Some(mut k) = pb.secret_key {
@@ -94,6 +99,7 @@ impl ChannelRecord {
             secret_key: pb.secret_key.take().map(zeroize::Zeroizing::new),
             admin_cert: pb.admin_cert.take(),
             followed_at_ms: pb.followed_at_ms,
+            issued_certs: std::mem::take(&mut pb.issued_certs),
         })
     }
 }

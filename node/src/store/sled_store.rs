@@ -207,6 +207,9 @@ fn decode_post(plain: &[u8]) -> Result<Post, StoreError> {
     Post::from_store(pb.wire).map_err(|_| StoreError::Corrupt("posts"))
 }
 
+/// An author's chain prefix in a channel, and its sealed `authors` value.
+type AuthorKeys = ([u8; 32], Vec<u8>);
+
 fn seq_of(chain_key: &[u8]) -> u64 {
     let mut s = [0u8; 8];
     s.copy_from_slice(&chain_key[32..40]);
@@ -270,18 +273,35 @@ impl Store for SledStore {
             expiry: Option<([u8; 48], [u8; 56])>,
         }
         let received_at_ms = now_ms();
+        // Keyed hashes of (channel, author) are the same for a whole batch of one author:
+        // compute them once, not three times per post.
+        let mut prefixes: std::collections::HashMap<(ChannelId, [u8; 32]), AuthorKeys> =
+            std::collections::HashMap::new();
         let prepared: Vec<Prepared> = posts
             .iter()
             .map(|p| {
-                let posts_key = self.posts_key(p);
                 let author = p.author_key.to_bytes();
-                let author_key = self.chain_prefix(&p.channel, &author);
+                let (author_key, author_value) = prefixes
+                    .entry((p.channel, author))
+                    .or_insert_with(|| {
+                        let k = self.chain_prefix(&p.channel, &author);
+                        let v = self.seal("authors", &k, &author);
+                        (k, v)
+                    })
+                    .clone();
+                let mut posts_key = [0u8; 40];
+                posts_key[..16].copy_from_slice(&author_key[..16]);
+                posts_key[16..24].copy_from_slice(&p.timestamp_ms.to_be_bytes());
+                posts_key[24..32].copy_from_slice(&author_key[16..24]);
+                posts_key[32..].copy_from_slice(&p.seq.to_be_bytes());
                 let value = StoredPostPb {
                     wire: p.wire.clone(),
                     received_at_ms,
                 }
                 .encode_to_vec();
-                let chain_key = self.chain_key(&p.channel, &author, p.seq);
+                let mut chain_key = [0u8; 40];
+                chain_key[..32].copy_from_slice(&author_key);
+                chain_key[32..].copy_from_slice(&p.seq.to_be_bytes());
                 let id_key = self.id_key(&p.id);
                 let expiry = p.expires_at_ms.map(|at| {
                     let mut k = [0u8; 48];
@@ -295,7 +315,7 @@ impl Store for SledStore {
                 Prepared {
                     posts_key,
                     chain_key,
-                    author_value: self.seal("authors", &author_key, &author),
+                    author_value,
                     author_key,
                     id_key,
                     sealed: self.seal("posts", &posts_key, &value),
@@ -864,6 +884,7 @@ mod tests {
                 secret_key: Some(zeroize::Zeroizing::new(ck.to_bytes().to_vec())),
                 admin_cert: None,
                 followed_at_ms: 0,
+                issued_certs: Vec::new(),
             })
             .expect("channel");
             s.flush().expect("flush");

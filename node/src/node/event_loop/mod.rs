@@ -14,7 +14,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use prost::Message;
 use samizdat_proto::v1;
@@ -36,7 +36,7 @@ use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use crate::net::rate_limit::RateLimiter;
 use crate::net::{
     RecordVerdict, accept_inbound_kad, build_node_swarm, check_record, is_loopback, is_unspecified,
-    learn_from_identify, split_peer_addr,
+    learn_from_identify, split_peer_addr, worth_dialing,
 };
 use crate::store::{ChannelRecord, InsertOutcome, PeerRecord, Role, Store};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
@@ -94,6 +94,8 @@ pub(crate) struct EventLoop {
     announce_listen: bool,
     external: Vec<Multiaddr>,
     peer_saved: HashMap<PeerId, Instant>,
+    /// When each peer was last redialed after a wrong-peer-id failure.
+    wrong_peer_redials: HashMap<PeerId, Instant>,
     agents: HashMap<PeerId, String>,
     /// Open connections and their remote addresses, for `peers`.
     connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
@@ -204,6 +206,7 @@ impl EventLoop {
             announce_listen: config.announce_listen_addresses,
             external: config.external_addresses.clone(),
             peer_saved: HashMap::new(),
+            wrong_peer_redials: HashMap::new(),
             agents: HashMap::new(),
             connections: HashMap::new(),
             last_redial: Instant::now(),
@@ -505,6 +508,7 @@ impl EventLoop {
             secret_key: Some(zeroize::Zeroizing::new(key.to_bytes().to_vec())),
             admin_cert: None,
             followed_at_ms: now_ms(),
+            issued_certs: Vec::new(),
         };
         self.store.put_channel(&record)?;
         let id = record.id;
@@ -519,9 +523,7 @@ impl EventLoop {
             FollowTarget::Invite(inv) => (inv.channel(), Some(inv.manifest), inv.bootstrap),
             FollowTarget::Id(id) => (id, None, Vec::new()),
         };
-        for addr in addrs {
-            self.add_bootstrap_addr(&addr);
-        }
+        self.add_bootstrap_addrs(&addrs);
         if let Some(state) = self.channels.get_mut(&id) {
             // Already here: adopt a newer manifest from the link, if any.
             if let Some(m) = manifest
@@ -543,6 +545,7 @@ impl EventLoop {
             secret_key: None,
             admin_cert: None,
             followed_at_ms: now_ms(),
+            issued_certs: Vec::new(),
         };
         self.store.put_channel(&record)?;
         self.install_channel(ChannelState::from_record(record));
@@ -670,6 +673,28 @@ impl EventLoop {
         Ok(post)
     }
 
+    /// Queues every certificate this node issued for a channel, for publishing again.
+    fn queue_issued_certs(&mut self, id: &ChannelId) {
+        let Some(state) = self.channels.get(id) else {
+            return;
+        };
+        let certs: Vec<AdminCert> = state
+            .record
+            .issued_certs
+            .iter()
+            .filter_map(|c| v1::AdminCert::decode(c.as_slice()).ok())
+            .filter_map(|c| AdminCert::verify(c, id).ok())
+            .collect();
+        if !certs.is_empty() {
+            let queue = self.unpublished_certs.entry(*id).or_default();
+            for c in certs {
+                if !queue.contains(&c) {
+                    queue.push(c);
+                }
+            }
+        }
+    }
+
     fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
         let state = self
             .channels
@@ -684,6 +709,10 @@ impl EventLoop {
             NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
         })?;
         let cert = AdminCert::issue(key, &admin, now_ms(), None);
+        if let Some(state) = self.channels.get_mut(id) {
+            state.record.issued_certs.push(cert.signed.encode_to_vec());
+            self.store.put_channel(&state.record)?;
+        }
         self.unpublished_certs.entry(*id).or_default().push(cert);
         self.flush_unpublished(id);
         Ok(())
@@ -749,6 +778,7 @@ impl EventLoop {
             for cert in certs {
                 let msg = v1::ChannelMessage {
                     kind: Some(v1::channel_message::Kind::AdminCert(cert.signed.clone())),
+                    republish: u64::from_le_bytes(crate::crypto::random_bytes()),
                 };
                 if !self.publish(&topic, msg.encode_to_vec()) {
                     keep.push(cert);
@@ -870,6 +900,9 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if let (Some(peer), DialError::WrongPeerId { address, .. }) = (peer_id, &error) {
+                    self.redial_after_wrong_peer(peer, address);
+                }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!("incoming connection failed: {error}");
@@ -902,10 +935,11 @@ impl EventLoop {
             self.maybe_exchange_peers(peer);
         }
         if speaks_samizdat && !recently {
+            let local = is_loopback(&info.observed_addr);
             let addrs: Vec<Multiaddr> = info
                 .listen_addrs
                 .into_iter()
-                .filter(|a| !is_unspecified(a))
+                .filter(|a| worth_dialing(a, local))
                 .take(16)
                 .collect();
             if !addrs.is_empty() {
@@ -1056,6 +1090,8 @@ impl EventLoop {
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 if let Some(id) = self.topics.get(&topic).copied() {
+                    // A peer that joins may be an admin that was away when it was appointed.
+                    self.queue_issued_certs(&id);
                     self.flush_unpublished(&id);
                     // A peer joined: it may hold what this node missed, or miss what it holds.
                     self.want_sync(&id, Some(peer_id));
@@ -1261,35 +1297,99 @@ impl EventLoop {
         }
     }
 
-    fn add_bootstrap_addr(&mut self, addr: &Multiaddr) {
-        let (peer, _) = split_peer_addr(addr);
-        if peer == Some(*self.swarm.local_peer_id()) {
-            return;
-        }
-        self.dial_addr(addr);
-        if !self.bootstrap.contains(addr) {
-            self.bootstrap.push(addr.clone());
+    /// Remembers addresses (from an invite link) as bootstrap addresses and dials them.
+    fn add_bootstrap_addrs(&mut self, addrs: &[Multiaddr]) {
+        let me = *self.swarm.local_peer_id();
+        let addrs: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| split_peer_addr(a).0 != Some(me))
+            .cloned()
+            .collect();
+        self.dial_addrs(&addrs);
+        for addr in addrs {
+            if !self.bootstrap.contains(&addr) {
+                self.bootstrap.push(addr);
+            }
         }
     }
 
-    /// Dials an address; with a /p2p/ id, only if not already connected or dialing, and the
-    /// address also goes to Kademlia (bootstrap peers serve the DHT).
-    fn dial_addr(&mut self, addr: &Multiaddr) {
+    /// Dials addresses: one dial per peer carrying all of that peer's addresses, so that a
+    /// transport the censor blackholes (a dial that can only time out) races the ones that
+    /// work instead of holding them up. Peers already connected or being dialed are skipped;
+    /// addresses with a /p2p/ id also go to Kademlia (bootstrap peers serve the DHT).
+    fn dial_addrs(&mut self, addrs: &[Multiaddr]) {
         use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-        let (peer, base) = split_peer_addr(addr);
-        let opts = match peer {
-            Some(p) => {
-                self.swarm.behaviour_mut().kad.add_address(&p, base.clone());
-                DialOpts::peer_id(p)
-                    .addresses(vec![base])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build()
+        let me = *self.swarm.local_peer_id();
+        let mut by_peer: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for addr in addrs {
+            match split_peer_addr(addr) {
+                (Some(p), _) if p == me => {}
+                (Some(p), base) => {
+                    self.swarm.behaviour_mut().kad.add_address(&p, base.clone());
+                    match by_peer.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, v)) => v.push(base),
+                        None => by_peer.push((p, vec![base])),
+                    }
+                }
+                (None, base) => {
+                    if let Err(e) = self
+                        .swarm
+                        .dial(DialOpts::unknown_peer_id().address(base).build())
+                    {
+                        tracing::debug!(%addr, "not dialing: {e}");
+                    }
+                }
             }
-            None => DialOpts::unknown_peer_id().address(base).build(),
-        };
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%addr, "not dialing: {e}");
         }
+        for (peer, addrs) in by_peer {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%peer, "not dialing: {e}");
+            }
+        }
+    }
+
+    /// Dials a peer again after one of its addresses answered with another peer's key.
+    ///
+    /// libp2p fails the whole dial on the first wrong peer id (a stale or foreign address
+    /// reached somebody else, e.g. a remote peer's `127.0.0.1` reaching ourselves) even while
+    /// the peer's other addresses were still being tried. The bad address is forgotten and a
+    /// second dial uses the rest; at most once a minute per peer, so it cannot loop.
+    fn redial_after_wrong_peer(&mut self, peer: PeerId, bad: &Multiaddr) {
+        use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+        let (_, bad) = split_peer_addr(bad);
+        self.swarm.behaviour_mut().kad.remove_address(&peer, &bad);
+        self.bootstrap
+            .retain(|a| split_peer_addr(a) != (Some(peer), bad.clone()));
+        if self.swarm.is_connected(&peer)
+            || self
+                .wrong_peer_redials
+                .get(&peer)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        if self.wrong_peer_redials.len() > 1024 {
+            self.wrong_peer_redials
+                .retain(|_, t| t.elapsed() < Duration::from_secs(60));
+        }
+        self.wrong_peer_redials.insert(peer, Instant::now());
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if self.swarm.dial(opts).is_ok() {
+            tracing::debug!(%peer, "redialing after a wrong peer id");
+        }
+    }
+
+    /// Whether a connected peer reaches us over loopback (so its loopback addresses are real).
+    pub(super) fn over_loopback(&self, peer: &PeerId) -> bool {
+        self.connections
+            .get(peer)
+            .is_some_and(|c| c.iter().any(|(_, a)| is_loopback(a)))
     }
 
     /// Dials the peer cache and the bootstrap peers: at startup, and with backoff whenever
@@ -1328,13 +1428,13 @@ impl EventLoop {
                 .build();
             let _ = self.swarm.dial(opts);
         }
-        for addr in self.bootstrap.clone() {
-            let (peer, _) = split_peer_addr(&addr);
-            if peer == Some(me) || peer.is_some_and(|p| seen.contains(&p)) {
-                continue;
-            }
-            self.dial_addr(&addr);
-        }
+        let bootstrap: Vec<Multiaddr> = self
+            .bootstrap
+            .iter()
+            .filter(|a| split_peer_addr(a).0.is_none_or(|p| !seen.contains(&p)))
+            .cloned()
+            .collect();
+        self.dial_addrs(&bootstrap);
     }
 }
 

@@ -13,7 +13,7 @@ use samizdat_proto::v1;
 use super::EventLoop;
 use crate::channel::now_ms;
 use crate::config::DhtMode;
-use crate::net::{is_global, is_loopback, is_relayed, is_unspecified};
+use crate::net::{is_global, is_loopback, is_relayed, is_unspecified, worth_dialing};
 use crate::store::PeerRecord;
 
 /// Ask a peer for its peers at most this often.
@@ -263,6 +263,7 @@ impl EventLoop {
             .into_iter()
             .map(|r| r.peer_id)
             .collect();
+        let local = self.over_loopback(&from);
         let mut learned = 0;
         for info in resp.peers.into_iter().take(PX_MAX) {
             let Ok(peer) = PeerId::from_bytes(&info.peer_id) else {
@@ -276,7 +277,7 @@ impl EventLoop {
                 .into_iter()
                 .take(8)
                 .filter_map(|a| Multiaddr::try_from(a).ok())
-                .filter(|a| !is_unspecified(a))
+                .filter(|a| worth_dialing(a, local))
                 .collect();
             if addrs.is_empty() {
                 continue;

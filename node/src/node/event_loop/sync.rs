@@ -20,6 +20,8 @@ const RESYNC_EVERY: Duration = Duration::from_secs(60);
 const BAD_PAGE_PENALTY: Duration = Duration::from_secs(600);
 /// Leave a peer that failed or refused alone this long.
 const FAILURE_PENALTY: Duration = Duration::from_secs(20);
+/// How long a gap may last before it is repaired by sync rather than by gossip.
+const GAP_GRACE: Duration = Duration::from_secs(3);
 /// Most sequence numbers asked for in one range request.
 const MAX_SPAN: u64 = 4096;
 
@@ -42,6 +44,9 @@ pub(super) struct SyncState {
     last_session: Option<Instant>,
     synced_once: bool,
     wanted: bool,
+    /// A gap was seen at this time: sync if it is still there a moment later (gossip often
+    /// fills it: posts overtake each other on different paths).
+    gap_since: Option<Instant>,
     bad: HashMap<PeerId, Instant>,
     /// Peers that just joined the topic: asked first, since they may hold what was missed
     /// while apart (after a partition heals, or a node comes back).
@@ -90,8 +95,8 @@ impl EventLoop {
             .entry(post.author_key.to_bytes())
             .or_insert(0);
         // A post beyond the next expected one means something in between is missing.
-        if post.seq > *head + 1 {
-            st.wanted = true;
+        if post.seq > *head + 1 && st.gap_since.is_none() {
+            st.gap_since = Some(Instant::now());
         }
         *head = (*head).max(post.seq);
     }
@@ -158,6 +163,13 @@ impl EventLoop {
             st.bad.retain(|_, until| *until > now);
             if st.session.is_some() {
                 continue;
+            }
+            // A gap that outlived the grace period: is it still a gap?
+            if st.gap_since.is_some_and(|t| t.elapsed() >= GAP_GRACE) {
+                st.gap_since = None;
+                let have_all = st.counters.have + st.counters.expired
+                    >= st.counters.heads.values().sum::<u64>();
+                st.wanted |= !have_all;
             }
             let due = st.wanted
                 || !st.synced_once
