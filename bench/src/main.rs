@@ -43,6 +43,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Hundreds of nodes in one process hold tens of thousands of sockets.
+    let fds = samizdat_node::os::raise_open_files_limit()?;
+    eprintln!("open files limit: {fds}");
     let benches: [Bench; 7] = [
         ("crypto", crypto_bench::run),
         ("store", store_bench::run),

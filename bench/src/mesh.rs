@@ -138,17 +138,24 @@ pub fn run(quick: bool) -> Result<Value> {
         row["baseline_posts_per_s"] = json!(best.1);
     }
     // Background cost: what idle nodes burn with nothing posted.
-    let idle_n = if quick { 10 } else { 50 };
-    let idle = rt.block_on(idle_cpu(idle_n, if quick { 5 } else { 15 }))?;
+    let idle_n = std::env::var("SAMIZDAT_BENCH_IDLE_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 10 } else { 50 });
+    let (idle, idle_peers) = rt.block_on(idle_cpu(idle_n, if quick { 5 } else { 15 }))?;
     eprintln!(
-        "   mesh: {idle_n} idle nodes use {:.0}% of a core",
+        "   mesh: {idle_n} idle nodes use {:.0}% of a core, {idle_peers:.1} peers each",
         idle * 100.0
     );
     crate::plot::latency_cdf(&runs)?;
     crate::plot::scaling(&runs)?;
     Ok(json!({
         "mesh": rows,
-        "mesh_idle_cpu": { "nodes": idle_n, "core_fraction": round(idle, 3) },
+        "mesh_idle_cpu": {
+            "nodes": idle_n,
+            "core_fraction": round(idle, 3),
+            "peers_per_node": round(idle_peers, 1),
+        },
     }))
 }
 
@@ -468,8 +475,9 @@ pub async fn baseline_mesh(n: usize, posts: usize, rate: f64) -> Result<Run> {
 }
 
 /// CPU the process spends per second with `n` idle nodes on one channel (background work:
-/// DHT, gossip heartbeats, probes, sync rounds), as a fraction of one core.
-pub async fn idle_cpu(n: usize, seconds: u64) -> Result<f64> {
+/// DHT, gossip heartbeats, probes, sync rounds), as a fraction of one core; and the mean
+/// number of peers each node stays connected to.
+pub async fn idle_cpu(n: usize, seconds: u64) -> Result<(f64, f64)> {
     let (cluster, _, _) = channel_mesh(n, 1).await?;
     let cpu = || -> f64 {
         std::fs::read_to_string("/proc/self/stat")
@@ -490,6 +498,10 @@ pub async fn idle_cpu(n: usize, seconds: u64) -> Result<f64> {
     let (c0, t0) = (cpu(), Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let used = (cpu() - c0) / t0.elapsed().as_secs_f64();
+    let mut peers = 0;
+    for node in &cluster.nodes {
+        peers += node.handle().peers().await.map(|p| p.len()).unwrap_or(0);
+    }
     cluster.stop().await;
-    Ok(used)
+    Ok((used, peers as f64 / n as f64))
 }

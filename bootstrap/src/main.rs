@@ -62,6 +62,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Thousands of connections need thousands of descriptors (the unit sets LimitNOFILE too).
+    match samizdat_node::os::raise_open_files_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open files"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let config_path = cli
         .config
         .clone()

@@ -49,6 +49,10 @@ impl Daemon {
         api: Option<SocketAddr>,
         shutdown: CancellationToken,
     ) -> Result<Self, DaemonError> {
+        match crate::os::raise_open_files_limit() {
+            Ok(n) => tracing::debug!(limit = n, "open files"),
+            Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+        }
         let node = Node::start(home, opts, shutdown.clone()).await?;
         let api = api.unwrap_or(node.config().api);
         if !api.ip().is_loopback() {

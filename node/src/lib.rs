@@ -13,5 +13,6 @@ pub mod home;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod os;
 pub mod store;
 pub mod sync;

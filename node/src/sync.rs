@@ -54,12 +54,12 @@ pub fn serve(
                 return Ok(error("unknown channel"));
             }
             let authors = store
-                .authors(&channel)?
+                .heads(&channel)?
                 .into_iter()
                 .take(MAX_AUTHORS)
-                .map(|a| v1::AuthorHead {
-                    author: a.author.to_vec(),
-                    max_seq: a.max_seq,
+                .map(|(author, max_seq)| v1::AuthorHead {
+                    author: author.to_vec(),
+                    max_seq,
                 })
                 .collect();
             R::Heads(v1::SyncHeadsResponse { authors })

@@ -135,8 +135,10 @@ pub trait Store: Send + Sync + 'static {
         channel: &ChannelId,
         author: &[u8; 32],
     ) -> Result<Option<Post>, StoreError>;
-    /// Per-author sequence state of a channel.
+    /// Per-author sequence state of a channel (scans every slot: for startup, not per request).
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError>;
+    /// Each author's highest held sequence number in a channel (one seek per author).
+    fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError>;
 
     /// An author's chain slots with `from <= seq <= to`, ascending, at most `limit`.
     fn slots(

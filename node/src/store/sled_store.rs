@@ -472,6 +472,25 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.authors.scan_prefix(self.ch16(channel)) {
+            let (k, v) = item?;
+            let plain = self.open_value("authors", &k, &v)?;
+            let author: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("authors"))?;
+            // Chain keys end in the big-endian seq: the last key is the head.
+            let max_seq = match self.chain.scan_prefix(&k).next_back() {
+                Some(entry) => seq_of(&entry?.0),
+                None => 0,
+            };
+            out.push((author, max_seq));
+        }
+        Ok(out)
+    }
+
     fn slots(
         &self,
         channel: &ChannelId,
@@ -854,6 +873,8 @@ mod tests {
         assert!(s.post_at(&id, &author, 8).expect("at").is_some());
         let st = &s.authors(&id).expect("authors")[0];
         assert_eq!((st.max_seq, st.held, st.expired), (10, 9, 2));
+        // The cheap head lookup agrees with the full scan.
+        assert_eq!(s.heads(&id).expect("heads"), vec![(author, 10)]);
     }
 
     #[test]

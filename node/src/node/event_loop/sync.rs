@@ -22,6 +22,11 @@ const BAD_PAGE_PENALTY: Duration = Duration::from_secs(600);
 const FAILURE_PENALTY: Duration = Duration::from_secs(20);
 /// How long a gap may last before it is repaired by sync rather than by gossip.
 const GAP_GRACE: Duration = Duration::from_secs(3);
+/// Newly joined peers are asked at most this often per channel, and only the latest few are
+/// kept: in a big mesh every connection brings a subscription, and asking each one would be
+/// a session per peer (one newcomer after a partition heals already holds the other side).
+const NEWCOMER_EVERY: Duration = Duration::from_secs(2);
+const MAX_NEWCOMERS: usize = 4;
 /// Most sequence numbers asked for in one range request.
 const MAX_SPAN: u64 = 4096;
 
@@ -116,14 +121,18 @@ impl EventLoop {
         }
     }
 
-    /// A channel wants syncing (e.g. a peer just joined its topic): start now if idle.
+    /// A channel wants syncing, or `from` just joined its topic: start now if idle and due.
     pub(super) fn want_sync(&mut self, id: &ChannelId, from: Option<PeerId>) {
         if let Some(st) = self.sync.get_mut(id) {
-            st.wanted = true;
-            if let Some(p) = from
-                && !st.newcomers.contains(&p)
-            {
-                st.newcomers.push_back(p);
+            match from {
+                Some(p) if !st.newcomers.contains(&p) => {
+                    if st.newcomers.len() >= MAX_NEWCOMERS {
+                        st.newcomers.pop_front();
+                    }
+                    st.newcomers.push_back(p);
+                }
+                Some(_) => {}
+                None => st.wanted = true,
             }
             if st.session.is_none() {
                 self.sync_tick();
@@ -171,10 +180,11 @@ impl EventLoop {
                     >= st.counters.heads.values().sum::<u64>();
                 st.wanted |= !have_all;
             }
+            let since_last = st.last_session.map(|t| t.elapsed());
             let due = st.wanted
                 || !st.synced_once
-                || !st.newcomers.is_empty()
-                || st.last_session.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
+                || (!st.newcomers.is_empty() && since_last.is_none_or(|e| e >= NEWCOMER_EVERY))
+                || since_last.is_none_or(|e| e >= RESYNC_EVERY);
             if !due {
                 continue;
             }
@@ -203,8 +213,6 @@ impl EventLoop {
                     }
                 }
             };
-            // More newcomers queued: keep going after this session.
-            st.wanted = st.wanted || !st.newcomers.is_empty();
             self.start_session(id, peer);
         }
     }
@@ -218,7 +226,7 @@ impl EventLoop {
         let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
         self.sync_requests.insert(rid, id);
         if let Some(st) = self.sync.get_mut(&id) {
-            st.wanted = !st.newcomers.is_empty();
+            st.wanted = false;
             st.last_session = Some(Instant::now());
             st.session = Some(Session {
                 peer,
