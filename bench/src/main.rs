@@ -7,6 +7,7 @@ mod crypto_bench;
 mod files_bench;
 mod harness;
 mod mesh;
+mod mls_bench;
 mod node_cost;
 mod plot;
 mod store_bench;
@@ -25,7 +26,7 @@ struct Args {
     /// Small sizes, for CI: checks that every benchmark runs and reports.
     #[arg(long)]
     quick: bool,
-    /// Run only this benchmark (crypto, store, sync, files, mesh, node, bootstrap).
+    /// Run only this benchmark (crypto, mls, store, sync, files, mesh, node, bootstrap).
     #[arg(long)]
     only: Option<String>,
     /// Where to write report.json (default: target/bench).
@@ -46,8 +47,9 @@ fn main() -> Result<()> {
     // Hundreds of nodes in one process hold tens of thousands of sockets.
     let fds = samizdat_node::os::raise_open_files_limit()?;
     eprintln!("open files limit: {fds}");
-    let benches: [Bench; 7] = [
+    let benches: [Bench; 8] = [
         ("crypto", crypto_bench::run),
+        ("mls", mls_bench::run),
         ("store", store_bench::run),
         ("sync", sync_bench::run),
         ("files", files_bench::run),

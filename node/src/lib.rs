@@ -5,6 +5,7 @@ pub mod api;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod contact;
 pub mod crypto;
 pub mod daemon;
 pub mod demo;

@@ -49,6 +49,16 @@ pub struct AdminRequest {
     pub peer_id: String,
 }
 
+/// Body of `POST /v1/contacts`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddContactRequest {
+    /// `samizdat://contact/...`
+    pub link: String,
+    /// A name for it.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 /// Body of `POST /v1/dial`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DialRequest {

@@ -21,12 +21,14 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AdminRequest, ApiError, CreateChannelRequest, DialRequest, FollowRequest, HistoryPage,
-    PostRequest,
+    AddContactRequest, AdminRequest, ApiError, CreateChannelRequest, DialRequest, FollowRequest,
+    HistoryPage, PostRequest,
 };
 use crate::channel::{ChannelId, Invite, PostDraft, now_ms};
 use crate::files::{Cid, DownloadStatus};
-use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
+use crate::node::views::{
+    ChannelView, ContactCardView, ContactView, NodeInfo, PeerView, PostView, SyncStatus,
+};
 use crate::node::{FileAdded, FollowTarget, NodeHandle};
 use crate::store::Cursor;
 
@@ -58,6 +60,8 @@ pub async fn serve(
     let api = Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers))
+        .route("/v1/contacts", get(contacts).post(add_contact))
+        .route("/v1/contacts/card", get(contact_card))
         .route("/v1/dial", post(dial))
         .route("/v1/channels", get(channels).post(create_channel))
         .route("/v1/channels/follow", post(follow))
@@ -182,6 +186,27 @@ async fn node_info(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError
 
 async fn peers(State(s): State<AppState>) -> Result<Json<Vec<PeerView>>, ApiError> {
     Ok(Json(s.node.peers().await?))
+}
+
+async fn contact_card(State(s): State<AppState>) -> Result<Json<ContactCardView>, ApiError> {
+    let card = s.node.contact_card().await?;
+    Ok(Json(ContactCardView {
+        link: card.to_string(),
+        peer_id: card.peer_id.to_string(),
+    }))
+}
+
+async fn contacts(State(s): State<AppState>) -> Result<Json<Vec<ContactView>>, ApiError> {
+    let list = s.node.contacts().await?;
+    Ok(Json(list.iter().map(ContactView::from).collect()))
+}
+
+async fn add_contact(
+    State(s): State<AppState>,
+    Body(req): Body<AddContactRequest>,
+) -> Result<Json<ContactView>, ApiError> {
+    let c = s.node.add_contact(&req.link, req.name).await?;
+    Ok(Json(ContactView::from(&c)))
 }
 
 async fn dial(

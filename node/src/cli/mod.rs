@@ -13,14 +13,16 @@ use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    AdminRequest, ApiClient, CreateChannelRequest, DialRequest, FollowRequest, HistoryPage,
-    PostRequest,
+    AddContactRequest, AdminRequest, ApiClient, CreateChannelRequest, DialRequest, FollowRequest,
+    HistoryPage, PostRequest,
 };
 use crate::files::DownloadStatus;
 use crate::home::Home;
 use crate::node::FileAdded;
 use crate::node::NodeOptions;
-use crate::node::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
+use crate::node::views::{
+    ChannelView, ContactCardView, ContactView, NodeInfo, PeerView, PostView, SyncStatus,
+};
 use output::Output;
 
 /// Samizdat: a peer-to-peer messenger with no server to block.
@@ -58,6 +60,9 @@ enum Command {
     /// Public broadcast channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Contacts: your card, adding others by their link.
+    #[command(subcommand)]
+    Contact(ContactCommand),
     /// Files: add, fetch, inspect.
     #[command(subcommand)]
     File(FileCommand),
@@ -97,6 +102,26 @@ pub struct DemoArgs {
     /// Posts the channel owner makes.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub posts: u16,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactCommand {
+    /// Show this node's contact card: `{"link", "peer_id"}`.
+    Card {
+        /// Print the link as a QR code too.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Add a contact from its `samizdat://contact/...` link (its signatures are checked).
+    Add {
+        /// The link.
+        link: String,
+        /// A name for the contact.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List contacts, oldest first.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +304,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             out.value(&serde_json::json!({}), || format!("dialing {addr}"))
         }
         Command::Channel(cmd) => channel(&home, &out, cmd).await,
+        Command::Contact(cmd) => contact(&home, &out, cmd).await,
         Command::File(cmd) => file(&home, &out, cmd).await,
         Command::Block { peer_id } | Command::Unblock { peer_id } => {
             let block = matches!(cli.command, Command::Block { .. });
@@ -325,6 +351,41 @@ async fn run(cli: &Cli, home: &Home, args: &RunArgs) -> Result<()> {
     });
     daemon.stopped().await;
     Ok(())
+}
+
+async fn contact(home: &Home, out: &Output, cmd: &ContactCommand) -> Result<()> {
+    let api = client(home)?;
+    match cmd {
+        ContactCommand::Card { qr } => {
+            let card: ContactCardView = api.get("/v1/contacts/card").await?;
+            if *qr {
+                // The QR code goes to stderr with --json, so stdout stays one JSON value.
+                let code = output::qr(&card.link)?;
+                if out.json {
+                    eprintln!("{code}");
+                } else {
+                    println!("{code}");
+                }
+            }
+            out.value(&card, || format!("{}\n{}", card.peer_id, card.link))
+        }
+        ContactCommand::Add { link, name } => {
+            let c: ContactView = api
+                .post(
+                    "/v1/contacts",
+                    &AddContactRequest {
+                        link: link.clone(),
+                        name: name.clone(),
+                    },
+                )
+                .await?;
+            out.value(&c, || format!("added contact {} {}", c.peer_id, c.name))
+        }
+        ContactCommand::List => {
+            let list: Vec<ContactView> = api.get("/v1/contacts").await?;
+            out.value(&list, || output::contacts(&list))
+        }
+    }
 }
 
 async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> {

@@ -143,3 +143,31 @@ pub(crate) fn file_status(s: &DownloadStatus) -> String {
         }
     )
 }
+
+/// A QR code of `text` drawn with Unicode half blocks (two modules per character row).
+pub fn qr(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .build())
+}
+
+/// Contacts as lines of text.
+pub fn contacts(list: &[crate::node::views::ContactView]) -> String {
+    if list.is_empty() {
+        return "no contacts yet (add one with `samizdat contact add LINK`)".into();
+    }
+    list.iter()
+        .map(|c| {
+            let name = if c.name.is_empty() {
+                "(no name)"
+            } else {
+                &c.name
+            };
+            format!("{name}  {}", c.peer_id)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -23,6 +23,9 @@ type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 #[derive(Debug)]
 pub(crate) enum Command {
     Info(Reply<NodeInfo>),
+    ContactCard(Reply<crate::contact::ContactCard>),
+    /// A contact was added: remember where to find it.
+    LearnContact(crate::contact::ContactCard),
     Peers(Reply<Vec<PeerView>>),
     Channels(Reply<Vec<ChannelView>>),
     Channel(ChannelId, Reply<ChannelView>),

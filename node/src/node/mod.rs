@@ -195,6 +195,51 @@ impl NodeHandle {
         self.call(Command::Info).await
     }
 
+    /// This node's contact card (to share as a link or QR code).
+    pub async fn contact_card(&self) -> Result<crate::contact::ContactCard, NodeError> {
+        self.call(Command::ContactCard).await
+    }
+
+    /// Adds a contact from its `samizdat://contact/...` link, after verifying its signatures.
+    pub async fn add_contact(
+        &self,
+        link: &str,
+        name: Option<String>,
+    ) -> Result<crate::contact::Contact, NodeError> {
+        let card: crate::contact::ContactCard = link
+            .parse()
+            .map_err(|e: crate::contact::ContactError| NodeError::InvalidInput(e.to_string()))?;
+        if card.peer_id == self.contact_card().await?.peer_id {
+            return Err(NodeError::InvalidInput(
+                crate::contact::ContactError::OwnCard.to_string(),
+            ));
+        }
+        // Re-adding keeps the first-added time; a new name (or card) replaces the old one.
+        let existing = self
+            .store
+            .contacts()?
+            .into_iter()
+            .find(|c| c.card.peer_id == card.peer_id);
+        let contact = crate::contact::Contact {
+            name: name
+                .filter(|n| !n.trim().is_empty())
+                .or_else(|| existing.as_ref().map(|c| c.name.clone()))
+                .unwrap_or_default(),
+            added_ms: existing
+                .map(|c| c.added_ms)
+                .unwrap_or_else(crate::channel::now_ms),
+            card: card.clone(),
+        };
+        self.store.put_contact(&contact)?;
+        let _ = self.commands.send(Command::LearnContact(card)).await;
+        Ok(contact)
+    }
+
+    /// Every contact, oldest first.
+    pub async fn contacts(&self) -> Result<Vec<crate::contact::Contact>, NodeError> {
+        Ok(self.store.contacts()?)
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
         self.call(Command::Peers).await

@@ -77,6 +77,39 @@ pub struct ChannelView {
     pub peers: usize,
 }
 
+/// This node's contact card as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContactCardView {
+    /// `samizdat://contact/...`
+    pub link: String,
+    /// The node's peer id.
+    pub peer_id: String,
+}
+
+/// A contact as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContactView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The name given to it (may be empty).
+    pub name: String,
+    /// Its card, as a link.
+    pub link: String,
+    /// When it was added (ms since the epoch).
+    pub added_at: u64,
+}
+
+impl From<&crate::contact::Contact> for ContactView {
+    fn from(c: &crate::contact::Contact) -> Self {
+        Self {
+            peer_id: c.card.peer_id.to_string(),
+            name: c.name.clone(),
+            link: c.card.to_string(),
+            added_at: c.added_ms,
+        }
+    }
+}
+
 /// A peer as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerView {

@@ -8,6 +8,7 @@ pub use records::{ChannelRecord, FileRecord, PeerRecord, Role};
 pub use sled_store::SledStore;
 
 use crate::channel::{ChannelId, Post, PostId};
+use crate::contact::Contact;
 use crate::crypto::OpenError;
 
 /// Errors of the store.
@@ -195,4 +196,9 @@ pub trait Store: Send + Sync + 'static {
     fn peers(&self) -> Result<Vec<PeerRecord>, StoreError>;
     /// Forgets peers beyond the `keep` most recent.
     fn prune_peers(&self, keep: usize) -> Result<usize, StoreError>;
+
+    /// Adds or replaces a contact (keyed by its peer id).
+    fn put_contact(&self, contact: &Contact) -> Result<(), StoreError>;
+    /// Every contact, oldest first.
+    fn contacts(&self) -> Result<Vec<Contact>, StoreError>;
 }

@@ -46,6 +46,7 @@ pub struct SledStore {
     expiry: Tree,
     files: Tree,
     blocked: Tree,
+    contacts: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -101,6 +102,7 @@ impl SledStore {
             expiry: db.open_tree("expiry")?,
             files: db.open_tree("files")?,
             blocked: db.open_tree("blocked")?,
+            contacts: db.open_tree("contacts")?,
             db,
             key,
         };
@@ -710,6 +712,28 @@ impl Store for SledStore {
             out.push(PeerRecord::decode(&plain).ok_or(StoreError::Corrupt("peers"))?);
         }
         out.sort_by_key(|p| std::cmp::Reverse(p.last_seen_ms));
+        Ok(out)
+    }
+
+    fn put_contact(&self, contact: &crate::contact::Contact) -> Result<(), StoreError> {
+        let k = first::<16>(&self.h(b"contact", &contact.card.peer_id.to_bytes()));
+        self.contacts
+            .insert(k, self.seal("contacts", &k, &contact.encode()))?;
+        self.contacts.flush()?;
+        Ok(())
+    }
+
+    fn contacts(&self) -> Result<Vec<crate::contact::Contact>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.contacts.iter() {
+            let (k, v) = item?;
+            let plain = self.open_value("contacts", &k, &v)?;
+            out.push(
+                crate::contact::Contact::decode(&plain)
+                    .map_err(|_| StoreError::Corrupt("contacts"))?,
+            );
+        }
+        out.sort_by_key(|c| c.added_ms);
         Ok(out)
     }
 

@@ -286,6 +286,19 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::ContactCard(reply) => {
+                let card = crate::contact::ContactCard::own(&self.identity, self.own_addrs());
+                let _ = reply.send(Ok(card));
+            }
+            Command::LearnContact(card) => {
+                for a in &card.addrs {
+                    let (_, base) = split_peer_addr(a);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&card.peer_id, base);
+                }
+            }
             Command::Info(reply) => {
                 let _ = reply.send(Ok(self.info()));
             }
@@ -465,11 +478,10 @@ impl EventLoop {
         })
     }
 
-    fn invite_link(&self, manifest: &Manifest) -> String {
-        let me = *self.swarm.local_peer_id();
-        let mut addrs: Vec<Multiaddr> = self.bootstrap.clone();
-        // This node's own reachable addresses: non-loopback first, so the link works from
-        // other machines, then loopback for peers on this one.
+    /// This node's own reachable addresses for links and cards: confirmed external ones, else
+    /// listen addresses; non-loopback first, so a link works from other machines, then
+    /// loopback for peers on this one.
+    fn own_addrs(&self) -> Vec<Multiaddr> {
         let mut own: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         if own.is_empty() {
             own = self
@@ -480,7 +492,17 @@ impl EventLoop {
                 .collect();
         }
         own.sort_by_key(is_loopback);
-        addrs.extend(own.into_iter().map(|a| a.with(Protocol::P2p(me))));
+        own
+    }
+
+    fn invite_link(&self, manifest: &Manifest) -> String {
+        let me = *self.swarm.local_peer_id();
+        let mut addrs: Vec<Multiaddr> = self.bootstrap.clone();
+        addrs.extend(
+            self.own_addrs()
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(me))),
+        );
         Invite {
             manifest: manifest.clone(),
             bootstrap: addrs,
