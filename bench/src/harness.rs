@@ -201,10 +201,15 @@ pub fn binary(name: &str) -> Result<std::path::PathBuf> {
         }
         let out = cmd
             .current_dir(&root)
+            // The bench package is selected too, so that dependency features unify as they
+            // did for `cargo run -p samizdat-bench` (its openmls enables some): building only
+            // the two binaries would recompile a few hundred crates with other features.
             .args([
                 "build",
                 "--quiet",
                 "--release",
+                "-p",
+                "samizdat-bench",
                 "-p",
                 "samizdat-node",
                 "-p",

@@ -35,6 +35,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// `cargo test -p samizdat-tests` alone does not rebuild the other packages' binaries, so
 /// build them here (a no-op when they are current), with the profile this test was built in.
+/// Packages with integration tests (node, bootstrap) get their binaries built by this.
 fn build_binaries(profile_dir: &Path) {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return;
@@ -66,10 +67,20 @@ fn build_binaries(profile_dir: &Path) {
             cmd.env_remove(k);
         }
     }
+    // The same package set and targets as `cargo test --workspace` (the README's command),
+    // so features unify the same way and this is a no-op after it. Building only the two
+    // binaries would resolve dependency features differently (the bench's openmls enables
+    // some) and recompile a few hundred crates.
     let out = cmd
         .current_dir(workspace)
-        .args(["build", "--quiet", "--profile", &profile])
-        .args(["-p", "samizdat-node", "-p", "samizdat-bootstrap", "--bins"])
+        .args([
+            "test",
+            "--no-run",
+            "--quiet",
+            "--workspace",
+            "--profile",
+            &profile,
+        ])
         .output()
         .expect("running cargo build for the binaries");
     assert!(

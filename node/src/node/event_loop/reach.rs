@@ -176,7 +176,9 @@ impl EventLoop {
             let me = *self.swarm.local_peer_id();
             let mut by_peer: std::collections::HashMap<PeerId, Vec<Multiaddr>> = Default::default();
             for (peer, addr) in found {
-                if peer != me {
+                // A LAN peer announces its loopback addresses too: dialing one reaches this
+                // node itself, and that wrong peer id would fail the whole dial.
+                if peer != me && worth_dialing(&addr, false) {
                     by_peer.entry(peer).or_default().push(addr);
                 }
             }
