@@ -9,6 +9,7 @@ pub mod contact;
 pub mod crypto;
 pub mod daemon;
 pub mod demo;
+pub mod dm;
 pub mod files;
 pub mod home;
 pub mod identity;

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, identify, kad, noise, request_response, tcp, yamux};
-use samizdat_node::net::wire::{FILE_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
+use samizdat_node::net::wire::{DM_PROTOCOL, FILE_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
 use samizdat_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,55 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
     files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,
+    dm: request_response::Behaviour<RawCodec>,
+}
+
+/// Frames of arbitrary bytes: what a peer that does not follow the schema sends.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        samizdat_node::net::wire::read_frame(io, 64 << 20).await
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        samizdat_node::net::wire::read_frame(io, 64 << 20).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        samizdat_node::net::wire::write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        resp: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        samizdat_node::net::wire::write_frame(io, &resp).await
+    }
 }
 
 enum Cmd {
@@ -58,6 +107,7 @@ enum Cmd {
         reply: oneshot::Sender<Result<()>>,
     },
     ChunksServed(oneshot::Sender<usize>),
+    DmRaw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
 }
 
 /// Handle to the hostile peer (its swarm runs on its own thread).
@@ -77,6 +127,7 @@ struct State {
         HashMap<request_response::OutboundRequestId, ([u8; 32], oneshot::Sender<Result<()>>)>,
     chunks_served: usize,
     mallory: libp2p::identity::ed25519::Keypair,
+    dm_pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>>>>,
 }
 
 impl Attacker {
@@ -179,6 +230,14 @@ impl Attacker {
     }
 }
 
+impl Attacker {
+    /// Sends raw bytes as a `/samizdat/dm/1` request to a connected peer; returns the raw
+    /// answer, or the failure (a peer that drops the stream answers nothing).
+    pub fn dm_raw(&self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        self.call(|r| Cmd::DmRaw(peer, bytes, r))?
+    }
+}
+
 impl Drop for Attacker {
     fn drop(&mut self) {
         // Closing the command channel ends the swarm loop.
@@ -225,6 +284,11 @@ fn build() -> Result<libp2p::Swarm<Behaviour>> {
                 files: request_response::Behaviour::with_codec(
                     ProtoCodec::new(1 << 20, 64 << 20),
                     [(FILE_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    rr.clone(),
+                ),
+                dm: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(DM_PROTOCOL, request_response::ProtocolSupport::Outbound)],
                     rr,
                 ),
             })
@@ -252,6 +316,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, ready: std_mpsc::Sender<Resul
         pending_manifest: HashMap::new(),
         chunks_served: 0,
         mallory: libp2p::identity::ed25519::Keypair::generate(),
+        dm_pending: HashMap::new(),
     };
     let mut pending_listen: Option<oneshot::Sender<Result<Multiaddr>>> = None;
     loop {
@@ -320,6 +385,10 @@ fn on_command(
             st.sync_mode = m;
             let _ = r.send(());
         }
+        Cmd::DmRaw(peer, bytes, r) => {
+            let id = swarm.behaviour_mut().dm.send_request(&peer, bytes);
+            st.dm_pending.insert(id, r);
+        }
         Cmd::SyncRequests(r) => {
             let _ = r.send(st.sync_requests);
         }
@@ -386,6 +455,25 @@ fn on_event(
                 &peer_id,
                 &info,
             );
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Dm(E::Message {
+            message:
+                M::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        })) => {
+            if let Some(r) = st.dm_pending.remove(&request_id) {
+                let _ = r.send(Ok(response));
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Dm(E::OutboundFailure {
+            request_id, error, ..
+        })) => {
+            if let Some(r) = st.dm_pending.remove(&request_id) {
+                let _ = r.send(Err(anyhow!("{error}")));
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Sync(E::Message {
             message: M::Request {

@@ -42,6 +42,19 @@ pub struct PostRequest {
     pub file: Option<String>,
 }
 
+/// Body of `POST /v1/dm/{peer}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DmRequest {
+    /// The text.
+    pub text: String,
+    /// Delete on both sides this many milliseconds after sending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+    /// Content id of a file to attach (not supported yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
 /// Body of `POST /v1/channels/{id}/admins`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AdminRequest {

@@ -21,8 +21,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AddContactRequest, AdminRequest, ApiError, CreateChannelRequest, DialRequest, FollowRequest,
-    HistoryPage, PostRequest,
+    AddContactRequest, AdminRequest, ApiError, CreateChannelRequest, DialRequest, DmRequest,
+    FollowRequest, HistoryPage, PostRequest,
 };
 use crate::channel::{ChannelId, Invite, PostDraft, now_ms};
 use crate::files::{Cid, DownloadStatus};
@@ -63,6 +63,7 @@ pub async fn serve(
         .route("/v1/contacts", get(contacts).post(add_contact))
         .route("/v1/contacts/card", get(contact_card))
         .route("/v1/dial", post(dial))
+        .route("/v1/dm/{peer}", get(dm_history).post(dm_send))
         .route("/v1/channels", get(channels).post(create_channel))
         .route("/v1/channels/follow", post(follow))
         .route("/v1/channels/{id}", get(channel).delete(unfollow))
@@ -207,6 +208,34 @@ async fn add_contact(
 ) -> Result<Json<ContactView>, ApiError> {
     let c = s.node.add_contact(&req.link, req.name).await?;
     Ok(Json(ContactView::from(&c)))
+}
+
+async fn dm_send(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+    Body(req): Body<DmRequest>,
+) -> Result<(StatusCode, Json<crate::dm::DmView>), ApiError> {
+    if req.file.is_some() {
+        return Err(ApiError::bad_request(
+            "file attachments in direct messages are not supported yet",
+        ));
+    }
+    let view = s
+        .node
+        .dm_send(
+            parse_peer(&peer)?,
+            req.text,
+            req.expires_in_ms.map(std::time::Duration::from_millis),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn dm_history(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Json<Vec<crate::dm::DmView>>, ApiError> {
+    Ok(Json(s.node.dm_history(parse_peer(&peer)?).await?))
 }
 
 async fn dial(
@@ -361,6 +390,7 @@ fn event_name(ev: &crate::node::views::Event) -> &'static str {
         Event::ChannelUpdated { .. } => "channel_updated",
         Event::SyncProgress { .. } => "sync_progress",
         Event::PostExpired { .. } => "post_expired",
+        Event::DirectMessage { .. } => "direct_message",
         Event::FileProgress { .. } => "file_progress",
     }
 }

@@ -13,9 +13,10 @@ use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    AddContactRequest, AdminRequest, ApiClient, CreateChannelRequest, DialRequest, FollowRequest,
-    HistoryPage, PostRequest,
+    AddContactRequest, AdminRequest, ApiClient, CreateChannelRequest, DialRequest, DmRequest,
+    FollowRequest, HistoryPage, PostRequest,
 };
+use crate::dm::DmView;
 use crate::files::DownloadStatus;
 use crate::home::Home;
 use crate::node::FileAdded;
@@ -63,6 +64,9 @@ enum Command {
     /// Contacts: your card, adding others by their link.
     #[command(subcommand)]
     Contact(ContactCommand),
+    /// Direct messages: end-to-end encrypted (MLS) conversations with one peer.
+    #[command(subcommand)]
+    Dm(DmCommand),
     /// Files: add, fetch, inspect.
     #[command(subcommand)]
     File(FileCommand),
@@ -122,6 +126,28 @@ enum ContactCommand {
     },
     /// List contacts, oldest first.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum DmCommand {
+    /// Send a message: `{"id"}`. Delivered when the peer is online, else held for it.
+    Send {
+        /// The peer's id.
+        peer_id: String,
+        /// The text.
+        text: String,
+        /// Delete it on both sides after this long (e.g. 30s, 1h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<humantime::Duration>,
+        /// Attach a file (not supported in direct messages yet).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// The conversation with a peer, oldest first.
+    History {
+        /// The peer's id.
+        peer_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +331,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Channel(cmd) => channel(&home, &out, cmd).await,
         Command::Contact(cmd) => contact(&home, &out, cmd).await,
+        Command::Dm(cmd) => dm(&home, &out, cmd).await,
         Command::File(cmd) => file(&home, &out, cmd).await,
         Command::Block { peer_id } | Command::Unblock { peer_id } => {
             let block = matches!(cli.command, Command::Block { .. });
@@ -386,6 +413,41 @@ async fn contact(home: &Home, out: &Output, cmd: &ContactCommand) -> Result<()> 
             out.value(&list, || output::contacts(&list))
         }
     }
+}
+
+async fn dm(home: &Home, out: &Output, cmd: &DmCommand) -> Result<()> {
+    match cmd {
+        DmCommand::Send {
+            peer_id,
+            text,
+            expires_in,
+            file,
+        } => {
+            let peer = path_peer(peer_id)?;
+            if file.is_some() {
+                anyhow::bail!("file attachments in direct messages are not supported yet");
+            }
+            let req = DmRequest {
+                text: text.clone(),
+                expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                file: None,
+            };
+            let m: DmView = client(home)?.post(&format!("/v1/dm/{peer}"), &req).await?;
+            out.value(&m, || format!("sent {}", m.id))
+        }
+        DmCommand::History { peer_id } => {
+            let peer = path_peer(peer_id)?;
+            let list: Vec<DmView> = client(home)?.get(&format!("/v1/dm/{peer}")).await?;
+            out.value(&list, || output::dm_history(&list))
+        }
+    }
+}
+
+/// A peer id checked before it goes into a URL path.
+fn path_peer(s: &str) -> Result<libp2p::PeerId> {
+    s.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("not a peer id: {s}"))
 }
 
 async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> {

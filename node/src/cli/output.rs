@@ -171,3 +171,22 @@ pub fn contacts(list: &[crate::node::views::ContactView]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A conversation, one line per message.
+pub(crate) fn dm_history(list: &[crate::dm::DmView]) -> String {
+    if list.is_empty() {
+        return "no messages".into();
+    }
+    list.iter()
+        .map(|m| {
+            let who = if m.outgoing { "me" } else { "them" };
+            let pending = if m.outgoing && !m.delivered {
+                " (not delivered yet)"
+            } else {
+                ""
+            };
+            format!("{} {who}: {}{pending}", time(m.timestamp), m.text)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

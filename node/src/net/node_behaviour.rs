@@ -13,7 +13,7 @@ use samizdat_proto::v1;
 use sha2::Digest;
 
 use super::NetError;
-use super::wire::{FILE_PROTOCOL, PX_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
+use super::wire::{DM_PROTOCOL, FILE_PROTOCOL, PX_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
 use crate::config::{Config, DhtMode};
 
 /// Everything a personal node speaks.
@@ -40,6 +40,8 @@ pub struct NodeBehaviour {
     /// Peer exchange (`/samizdat/px/1`).
     pub px:
         request_response::Behaviour<ProtoCodec<v1::PeerExchangeRequest, v1::PeerExchangeResponse>>,
+    /// Direct messages and mail for offline peers (`/samizdat/dm/1`).
+    pub dm: request_response::Behaviour<ProtoCodec<v1::DmRequest, v1::DmResponse>>,
     /// Reachability: are this node's addresses dialable from outside?
     pub autonat: autonat::Behaviour,
     /// Listening and dialing through relays when not directly reachable.
@@ -117,6 +119,11 @@ impl NodeBehaviour {
                 ProtoCodec::new(64, 32 * 1024),
                 [(PX_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr(20),
+            ),
+            dm: request_response::Behaviour::with_codec(
+                ProtoCodec::new(crate::dm::MAX_DM_FRAME, crate::dm::MAX_DM_FRAME),
+                [(DM_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(30),
             ),
             autonat: super::autonat(peer_id, true),
             relay,

@@ -15,9 +15,13 @@ pub enum RecordVerdict {
     Invalid(&'static str),
 }
 
-/// Checks a record against the only record type Samizdat defines: a channel's signed manifest
-/// stored under `/samizdat/channel-manifest/<channel id>`. `existing` is what we already hold.
+/// Checks a record against the record types Samizdat defines: a channel's signed manifest
+/// stored under `/samizdat/channel-manifest/<channel id>`, and a peer's signed KeyPackage
+/// under `/samizdat/keypackage/<peer id>`. `existing` is what we already hold.
 pub fn check_record(record: &Record, existing: Option<&Record>) -> RecordVerdict {
+    if crate::dm::is_keypackage_key(&record.key) {
+        return check_keypackage(record, existing);
+    }
     let Ok(manifest) = Manifest::from_bytes(&record.value) else {
         return RecordVerdict::Invalid("not a signed channel manifest");
     };
@@ -26,6 +30,20 @@ pub fn check_record(record: &Record, existing: Option<&Record>) -> RecordVerdict
     }
     if let Some(old) = existing.and_then(|r| Manifest::from_bytes(&r.value).ok())
         && old.version >= manifest.version
+    {
+        return RecordVerdict::Stale;
+    }
+    RecordVerdict::Store
+}
+
+/// A peer's KeyPackage record: signed by that peer, newest wins.
+fn check_keypackage(record: &Record, existing: Option<&Record>) -> RecordVerdict {
+    let Ok(new) = crate::dm::open_keypackage_record(&record.key, &record.value) else {
+        return RecordVerdict::Invalid("not a signed key package record");
+    };
+    if let Some(old) =
+        existing.and_then(|r| crate::dm::open_keypackage_record(&r.key, &r.value).ok())
+        && old.created_ms >= new.created_ms
     {
         return RecordVerdict::Stale;
     }

@@ -12,6 +12,8 @@ use libp2p::request_response::Codec;
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/sync/1");
 /// File transfer protocol id.
 pub const FILE_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/file/1");
+/// Direct-message protocol id.
+pub const DM_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/dm/1");
 /// Peer exchange protocol id.
 pub const PX_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/px/1");
 

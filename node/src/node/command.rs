@@ -69,4 +69,11 @@ pub(crate) enum Command {
         block: bool,
         reply: Reply<()>,
     },
+    DmSend {
+        peer: PeerId,
+        text: String,
+        expires_in: Option<std::time::Duration>,
+        reply: Reply<crate::dm::DmView>,
+    },
+    DmHistory(PeerId, Reply<Vec<crate::dm::DmView>>),
 }

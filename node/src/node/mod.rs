@@ -332,6 +332,27 @@ impl NodeHandle {
         self.events.subscribe()
     }
 
+    /// Sends a direct message (end-to-end encrypted); returns once it is stored here.
+    pub async fn dm_send(
+        &self,
+        peer: PeerId,
+        text: String,
+        expires_in: Option<Duration>,
+    ) -> Result<crate::dm::DmView, NodeError> {
+        self.call(|reply| Command::DmSend {
+            peer,
+            text,
+            expires_in,
+            reply,
+        })
+        .await
+    }
+
+    /// A conversation with a peer, oldest first.
+    pub async fn dm_history(&self, peer: PeerId) -> Result<Vec<crate::dm::DmView>, NodeError> {
+        self.call(|r| Command::DmHistory(peer, r)).await
+    }
+
     /// How far a channel's history sync has come.
     pub async fn sync_status(&self, channel: ChannelId) -> Result<SyncStatus, NodeError> {
         self.call(|r| Command::SyncStatus(channel, r)).await

@@ -201,4 +201,9 @@ pub enum Event {
         /// Where it stands.
         status: crate::files::DownloadStatus,
     },
+    /// A direct message was stored (sent or received), or reached its recipient.
+    DirectMessage {
+        /// The message.
+        message: crate::dm::DmView,
+    },
 }

@@ -99,6 +99,38 @@ pub struct ExpiredPost {
     pub id: PostId,
 }
 
+/// A key and its (opened) value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Trees of private-conversation state: maps of sealed values under keys the caller builds
+/// (from [`Store::index`] hashes, so keys reveal no peer ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Private {
+    /// Direct messages, by conversation, time and id.
+    Messages,
+    /// Ids of MLS messages already processed (duplicates are dropped).
+    Seen,
+    /// Envelopes not yet delivered to their recipient.
+    Outbox,
+    /// Envelopes held here for offline recipients.
+    Mailbox,
+    /// The MLS client state and conversation table.
+    Mls,
+}
+
+impl Private {
+    /// The sled tree name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Private::Messages => "dm_messages",
+            Private::Seen => "dm_seen",
+            Private::Outbox => "dm_outbox",
+            Private::Mailbox => "dm_mailbox",
+            Private::Mls => "mls",
+        }
+    }
+}
+
 /// What the node needs from durable storage.
 pub trait Store: Send + Sync + 'static {
     /// Writes or replaces a channel's record.
@@ -201,4 +233,15 @@ pub trait Store: Send + Sync + 'static {
     fn put_contact(&self, contact: &Contact) -> Result<(), StoreError>;
     /// Every contact, oldest first.
     fn contacts(&self) -> Result<Vec<Contact>, StoreError>;
+
+    /// A keyed hash (secret to this store) to build private keys from.
+    fn index(&self, domain: &[u8], data: &[u8]) -> [u8; 16];
+    /// Writes (sealed) and flushes one private value.
+    fn private_put(&self, tree: Private, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Reads one private value.
+    fn private_get(&self, tree: Private, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes one private value.
+    fn private_remove(&self, tree: Private, key: &[u8]) -> Result<(), StoreError>;
+    /// Every private value whose key starts with `prefix`, in key order.
+    fn private_scan(&self, tree: Private, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
 }

@@ -24,8 +24,8 @@ use sled::{Transactional, Tree};
 
 use super::records::StoredPostPb;
 use super::{
-    AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord, Slot,
-    Store, StoreError,
+    AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord,
+    Private, Slot, Store, StoreError,
 };
 use crate::channel::{ChannelId, Post, PostId, now_ms};
 use crate::crypto::DataKey;
@@ -734,6 +734,43 @@ impl Store for SledStore {
             );
         }
         out.sort_by_key(|c| c.added_ms);
+        Ok(out)
+    }
+
+    fn index(&self, domain: &[u8], data: &[u8]) -> [u8; 16] {
+        first::<16>(&self.h(domain, data))
+    }
+
+    fn private_put(&self, tree: Private, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let t = self.db.open_tree(tree.name())?;
+        t.insert(key, self.seal(tree.name(), key, value))?;
+        t.flush()?;
+        Ok(())
+    }
+
+    fn private_get(&self, tree: Private, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.db.open_tree(tree.name())?;
+        t.get(key)?
+            .map(|v| self.open_value(tree.name(), key, &v))
+            .transpose()
+    }
+
+    fn private_remove(&self, tree: Private, key: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree(tree.name())?.remove(key)?;
+        Ok(())
+    }
+
+    fn private_scan(
+        &self,
+        tree: Private,
+        prefix: &[u8],
+    ) -> Result<Vec<super::KeyValue>, StoreError> {
+        let t = self.db.open_tree(tree.name())?;
+        let mut out = Vec::new();
+        for item in t.scan_prefix(prefix) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), self.open_value(tree.name(), &k, &v)?));
+        }
         Ok(out)
     }
 

@@ -2,6 +2,7 @@
 //! arrives from the network, hands writes to the group-commit writer, and publishes posts once
 //! they are durable. History sync and files live in the child modules.
 
+mod dm;
 mod files;
 mod reach;
 mod sync;
@@ -126,6 +127,8 @@ pub(crate) struct EventLoop {
     direct_upgrades: HashSet<PeerId>,
     /// When each peer was last asked for its peers.
     px_asked: HashMap<PeerId, Instant>,
+    /// Direct messages: MLS state, conversations, delivery, mail held for others.
+    dm: dm::Direct,
     shutdown: CancellationToken,
 }
 
@@ -182,6 +185,7 @@ impl EventLoop {
         let (written_tx, written) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store.clone(), written_tx);
         let (internal_tx, internal) = mpsc::unbounded_channel();
+        let dm = dm::Direct::open(&store, identity.signing().clone())?;
 
         let mut this = Self {
             swarm,
@@ -232,6 +236,7 @@ impl EventLoop {
             relay_listeners: HashMap::new(),
             direct_upgrades: HashSet::new(),
             px_asked: HashMap::new(),
+            dm,
             shutdown,
         };
         for addr in listen_addrs {
@@ -361,6 +366,17 @@ impl EventLoop {
             }
             Command::Block { peer, block, reply } => {
                 let _ = reply.send(self.block(peer, block));
+            }
+            Command::DmSend {
+                peer,
+                text,
+                expires_in,
+                reply,
+            } => {
+                let _ = reply.send(self.dm_send(peer, text, expires_in));
+            }
+            Command::DmHistory(peer, reply) => {
+                let _ = reply.send(self.dm_history(&peer));
             }
         }
     }
@@ -871,6 +887,7 @@ impl EventLoop {
                 ..
             })) => self.on_identified(peer_id, info),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Px(ev)) => self.on_px_event(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dm(ev)) => self.on_dm_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(ev)) => self.on_autonat(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(ev)) => self.on_dcutr(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Mdns(ev)) => self.on_mdns(ev),
@@ -900,6 +917,7 @@ impl EventLoop {
                     let _ = self.events.send(Event::PeerConnected {
                         peer_id: peer_id.to_string(),
                     });
+                    self.dm_on_connected(&peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -915,6 +933,7 @@ impl EventLoop {
                     self.connections.remove(&peer_id);
                     tracing::debug!(%peer_id, "disconnected");
                     self.agents.remove(&peer_id);
+                    self.dm_on_disconnected(&peer_id);
                     let _ = self.events.send(Event::PeerDisconnected {
                         peer_id: peer_id.to_string(),
                     });
@@ -935,6 +954,7 @@ impl EventLoop {
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         self.agents.insert(peer, info.agent_version.clone());
+        self.dm_on_identified(peer, &info.protocols);
         if info.protocols.contains(&crate::net::RELAY_HOP_PROTOCOL) {
             self.note_relay(peer, &info.listen_addrs);
         }
@@ -986,6 +1006,9 @@ impl EventLoop {
             kad::Event::InboundRequest { request } => {
                 accept_inbound_kad(&mut self.swarm.behaviour_mut().kad, request);
             }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } if self.dm_owns_query(&id) => self.dm_on_kad(id, &result, step.last),
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => match result {
@@ -1272,6 +1295,7 @@ impl EventLoop {
         self.connect_to_network(false);
         self.sync_tick();
         self.files_tick();
+        self.dm_tick();
     }
 
     /// Announces this node as a follower of the channel and looks up the others.

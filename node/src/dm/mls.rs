@@ -1,0 +1,487 @@
+//! The node's MLS client (RFC 9420, `openmls`): KeyPackages, two-member groups for direct
+//! conversations, encryption and decryption, update commits. Its whole state (openmls'
+//! storage) is exported as bytes so the node can keep it sealed in its store.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use libp2p::PeerId;
+use libp2p::identity::ed25519;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_rust_crypto::{MemoryStorage, RustCrypto};
+use openmls_traits::OpenMlsProvider;
+use openmls_traits::signatures::{Signer, SignerError};
+use prost::Message as _;
+use samizdat_proto::v1;
+
+use super::DmError;
+use crate::identity::ed25519_of;
+
+/// DESIGN.md's ciphersuite: X25519, ChaCha20-Poly1305, SHA-256, Ed25519.
+pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;
+/// Past epochs whose keys are kept, for messages that arrive after a commit.
+const MAX_PAST_EPOCHS: usize = 4;
+/// Messages of one epoch that may arrive out of order (direct delivery and mailboxes race).
+const OUT_OF_ORDER: u32 = 64;
+/// Ciphertexts are padded to a multiple of this, so their size says less about the text.
+const PADDING: usize = 64;
+
+/// openmls' crypto and storage, the storage owned here so it can be exported.
+struct Provider {
+    crypto: RustCrypto,
+    storage: MemoryStorage,
+}
+
+impl OpenMlsProvider for Provider {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = MemoryStorage;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+
+    fn crypto(&self) -> &Self::CryptoProvider {
+        &self.crypto
+    }
+
+    fn rand(&self) -> &Self::RandProvider {
+        &self.crypto
+    }
+}
+
+/// Signs MLS structures with the node's ed25519 identity key, so a member's MLS signature key
+/// *is* its peer id's key and a KeyPackage or commit is bound to the peer id by itself.
+struct IdentitySigner(ed25519::Keypair);
+
+impl Signer for IdentitySigner {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        Ok(self.0.sign(payload))
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// What a received MLS message turned out to be.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A Welcome: this node joined a new conversation with the sender.
+    Joined {
+        /// The new group's id.
+        group: Vec<u8>,
+    },
+    /// An application message's plaintext.
+    Application {
+        /// Its group.
+        group: Vec<u8>,
+        /// The plaintext.
+        plaintext: Vec<u8>,
+    },
+    /// A commit, merged: the group is in a new epoch.
+    Commit {
+        /// Its group.
+        group: Vec<u8>,
+    },
+}
+
+/// The MLS client of one node.
+pub struct MlsClient {
+    provider: Provider,
+    signer: IdentitySigner,
+    me: PeerId,
+    credential: CredentialWithKey,
+}
+
+impl std::fmt::Debug for MlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlsClient")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(SUITE)
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(OUT_OF_ORDER, 1000))
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(OUT_OF_ORDER, 1000))
+        .build()
+}
+
+fn mls<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> DmError {
+    move |e| DmError::Mls(format!("{what}: {e:?}"))
+}
+
+/// Whether an MLS credential and signature key are those of `peer`.
+fn is_peer(credential: &Credential, signature_key: &[u8], peer: &PeerId) -> bool {
+    let Ok(basic) = BasicCredential::try_from(credential.clone()) else {
+        return false;
+    };
+    basic.identity() == peer.to_bytes().as_slice()
+        && ed25519_of(peer).is_some_and(|k| k.to_bytes().as_slice() == signature_key)
+}
+
+impl MlsClient {
+    /// The client of the node with this identity key, from an exported state (or fresh).
+    pub fn new(key: ed25519::Keypair, state: Option<&[u8]>) -> Result<Self, DmError> {
+        let me = crate::identity::peer_id_of(&key.public());
+        let mut values = HashMap::new();
+        if let Some(bytes) = state {
+            let pb = v1::MlsState::decode(bytes).map_err(|_| DmError::CorruptState)?;
+            for e in pb.entries {
+                values.insert(e.key, e.value);
+            }
+        }
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(me.to_bytes()).into(),
+            signature_key: key.public().to_bytes().to_vec().into(),
+        };
+        Ok(Self {
+            provider: Provider {
+                crypto: RustCrypto::default(),
+                storage: MemoryStorage {
+                    values: RwLock::new(values),
+                },
+            },
+            signer: IdentitySigner(key),
+            me,
+            credential,
+        })
+    }
+
+    /// The whole state, to be sealed and stored (and passed back to [`MlsClient::new`]).
+    pub fn export(&self) -> Vec<u8> {
+        let values = match self.provider.storage.values.read() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut entries: Vec<v1::MlsStateEntry> = values
+            .iter()
+            .map(|(k, v)| v1::MlsStateEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        v1::MlsState { entries }.encode_to_vec()
+    }
+
+    /// A new last-resort KeyPackage (TLS bytes): usable by several senders, so one published
+    /// record serves everyone who starts a conversation while this node is offline.
+    pub fn key_package(&self) -> Result<Vec<u8>, DmError> {
+        let bundle = KeyPackage::builder()
+            // The last-resort extension must be among the leaf's declared capabilities.
+            .leaf_node_capabilities(Capabilities::new(
+                None,
+                Some(&[SUITE]),
+                Some(&[ExtensionType::LastResort]),
+                None,
+                None,
+            ))
+            .mark_as_last_resort()
+            .build(SUITE, &self.provider, &self.signer, self.credential.clone())
+            .map_err(mls("key package"))?;
+        bundle
+            .key_package()
+            .tls_serialize_detached()
+            .map_err(mls("encode key package"))
+    }
+
+    /// Starts a conversation with `peer` from its KeyPackage: returns the group id and the
+    /// Welcome (TLS bytes of an MLSMessage) to send it.
+    pub fn start(&self, peer: &PeerId, key_package: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DmError> {
+        let kp = KeyPackageIn::tls_deserialize_exact(key_package)
+            .map_err(|_| DmError::BadKeyPackage("does not decode"))?
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|e| {
+                tracing::debug!("key package refused: {e:?}");
+                DmError::BadKeyPackage("signature or lifetime invalid")
+            })?;
+        if kp.ciphersuite() != SUITE {
+            return Err(DmError::BadKeyPackage("other ciphersuite"));
+        }
+        let leaf = kp.leaf_node();
+        if !is_peer(leaf.credential(), leaf.signature_key().as_slice(), peer) {
+            return Err(DmError::BadKeyPackage("not the peer's key"));
+        }
+        let mut group = MlsGroup::new(
+            &self.provider,
+            &self.signer,
+            &create_config(),
+            self.credential.clone(),
+        )
+        .map_err(mls("new group"))?;
+        let (_commit, welcome, _) = group
+            .add_members(&self.provider, &self.signer, &[kp])
+            .map_err(mls("add member"))?;
+        group
+            .merge_pending_commit(&self.provider)
+            .map_err(mls("merge"))?;
+        let welcome = welcome.to_bytes().map_err(mls("encode welcome"))?;
+        Ok((group.group_id().to_vec(), welcome))
+    }
+
+    fn load(&self, group: &[u8]) -> Result<MlsGroup, DmError> {
+        MlsGroup::load(self.provider.storage(), &GroupId::from_slice(group))
+            .map_err(mls("load group"))?
+            .ok_or(DmError::UnknownGroup)
+    }
+
+    /// Whether this client is a member of `group`.
+    pub fn has_group(&self, group: &[u8]) -> bool {
+        self.load(group).is_ok()
+    }
+
+    /// Encrypts an application message for `group` (TLS bytes of an MLSMessage).
+    pub fn encrypt(&self, group: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, DmError> {
+        let mut g = self.load(group)?;
+        g.create_message(&self.provider, &self.signer, plaintext)
+            .map_err(mls("encrypt"))?
+            .to_bytes()
+            .map_err(mls("encode"))
+    }
+
+    /// A commit renewing this member's keys (post-compromise security), already merged here.
+    pub fn update(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+        let mut g = self.load(group)?;
+        let bundle = g
+            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .map_err(mls("self update"))?;
+        let (commit, _, _) = bundle.into_contents();
+        g.merge_pending_commit(&self.provider)
+            .map_err(mls("merge"))?;
+        commit.to_bytes().map_err(mls("encode commit"))
+    }
+
+    /// The group an MLS protocol message belongs to, without decrypting it.
+    pub fn group_of(message: &[u8]) -> Option<Vec<u8>> {
+        let msg = MlsMessageIn::tls_deserialize_exact(message).ok()?;
+        match msg.extract() {
+            MlsMessageBodyIn::PrivateMessage(m) => {
+                Some(ProtocolMessage::from(m).group_id().to_vec())
+            }
+            MlsMessageBodyIn::PublicMessage(m) => {
+                Some(ProtocolMessage::from(m).group_id().to_vec())
+            }
+            _ => None,
+        }
+    }
+
+    /// Processes an MLS message that `from` sent: a Welcome into a conversation with it, or a
+    /// message of a conversation with it. Anything else is refused.
+    pub fn receive(&self, from: &PeerId, message: &[u8]) -> Result<Incoming, DmError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(message).map_err(|_| DmError::Malformed)?;
+        let protocol = match msg.extract() {
+            MlsMessageBodyIn::Welcome(welcome) => return self.join(from, welcome),
+            MlsMessageBodyIn::PrivateMessage(m) => ProtocolMessage::from(m),
+            // Conversations use ciphertext only: a plaintext handshake is not ours.
+            _ => return Err(DmError::Malformed),
+        };
+        let group_id = protocol.group_id().to_vec();
+        let mut group = self.load(&group_id)?;
+        let other_is_sender = group.members().any(|m| {
+            m.index != group.own_leaf_index() && is_peer(&m.credential, &m.signature_key, from)
+        });
+        if !other_is_sender {
+            return Err(DmError::NotAMember);
+        }
+        let processed = group
+            .process_message(&self.provider, protocol)
+            .map_err(|e| DmError::Undecryptable(format!("{e:?}")))?;
+        let sender_ok = match processed.sender() {
+            Sender::Member(index) => {
+                group
+                    .member(*index)
+                    .is_some_and(|c| c == processed.credential())
+                    && BasicCredential::try_from(processed.credential().clone())
+                        .is_ok_and(|b| b.identity() == from.to_bytes().as_slice())
+            }
+            _ => false,
+        };
+        if !sender_ok {
+            return Err(DmError::NotAMember);
+        }
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => Ok(Incoming::Application {
+                group: group_id,
+                plaintext: app.into_bytes(),
+            }),
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                // A conversation stays between its two members: a commit that adds or
+                // removes anyone is refused.
+                if staged.add_proposals().next().is_some()
+                    || staged.remove_proposals().next().is_some()
+                {
+                    return Err(DmError::NotAllowed("membership change in a conversation"));
+                }
+                group
+                    .merge_staged_commit(&self.provider, *staged)
+                    .map_err(mls("merge commit"))?;
+                Ok(Incoming::Commit { group: group_id })
+            }
+            _ => Err(DmError::NotAllowed(
+                "proposals are not used in conversations",
+            )),
+        }
+    }
+
+    fn join(&self, from: &PeerId, welcome: Welcome) -> Result<Incoming, DmError> {
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(|e| DmError::Undecryptable(format!("welcome: {e:?}")))?;
+        // Exactly two members: the sender (who added us) and this node.
+        let sender = staged.welcome_sender().map_err(mls("welcome sender"))?;
+        let members: Vec<Member> = staged.members().collect();
+        let me_ok = members
+            .iter()
+            .any(|m| is_peer(&m.credential, &m.signature_key, &self.me));
+        if members.len() != 2
+            || !me_ok
+            || !is_peer(sender.credential(), sender.signature_key().as_slice(), from)
+        {
+            return Err(DmError::NotAllowed(
+                "a welcome into a conversation must come from its other member",
+            ));
+        }
+        let group = staged.into_group(&self.provider).map_err(mls("join"))?;
+        Ok(Incoming::Joined {
+            group: group.group_id().to_vec(),
+        })
+    }
+
+    /// Forgets a group (its keys leave the state).
+    pub fn forget(&self, group: &[u8]) -> Result<(), DmError> {
+        let mut g = self.load(group)?;
+        g.delete(self.provider.storage())
+            .map_err(mls("delete group"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> MlsClient {
+        MlsClient::new(ed25519::Keypair::generate(), None).expect("client")
+    }
+
+    /// Alice starts a conversation with Bob; both return with the group id.
+    fn pair() -> (MlsClient, MlsClient, Vec<u8>) {
+        let (a, b) = (client(), client());
+        let kp = b.key_package().expect("kp");
+        let (group, welcome) = a.start(&b.me, &kp).expect("start");
+        match b.receive(&a.me, &welcome).expect("join") {
+            Incoming::Joined { group: g } => assert_eq!(g, group),
+            other => panic!("expected a join, got {other:?}"),
+        }
+        (a, b, group)
+    }
+
+    fn text(i: &Incoming) -> &[u8] {
+        match i {
+            Incoming::Application { plaintext, .. } => plaintext,
+            other => panic!("expected an application message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_ways_and_state_survives_export() {
+        let (a, b, g) = pair();
+        let m = a.encrypt(&g, b"hello bob").expect("enc");
+        assert_eq!(text(&b.receive(&a.me, &m).expect("dec")), b"hello bob");
+        // Bob's state goes to disk and comes back.
+        let b = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("reload");
+        let r = b.encrypt(&g, b"hi alice").expect("enc");
+        assert_eq!(text(&a.receive(&b.me, &r).expect("dec")), b"hi alice");
+        // A replay is refused (its key was used and deleted).
+        assert!(b.receive(&a.me, &m).is_err());
+    }
+
+    #[test]
+    fn strangers_and_wrong_keys_are_refused() {
+        let (a, b, g) = pair();
+        let m = a.encrypt(&g, b"for bob only").expect("enc");
+        // Carol is not a member, and cannot pretend Alice's message is hers.
+        let c = client();
+        assert!(c.receive(&a.me, &m).is_err());
+        assert!(matches!(b.receive(&c.me, &m), Err(DmError::NotAMember)));
+        // A KeyPackage presented as someone else's is refused.
+        let kp = c.key_package().expect("kp");
+        assert!(matches!(
+            a.start(&b.me, &kp),
+            Err(DmError::BadKeyPackage(_))
+        ));
+        // Garbage.
+        assert!(matches!(
+            b.receive(&a.me, b"\x00\x01junk"),
+            Err(DmError::Malformed)
+        ));
+        // A Welcome for Bob is useless to Carol (encrypted to Bob's KeyPackage).
+        let (_, welcome) = a
+            .start(&b.me, &b.key_package().expect("kp"))
+            .expect("start");
+        assert!(c.receive(&a.me, &welcome).is_err());
+    }
+
+    /// Forward secrecy: a member's state copied out now does not decrypt what it already read.
+    #[test]
+    fn copied_state_cannot_read_earlier_messages() {
+        let (a, b, g) = pair();
+        let earlier: Vec<Vec<u8>> = (0..3)
+            .map(|i| {
+                a.encrypt(&g, format!("earlier {i}").as_bytes())
+                    .expect("enc")
+            })
+            .collect();
+        for m in &earlier {
+            b.receive(&a.me, m).expect("bob reads");
+        }
+        let stolen = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("copy");
+        for m in &earlier {
+            assert!(
+                stolen.receive(&a.me, m).is_err(),
+                "earlier message decrypted"
+            );
+        }
+    }
+
+    /// Post-compromise security: after the member's update commit, a copy of its old state
+    /// reads nothing sent afterwards.
+    #[test]
+    fn copied_state_cannot_read_after_an_update() {
+        let (a, b, g) = pair();
+        let stolen = MlsClient::new(a.signer.0.clone(), Some(&a.export())).expect("copy");
+        let before = b.encrypt(&g, b"before").expect("enc");
+        // The copy works until the update (that is what compromise means) ...
+        assert_eq!(
+            text(&stolen.receive(&b.me, &before).expect("dec")),
+            b"before"
+        );
+        let commit = a.update(&g).expect("update");
+        assert!(matches!(
+            b.receive(&a.me, &commit).expect("commit"),
+            Incoming::Commit { .. }
+        ));
+        let after = b.encrypt(&g, b"after").expect("enc");
+        assert_eq!(text(&a.receive(&b.me, &after).expect("dec")), b"after");
+        // ... and not after it, even with the commit in hand.
+        let _ = stolen.receive(&a.me, &commit);
+        assert!(
+            stolen.receive(&b.me, &after).is_err(),
+            "post-update message decrypted"
+        );
+    }
+}

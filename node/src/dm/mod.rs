@@ -1,0 +1,197 @@
+//! Direct messages: two-member MLS conversations ([`mls`]), the KeyPackage records that let a
+//! conversation start while the other side is offline, and the mailbox that holds ciphertext
+//! for offline peers ([`mailbox`]).
+
+pub mod mailbox;
+pub mod mls;
+
+use libp2p::PeerId;
+use libp2p::kad::RecordKey;
+use prost::Message as _;
+use samizdat_proto::v1;
+
+use crate::channel::{now_ms, sign, verify};
+use crate::identity::ed25519_of;
+
+/// Most bytes of a message's text.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Most bytes of one envelope's MLS message (a text message is under 5 KiB; a Welcome of a
+/// two-member group about 1 KiB).
+pub const MAX_MLS_BYTES: usize = 32 * 1024;
+/// Most envelopes in one request.
+pub const MAX_ENVELOPES_PER_REQUEST: usize = 64;
+/// Most bytes of a `/samizdat/dm/1` request or response.
+pub const MAX_DM_FRAME: usize = 3 * 1024 * 1024;
+/// How long an envelope may be held for an offline recipient.
+pub const MAX_HOLD_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Signature domain of KeyPackage records.
+const KEYPACKAGE_DOMAIN: &[u8] = b"samizdat/v1/keypackage";
+
+/// Errors of direct messaging.
+#[derive(Debug, thiserror::Error)]
+pub enum DmError {
+    /// Bytes that are not an MLS message of a conversation.
+    #[error("malformed message")]
+    Malformed,
+    /// A KeyPackage that cannot be used.
+    #[error("unusable key package: {0}")]
+    BadKeyPackage(&'static str),
+    /// A message for a conversation this node is not in.
+    #[error("unknown conversation")]
+    UnknownGroup,
+    /// The sender is not the conversation's other member.
+    #[error("sender is not a member of the conversation")]
+    NotAMember,
+    /// Decryption or verification failed.
+    #[error("cannot decrypt: {0}")]
+    Undecryptable(String),
+    /// Something a conversation does not allow.
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    /// A record that fails its checks.
+    #[error("invalid record: {0}")]
+    BadRecord(&'static str),
+    /// The stored MLS state does not decode.
+    #[error("the stored MLS state is corrupt")]
+    CorruptState,
+    /// openmls reported an error.
+    #[error("mls: {0}")]
+    Mls(String),
+}
+
+/// The DHT key of a peer's KeyPackage record.
+pub fn keypackage_key(peer: &PeerId) -> RecordKey {
+    RecordKey::new(&format!("/samizdat/keypackage/{peer}"))
+}
+
+/// The DHT key whose closest peers hold a peer's mail while it is offline.
+pub fn mailbox_key(peer: &PeerId) -> Vec<u8> {
+    RecordKey::new(&format!("/samizdat/mailbox/{peer}")).to_vec()
+}
+
+/// Whether a DHT key is a KeyPackage record's.
+pub fn is_keypackage_key(key: &RecordKey) -> bool {
+    key.as_ref().starts_with(b"/samizdat/keypackage/")
+}
+
+/// A KeyPackage record as published: signed by the peer's identity key.
+pub fn sign_keypackage_record(
+    key: &libp2p::identity::ed25519::Keypair,
+    key_package: Vec<u8>,
+) -> Vec<u8> {
+    let body = v1::KeyPackageRecordBody {
+        peer_id: crate::identity::peer_id_of(&key.public()).to_bytes(),
+        key_package,
+        created_ms: now_ms(),
+    }
+    .encode_to_vec();
+    let signature = sign(key, KEYPACKAGE_DOMAIN, &body);
+    v1::KeyPackageRecord { body, signature }.encode_to_vec()
+}
+
+/// A verified KeyPackage record.
+#[derive(Debug, Clone)]
+pub struct KeyPackageRecord {
+    /// Whose it is.
+    pub peer: PeerId,
+    /// The KeyPackage (TLS bytes; MLS validates it again when it is used).
+    pub key_package: Vec<u8>,
+    /// When it was made.
+    pub created_ms: u64,
+}
+
+/// Checks a KeyPackage record found under `key`.
+pub fn open_keypackage_record(key: &RecordKey, bytes: &[u8]) -> Result<KeyPackageRecord, DmError> {
+    let rec =
+        v1::KeyPackageRecord::decode(bytes).map_err(|_| DmError::BadRecord("not a record"))?;
+    let body = v1::KeyPackageRecordBody::decode(rec.body.as_slice())
+        .map_err(|_| DmError::BadRecord("body does not decode"))?;
+    let peer = PeerId::from_bytes(&body.peer_id).map_err(|_| DmError::BadRecord("bad peer id"))?;
+    if *key != keypackage_key(&peer) {
+        return Err(DmError::BadRecord("stored under another peer's key"));
+    }
+    let public = ed25519_of(&peer).ok_or(DmError::BadRecord("peer id without ed25519 key"))?;
+    if !verify(&public, KEYPACKAGE_DOMAIN, &rec.body, &rec.signature) {
+        return Err(DmError::BadRecord("bad signature"));
+    }
+    if body.key_package.len() > MAX_MLS_BYTES {
+        return Err(DmError::BadRecord("key package too large"));
+    }
+    Ok(KeyPackageRecord {
+        peer,
+        key_package: body.key_package,
+        created_ms: body.created_ms,
+    })
+}
+
+/// A direct message as clients see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DmView {
+    /// Message id (hex).
+    pub id: String,
+    /// Who wrote it (peer id).
+    pub from: String,
+    /// The other side of the conversation (peer id).
+    pub peer: String,
+    /// When its author sent it (ms since the epoch).
+    pub timestamp: u64,
+    /// Its text.
+    pub text: String,
+    /// Whether this node wrote it.
+    pub outgoing: bool,
+    /// When it deletes itself (ms since the epoch), if it does.
+    pub expires_at: Option<u64>,
+    /// Whether it has reached the other side's node (outgoing messages only).
+    pub delivered: bool,
+}
+
+impl DmView {
+    /// The view of a stored message.
+    pub fn of(me: &PeerId, stored: &v1::StoredDm) -> Option<Self> {
+        let peer = PeerId::from_bytes(&stored.peer).ok()?;
+        let body = stored.body.as_ref()?;
+        Some(Self {
+            id: data_encoding::HEXLOWER.encode(&body.id),
+            from: if stored.outgoing { *me } else { peer }.to_string(),
+            peer: peer.to_string(),
+            timestamp: body.sent_ms,
+            text: body.text.clone(),
+            outgoing: stored.outgoing,
+            expires_at: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
+            delivered: !stored.outgoing || stored.received_ms != 0,
+        })
+    }
+}
+
+/// Checks a decrypted body: the limits a sender must respect.
+pub fn check_body(body: &v1::DmBody) -> Result<(), DmError> {
+    if body.id.len() != 16 {
+        return Err(DmError::NotAllowed("message id must be 16 bytes"));
+    }
+    if body.text.len() > MAX_TEXT_BYTES {
+        return Err(DmError::NotAllowed("text too long"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::identity::ed25519;
+
+    #[test]
+    fn keypackage_records_are_bound_to_their_peer() {
+        let k = ed25519::Keypair::generate();
+        let peer = crate::identity::peer_id_of(&k.public());
+        let rec = sign_keypackage_record(&k, b"kp".to_vec());
+        let ok = open_keypackage_record(&keypackage_key(&peer), &rec).expect("valid");
+        assert_eq!(ok.peer, peer);
+        assert_eq!(ok.key_package, b"kp");
+        let other = crate::identity::peer_id_of(&ed25519::Keypair::generate().public());
+        assert!(open_keypackage_record(&keypackage_key(&other), &rec).is_err());
+        let mut forged = v1::KeyPackageRecord::decode(rec.as_slice()).expect("decode");
+        forged.signature[0] ^= 1;
+        assert!(open_keypackage_record(&keypackage_key(&peer), &forged.encode_to_vec()).is_err());
+        assert!(open_keypackage_record(&keypackage_key(&peer), b"junk").is_err());
+    }
+}

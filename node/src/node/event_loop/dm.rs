@@ -1,0 +1,1042 @@
+//! Direct messages in the event loop: starting conversations from KeyPackage records, sending
+//! (straight to the peer, else through mailbox holders), receiving, and holding mail for
+//! others. The cryptography is in [`crate::dm::mls`]; this is delivery and bookkeeping.
+//!
+//! Store layout (all values sealed): `Private::Messages` `index(peer) || sent_ms || id` →
+//! StoredDm; `Private::Outbox` `E || index(peer) || sent_ms || envelope id` → envelope waiting
+//! for delivery, `Q || index(peer) || sent_ms || id` → a message waiting for the peer's
+//! KeyPackage, `X || expires_ms || message key` → expiry index; `Private::Mls` `state` →
+//! MLS state, `kp` → own KeyPackage record, `c || index(peer)` → conversation.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::kad::{self, QueryId, Quorum, Record};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use prost::Message as _;
+use samizdat_proto::v1;
+
+use super::EventLoop;
+use crate::channel::now_ms;
+use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
+use crate::dm::mls::{Incoming, MlsClient};
+use crate::dm::{
+    DmError, DmView, MAX_ENVELOPES_PER_REQUEST, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body,
+    keypackage_key, mailbox_key, open_keypackage_record, sign_keypackage_record,
+};
+use crate::node::NodeError;
+use crate::node::views::Event;
+use crate::store::{Private, Store, StoreError};
+
+/// How long an undelivered envelope is kept (and held by mailboxes).
+const HOLD_MS: u64 = MAX_HOLD_MS;
+/// Mailbox holders an envelope is deposited with.
+const HOLDERS: usize = 4;
+/// How long to wait for a direct delivery before depositing with holders.
+const DEPOSIT_AFTER: Duration = Duration::from_secs(3);
+/// How often envelopes still undelivered are deposited again (holders deduplicate).
+const REDEPOSIT_EVERY: Duration = Duration::from_secs(300);
+/// How often an offline peer is dialed for direct delivery.
+const REDIAL_EVERY: Duration = Duration::from_secs(20);
+/// How often a missing KeyPackage is looked up.
+const KP_LOOKUP_EVERY: Duration = Duration::from_secs(5);
+/// How often the own KeyPackage record is published again.
+const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// Longest pause between two visits to this node's mailbox holders.
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
+/// A conversation's creator renews its keys after this many messages it sent.
+const UPDATE_EVERY: u64 = 50;
+/// Messages waiting for a Welcome that has not arrived yet, in all.
+const MAX_EARLY: usize = 256;
+/// How long processed message ids are remembered (longer than any holder keeps mail).
+const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
+
+/// A conversation with one peer, as stored.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Conversation {
+    peer: String,
+    /// Its MLS groups (two when both sides started one at once); the smallest id is the one
+    /// both sides send on.
+    groups: Vec<Vec<u8>>,
+    /// Groups this node created (it is their committer).
+    created: Vec<Vec<u8>>,
+    next_seq: u64,
+    last_sent_ms: u64,
+    sent_since_update: u64,
+}
+
+impl Conversation {
+    fn send_group(&self) -> Option<&Vec<u8>> {
+        self.groups.iter().min()
+    }
+}
+
+/// Delivery state of a peer with envelopes in the outbox.
+#[derive(Debug)]
+struct Delivery {
+    since: Instant,
+    in_flight: bool,
+    /// No delivery attempt before this (after a failed one).
+    retry_at: Option<Instant>,
+    last_dial: Option<Instant>,
+    last_deposit: Option<Instant>,
+}
+
+impl Delivery {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            in_flight: false,
+            retry_at: None,
+            last_dial: None,
+            last_deposit: None,
+        }
+    }
+}
+
+/// What a `/samizdat/dm/1` request in flight was.
+#[derive(Debug)]
+enum Sent {
+    Deliver { peer: PeerId, keys: Vec<Vec<u8>> },
+    Deposit,
+    Collect,
+}
+
+/// What a closest-peers query was for.
+#[derive(Debug, Clone, Copy)]
+enum MailboxQuery {
+    Deposit(PeerId),
+    Collect,
+}
+
+/// Direct-message state of the event loop.
+pub(crate) struct Direct {
+    mls: MlsClient,
+    mailbox: Mailbox,
+    conversations: HashMap<PeerId, Conversation>,
+    waiting: HashMap<PeerId, Delivery>,
+    /// Peers with messages waiting for their KeyPackage, and when it was last looked up.
+    need_kp: HashMap<PeerId, Option<Instant>>,
+    kp_queries: HashMap<QueryId, PeerId>,
+    mailbox_queries: HashMap<QueryId, MailboxQuery>,
+    requests: HashMap<OutboundRequestId, Sent>,
+    /// Messages of groups this node has not joined yet (their Welcome is on its way).
+    early: Vec<(PeerId, v1::DmEnvelope)>,
+    /// When the own KeyPackage record is next published (None: as soon as the DHT is up).
+    next_publish: Option<Instant>,
+    publish_query: Option<QueryId>,
+    last_collect: Option<Instant>,
+    collect_every: Duration,
+    last_housekeeping: Instant,
+    /// When the next direct message expires (None: not known, look).
+    next_expiry: Option<u64>,
+    /// Connected peers that speak `/samizdat/dm/1` (candidate mailbox holders).
+    capable: std::collections::HashSet<PeerId>,
+    /// Peers asked for this node's mail since it started.
+    collected_from: std::collections::HashSet<PeerId>,
+    limiter: crate::net::rate_limit::RateLimiter,
+}
+
+impl Direct {
+    /// Loads the MLS state, conversations and outbox from the store.
+    pub(crate) fn open(
+        store: &std::sync::Arc<dyn Store>,
+        key: libp2p::identity::ed25519::Keypair,
+    ) -> Result<Self, NodeError> {
+        let state = store.private_get(Private::Mls, b"state")?;
+        let mls = MlsClient::new(key, state.as_deref())
+            .map_err(|e| NodeError::InvalidInput(format!("direct messages: {e}")))?;
+        let mut conversations = HashMap::new();
+        for (_, v) in store.private_scan(Private::Mls, b"c")? {
+            let c: Conversation =
+                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("conversations"))?;
+            if let Ok(peer) = c.peer.parse::<PeerId>() {
+                conversations.insert(peer, c);
+            }
+        }
+        let mut waiting = HashMap::new();
+        for (_, v) in store.private_scan(Private::Outbox, b"E")? {
+            if let Some((_, env)) = decode_outgoing(&v)
+                && let Ok(peer) = PeerId::from_bytes(&env.recipient)
+            {
+                waiting.insert(peer, Delivery::new());
+            }
+        }
+        let mut need_kp = HashMap::new();
+        for (_, v) in store.private_scan(Private::Outbox, b"Q")? {
+            if let Ok(s) = v1::StoredDm::decode(v.as_slice())
+                && let Ok(peer) = PeerId::from_bytes(&s.peer)
+            {
+                need_kp.insert(peer, None);
+            }
+        }
+        Ok(Self {
+            mls,
+            mailbox: Mailbox::open(store.clone())?,
+            conversations,
+            waiting,
+            need_kp,
+            kp_queries: HashMap::new(),
+            mailbox_queries: HashMap::new(),
+            requests: HashMap::new(),
+            early: Vec::new(),
+            next_publish: None,
+            publish_query: None,
+            last_collect: None,
+            collect_every: Duration::from_secs(5),
+            last_housekeeping: Instant::now(),
+            next_expiry: None,
+            capable: Default::default(),
+            collected_from: Default::default(),
+            // Per peer: 20 requests/s, bursts of 60 (each carries at most 64 envelopes).
+            limiter: crate::net::rate_limit::RateLimiter::new(20.0, 60.0),
+        })
+    }
+}
+
+/// An outbox envelope's value: the key of the message it carries (empty for a Welcome or a
+/// commit), then the envelope.
+fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + message_key.len() + env.encoded_len());
+    v.extend_from_slice(&(message_key.len() as u16).to_be_bytes());
+    v.extend_from_slice(message_key);
+    env.encode(&mut v).ok();
+    v
+}
+
+fn decode_outgoing(v: &[u8]) -> Option<(Vec<u8>, v1::DmEnvelope)> {
+    let len = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
+    let key = v.get(2..2 + len)?.to_vec();
+    let env = v1::DmEnvelope::decode(v.get(2 + len..)?).ok()?;
+    Some((key, env))
+}
+
+impl EventLoop {
+    fn dm_index(&self, peer: &PeerId) -> [u8; 16] {
+        self.store.index(b"dm", &peer.to_bytes())
+    }
+
+    fn save_mls(&self) -> Result<(), NodeError> {
+        self.store
+            .private_put(Private::Mls, b"state", &self.dm.mls.export())?;
+        Ok(())
+    }
+
+    fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
+        if let Some(c) = self.dm.conversations.get(peer) {
+            let mut k = b"c".to_vec();
+            k.extend_from_slice(&self.dm_index(peer));
+            let v = serde_json::to_vec(c).map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            self.store.private_put(Private::Mls, &k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a direct message: stored at once, delivered when a route exists.
+    pub(super) fn dm_send(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        expires_in: Option<Duration>,
+    ) -> Result<DmView, NodeError> {
+        let me = *self.swarm.local_peer_id();
+        if peer == me {
+            return Err(NodeError::InvalidInput(
+                "a direct message needs another peer".into(),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(NodeError::InvalidInput("empty message".into()));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(NodeError::InvalidInput(format!(
+                "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
+                text.len()
+            )));
+        }
+        let conv = self
+            .dm
+            .conversations
+            .entry(peer)
+            .or_insert_with(|| Conversation {
+                peer: peer.to_string(),
+                ..Default::default()
+            });
+        let sent_ms = now_ms().max(conv.last_sent_ms + 1);
+        conv.last_sent_ms = sent_ms;
+        conv.next_seq += 1;
+        let body = v1::DmBody {
+            id: crate::crypto::random_bytes::<16>().to_vec(),
+            text,
+            sent_ms,
+            seq: conv.next_seq,
+            expires_at_ms: expires_in.map_or(0, |d| sent_ms + d.as_millis() as u64),
+        };
+        let has_group = conv.send_group().is_some();
+        self.save_conversation(&peer)?;
+        let stored = v1::StoredDm {
+            peer: peer.to_bytes(),
+            outgoing: true,
+            body: Some(body.clone()),
+            received_ms: 0,
+        };
+        let key = self.store_dm(&stored)?;
+        if has_group {
+            self.encrypt_and_queue(&peer, &body, &key)?;
+        } else {
+            let mut q = b"Q".to_vec();
+            q.extend_from_slice(&key);
+            self.store
+                .private_put(Private::Outbox, &q, &stored.encode_to_vec())?;
+            self.dm.need_kp.entry(peer).or_insert(None);
+            self.lookup_keypackages();
+        }
+        self.try_deliver(&peer);
+        DmView::of(&me, &stored).ok_or_else(|| NodeError::InvalidInput("bad message".into()))
+    }
+
+    /// Stores a message (either direction); returns its key.
+    fn store_dm(&mut self, stored: &v1::StoredDm) -> Result<Vec<u8>, NodeError> {
+        let peer = PeerId::from_bytes(&stored.peer)
+            .map_err(|_| NodeError::InvalidInput("bad peer".into()))?;
+        let body = stored.body.as_ref().ok_or(StoreError::Corrupt("dm"))?;
+        let mut key = self.dm_index(&peer).to_vec();
+        key.extend_from_slice(&body.sent_ms.to_be_bytes());
+        key.extend_from_slice(&body.id);
+        self.store
+            .private_put(Private::Messages, &key, &stored.encode_to_vec())?;
+        if body.expires_at_ms != 0 {
+            let mut x = b"X".to_vec();
+            x.extend_from_slice(&body.expires_at_ms.to_be_bytes());
+            x.extend_from_slice(&key);
+            self.store.private_put(Private::Outbox, &x, b"")?;
+            // (None means "not known yet": the next pass looks at every entry anyway.)
+            if let Some(next) = self.dm.next_expiry
+                && body.expires_at_ms < next
+            {
+                self.dm.next_expiry = Some(body.expires_at_ms);
+            }
+        }
+        Ok(key)
+    }
+
+    fn encrypt_and_queue(
+        &mut self,
+        peer: &PeerId,
+        body: &v1::DmBody,
+        message_key: &[u8],
+    ) -> Result<(), NodeError> {
+        let Some(conv) = self.dm.conversations.get_mut(peer) else {
+            return Ok(());
+        };
+        let Some(group) = conv.send_group().cloned() else {
+            return Ok(());
+        };
+        let ct = self
+            .dm
+            .mls
+            .encrypt(&group, &body.encode_to_vec())
+            .map_err(|e| NodeError::InvalidInput(format!("encrypt: {e}")))?;
+        conv.sent_since_update += 1;
+        let update = conv.created.contains(&group) && conv.sent_since_update >= UPDATE_EVERY;
+        // The ratchet moved: the state must be on disk before the ciphertext leaves, or a
+        // crash would make this node reuse a message key.
+        self.save_mls()?;
+        self.queue_envelope(peer, body.sent_ms, ct, message_key)?;
+        if update {
+            // Post-compromise security: the conversation's committer renews its keys.
+            match self.dm.mls.update(&group) {
+                Ok(commit) => {
+                    self.save_mls()?;
+                    let t = self.next_sent_ms(peer);
+                    self.queue_envelope(peer, t, commit, b"")?;
+                    if let Some(c) = self.dm.conversations.get_mut(peer) {
+                        c.sent_since_update = 0;
+                    }
+                }
+                Err(e) => tracing::warn!("key update: {e}"),
+            }
+        }
+        self.save_conversation(peer)
+    }
+
+    fn next_sent_ms(&mut self, peer: &PeerId) -> u64 {
+        let c = self.dm.conversations.entry(*peer).or_default();
+        c.last_sent_ms = now_ms().max(c.last_sent_ms + 1);
+        c.last_sent_ms
+    }
+
+    fn queue_envelope(
+        &mut self,
+        peer: &PeerId,
+        sent_ms: u64,
+        mls_message: Vec<u8>,
+        message_key: &[u8],
+    ) -> Result<(), NodeError> {
+        let env = v1::DmEnvelope {
+            sender: self.swarm.local_peer_id().to_bytes(),
+            recipient: peer.to_bytes(),
+            sent_ms,
+            expires_ms: sent_ms + HOLD_MS,
+            mls_message,
+        };
+        let mut k = b"E".to_vec();
+        k.extend_from_slice(&self.dm_index(peer));
+        k.extend_from_slice(&sent_ms.to_be_bytes());
+        k.extend_from_slice(&envelope_id(&env)[..8]);
+        self.store
+            .private_put(Private::Outbox, &k, &encode_outgoing(message_key, &env))?;
+        self.dm.waiting.entry(*peer).or_insert_with(Delivery::new);
+        Ok(())
+    }
+
+    /// A page of a conversation, oldest first.
+    pub(super) fn dm_history(&self, peer: &PeerId) -> Result<Vec<DmView>, NodeError> {
+        let me = *self.swarm.local_peer_id();
+        Ok(self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+            .into_iter()
+            .filter_map(|(_, v)| v1::StoredDm::decode(v.as_slice()).ok())
+            .filter_map(|s| DmView::of(&me, &s))
+            .collect())
+    }
+
+    // ----- delivery -------------------------------------------------------------------------
+
+    fn outbox_for(&self, peer: &PeerId) -> Vec<(Vec<u8>, Vec<u8>, v1::DmEnvelope)> {
+        let mut prefix = b"E".to_vec();
+        prefix.extend_from_slice(&self.dm_index(peer));
+        self.store
+            .private_scan(Private::Outbox, &prefix)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| decode_outgoing(&v).map(|(mk, env)| (k, mk, env)))
+            .collect()
+    }
+
+    fn try_deliver(&mut self, peer: &PeerId) {
+        let connected = self.swarm.is_connected(peer);
+        let Some(d) = self.dm.waiting.get_mut(peer) else {
+            return;
+        };
+        if d.in_flight || d.retry_at.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
+        let dial = !connected && due(d.last_dial, REDIAL_EVERY);
+        let deposit = d.since.elapsed() >= DEPOSIT_AFTER && due(d.last_deposit, REDEPOSIT_EVERY);
+        if dial {
+            d.last_dial = Some(Instant::now());
+        }
+        if deposit {
+            d.last_deposit = Some(Instant::now());
+        }
+        if !connected && !dial && !deposit {
+            return;
+        }
+        let outbox = self.outbox_for(peer);
+        if outbox.is_empty() {
+            self.dm.waiting.remove(peer);
+            return;
+        }
+        if connected {
+            let batch: Vec<_> = outbox.into_iter().take(MAX_ENVELOPES_PER_REQUEST).collect();
+            let keys = batch.iter().map(|(k, _, _)| k.clone()).collect();
+            let envelopes = batch.into_iter().map(|(_, _, e)| e).collect();
+            let req = v1::DmRequest {
+                kind: Some(v1::dm_request::Kind::Deliver(v1::DmDeliver { envelopes })),
+            };
+            let id = self.swarm.behaviour_mut().dm.send_request(peer, req);
+            self.dm
+                .requests
+                .insert(id, Sent::Deliver { peer: *peer, keys });
+            if let Some(d) = self.dm.waiting.get_mut(peer) {
+                d.in_flight = true;
+            }
+            return;
+        }
+        if dial {
+            // Addresses come from the contact card, the DHT and the peer cache.
+            let _ = self.swarm.dial(*peer);
+        }
+        if deposit {
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(mailbox_key(peer));
+            self.dm
+                .mailbox_queries
+                .insert(q, MailboxQuery::Deposit(*peer));
+        }
+    }
+
+    fn lookup_keypackages(&mut self) {
+        let due: Vec<PeerId> = self
+            .dm
+            .need_kp
+            .iter()
+            .filter(|(_, t)| t.is_none_or(|t| t.elapsed() >= KP_LOOKUP_EVERY))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if self.dm.kp_queries.values().any(|p| *p == peer) {
+                continue;
+            }
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_record(keypackage_key(&peer));
+            self.dm.kp_queries.insert(q, peer);
+            self.dm.need_kp.insert(peer, Some(Instant::now()));
+        }
+    }
+
+    /// Housekeeping, once a second.
+    pub(super) fn dm_tick(&mut self) {
+        let peers: Vec<PeerId> = self.dm.waiting.keys().copied().collect();
+        for p in peers {
+            self.try_deliver(&p);
+        }
+        self.lookup_keypackages();
+        if self.kad_bootstrapped {
+            if self.dm.next_publish.is_none_or(|t| t <= Instant::now()) {
+                self.publish_keypackage();
+            }
+            if self
+                .dm
+                .last_collect
+                .is_none_or(|t| t.elapsed() >= self.dm.collect_every)
+            {
+                self.collect_mail();
+            }
+        }
+        self.expire_dms();
+        if self.dm.last_housekeeping.elapsed() >= Duration::from_secs(600) {
+            self.dm.last_housekeeping = Instant::now();
+            let now = now_ms();
+            let dropped = self.dm.mailbox.expire(now);
+            if dropped > 0 {
+                tracing::debug!(dropped, "expired mail dropped");
+            }
+            for (k, v) in self
+                .store
+                .private_scan(Private::Seen, &[])
+                .unwrap_or_default()
+            {
+                let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if at + SEEN_FOR_MS < now {
+                    let _ = self.store.private_remove(Private::Seen, &k);
+                }
+            }
+        }
+    }
+
+    /// A connection to `peer` opened: deliver what waits for it.
+    pub(super) fn dm_on_connected(&mut self, peer: &PeerId) {
+        if let Some(d) = self.dm.waiting.get_mut(peer) {
+            d.last_dial = None;
+            d.retry_at = None;
+            self.try_deliver(peer);
+        }
+    }
+
+    /// A peer told what it speaks: a Samizdat node may hold mail for this one.
+    pub(super) fn dm_on_identified(&mut self, peer: PeerId, protocols: &[libp2p::StreamProtocol]) {
+        if !protocols.contains(&crate::net::wire::DM_PROTOCOL) {
+            return;
+        }
+        self.dm.capable.insert(peer);
+        // Coming back online: ask each peer met for mail once, without waiting for the DHT.
+        if self.dm.collected_from.insert(peer) {
+            self.send_collect(peer);
+        }
+    }
+
+    pub(super) fn dm_on_disconnected(&mut self, peer: &PeerId) {
+        self.dm.capable.remove(peer);
+    }
+
+    fn send_collect(&mut self, peer: PeerId) {
+        let req = v1::DmRequest {
+            kind: Some(v1::dm_request::Kind::Collect(v1::DmCollect {})),
+        };
+        let id = self.swarm.behaviour_mut().dm.send_request(&peer, req);
+        self.dm.requests.insert(id, Sent::Collect);
+    }
+
+    /// Where mail for `recipient` is left or looked for: the DHT peers closest to its mailbox
+    /// key (which both sides find alike), then connected Samizdat peers (in a small network
+    /// the DHT may not list them yet).
+    fn holders(&self, closest: Vec<PeerId>, recipient: &PeerId, max: usize) -> Vec<PeerId> {
+        let me = *self.swarm.local_peer_id();
+        let mut out: Vec<PeerId> = Vec::new();
+        let mut connected: Vec<PeerId> = self.dm.capable.iter().copied().collect();
+        connected.sort();
+        for p in closest.into_iter().chain(connected) {
+            if p != me && p != *recipient && !out.contains(&p) && out.len() < max {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn publish_keypackage(&mut self) {
+        // Retried soon if this attempt fails; pushed back on success.
+        self.dm.next_publish = Some(Instant::now() + Duration::from_secs(30));
+        let record = match self.store.private_get(Private::Mls, b"kp") {
+            Ok(Some(r)) => r,
+            _ => {
+                let kp = match self.dm.mls.key_package() {
+                    Ok(kp) => kp,
+                    Err(e) => {
+                        tracing::warn!("key package: {e}");
+                        return;
+                    }
+                };
+                if self.save_mls().is_err() {
+                    return;
+                }
+                let r = sign_keypackage_record(self.identity.signing(), kp);
+                let _ = self.store.private_put(Private::Mls, b"kp", &r);
+                r
+            }
+        };
+        let me = *self.swarm.local_peer_id();
+        let mut rec = Record::new(keypackage_key(&me), record);
+        rec.publisher = Some(me);
+        match self.swarm.behaviour_mut().kad.put_record(rec, Quorum::One) {
+            Ok(q) => self.dm.publish_query = Some(q),
+            Err(e) => tracing::debug!("cannot publish key package: {e}"),
+        }
+    }
+
+    fn collect_mail(&mut self) {
+        self.dm.last_collect = Some(Instant::now());
+        self.dm.collect_every = (self.dm.collect_every * 2).min(COLLECT_EVERY);
+        let me = *self.swarm.local_peer_id();
+        let q = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(mailbox_key(&me));
+        self.dm.mailbox_queries.insert(q, MailboxQuery::Collect);
+    }
+
+    fn expire_dms(&mut self) {
+        let now = now_ms();
+        if self.dm.next_expiry.is_some_and(|t| t > now) {
+            return;
+        }
+        let Ok(items) = self.store.private_scan(Private::Outbox, b"X") else {
+            return;
+        };
+        self.dm.next_expiry = Some(u64::MAX);
+        for (k, _) in items {
+            let Some(at) = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if at > now {
+                self.dm.next_expiry = Some(at);
+                break; // keys are in expiry order
+            }
+            let _ = self.store.private_remove(Private::Messages, &k[9..]);
+            let _ = self.store.private_remove(Private::Outbox, &k);
+            tracing::debug!("direct message expired and deleted");
+        }
+    }
+
+    /// A KeyPackage record or a closest-peers answer for direct messages.
+    pub(super) fn dm_on_kad(&mut self, id: QueryId, result: &kad::QueryResult, last: bool) {
+        match result {
+            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                if let Some(peer) = self.dm.kp_queries.get(&id).copied() {
+                    self.adopt_keypackage(&peer, &found.record);
+                }
+            }
+            kad::QueryResult::PutRecord(r) if self.dm.publish_query == Some(id) => {
+                self.dm.publish_query = None;
+                match r {
+                    Ok(_) => {
+                        tracing::info!("key package published");
+                        self.dm.next_publish = Some(Instant::now() + KP_PUBLISH_EVERY);
+                    }
+                    Err(e) => tracing::debug!("key package not published yet: {e}"),
+                }
+            }
+            kad::QueryResult::GetClosestPeers(Ok(ok)) => {
+                if let Some(q) = self.dm.mailbox_queries.remove(&id) {
+                    let peers: Vec<PeerId> = ok.peers.iter().map(|p| p.peer_id).collect();
+                    self.on_mailbox_holders(q, peers);
+                }
+            }
+            kad::QueryResult::GetClosestPeers(Err(kad::GetClosestPeersError::Timeout {
+                peers,
+                ..
+            })) => {
+                if let Some(q) = self.dm.mailbox_queries.remove(&id) {
+                    let peers: Vec<PeerId> = peers.iter().map(|p| p.peer_id).collect();
+                    self.on_mailbox_holders(q, peers);
+                }
+            }
+            _ => {}
+        }
+        if last {
+            self.dm.kp_queries.remove(&id);
+            self.dm.mailbox_queries.remove(&id);
+        }
+    }
+
+    pub(super) fn dm_owns_query(&self, id: &QueryId) -> bool {
+        self.dm.kp_queries.contains_key(id)
+            || self.dm.mailbox_queries.contains_key(id)
+            || self.dm.publish_query == Some(*id)
+    }
+
+    fn adopt_keypackage(&mut self, peer: &PeerId, record: &Record) {
+        if !self.dm.need_kp.contains_key(peer) {
+            return;
+        }
+        let kp = match open_keypackage_record(&record.key, &record.value) {
+            Ok(r) if r.peer == *peer => r,
+            Ok(_) | Err(_) => {
+                tracing::debug!(%peer, "invalid key package record ignored");
+                return;
+            }
+        };
+        if let Err(e) = self.start_conversation(peer, &kp.key_package) {
+            tracing::warn!(%peer, "cannot start a conversation: {e}");
+        }
+    }
+
+    fn start_conversation(&mut self, peer: &PeerId, key_package: &[u8]) -> Result<(), NodeError> {
+        let have_group = self
+            .dm
+            .conversations
+            .get(peer)
+            .is_some_and(|c| c.send_group().is_some());
+        if !have_group {
+            let (group, welcome) = self
+                .dm
+                .mls
+                .start(peer, key_package)
+                .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            self.save_mls()?;
+            let conv = self.dm.conversations.entry(*peer).or_default();
+            conv.peer = peer.to_string();
+            conv.groups.push(group.clone());
+            conv.created.push(group);
+            self.save_conversation(peer)?;
+            // The Welcome goes first (envelopes go out and are read in sent_ms order): before
+            // the messages that waited for this KeyPackage, which keep their own times.
+            let mut prefix = b"Q".to_vec();
+            prefix.extend_from_slice(&self.dm_index(peer));
+            let first_queued = self
+                .store
+                .private_scan(Private::Outbox, &prefix)?
+                .iter()
+                .filter_map(|(k, _)| k.get(17..25)?.try_into().ok().map(u64::from_be_bytes))
+                .min();
+            let t = self.next_sent_ms(peer);
+            let t = first_queued.map_or(t, |q| q.saturating_sub(1).min(t));
+            self.queue_envelope(peer, t, welcome, b"")?;
+            tracing::info!(%peer, "conversation started");
+        }
+        self.dm.need_kp.remove(peer);
+        let mut prefix = b"Q".to_vec();
+        prefix.extend_from_slice(&self.dm_index(peer));
+        for (k, v) in self.store.private_scan(Private::Outbox, &prefix)? {
+            if let Ok(s) = v1::StoredDm::decode(v.as_slice())
+                && let Some(body) = s.body
+            {
+                self.encrypt_and_queue(peer, &body, &k[1..])?;
+            }
+            self.store.private_remove(Private::Outbox, &k)?;
+        }
+        self.try_deliver(peer);
+        Ok(())
+    }
+
+    fn on_mailbox_holders(&mut self, q: MailboxQuery, peers: Vec<PeerId>) {
+        let me = *self.swarm.local_peer_id();
+        match q {
+            MailboxQuery::Deposit(recipient) => {
+                let envelopes: Vec<v1::DmEnvelope> = self
+                    .outbox_for(&recipient)
+                    .into_iter()
+                    .take(MAX_ENVELOPES_PER_REQUEST)
+                    .map(|(_, _, e)| e)
+                    .collect();
+                if envelopes.is_empty() {
+                    return;
+                }
+                let holders = self.holders(peers, &recipient, HOLDERS + 2);
+                for p in &holders {
+                    let req = v1::DmRequest {
+                        kind: Some(v1::dm_request::Kind::Deposit(v1::DmDeposit {
+                            envelopes: envelopes.clone(),
+                        })),
+                    };
+                    let id = self.swarm.behaviour_mut().dm.send_request(p, req);
+                    self.dm.requests.insert(id, Sent::Deposit);
+                }
+                tracing::debug!(%recipient, holders = holders.len(), "mail deposited for an offline peer");
+            }
+            MailboxQuery::Collect => {
+                for p in self.holders(peers, &me, HOLDERS * 2) {
+                    self.dm.collected_from.insert(p);
+                    self.send_collect(p);
+                }
+            }
+        }
+    }
+
+    // ----- the protocol ---------------------------------------------------------------------
+
+    pub(super) fn on_dm_event(
+        &mut self,
+        event: request_response::Event<v1::DmRequest, v1::DmResponse>,
+    ) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => self.answer_dm(peer, request, channel),
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => self.on_dm_response(peer, request_id, response),
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "direct-message request failed: {error}");
+                if let Some(Sent::Deliver { peer, .. }) = self.dm.requests.remove(&request_id)
+                    && let Some(d) = self.dm.waiting.get_mut(&peer)
+                {
+                    d.in_flight = false;
+                    d.retry_at = Some(Instant::now() + Duration::from_secs(10));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "direct-message request from peer failed: {error}");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn answer_dm(
+        &mut self,
+        peer: PeerId,
+        request: v1::DmRequest,
+        channel: ResponseChannel<v1::DmResponse>,
+    ) {
+        let mut resp = v1::DmResponse::default();
+        if !self.dm.limiter.allow(peer, Instant::now()) {
+            resp.error = "rate limited".into();
+            let _ = self.swarm.behaviour_mut().dm.send_response(channel, resp);
+            return;
+        }
+        let now = now_ms();
+        let me = *self.swarm.local_peer_id();
+        match request.kind {
+            Some(v1::dm_request::Kind::Deliver(d)) => {
+                for env in d.envelopes.into_iter().take(MAX_ENVELOPES_PER_REQUEST) {
+                    resp.accepted += 1;
+                    match check_envelope(&env, now) {
+                        Ok((sender, recipient)) if sender == peer && recipient == me => {
+                            if let Err(e) = self.receive_envelope(&peer, env) {
+                                tracing::debug!(%peer, "direct message refused: {e}");
+                                resp.error = e.to_string();
+                            }
+                        }
+                        Ok(_) => resp.error = "envelope not from this peer to this node".into(),
+                        Err(e) => resp.error = e.to_string(),
+                    }
+                }
+            }
+            Some(v1::dm_request::Kind::Deposit(d)) => {
+                for env in d.envelopes.iter().take(MAX_ENVELOPES_PER_REQUEST) {
+                    match self.dm.mailbox.deposit(&peer, env, now) {
+                        Ok(()) => resp.accepted += 1,
+                        Err(e) => resp.error = e.to_string(),
+                    }
+                }
+                if resp.accepted > 0 {
+                    let (envelopes, bytes) = self.dm.mailbox.totals();
+                    tracing::debug!(%peer, accepted = resp.accepted, envelopes, bytes, "mail held for an offline peer");
+                }
+            }
+            Some(v1::dm_request::Kind::Collect(_)) => {
+                resp.envelopes = self.dm.mailbox.collect(&peer, now);
+                resp.accepted = resp.envelopes.len() as u32;
+                if resp.accepted > 0 {
+                    tracing::debug!(%peer, envelopes = resp.accepted, "mail handed over");
+                }
+            }
+            None => resp.error = "empty request".into(),
+        }
+        let _ = self.swarm.behaviour_mut().dm.send_response(channel, resp);
+    }
+
+    fn on_dm_response(&mut self, peer: PeerId, id: OutboundRequestId, resp: v1::DmResponse) {
+        match self.dm.requests.remove(&id) {
+            Some(Sent::Deliver { peer, keys }) => {
+                let taken = (resp.accepted as usize).min(keys.len());
+                for k in &keys[..taken] {
+                    if let Ok(Some(v)) = self.store.private_get(Private::Outbox, k)
+                        && let Some((mk, _)) = decode_outgoing(&v)
+                    {
+                        self.mark_delivered(&mk);
+                    }
+                    let _ = self.store.private_remove(Private::Outbox, k);
+                }
+                if !resp.error.is_empty() {
+                    tracing::debug!(%peer, "peer refused part of a delivery: {}", resp.error);
+                }
+                if let Some(d) = self.dm.waiting.get_mut(&peer) {
+                    d.in_flight = false;
+                    d.since = Instant::now();
+                    d.last_deposit = None;
+                }
+                if taken > 0 {
+                    self.try_deliver(&peer);
+                }
+            }
+            Some(Sent::Deposit) => {
+                tracing::debug!(%peer, accepted = resp.accepted, error = %resp.error, "deposit answered");
+            }
+            Some(Sent::Collect) => {
+                let me = *self.swarm.local_peer_id();
+                let mut envs = resp.envelopes;
+                envs.truncate(4 * MAX_ENVELOPES_PER_REQUEST);
+                envs.sort_by_key(|e| e.sent_ms);
+                let now = now_ms();
+                let mut got = 0;
+                for env in envs {
+                    match check_envelope(&env, now) {
+                        Ok((sender, recipient)) if recipient == me => {
+                            match self.receive_envelope(&sender, env) {
+                                Ok(()) => got += 1,
+                                Err(e) => tracing::debug!("collected mail refused: {e}"),
+                            }
+                        }
+                        _ => tracing::debug!(%peer, "holder returned an envelope not for us"),
+                    }
+                }
+                if got > 0 {
+                    tracing::debug!(%peer, got, "mail collected");
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn mark_delivered(&mut self, message_key: &[u8]) {
+        if message_key.is_empty() {
+            return;
+        }
+        if let Ok(Some(v)) = self.store.private_get(Private::Messages, message_key)
+            && let Ok(mut s) = v1::StoredDm::decode(v.as_slice())
+        {
+            s.received_ms = now_ms();
+            let _ = self
+                .store
+                .private_put(Private::Messages, message_key, &s.encode_to_vec());
+            if let Some(view) = DmView::of(self.swarm.local_peer_id(), &s) {
+                let _ = self.events.send(Event::DirectMessage { message: view });
+            }
+        }
+    }
+
+    /// Processes one envelope from `from` (already checked for form): once, even if it comes
+    /// again directly and from several holders.
+    fn receive_envelope(&mut self, from: &PeerId, env: v1::DmEnvelope) -> Result<(), DmError> {
+        let id = envelope_id(&env);
+        if matches!(
+            self.store.private_get(Private::Seen, &id[..16]),
+            Ok(Some(_))
+        ) {
+            return Ok(());
+        }
+        let incoming = match self.dm.mls.receive(from, &env.mls_message) {
+            Err(DmError::UnknownGroup) => {
+                // Perhaps its Welcome is still on its way: keep it a while, in memory only.
+                if self.dm.early.len() < MAX_EARLY
+                    && !self.dm.early.iter().any(|(_, e)| envelope_id(e) == id)
+                {
+                    self.dm.early.push((*from, env));
+                }
+                return Ok(());
+            }
+            other => other?,
+        };
+        let _ = self.save_mls();
+        let _ = self
+            .store
+            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes());
+        match incoming {
+            Incoming::Joined { group } => {
+                let conv = self.dm.conversations.entry(*from).or_default();
+                conv.peer = from.to_string();
+                if !conv.groups.contains(&group) {
+                    conv.groups.push(group.clone());
+                }
+                let _ = self.save_conversation(from);
+                tracing::info!(peer = %from, "joined a conversation");
+                // Messages that came before their Welcome.
+                let early = std::mem::take(&mut self.dm.early);
+                for (p, e) in early {
+                    if crate::dm::mls::MlsClient::group_of(&e.mls_message).as_ref() == Some(&group)
+                    {
+                        let _ = self.receive_envelope(&p, e);
+                    } else {
+                        self.dm.early.push((p, e));
+                    }
+                }
+                // Messages queued here for this peer can now go in the shared group.
+                if self.dm.need_kp.contains_key(from) {
+                    let _ = self.start_conversation(from, &[]);
+                }
+            }
+            Incoming::Application { plaintext, .. } => {
+                let body =
+                    v1::DmBody::decode(plaintext.as_slice()).map_err(|_| DmError::Malformed)?;
+                check_body(&body)?;
+                let stored = v1::StoredDm {
+                    peer: from.to_bytes(),
+                    outgoing: false,
+                    body: Some(body),
+                    received_ms: now_ms(),
+                };
+                self.store_dm(&stored)
+                    .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                if let Some(view) = DmView::of(self.swarm.local_peer_id(), &stored) {
+                    let _ = self.events.send(Event::DirectMessage { message: view });
+                }
+            }
+            Incoming::Commit { .. } => {
+                tracing::debug!(peer = %from, "conversation keys renewed");
+            }
+        }
+        Ok(())
+    }
+}
