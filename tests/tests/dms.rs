@@ -200,6 +200,38 @@ fn a_message_to_a_peer_that_is_offline_is_held_and_received_once() -> Result<()>
     Ok(())
 }
 
+#[test]
+fn a_long_conversation_renews_the_keys_of_both_sides_and_loses_nothing() -> Result<()> {
+    let boot = BootstrapProc::start()?;
+    let mut alice = node("alice")?;
+    let mut bob = node("bob")?;
+    alice.start(&boot.addrs)?;
+    bob.start(&boot.addrs)?;
+    let (a, b) = (alice.peer_id()?, bob.peer_id()?);
+    add_contact(&alice, &bob)?;
+    send(&alice, &b, "opening")?; // Alice creates the conversation: she is its committer
+    wait_history(&bob, &a, 1)?;
+    // More than UPDATE_EVERY (50) messages each way: Bob proposes a key update that Alice
+    // commits, and Alice commits her own, while messages keep flowing.
+    for i in 0..55 {
+        send(&bob, &a, &format!("bob {i}"))?;
+    }
+    let h = wait_history(&alice, &b, 56)?;
+    let expected: Vec<String> = std::iter::once("opening".to_string())
+        .chain((0..55).map(|i| format!("bob {i}")))
+        .collect();
+    assert_eq!(texts(&h), expected);
+    wait_log(&alice, "peer's key update committed")?;
+    wait_log(&bob, "conversation keys renewed")?;
+    for i in 0..55 {
+        send(&alice, &b, &format!("alice {i}"))?;
+    }
+    let h = wait_history(&bob, &a, 111)?;
+    assert_eq!(texts(&h).last(), Some(&"alice 54"));
+    assert_eq!(h.len(), 111);
+    Ok(())
+}
+
 fn envelope(from: &libp2p::PeerId, to: &str, mls: Vec<u8>) -> Result<v1::DmEnvelope> {
     let now = samizdat_node::channel::now_ms();
     Ok(v1::DmEnvelope {

@@ -85,6 +85,11 @@ pub enum Incoming {
         /// Its group.
         group: Vec<u8>,
     },
+    /// The other member proposes to renew its keys; the group's committer should commit it.
+    UpdateProposal {
+        /// Its group.
+        group: Vec<u8>,
+    },
 }
 
 /// The MLS client of one node.
@@ -250,9 +255,22 @@ impl MlsClient {
     pub fn encrypt(&self, group: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, DmError> {
         let mut g = self.load(group)?;
         g.create_message(&self.provider, &self.signer, plaintext)
-            .map_err(mls("encrypt"))?
+            .map_err(|e| match e {
+                // MLS sends nothing new while a proposal waits for its commit.
+                CreateMessageError::GroupStateError(MlsGroupStateError::PendingProposal) => {
+                    DmError::PendingUpdate
+                }
+                e => DmError::Mls(format!("encrypt: {e:?}")),
+            })?
             .to_bytes()
             .map_err(mls("encode"))
+    }
+
+    /// Withdraws this member's proposals that were not committed (the committer is away).
+    pub fn clear_proposals(&self, group: &[u8]) -> Result<(), DmError> {
+        let mut g = self.load(group)?;
+        g.clear_pending_proposals(self.provider.storage())
+            .map_err(mls("clear proposals"))
     }
 
     /// A commit renewing this member's keys (post-compromise security), already merged here.
@@ -262,6 +280,27 @@ impl MlsClient {
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
             .map_err(mls("self update"))?;
         let (commit, _, _) = bundle.into_contents();
+        g.merge_pending_commit(&self.provider)
+            .map_err(mls("merge"))?;
+        commit.to_bytes().map_err(mls("encode commit"))
+    }
+
+    /// A proposal to renew this member's keys, for a member that does not commit itself: its
+    /// state heals once the committer commits the proposal.
+    pub fn propose_update(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+        let mut g = self.load(group)?;
+        let (proposal, _) = g
+            .propose_self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .map_err(mls("propose update"))?;
+        proposal.to_bytes().map_err(mls("encode proposal"))
+    }
+
+    /// A commit of the proposals received (the other member's key update), already merged.
+    pub fn commit_pending(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+        let mut g = self.load(group)?;
+        let (commit, _, _) = g
+            .commit_to_pending_proposals(&self.provider, &self.signer)
+            .map_err(mls("commit proposals"))?;
         g.merge_pending_commit(&self.provider)
             .map_err(mls("merge"))?;
         commit.to_bytes().map_err(mls("encode commit"))
@@ -333,9 +372,19 @@ impl MlsClient {
                     .map_err(mls("merge commit"))?;
                 Ok(Incoming::Commit { group: group_id })
             }
-            _ => Err(DmError::NotAllowed(
-                "proposals are not used in conversations",
-            )),
+            ProcessedMessageContent::ProposalMessage(p) => {
+                // Only a member's own key update is ever proposed in a conversation.
+                if !matches!(p.proposal(), Proposal::Update(_)) {
+                    return Err(DmError::NotAllowed(
+                        "only key updates are proposed in conversations",
+                    ));
+                }
+                group
+                    .store_pending_proposal(self.provider.storage(), *p)
+                    .map_err(mls("store proposal"))?;
+                Ok(Incoming::UpdateProposal { group: group_id })
+            }
+            _ => Err(DmError::NotAllowed("not used in conversations")),
         }
     }
 
@@ -456,6 +505,32 @@ mod tests {
                 "earlier message decrypted"
             );
         }
+    }
+
+    /// Post-compromise security for the member that does not commit: it proposes an update,
+    /// the creator commits it, and a copy of its old state reads nothing sent afterwards.
+    #[test]
+    fn copied_state_of_the_joiner_cannot_read_after_its_proposed_update() {
+        let (a, b, g) = pair();
+        let stolen = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("copy");
+        let proposal = b.propose_update(&g).expect("propose");
+        assert!(matches!(
+            a.receive(&b.me, &proposal).expect("proposal"),
+            Incoming::UpdateProposal { .. }
+        ));
+        let commit = a.commit_pending(&g).expect("commit");
+        assert!(matches!(
+            b.receive(&a.me, &commit).expect("commit"),
+            Incoming::Commit { .. }
+        ));
+        let after = a.encrypt(&g, b"after").expect("enc");
+        assert_eq!(text(&b.receive(&a.me, &after).expect("dec")), b"after");
+        let _ = stolen.receive(&b.me, &proposal);
+        let _ = stolen.receive(&a.me, &commit);
+        assert!(
+            stolen.receive(&a.me, &after).is_err(),
+            "post-update message decrypted"
+        );
     }
 
     /// Post-compromise security: after the member's update commit, a copy of its old state

@@ -51,6 +51,9 @@ pub enum DmError {
     /// A record that fails its checks.
     #[error("invalid record: {0}")]
     BadRecord(&'static str),
+    /// A key update of this node waits for the committer: nothing can be sent until then.
+    #[error("a key update is waiting to be committed")]
+    PendingUpdate,
     /// The stored MLS state does not decode.
     #[error("the stored MLS state is corrupt")]
     CorruptState,

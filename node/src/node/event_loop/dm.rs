@@ -47,6 +47,8 @@ const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 /// A conversation's creator renews its keys after this many messages it sent.
 const UPDATE_EVERY: u64 = 50;
+/// How long this side's key-update proposal may wait for the committer's commit.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages waiting for a Welcome that has not arrived yet, in all.
 const MAX_EARLY: usize = 256;
 /// How long processed message ids are remembered (longer than any holder keeps mail).
@@ -129,6 +131,8 @@ pub(crate) struct Direct {
     last_collect: Option<Instant>,
     collect_every: Duration,
     last_housekeeping: Instant,
+    /// Own key-update proposals waiting for the committer, by peer.
+    proposed: HashMap<PeerId, (Vec<u8>, Instant)>,
     /// When the next direct message expires (None: not known, look).
     next_expiry: Option<u64>,
     /// Connected peers that speak `/samizdat/dm/1` (candidate mailbox holders).
@@ -186,6 +190,7 @@ impl Direct {
             last_collect: None,
             collect_every: Duration::from_secs(5),
             last_housekeeping: Instant::now(),
+            proposed: HashMap::new(),
             next_expiry: None,
             capable: Default::default(),
             collected_from: Default::default(),
@@ -282,15 +287,15 @@ impl EventLoop {
             received_ms: 0,
         };
         let key = self.store_dm(&stored)?;
-        if has_group {
-            self.encrypt_and_queue(&peer, &body, &key)?;
-        } else {
+        if !has_group || !self.encrypt_and_queue(&peer, &body, &key)? {
             let mut q = b"Q".to_vec();
             q.extend_from_slice(&key);
             self.store
                 .private_put(Private::Outbox, &q, &stored.encode_to_vec())?;
-            self.dm.need_kp.entry(peer).or_insert(None);
-            self.lookup_keypackages();
+            if !has_group {
+                self.dm.need_kp.entry(peer).or_insert(None);
+                self.lookup_keypackages();
+            }
         }
         self.try_deliver(&peer);
         DmView::of(&me, &stored).ok_or_else(|| NodeError::InvalidInput("bad message".into()))
@@ -321,44 +326,72 @@ impl EventLoop {
         Ok(key)
     }
 
+    /// Encrypts a message into the outbox; false when it must wait (queued by the caller).
     fn encrypt_and_queue(
         &mut self,
         peer: &PeerId,
         body: &v1::DmBody,
         message_key: &[u8],
-    ) -> Result<(), NodeError> {
+    ) -> Result<bool, NodeError> {
         let Some(conv) = self.dm.conversations.get_mut(peer) else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(group) = conv.send_group().cloned() else {
-            return Ok(());
+            return Ok(false);
         };
-        let ct = self
-            .dm
-            .mls
-            .encrypt(&group, &body.encode_to_vec())
-            .map_err(|e| NodeError::InvalidInput(format!("encrypt: {e}")))?;
+        let ct = match self.dm.mls.encrypt(&group, &body.encode_to_vec()) {
+            Ok(ct) => ct,
+            Err(DmError::PendingUpdate) => {
+                // (After a restart the proposal's time is unknown: it gets a fresh timeout.)
+                self.dm
+                    .proposed
+                    .entry(*peer)
+                    .or_insert_with(|| (group.clone(), Instant::now()));
+                return Ok(false);
+            }
+            Err(e) => return Err(NodeError::InvalidInput(format!("encrypt: {e}"))),
+        };
+        let Some(conv) = self.dm.conversations.get_mut(peer) else {
+            return Ok(false);
+        };
         conv.sent_since_update += 1;
-        let update = conv.created.contains(&group) && conv.sent_since_update >= UPDATE_EVERY;
+        let committer = conv.created.contains(&group);
+        // The other side proposes only while the committer is there to commit at once: its
+        // own messages wait until the commit arrives (MLS sends nothing over a proposal).
+        let update =
+            conv.sent_since_update >= UPDATE_EVERY && (committer || self.swarm.is_connected(peer));
         // The ratchet moved: the state must be on disk before the ciphertext leaves, or a
         // crash would make this node reuse a message key.
         self.save_mls()?;
         self.queue_envelope(peer, body.sent_ms, ct, message_key)?;
         if update {
-            // Post-compromise security: the conversation's committer renews its keys.
-            match self.dm.mls.update(&group) {
-                Ok(commit) => {
+            // Post-compromise security: the conversation's committer renews its keys with a
+            // commit; the other member proposes its renewal for the committer to commit (one
+            // committer per group, so the two sides never fork it).
+            let renewal = if committer {
+                self.dm.mls.update(&group)
+            } else {
+                self.dm.mls.propose_update(&group)
+            };
+            match renewal {
+                Ok(handshake) => {
                     self.save_mls()?;
                     let t = self.next_sent_ms(peer);
-                    self.queue_envelope(peer, t, commit, b"")?;
+                    self.queue_envelope(peer, t, handshake, b"")?;
                     if let Some(c) = self.dm.conversations.get_mut(peer) {
                         c.sent_since_update = 0;
+                    }
+                    if !committer {
+                        self.dm
+                            .proposed
+                            .insert(*peer, (group.clone(), Instant::now()));
                     }
                 }
                 Err(e) => tracing::warn!("key update: {e}"),
             }
         }
-        self.save_conversation(peer)
+        self.save_conversation(peer)?;
+        Ok(true)
     }
 
     fn next_sent_ms(&mut self, peer: &PeerId) -> u64 {
@@ -502,6 +535,22 @@ impl EventLoop {
             self.try_deliver(&p);
         }
         self.lookup_keypackages();
+        // A proposal the committer did not commit in time is withdrawn, so this side can send
+        // again (it proposes anew later).
+        let stale: Vec<(PeerId, Vec<u8>)> = self
+            .dm
+            .proposed
+            .iter()
+            .filter(|(_, (_, t))| t.elapsed() >= PROPOSAL_TIMEOUT)
+            .map(|(p, (g, _))| (*p, g.clone()))
+            .collect();
+        for (peer, group) in stale {
+            self.dm.proposed.remove(&peer);
+            if self.dm.mls.clear_proposals(&group).is_ok() && self.save_mls().is_ok() {
+                tracing::debug!(%peer, "key update withdrawn: the committer did not answer");
+                let _ = self.flush_queued(&peer);
+            }
+        }
         if self.kad_bootstrapped {
             if self.dm.next_publish.is_none_or(|t| t <= Instant::now()) {
                 self.publish_keypackage();
@@ -752,11 +801,20 @@ impl EventLoop {
         self.dm.need_kp.remove(peer);
         let mut prefix = b"Q".to_vec();
         prefix.extend_from_slice(&self.dm_index(peer));
+        self.flush_queued(peer)
+    }
+
+    /// Encrypts and sends the messages that waited (for a KeyPackage, or for a key update to be
+    /// committed), oldest first; stops at the first that must wait again.
+    fn flush_queued(&mut self, peer: &PeerId) -> Result<(), NodeError> {
+        let mut prefix = b"Q".to_vec();
+        prefix.extend_from_slice(&self.dm_index(peer));
         for (k, v) in self.store.private_scan(Private::Outbox, &prefix)? {
             if let Ok(s) = v1::StoredDm::decode(v.as_slice())
                 && let Some(body) = s.body
+                && !self.encrypt_and_queue(peer, &body, &k[1..])?
             {
-                self.encrypt_and_queue(peer, &body, &k[1..])?;
+                break;
             }
             self.store.private_remove(Private::Outbox, &k)?;
         }
@@ -1035,6 +1093,35 @@ impl EventLoop {
             }
             Incoming::Commit { .. } => {
                 tracing::debug!(peer = %from, "conversation keys renewed");
+                if self.dm.proposed.remove(from).is_some() {
+                    let _ = self.flush_queued(from);
+                }
+                // Messages of the new epoch that came before its commit.
+                let early = std::mem::take(&mut self.dm.early);
+                for (p, e) in early {
+                    let _ = self.receive_envelope(&p, e);
+                }
+            }
+            Incoming::UpdateProposal { group } => {
+                let creator = self
+                    .dm
+                    .conversations
+                    .get(from)
+                    .is_some_and(|c| c.created.contains(&group));
+                if creator {
+                    match self.dm.mls.commit_pending(&group) {
+                        Ok(commit) => {
+                            self.save_mls()
+                                .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                            let t = self.next_sent_ms(from);
+                            self.queue_envelope(from, t, commit, b"")
+                                .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                            self.try_deliver(from);
+                            tracing::debug!(peer = %from, "peer's key update committed");
+                        }
+                        Err(e) => tracing::warn!("cannot commit the peer's key update: {e}"),
+                    }
+                }
             }
         }
         Ok(())
