@@ -196,6 +196,24 @@ impl SledStore {
             .map_err(|source| StoreError::Sealed { tree, source })
     }
 
+    /// A channel's authors: each one's chain prefix (its `authors` key) and its key.
+    fn channel_authors(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<Vec<(sled::IVec, [u8; 32])>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.authors.scan_prefix(self.ch16(channel)) {
+            let (k, v) = item?;
+            let plain = self.open_value("authors", &k, &v)?;
+            let author: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("authors"))?;
+            out.push((k, author));
+        }
+        Ok(out)
+    }
+
     fn load_post(&self, posts_key: &[u8]) -> Result<Option<Post>, StoreError> {
         let Some(v) = self.posts.get(posts_key)? else {
             return Ok(None);
@@ -446,13 +464,7 @@ impl Store for SledStore {
 
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError> {
         let mut out = Vec::new();
-        for item in self.authors.scan_prefix(self.ch16(channel)) {
-            let (k, v) = item?;
-            let plain = self.open_value("authors", &k, &v)?;
-            let author: [u8; 32] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("authors"))?;
+        for (k, author) in self.channel_authors(channel)? {
             let mut max_seq = 0;
             let mut held = 0;
             let mut expired = 0;
@@ -476,13 +488,7 @@ impl Store for SledStore {
 
     fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.authors.scan_prefix(self.ch16(channel)) {
-            let (k, v) = item?;
-            let plain = self.open_value("authors", &k, &v)?;
-            let author: [u8; 32] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("authors"))?;
+        for (k, author) in self.channel_authors(channel)? {
             // Chain keys end in the big-endian seq: the last key is the head.
             let max_seq = match self.chain.scan_prefix(&k).next_back() {
                 Some(entry) => seq_of(&entry?.0),
