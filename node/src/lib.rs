@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dm;
 pub mod files;
+pub mod group;
 pub mod home;
 pub mod identity;
 pub mod net;

@@ -240,6 +240,7 @@ fn envelope(from: &libp2p::PeerId, to: &str, mls: Vec<u8>) -> Result<v1::DmEnvel
         sent_ms: now,
         expires_ms: now + 60_000,
         mls_message: mls,
+        group_invite: Vec::new(),
     })
 }
 

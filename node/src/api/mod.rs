@@ -55,6 +55,20 @@ pub struct DmRequest {
     pub file: Option<String>,
 }
 
+/// Body of `POST /v1/groups`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateGroupRequest {
+    /// The group's name (seen by members only).
+    pub name: String,
+}
+
+/// Body of `POST /v1/groups/{id}/members`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InviteRequest {
+    /// The invitee's peer id.
+    pub peer_id: String,
+}
+
 /// Body of `POST /v1/channels/{id}/admins`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AdminRequest {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
@@ -26,6 +26,7 @@ use super::{
 };
 use crate::channel::{ChannelId, Invite, PostDraft, now_ms};
 use crate::files::{Cid, DownloadStatus};
+use crate::group::{GroupMessageView, GroupView};
 use crate::node::views::{
     ChannelView, ContactCardView, ContactView, NodeInfo, PeerView, PostView, SyncStatus,
 };
@@ -64,6 +65,13 @@ pub async fn serve(
         .route("/v1/contacts/card", get(contact_card))
         .route("/v1/dial", post(dial))
         .route("/v1/dm/{peer}", get(dm_history).post(dm_send))
+        .route("/v1/groups", get(groups).post(create_group))
+        .route("/v1/groups/{id}/members", post(invite_member))
+        .route("/v1/groups/{id}/members/{peer}", delete(remove_member))
+        .route(
+            "/v1/groups/{id}/messages",
+            get(group_history).post(group_post),
+        )
         .route("/v1/channels", get(channels).post(create_channel))
         .route("/v1/channels/follow", post(follow))
         .route("/v1/channels/{id}", get(channel).delete(unfollow))
@@ -231,6 +239,74 @@ async fn dm_send(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+fn parse_group(s: &str) -> Result<Vec<u8>, ApiError> {
+    crate::group::parse_group_id(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn groups(State(s): State<AppState>) -> Result<Json<Vec<GroupView>>, ApiError> {
+    Ok(Json(s.node.groups().await?))
+}
+
+async fn create_group(
+    State(s): State<AppState>,
+    Body(req): Body<crate::api::CreateGroupRequest>,
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.node.group_create(req.name).await?),
+    ))
+}
+
+async fn invite_member(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<crate::api::InviteRequest>,
+) -> Result<Json<GroupView>, ApiError> {
+    let group = parse_group(&id)?;
+    Ok(Json(
+        s.node
+            .group_invite(group, parse_peer(&req.peer_id)?)
+            .await?,
+    ))
+}
+
+async fn remove_member(
+    State(s): State<AppState>,
+    Path((id, peer)): Path<(String, String)>,
+) -> Result<Json<GroupView>, ApiError> {
+    let group = parse_group(&id)?;
+    Ok(Json(s.node.group_remove(group, parse_peer(&peer)?).await?))
+}
+
+async fn group_post(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<DmRequest>,
+) -> Result<(StatusCode, Json<GroupMessageView>), ApiError> {
+    let group = parse_group(&id)?;
+    if req.file.is_some() {
+        return Err(ApiError::bad_request(
+            "file attachments in groups are not supported yet",
+        ));
+    }
+    let view = s
+        .node
+        .group_post(
+            group,
+            req.text,
+            req.expires_in_ms.map(std::time::Duration::from_millis),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn group_history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<GroupMessageView>>, ApiError> {
+    Ok(Json(s.node.group_history(parse_group(&id)?).await?))
+}
+
 async fn dm_history(
     State(s): State<AppState>,
     Path(peer): Path<String>,
@@ -391,6 +467,8 @@ fn event_name(ev: &crate::node::views::Event) -> &'static str {
         Event::SyncProgress { .. } => "sync_progress",
         Event::PostExpired { .. } => "post_expired",
         Event::DirectMessage { .. } => "direct_message",
+        Event::GroupMessage { .. } => "group_message",
+        Event::GroupChanged { .. } => "group_changed",
         Event::FileProgress { .. } => "file_progress",
     }
 }

@@ -13,11 +13,12 @@ use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    AddContactRequest, AdminRequest, ApiClient, CreateChannelRequest, DialRequest, DmRequest,
-    FollowRequest, HistoryPage, PostRequest,
+    AddContactRequest, AdminRequest, ApiClient, CreateChannelRequest, CreateGroupRequest,
+    DialRequest, DmRequest, FollowRequest, HistoryPage, InviteRequest, PostRequest,
 };
 use crate::dm::DmView;
 use crate::files::DownloadStatus;
+use crate::group::{GroupMessageView, GroupView};
 use crate::home::Home;
 use crate::node::FileAdded;
 use crate::node::NodeOptions;
@@ -67,6 +68,9 @@ enum Command {
     /// Direct messages: end-to-end encrypted (MLS) conversations with one peer.
     #[command(subcommand)]
     Dm(DmCommand),
+    /// Private groups: end-to-end encrypted (MLS); the owner invites and removes members.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Files: add, fetch, inspect.
     #[command(subcommand)]
     File(FileCommand),
@@ -148,6 +152,49 @@ enum DmCommand {
         /// The peer's id.
         peer_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group owned by this node: `{"id"}`.
+    Create {
+        /// Its name (only members see it).
+        name: String,
+    },
+    /// Invite a peer (owner only); returns once it is added.
+    Invite {
+        /// The group's id.
+        group_id: String,
+        /// The peer's id.
+        peer_id: String,
+    },
+    /// Remove a member (owner only): it cannot read anything posted afterwards.
+    Remove {
+        /// The group's id.
+        group_id: String,
+        /// The member's peer id.
+        peer_id: String,
+    },
+    /// Post a message: `{"id"}`.
+    Post {
+        /// The group's id.
+        group_id: String,
+        /// The text.
+        text: String,
+        /// Delete it at every member after this long (e.g. 30s, 1h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<humantime::Duration>,
+        /// Attach a file (not supported in groups yet).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// The group's messages held here, oldest first.
+    History {
+        /// The group's id.
+        group_id: String,
+    },
+    /// Groups this node created or joined.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +379,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Channel(cmd) => channel(&home, &out, cmd).await,
         Command::Contact(cmd) => contact(&home, &out, cmd).await,
         Command::Dm(cmd) => dm(&home, &out, cmd).await,
+        Command::Group(cmd) => group(&home, &out, cmd).await,
         Command::File(cmd) => file(&home, &out, cmd).await,
         Command::Block { peer_id } | Command::Unblock { peer_id } => {
             let block = matches!(cli.command, Command::Block { .. });
@@ -439,6 +487,77 @@ async fn dm(home: &Home, out: &Output, cmd: &DmCommand) -> Result<()> {
             let peer = path_peer(peer_id)?;
             let list: Vec<DmView> = client(home)?.get(&format!("/v1/dm/{peer}")).await?;
             out.value(&list, || output::dm_history(&list))
+        }
+    }
+}
+
+async fn group(home: &Home, out: &Output, cmd: &GroupCommand) -> Result<()> {
+    let api = client(home)?;
+    let gid = |s: &str| -> Result<String> {
+        crate::group::parse_group_id(s)
+            .map(|g| crate::group::group_hex(&g))
+            .map_err(|_| anyhow::anyhow!("not a group id: {s}"))
+    };
+    match cmd {
+        GroupCommand::Create { name } => {
+            let g: GroupView = api
+                .post("/v1/groups", &CreateGroupRequest { name: name.clone() })
+                .await?;
+            out.value(&g, || format!("created group {} ({})", g.name, g.id))
+        }
+        GroupCommand::Invite { group_id, peer_id } => {
+            let (id, peer) = (gid(group_id)?, path_peer(peer_id)?);
+            let g: GroupView = api
+                .post(
+                    &format!("/v1/groups/{id}/members"),
+                    &InviteRequest {
+                        peer_id: peer.to_string(),
+                    },
+                )
+                .await?;
+            out.value(&g, || {
+                format!("{peer} added to {} ({} members)", g.name, g.members.len())
+            })
+        }
+        GroupCommand::Remove { group_id, peer_id } => {
+            let (id, peer) = (gid(group_id)?, path_peer(peer_id)?);
+            let g: GroupView = api
+                .delete(&format!("/v1/groups/{id}/members/{peer}"))
+                .await?;
+            out.value(&g, || {
+                format!(
+                    "{peer} removed from {} ({} members)",
+                    g.name,
+                    g.members.len()
+                )
+            })
+        }
+        GroupCommand::Post {
+            group_id,
+            text,
+            expires_in,
+            file,
+        } => {
+            let id = gid(group_id)?;
+            if file.is_some() {
+                bail!("file attachments in groups are not supported yet");
+            }
+            let req = DmRequest {
+                text: text.clone(),
+                expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                file: None,
+            };
+            let m: GroupMessageView = api.post(&format!("/v1/groups/{id}/messages"), &req).await?;
+            out.value(&m, || format!("posted {}", m.id))
+        }
+        GroupCommand::History { group_id } => {
+            let id = gid(group_id)?;
+            let list: Vec<GroupMessageView> = api.get(&format!("/v1/groups/{id}/messages")).await?;
+            out.value(&list, || output::group_history(&list))
+        }
+        GroupCommand::List => {
+            let list: Vec<GroupView> = api.get("/v1/groups").await?;
+            out.value(&list, || output::groups(&list))
         }
     }
 }

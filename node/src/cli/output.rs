@@ -173,6 +173,49 @@ pub fn contacts(list: &[crate::node::views::ContactView]) -> String {
 }
 
 /// A conversation, one line per message.
+pub(crate) fn group_history(list: &[crate::group::GroupMessageView]) -> String {
+    if list.is_empty() {
+        return "no messages".into();
+    }
+    list.iter()
+        .map(|m| {
+            let who = if m.outgoing {
+                "me".to_string()
+            } else {
+                short(&m.author)
+            };
+            format!("{} {who}: {}", time(m.timestamp), m.text)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn groups(list: &[crate::group::GroupView]) -> String {
+    if list.is_empty() {
+        return "no groups".into();
+    }
+    list.iter()
+        .map(|g| {
+            let state = if g.active {
+                format!("{} members", g.members.len())
+            } else {
+                "removed".into()
+            };
+            format!("{}  {} ({}, {state})", g.id, g.name, g.role)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn short(peer: &str) -> String {
+    let n = peer.len();
+    if n > 12 {
+        format!("…{}", &peer[n - 8..])
+    } else {
+        peer.to_string()
+    }
+}
+
 pub(crate) fn dm_history(list: &[crate::dm::DmView]) -> String {
     if list.is_empty() {
         return "no messages".into();

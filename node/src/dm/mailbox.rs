@@ -45,7 +45,13 @@ pub enum Refused {
 pub fn check_envelope(env: &v1::DmEnvelope, now: u64) -> Result<(PeerId, PeerId), Refused> {
     let sender = PeerId::from_bytes(&env.sender).map_err(|_| Refused::Malformed)?;
     let recipient = PeerId::from_bytes(&env.recipient).map_err(|_| Refused::Malformed)?;
-    if env.mls_message.is_empty() || env.mls_message.len() > MAX_MLS_BYTES {
+    // A private group's Welcome carries the group's ratchet tree: larger than a message.
+    let max = if env.group_invite.is_empty() {
+        MAX_MLS_BYTES
+    } else {
+        crate::group::MAX_WELCOME_BYTES
+    };
+    if env.mls_message.is_empty() || env.mls_message.len() > max || env.group_invite.len() > 1024 {
         return Err(Refused::Malformed);
     }
     if env.sent_ms > now + CLOCK_SKEW_MS
@@ -224,6 +230,7 @@ mod tests {
             sent_ms: now,
             expires_ms: now + 60_000,
             mls_message: msg.to_vec(),
+            group_invite: Vec::new(),
         }
     }
 

@@ -28,7 +28,7 @@ const OUT_OF_ORDER: u32 = 64;
 const PADDING: usize = 64;
 
 /// openmls' crypto and storage, the storage owned here so it can be exported.
-struct Provider {
+pub(crate) struct Provider {
     crypto: RustCrypto,
     storage: MemoryStorage,
 }
@@ -53,7 +53,7 @@ impl OpenMlsProvider for Provider {
 
 /// Signs MLS structures with the node's ed25519 identity key, so a member's MLS signature key
 /// *is* its peer id's key and a KeyPackage or commit is bound to the peer id by itself.
-struct IdentitySigner(ed25519::Keypair);
+pub(crate) struct IdentitySigner(ed25519::Keypair);
 
 impl Signer for IdentitySigner {
     fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
@@ -94,10 +94,10 @@ pub enum Incoming {
 
 /// The MLS client of one node.
 pub struct MlsClient {
-    provider: Provider,
-    signer: IdentitySigner,
-    me: PeerId,
-    credential: CredentialWithKey,
+    pub(crate) provider: Provider,
+    pub(crate) signer: IdentitySigner,
+    pub(crate) me: PeerId,
+    pub(crate) credential: CredentialWithKey,
 }
 
 impl std::fmt::Debug for MlsClient {
@@ -108,7 +108,7 @@ impl std::fmt::Debug for MlsClient {
     }
 }
 
-fn create_config() -> MlsGroupCreateConfig {
+pub(crate) fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(SUITE)
         .use_ratchet_tree_extension(true)
@@ -118,7 +118,7 @@ fn create_config() -> MlsGroupCreateConfig {
         .build()
 }
 
-fn join_config() -> MlsGroupJoinConfig {
+pub(crate) fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
@@ -127,12 +127,12 @@ fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
-fn mls<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> DmError {
+pub(crate) fn mls<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> DmError {
     move |e| DmError::Mls(format!("{what}: {e:?}"))
 }
 
 /// Whether an MLS credential and signature key are those of `peer`.
-fn is_peer(credential: &Credential, signature_key: &[u8], peer: &PeerId) -> bool {
+pub(crate) fn is_peer(credential: &Credential, signature_key: &[u8], peer: &PeerId) -> bool {
     let Ok(basic) = BasicCredential::try_from(credential.clone()) else {
         return false;
     };
@@ -166,6 +166,12 @@ impl MlsClient {
             me,
             credential,
         })
+    }
+
+    /// The identity key (tests copy a client's state with it).
+    #[cfg(test)]
+    pub(crate) fn signer_key(&self) -> ed25519::Keypair {
+        self.signer.0.clone()
     }
 
     /// The whole state, to be sealed and stored (and passed back to [`MlsClient::new`]).
@@ -240,7 +246,7 @@ impl MlsClient {
         Ok((group.group_id().to_vec(), welcome))
     }
 
-    fn load(&self, group: &[u8]) -> Result<MlsGroup, DmError> {
+    pub(crate) fn load(&self, group: &[u8]) -> Result<MlsGroup, DmError> {
         MlsGroup::load(self.provider.storage(), &GroupId::from_slice(group))
             .map_err(mls("load group"))?
             .ok_or(DmError::UnknownGroup)

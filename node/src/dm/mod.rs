@@ -54,6 +54,9 @@ pub enum DmError {
     /// A key update of this node waits for the committer: nothing can be sent until then.
     #[error("a key update is waiting to be committed")]
     PendingUpdate,
+    /// A group message of an epoch this node has not reached (its commit has not arrived).
+    #[error("message of a later epoch")]
+    FutureEpoch,
     /// The stored MLS state does not decode.
     #[error("the stored MLS state is corrupt")]
     CorruptState,

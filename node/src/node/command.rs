@@ -17,7 +17,7 @@ pub enum FollowTarget {
     Id(ChannelId),
 }
 
-type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 /// A request to the event loop.
 #[derive(Debug)]
@@ -76,4 +76,27 @@ pub(crate) enum Command {
         reply: Reply<crate::dm::DmView>,
     },
     DmHistory(PeerId, Reply<Vec<crate::dm::DmView>>),
+    GroupCreate {
+        name: String,
+        reply: Reply<crate::group::GroupView>,
+    },
+    /// Answered once the member is added (its KeyPackage found), or after a minute.
+    GroupInvite {
+        group: Vec<u8>,
+        peer: PeerId,
+        reply: Reply<crate::group::GroupView>,
+    },
+    GroupRemove {
+        group: Vec<u8>,
+        peer: PeerId,
+        reply: Reply<crate::group::GroupView>,
+    },
+    GroupPost {
+        group: Vec<u8>,
+        text: String,
+        expires_in: Option<std::time::Duration>,
+        reply: Reply<crate::group::GroupMessageView>,
+    },
+    GroupHistory(Vec<u8>, Reply<Vec<crate::group::GroupMessageView>>),
+    GroupList(Reply<Vec<crate::group::GroupView>>),
 }

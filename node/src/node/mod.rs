@@ -37,6 +37,9 @@ pub enum NodeError {
     /// The channel is neither owned nor followed here.
     #[error("unknown channel {0} (follow it first)")]
     UnknownChannel(String),
+    /// The group is not one this node belongs to.
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
     /// The operation needs a right this node does not have.
     #[error("{0}")]
     NotAllowed(String),
@@ -351,6 +354,62 @@ impl NodeHandle {
     /// A conversation with a peer, oldest first.
     pub async fn dm_history(&self, peer: PeerId) -> Result<Vec<crate::dm::DmView>, NodeError> {
         self.call(|r| Command::DmHistory(peer, r)).await
+    }
+
+    /// Creates a private group owned by this node.
+    pub async fn group_create(&self, name: String) -> Result<crate::group::GroupView, NodeError> {
+        self.call(|reply| Command::GroupCreate { name, reply })
+            .await
+    }
+
+    /// Invites a peer (owner only); returns once it is added, or fails after about 45 s
+    /// without its KeyPackage (the invitation then stays pending).
+    pub async fn group_invite(
+        &self,
+        group: Vec<u8>,
+        peer: PeerId,
+    ) -> Result<crate::group::GroupView, NodeError> {
+        self.call(|reply| Command::GroupInvite { group, peer, reply })
+            .await
+    }
+
+    /// Removes a member (owner only): a new epoch it cannot read.
+    pub async fn group_remove(
+        &self,
+        group: Vec<u8>,
+        peer: PeerId,
+    ) -> Result<crate::group::GroupView, NodeError> {
+        self.call(|reply| Command::GroupRemove { group, peer, reply })
+            .await
+    }
+
+    /// Posts to a group (end-to-end encrypted to its current members).
+    pub async fn group_post(
+        &self,
+        group: Vec<u8>,
+        text: String,
+        expires_in: Option<Duration>,
+    ) -> Result<crate::group::GroupMessageView, NodeError> {
+        self.call(|reply| Command::GroupPost {
+            group,
+            text,
+            expires_in,
+            reply,
+        })
+        .await
+    }
+
+    /// A group's messages held here, oldest first.
+    pub async fn group_history(
+        &self,
+        group: Vec<u8>,
+    ) -> Result<Vec<crate::group::GroupMessageView>, NodeError> {
+        self.call(|r| Command::GroupHistory(group, r)).await
+    }
+
+    /// The groups this node created or joined.
+    pub async fn groups(&self) -> Result<Vec<crate::group::GroupView>, NodeError> {
+        self.call(Command::GroupList).await
     }
 
     /// How far a channel's history sync has come.

@@ -206,4 +206,14 @@ pub enum Event {
         /// The message.
         message: crate::dm::DmView,
     },
+    /// A group message was stored (sent or received).
+    GroupMessage {
+        /// The message.
+        message: crate::group::GroupMessageView,
+    },
+    /// This node created or joined a group, or its membership changed.
+    GroupChanged {
+        /// The group now.
+        group: crate::group::GroupView,
+    },
 }

@@ -116,6 +116,10 @@ pub enum Private {
     Mailbox,
     /// The MLS client state and conversation table.
     Mls,
+    /// Private groups' messages (plaintext, sealed at rest), by group, time and id.
+    GroupMessages,
+    /// Private groups' MLS messages as received (ciphertext), served to members that missed them.
+    GroupLog,
 }
 
 impl Private {
@@ -127,6 +131,8 @@ impl Private {
             Private::Outbox => "dm_outbox",
             Private::Mailbox => "dm_mailbox",
             Private::Mls => "mls",
+            Private::GroupMessages => "group_messages",
+            Private::GroupLog => "group_log",
         }
     }
 }

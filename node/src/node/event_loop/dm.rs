@@ -29,6 +29,8 @@ use crate::node::NodeError;
 use crate::node::views::Event;
 use crate::store::{Private, Store, StoreError};
 
+/// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
+const DELIVER_BYTES: usize = 2 * 1024 * 1024;
 /// How long an undelivered envelope is kept (and held by mailboxes).
 const HOLD_MS: u64 = MAX_HOLD_MS;
 /// Mailbox holders an envelope is deposited with.
@@ -99,10 +101,15 @@ impl Delivery {
 
 /// What a `/samizdat/dm/1` request in flight was.
 #[derive(Debug)]
-enum Sent {
-    Deliver { peer: PeerId, keys: Vec<Vec<u8>> },
+pub(super) enum Sent {
+    Deliver {
+        peer: PeerId,
+        keys: Vec<Vec<u8>>,
+    },
     Deposit,
     Collect,
+    /// A private group's catch-up.
+    GroupSync(Vec<u8>),
 }
 
 /// What a closest-peers query was for.
@@ -114,15 +121,15 @@ enum MailboxQuery {
 
 /// Direct-message state of the event loop.
 pub(crate) struct Direct {
-    mls: MlsClient,
+    pub(super) mls: MlsClient,
     mailbox: Mailbox,
     conversations: HashMap<PeerId, Conversation>,
     waiting: HashMap<PeerId, Delivery>,
     /// Peers with messages waiting for their KeyPackage, and when it was last looked up.
-    need_kp: HashMap<PeerId, Option<Instant>>,
+    pub(super) need_kp: HashMap<PeerId, Option<Instant>>,
     kp_queries: HashMap<QueryId, PeerId>,
     mailbox_queries: HashMap<QueryId, MailboxQuery>,
-    requests: HashMap<OutboundRequestId, Sent>,
+    pub(super) requests: HashMap<OutboundRequestId, Sent>,
     /// Messages of groups this node has not joined yet (their Welcome is on its way).
     early: Vec<(PeerId, v1::DmEnvelope)>,
     /// When the own KeyPackage record is next published (None: as soon as the DHT is up).
@@ -222,7 +229,7 @@ impl EventLoop {
         self.store.index(b"dm", &peer.to_bytes())
     }
 
-    fn save_mls(&self) -> Result<(), NodeError> {
+    pub(super) fn save_mls(&self) -> Result<(), NodeError> {
         self.store
             .private_put(Private::Mls, b"state", &self.dm.mls.export())?;
         Ok(())
@@ -407,12 +414,25 @@ impl EventLoop {
         mls_message: Vec<u8>,
         message_key: &[u8],
     ) -> Result<(), NodeError> {
+        self.queue_envelope_with(peer, sent_ms, mls_message, message_key, Vec::new())
+    }
+
+    /// Queues an envelope for `peer`; `group_invite` is set on a private group's Welcome.
+    pub(super) fn queue_envelope_with(
+        &mut self,
+        peer: &PeerId,
+        sent_ms: u64,
+        mls_message: Vec<u8>,
+        message_key: &[u8],
+        group_invite: Vec<u8>,
+    ) -> Result<(), NodeError> {
         let env = v1::DmEnvelope {
             sender: self.swarm.local_peer_id().to_bytes(),
             recipient: peer.to_bytes(),
             sent_ms,
             expires_ms: sent_ms + HOLD_MS,
             mls_message,
+            group_invite,
         };
         let mut k = b"E".to_vec();
         k.extend_from_slice(&self.dm_index(peer));
@@ -449,7 +469,7 @@ impl EventLoop {
             .collect()
     }
 
-    fn try_deliver(&mut self, peer: &PeerId) {
+    pub(super) fn try_deliver(&mut self, peer: &PeerId) {
         let connected = self.swarm.is_connected(peer);
         let Some(d) = self.dm.waiting.get_mut(peer) else {
             return;
@@ -475,7 +495,16 @@ impl EventLoop {
             return;
         }
         if connected {
-            let batch: Vec<_> = outbox.into_iter().take(MAX_ENVELOPES_PER_REQUEST).collect();
+            // Bounded by count and by bytes (a group's Welcome can be close to a megabyte).
+            let mut bytes = 0;
+            let batch: Vec<_> = outbox
+                .into_iter()
+                .take(MAX_ENVELOPES_PER_REQUEST)
+                .take_while(|(_, _, e)| {
+                    bytes += e.encoded_len();
+                    bytes <= DELIVER_BYTES || bytes == e.encoded_len()
+                })
+                .collect();
             let keys = batch.iter().map(|(k, _, _)| k.clone()).collect();
             let envelopes = batch.into_iter().map(|(_, _, e)| e).collect();
             let req = v1::DmRequest {
@@ -506,7 +535,7 @@ impl EventLoop {
         }
     }
 
-    fn lookup_keypackages(&mut self) {
+    pub(super) fn lookup_keypackages(&mut self) {
         let due: Vec<PeerId> = self
             .dm
             .need_kp
@@ -566,6 +595,7 @@ impl EventLoop {
         self.expire_dms();
         if self.dm.last_housekeeping.elapsed() >= Duration::from_secs(600) {
             self.dm.last_housekeeping = Instant::now();
+            self.group_housekeeping();
             let now = now_ms();
             let dropped = self.dm.mailbox.expire(now);
             if dropped > 0 {
@@ -753,6 +783,7 @@ impl EventLoop {
         if !self.dm.need_kp.contains_key(peer) {
             return;
         }
+        let wanted_by_groups = self.group_wants_keypackage(peer);
         let kp = match open_keypackage_record(&record.key, &record.value) {
             Ok(r) if r.peer == *peer => r,
             Ok(_) | Err(_) => {
@@ -760,9 +791,25 @@ impl EventLoop {
                 return;
             }
         };
+        if wanted_by_groups {
+            self.groups_on_keypackage(peer, &kp.key_package);
+        }
+        // Only direct messages waiting for the peer start a conversation with it.
+        if !self.dm_queued_for(peer) {
+            self.dm.need_kp.remove(peer);
+            return;
+        }
         if let Err(e) = self.start_conversation(peer, &kp.key_package) {
             tracing::warn!(%peer, "cannot start a conversation: {e}");
         }
+    }
+
+    fn dm_queued_for(&self, peer: &PeerId) -> bool {
+        let mut prefix = b"Q".to_vec();
+        prefix.extend_from_slice(&self.dm_index(peer));
+        self.store
+            .private_scan(Private::Outbox, &prefix)
+            .is_ok_and(|q| !q.is_empty())
     }
 
     fn start_conversation(&mut self, peer: &PeerId, key_package: &[u8]) -> Result<(), NodeError> {
@@ -887,11 +934,15 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, "direct-message request failed: {error}");
-                if let Some(Sent::Deliver { peer, .. }) = self.dm.requests.remove(&request_id)
-                    && let Some(d) = self.dm.waiting.get_mut(&peer)
-                {
-                    d.in_flight = false;
-                    d.retry_at = Some(Instant::now() + Duration::from_secs(10));
+                match self.dm.requests.remove(&request_id) {
+                    Some(Sent::Deliver { peer, .. }) => {
+                        if let Some(d) = self.dm.waiting.get_mut(&peer) {
+                            d.in_flight = false;
+                            d.retry_at = Some(Instant::now() + Duration::from_secs(10));
+                        }
+                    }
+                    Some(Sent::GroupSync(group)) => self.on_group_sync_failed(&group),
+                    _ => {}
                 }
             }
             E::InboundFailure { peer, error, .. } => {
@@ -943,6 +994,9 @@ impl EventLoop {
                     tracing::debug!(%peer, accepted = resp.accepted, envelopes, bytes, "mail held for an offline peer");
                 }
             }
+            Some(v1::dm_request::Kind::GroupSync(q)) => {
+                self.answer_group_sync(&peer, &q, &mut resp)
+            }
             Some(v1::dm_request::Kind::Collect(_)) => {
                 resp.envelopes = self.dm.mailbox.collect(&peer, now);
                 resp.accepted = resp.envelopes.len() as u32;
@@ -979,6 +1033,7 @@ impl EventLoop {
                     self.try_deliver(&peer);
                 }
             }
+            Some(Sent::GroupSync(group)) => self.on_group_sync(peer, group, resp),
             Some(Sent::Deposit) => {
                 tracing::debug!(%peer, accepted = resp.accepted, error = %resp.error, "deposit answered");
             }
@@ -1034,6 +1089,22 @@ impl EventLoop {
             Ok(Some(_))
         ) {
             return Ok(());
+        }
+        if !env.group_invite.is_empty() {
+            self.receive_group_invite(from, &env)?;
+            let _ = self
+                .store
+                .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes());
+            return Ok(());
+        }
+        if let Some(group) = self.group_of_message(&env.mls_message) {
+            // A group's message sent straight to one member (the commit that removes it):
+            // processed as the group's, never as a direct message.
+            let wire = v1::GroupWire {
+                sent_ms: env.sent_ms,
+                mls_message: env.mls_message,
+            };
+            return self.receive_group_wire(&group, wire).map(|_| ());
         }
         let incoming = match self.dm.mls.receive(from, &env.mls_message) {
             Err(DmError::UnknownGroup) => {

@@ -4,6 +4,7 @@
 
 mod dm;
 mod files;
+mod group;
 mod reach;
 mod sync;
 
@@ -129,6 +130,8 @@ pub(crate) struct EventLoop {
     px_asked: HashMap<PeerId, Instant>,
     /// Direct messages: MLS state, conversations, delivery, mail held for others.
     dm: dm::Direct,
+    /// Private groups: membership, delivery by gossip, catching up.
+    groups: group::Groups,
     shutdown: CancellationToken,
 }
 
@@ -237,6 +240,7 @@ impl EventLoop {
             direct_upgrades: HashSet::new(),
             px_asked: HashMap::new(),
             dm,
+            groups: group::Groups::default(),
             shutdown,
         };
         for addr in listen_addrs {
@@ -246,6 +250,7 @@ impl EventLoop {
             this.swarm.add_external_address(addr);
         }
         this.restore()?;
+        this.groups_open()?;
         this.connect_to_network(true);
         let info = this.info();
         Ok((this, info))
@@ -377,6 +382,27 @@ impl EventLoop {
             }
             Command::DmHistory(peer, reply) => {
                 let _ = reply.send(self.dm_history(&peer));
+            }
+            Command::GroupCreate { name, reply } => {
+                let _ = reply.send(self.group_create(name));
+            }
+            Command::GroupInvite { group, peer, reply } => self.group_invite(group, peer, reply),
+            Command::GroupRemove { group, peer, reply } => {
+                let _ = reply.send(self.group_remove(group, peer));
+            }
+            Command::GroupPost {
+                group,
+                text,
+                expires_in,
+                reply,
+            } => {
+                let _ = reply.send(self.group_post(group, text, expires_in));
+            }
+            Command::GroupHistory(group, reply) => {
+                let _ = reply.send(self.group_history(&group));
+            }
+            Command::GroupList(reply) => {
+                let _ = reply.send(Ok(self.group_list()));
             }
         }
     }
@@ -1134,6 +1160,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.group_on_subscribed(peer_id, &topic);
                 if let Some(id) = self.topics.get(&topic).copied() {
                     // A peer that joins may be an admin that was away when it was appointed.
                     self.queue_issued_certs(&id);
@@ -1148,6 +1175,9 @@ impl EventLoop {
 
     /// Decides what happens to a message on a channel topic; stores accepted posts.
     fn validate(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+        if self.is_group_topic(&message.topic) {
+            return self.validate_group(message);
+        }
         let Some(id) = self.topics.get(&message.topic).copied() else {
             return MessageAcceptance::Ignore;
         };
@@ -1296,6 +1326,7 @@ impl EventLoop {
         self.sync_tick();
         self.files_tick();
         self.dm_tick();
+        self.group_tick();
     }
 
     /// Announces this node as a follower of the channel and looks up the others.

@@ -1,0 +1,1033 @@
+//! Private groups in the event loop: creating, inviting (the Welcome travels like a direct
+//! message, the commit on the group's topic), removing, posting, receiving by gossip and
+//! catching up from other members. The cryptography is in [`crate::group::mls`].
+//!
+//! Store layout (all values sealed): `Private::Mls` `g || group id` → [`GroupRecord`] (JSON),
+//! `gi || group id || peer id` → an invitation waiting for the peer's KeyPackage;
+//! `Private::GroupMessages` `index(group) || sent_ms || id` → StoredGroupMessage;
+//! `Private::GroupLog` `index(group) || sent_ms || hash[..8]` → GroupWire (what members that
+//! missed something are served); `Private::Outbox` `Y || expires_ms || message key` → expiry.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use prost::Message as _;
+use samizdat_proto::v1;
+use sha2::{Digest, Sha256};
+
+use super::EventLoop;
+use super::dm::Sent;
+use crate::channel::now_ms;
+use crate::dm::{DmError, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body};
+use crate::group::mls::{GroupIncoming, header};
+use crate::group::{
+    GroupMessageView, GroupView, MAX_GROUP_MESSAGE_BYTES, SYNC_PAGE, SYNC_PAGE_BYTES, check_name,
+    group_hex, open_invite, seal_invite, topic,
+};
+use crate::node::NodeError;
+use crate::node::command::Reply;
+use crate::node::views::Event;
+use crate::store::{Private, StoreError};
+
+/// Members a node tries to stay connected to in each group (gossip needs a mesh).
+const WANT_MEMBERS: usize = 3;
+/// How often one member is dialed.
+const REDIAL_MEMBER_EVERY: Duration = Duration::from_secs(30);
+/// How often a group catches up from another member when nothing else prompted it.
+const SYNC_EVERY: Duration = Duration::from_secs(60);
+/// Shortest pause between two catch-ups of a group.
+const SYNC_MIN_GAP: Duration = Duration::from_secs(2);
+/// How far before the newest message held a catch-up starts (messages cross in flight).
+const SYNC_SLACK_MS: u64 = 60_000;
+/// How long the ciphertext log is kept (members away longer rejoin by a new invitation).
+const LOG_FOR_MS: u64 = MAX_HOLD_MS;
+/// Messages of later epochs waiting for their commit, in all.
+const MAX_EARLY: usize = 512;
+/// How long `group invite` waits for the invitee's KeyPackage before answering.
+const INVITE_WAIT: Duration = Duration::from_secs(45);
+
+/// A group as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct GroupRecord {
+    name: String,
+    owner: String,
+    created_ms: u64,
+    joined_ms: u64,
+    /// The epoch this node joined in (earlier messages were never meant for it).
+    join_epoch: u64,
+    active: bool,
+    next_seq: u64,
+}
+
+/// A group in memory.
+struct GroupState {
+    record: GroupRecord,
+    owner: PeerId,
+    topic: IdentTopic,
+    /// Current members and epoch, refreshed after every commit (the MLS tree is large).
+    members: HashSet<PeerId>,
+    epoch: u64,
+    /// Newest message time held, where the next catch-up starts.
+    synced_ms: u64,
+    last_sync: Option<Instant>,
+    sync_in_flight: bool,
+}
+
+/// An invitation waiting for the invitee's KeyPackage.
+struct PendingInvite {
+    since: Instant,
+    replies: Vec<Reply<GroupView>>,
+}
+
+/// Private-group state of the event loop.
+#[derive(Default)]
+pub(crate) struct Groups {
+    groups: HashMap<Vec<u8>, GroupState>,
+    topics: HashMap<TopicHash, Vec<u8>>,
+    invites: HashMap<(Vec<u8>, PeerId), PendingInvite>,
+    /// Messages of later epochs than this node's, waiting for their commit.
+    early: Vec<(Vec<u8>, v1::GroupWire)>,
+    dialed: HashMap<PeerId, Instant>,
+    next_expiry: Option<u64>,
+}
+
+fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
+    Sha256::digest(&wire.mls_message).into()
+}
+
+fn invite_key(group: &[u8], peer: &PeerId) -> Vec<u8> {
+    let mut k = b"gi".to_vec();
+    k.extend_from_slice(group);
+    k.extend_from_slice(&peer.to_bytes());
+    k
+}
+
+fn record_key(group: &[u8]) -> Vec<u8> {
+    let mut k = b"g".to_vec();
+    k.extend_from_slice(group);
+    k
+}
+
+fn dm_err(e: DmError) -> NodeError {
+    match e {
+        DmError::UnknownGroup => NodeError::UnknownGroup("unknown group".into()),
+        DmError::NotAllowed(m) => NodeError::NotAllowed(m.into()),
+        e => NodeError::InvalidInput(e.to_string()),
+    }
+}
+
+impl EventLoop {
+    /// Loads the groups and pending invitations from the store and joins their topics.
+    pub(super) fn groups_open(&mut self) -> Result<(), NodeError> {
+        for (k, v) in self.store.private_scan(Private::Mls, b"g")? {
+            if k.starts_with(b"gi") && k.len() > 18 {
+                let group = k[2..18].to_vec();
+                if let Ok(peer) = PeerId::from_bytes(&k[18..]) {
+                    self.groups.invites.insert(
+                        (group, peer),
+                        PendingInvite {
+                            since: Instant::now(),
+                            replies: Vec::new(),
+                        },
+                    );
+                    self.dm.need_kp.entry(peer).or_insert(None);
+                }
+                continue;
+            }
+            if k.len() != 17 {
+                continue;
+            }
+            let record: GroupRecord =
+                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("groups"))?;
+            self.install_group(k[1..].to_vec(), record);
+        }
+        Ok(())
+    }
+
+    fn install_group(&mut self, id: Vec<u8>, record: GroupRecord) {
+        let Ok(owner) = record.owner.parse::<PeerId>() else {
+            return;
+        };
+        let topic = topic(&id);
+        if record.active
+            && let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic)
+        {
+            tracing::warn!("cannot subscribe to a group topic: {e:?}");
+        }
+        self.groups.topics.insert(topic.hash(), id.clone());
+        let synced_ms = record.joined_ms.saturating_sub(SYNC_SLACK_MS);
+        let mut state = GroupState {
+            record,
+            owner,
+            topic,
+            members: HashSet::new(),
+            epoch: 0,
+            synced_ms,
+            last_sync: None,
+            sync_in_flight: false,
+        };
+        if let Ok((members, epoch, _)) = self.dm.mls.group_state(&id) {
+            state.members = members.into_iter().collect();
+            state.epoch = epoch;
+        }
+        // The newest message held is where catching up starts.
+        if let Ok(log) = self
+            .store
+            .private_scan(Private::GroupLog, &self.group_index(&id))
+            && let Some(t) = log
+                .last()
+                .and_then(|(k, _)| k.get(16..24)?.try_into().ok().map(u64::from_be_bytes))
+        {
+            state.synced_ms = state.synced_ms.max(t.saturating_sub(SYNC_SLACK_MS));
+        }
+        self.groups.groups.insert(id, state);
+    }
+
+    fn group_index(&self, group: &[u8]) -> [u8; 16] {
+        self.store.index(b"group", group)
+    }
+
+    fn save_group(&self, group: &[u8]) -> Result<(), NodeError> {
+        if let Some(s) = self.groups.groups.get(group) {
+            let v = serde_json::to_vec(&s.record)
+                .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            self.store
+                .private_put(Private::Mls, &record_key(group), &v)?;
+        }
+        Ok(())
+    }
+
+    fn refresh_members(&mut self, group: &[u8]) {
+        if let Ok((members, epoch, _)) = self.dm.mls.group_state(group)
+            && let Some(s) = self.groups.groups.get_mut(group)
+        {
+            s.members = members.into_iter().collect();
+            s.epoch = epoch;
+        }
+    }
+
+    fn group_view(&self, group: &[u8]) -> Result<GroupView, NodeError> {
+        let s = self
+            .groups
+            .groups
+            .get(group)
+            .ok_or_else(|| NodeError::UnknownGroup(group_hex(group)))?;
+        let me = *self.swarm.local_peer_id();
+        let mut members: Vec<String> = s.members.iter().map(|p| p.to_string()).collect();
+        members.sort();
+        Ok(GroupView {
+            id: group_hex(group),
+            name: s.record.name.clone(),
+            owner: s.record.owner.clone(),
+            role: if s.owner == me { "owner" } else { "member" }.into(),
+            members: if s.record.active { members } else { Vec::new() },
+            active: s.record.active,
+            epoch: s.epoch,
+            joined_at: s.record.joined_ms,
+        })
+    }
+
+    /// `group create`.
+    pub(super) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
+        check_name(&name).map_err(dm_err)?;
+        let id = self.dm.mls.group_create().map_err(dm_err)?;
+        self.save_mls()?;
+        let now = now_ms();
+        let record = GroupRecord {
+            name: name.trim().to_string(),
+            owner: self.swarm.local_peer_id().to_string(),
+            created_ms: now,
+            joined_ms: now,
+            join_epoch: 0,
+            active: true,
+            next_seq: 1,
+        };
+        self.install_group(id.clone(), record);
+        self.save_group(&id)?;
+        tracing::info!(group = %group_hex(&id), "group created");
+        self.group_view(&id)
+    }
+
+    /// `group list`.
+    pub(super) fn group_list(&self) -> Vec<GroupView> {
+        let mut out: Vec<GroupView> = self
+            .groups
+            .groups
+            .keys()
+            .filter_map(|g| self.group_view(g).ok())
+            .collect();
+        out.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
+        out
+    }
+
+    fn owned_active(&self, group: &[u8]) -> Result<&GroupState, NodeError> {
+        let s = self
+            .groups
+            .groups
+            .get(group)
+            .ok_or_else(|| NodeError::UnknownGroup(group_hex(group)))?;
+        if !s.record.active {
+            return Err(NodeError::NotAllowed(
+                "this node is no longer a member of the group".into(),
+            ));
+        }
+        if s.owner != *self.swarm.local_peer_id() {
+            return Err(NodeError::NotAllowed(
+                "only the group's owner invites and removes members".into(),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// `group invite`: answered once the member is added (the invitee's KeyPackage found).
+    pub(super) fn group_invite(&mut self, group: Vec<u8>, peer: PeerId, reply: Reply<GroupView>) {
+        let check = self.owned_active(&group).and_then(|s| {
+            if peer == *self.swarm.local_peer_id() {
+                Err(NodeError::NotAllowed(
+                    "the owner is already a member".into(),
+                ))
+            } else if s.members.contains(&peer) {
+                Err(NodeError::NotAllowed(format!("{peer} is already a member")))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = check {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .private_put(Private::Mls, &invite_key(&group, &peer), b"")
+        {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        self.groups
+            .invites
+            .entry((group, peer))
+            .or_insert_with(|| PendingInvite {
+                since: Instant::now(),
+                replies: Vec::new(),
+            })
+            .replies
+            .push(reply);
+        // Looked up at once (and every few seconds until found).
+        self.dm.need_kp.insert(peer, None);
+        self.lookup_keypackages();
+    }
+
+    /// A valid KeyPackage of `peer` arrived: add it to the groups it is invited to.
+    pub(super) fn groups_on_keypackage(&mut self, peer: &PeerId, key_package: &[u8]) {
+        let groups: Vec<Vec<u8>> = self
+            .groups
+            .invites
+            .keys()
+            .filter(|(_, p)| p == peer)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in groups {
+            let result = self.add_member(&group, peer, key_package);
+            if let Err(e) = &result {
+                tracing::warn!(%peer, "cannot add to the group: {e}");
+            }
+            let _ = self
+                .store
+                .private_remove(Private::Mls, &invite_key(&group, peer));
+            if let Some(p) = self.groups.invites.remove(&(group.clone(), *peer)) {
+                for r in p.replies {
+                    let _ = r.send(match &result {
+                        Ok(()) => self.group_view(&group),
+                        Err(e) => Err(NodeError::InvalidInput(e.to_string())),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `peer`'s KeyPackage is still wanted by an invitation.
+    pub(super) fn group_wants_keypackage(&self, peer: &PeerId) -> bool {
+        self.groups.invites.keys().any(|(_, p)| p == peer)
+    }
+
+    fn add_member(
+        &mut self,
+        group: &[u8],
+        peer: &PeerId,
+        key_package: &[u8],
+    ) -> Result<(), NodeError> {
+        let (name, created_ms) = {
+            let s = self.owned_active(group)?;
+            (s.record.name.clone(), s.record.created_ms)
+        };
+        let crate::group::mls::Added {
+            commit,
+            welcome,
+            invite_key,
+        } = self
+            .dm
+            .mls
+            .group_add(group, peer, key_package)
+            .map_err(dm_err)?;
+        // The new epoch is on disk before anything leaves (no key reuse after a crash).
+        self.save_mls()?;
+        self.refresh_members(group);
+        let me = *self.swarm.local_peer_id();
+        self.send_group_wire(group, commit)?;
+        let invite = v1::GroupInvite {
+            name,
+            owner: me.to_bytes(),
+            created_ms,
+        };
+        let sealed = seal_invite(&invite_key, group, &invite).map_err(dm_err)?;
+        self.queue_envelope_with(peer, now_ms(), welcome, b"", sealed)?;
+        self.try_deliver(peer);
+        tracing::info!(group = %group_hex(group), %peer, "member added");
+        let _ = self.events.send(Event::GroupChanged {
+            group: self.group_view(group)?,
+        });
+        Ok(())
+    }
+
+    /// `group remove`.
+    pub(super) fn group_remove(
+        &mut self,
+        group: Vec<u8>,
+        peer: PeerId,
+    ) -> Result<GroupView, NodeError> {
+        let s = self.owned_active(&group)?;
+        if !s.members.contains(&peer) {
+            // Perhaps only invited: withdraw the invitation.
+            if let Some(p) = self.groups.invites.remove(&(group.clone(), peer)) {
+                self.store
+                    .private_remove(Private::Mls, &invite_key(&group, &peer))?;
+                for r in p.replies {
+                    let _ = r.send(Err(NodeError::NotAllowed("invitation withdrawn".into())));
+                }
+                return self.group_view(&group);
+            }
+            return Err(NodeError::NotAllowed(format!(
+                "{peer} is not a member of the group"
+            )));
+        }
+        let commit = self.dm.mls.group_remove(&group, &peer).map_err(dm_err)?;
+        self.save_mls()?;
+        self.refresh_members(&group);
+        self.send_group_wire(&group, commit.clone())?;
+        // The removed member is no longer served by catch-up: it learns of its removal from
+        // the commit sent to it directly (or held for it), like a direct message.
+        self.queue_envelope_with(&peer, now_ms(), commit, b"", Vec::new())?;
+        self.try_deliver(&peer);
+        tracing::info!(group = %group_hex(&group), %peer, "member removed");
+        let view = self.group_view(&group)?;
+        let _ = self.events.send(Event::GroupChanged {
+            group: view.clone(),
+        });
+        Ok(view)
+    }
+
+    /// `group post`.
+    pub(super) fn group_post(
+        &mut self,
+        group: Vec<u8>,
+        text: String,
+        expires_in: Option<Duration>,
+    ) -> Result<GroupMessageView, NodeError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(NodeError::InvalidInput(format!(
+                "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
+                text.len()
+            )));
+        }
+        let s = self
+            .groups
+            .groups
+            .get_mut(&group)
+            .ok_or_else(|| NodeError::UnknownGroup(group_hex(&group)))?;
+        if !s.record.active {
+            return Err(NodeError::NotAllowed(
+                "this node is no longer a member of the group".into(),
+            ));
+        }
+        let now = now_ms();
+        let seq = s.record.next_seq.max(1);
+        s.record.next_seq = seq + 1;
+        let body = v1::DmBody {
+            id: crate::crypto::random_bytes::<16>().to_vec(),
+            text,
+            sent_ms: now,
+            seq,
+            expires_at_ms: expires_in.map_or(0, |d| now + d.as_millis() as u64),
+        };
+        let mls = self
+            .dm
+            .mls
+            .encrypt(&group, &body.encode_to_vec())
+            .map_err(dm_err)?;
+        self.save_mls()?;
+        self.save_group(&group)?;
+        let me = *self.swarm.local_peer_id();
+        let stored = v1::StoredGroupMessage {
+            group_id: group.clone(),
+            author: me.to_bytes(),
+            body: Some(body),
+            received_ms: now,
+        };
+        self.store_group_message(&stored)?;
+        let wire = v1::GroupWire {
+            sent_ms: now,
+            mls_message: mls,
+        };
+        self.log_and_publish(&group, &wire)?;
+        let view = GroupMessageView::of(&me, &stored)
+            .ok_or_else(|| NodeError::InvalidInput("bad message".into()))?;
+        let _ = self.events.send(Event::GroupMessage {
+            message: view.clone(),
+        });
+        Ok(view)
+    }
+
+    /// `group history`, oldest first.
+    pub(super) fn group_history(&self, group: &[u8]) -> Result<Vec<GroupMessageView>, NodeError> {
+        if !self.groups.groups.contains_key(group) {
+            return Err(NodeError::UnknownGroup(group_hex(group)));
+        }
+        let me = *self.swarm.local_peer_id();
+        let now = now_ms();
+        Ok(self
+            .store
+            .private_scan(Private::GroupMessages, &self.group_index(group))?
+            .into_iter()
+            .filter_map(|(_, v)| v1::StoredGroupMessage::decode(v.as_slice()).ok())
+            .filter_map(|s| GroupMessageView::of(&me, &s))
+            .filter(|v| v.expires_at.is_none_or(|t| t > now))
+            .collect())
+    }
+
+    fn store_group_message(&mut self, stored: &v1::StoredGroupMessage) -> Result<(), NodeError> {
+        let Some(body) = stored.body.as_ref() else {
+            return Ok(());
+        };
+        let mut key = self.group_index(&stored.group_id).to_vec();
+        key.extend_from_slice(&body.sent_ms.to_be_bytes());
+        key.extend_from_slice(&body.id);
+        self.store
+            .private_put(Private::GroupMessages, &key, &stored.encode_to_vec())?;
+        if body.expires_at_ms != 0 {
+            let mut x = b"Y".to_vec();
+            x.extend_from_slice(&body.expires_at_ms.to_be_bytes());
+            x.extend_from_slice(&key);
+            self.store.private_put(Private::Outbox, &x, b"")?;
+            self.groups.next_expiry = None;
+        }
+        Ok(())
+    }
+
+    /// A commit of this node (the owner): logged, then published.
+    fn send_group_wire(&mut self, group: &[u8], mls_message: Vec<u8>) -> Result<(), NodeError> {
+        let wire = v1::GroupWire {
+            sent_ms: now_ms(),
+            mls_message,
+        };
+        self.log_and_publish(group, &wire)
+    }
+
+    /// Keeps a group message in the log (for members that missed it) and gossips it; one too
+    /// large for gossip reaches members when they catch up.
+    fn log_and_publish(&mut self, group: &[u8], wire: &v1::GroupWire) -> Result<(), NodeError> {
+        let id = wire_id(wire);
+        self.store
+            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())?;
+        self.log_wire(group, wire, &id)?;
+        let bytes = wire.encode_to_vec();
+        if bytes.len() > crate::net::MAX_GOSSIP_BYTES - 1024 {
+            tracing::debug!(
+                len = bytes.len(),
+                "group message too large for gossip: members fetch it"
+            );
+            return Ok(());
+        }
+        let Some(topic) = self.groups.groups.get(group).map(|s| s.topic.clone()) else {
+            return Ok(());
+        };
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            // No member connected: they catch up from the log.
+            tracing::debug!("group message not gossiped: {e:?}");
+        }
+        Ok(())
+    }
+
+    fn log_wire(
+        &mut self,
+        group: &[u8],
+        wire: &v1::GroupWire,
+        id: &[u8; 32],
+    ) -> Result<(), NodeError> {
+        let mut k = self.group_index(group).to_vec();
+        k.extend_from_slice(&wire.sent_ms.to_be_bytes());
+        k.extend_from_slice(&id[..8]);
+        self.store
+            .private_put(Private::GroupLog, &k, &wire.encode_to_vec())?;
+        if let Some(s) = self.groups.groups.get_mut(group) {
+            s.synced_ms = s.synced_ms.max(wire.sent_ms.saturating_sub(SYNC_SLACK_MS));
+        }
+        Ok(())
+    }
+
+    /// Whether a gossip topic is a group's.
+    pub(super) fn is_group_topic(&self, topic: &TopicHash) -> bool {
+        self.groups.topics.contains_key(topic)
+    }
+
+    /// Decides what happens to a message on a group topic.
+    pub(super) fn validate_group(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+        let Some(group) = self.groups.topics.get(&message.topic).cloned() else {
+            return MessageAcceptance::Ignore;
+        };
+        let Ok(wire) = v1::GroupWire::decode(message.data.as_slice()) else {
+            return MessageAcceptance::Reject;
+        };
+        match self.receive_group_wire(&group, wire) {
+            Ok(true) => MessageAcceptance::Accept,
+            Ok(false) => MessageAcceptance::Ignore,
+            Err(DmError::FutureEpoch) => {
+                // Its commit did not reach us yet: catch up from the member that sent it.
+                if let Some(source) = message.source {
+                    self.group_sync_with(&group, source, false);
+                }
+                MessageAcceptance::Ignore
+            }
+            Err(e) => {
+                tracing::debug!(group = %group_hex(&group), source = ?message.source, "group message rejected: {e}");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// Processes one message of a group, once. `Ok(true)`: new and valid; `Ok(false)`: a
+    /// duplicate or one this node cannot read by design (sent before it joined).
+    pub(super) fn receive_group_wire(
+        &mut self,
+        group: &[u8],
+        wire: v1::GroupWire,
+    ) -> Result<bool, DmError> {
+        if wire.mls_message.len() > MAX_GROUP_MESSAGE_BYTES {
+            return Err(DmError::NotAllowed("group message too large"));
+        }
+        let id = wire_id(&wire);
+        if matches!(
+            self.store.private_get(Private::Seen, &id[..16]),
+            Ok(Some(_))
+        ) {
+            return Ok(false);
+        }
+        let (owner, active, join_epoch) = match self.groups.groups.get(group) {
+            Some(s) => (s.owner, s.record.active, s.record.join_epoch),
+            None => return Err(DmError::UnknownGroup),
+        };
+        if !active {
+            return Ok(false);
+        }
+        let h = header(&wire.mls_message).ok_or(DmError::Malformed)?;
+        if h.group != group {
+            return Err(DmError::NotAllowed("message of another group"));
+        }
+        if h.epoch < join_epoch {
+            return Ok(false);
+        }
+        let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
+            Err(DmError::FutureEpoch) => {
+                if self.groups.early.len() < MAX_EARLY
+                    && !self.groups.early.iter().any(|(_, w)| wire_id(w) == id)
+                {
+                    self.groups.early.push((group.to_vec(), wire));
+                }
+                return Err(DmError::FutureEpoch);
+            }
+            other => other?,
+        };
+        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        self.save_mls().map_err(store)?;
+        self.store
+            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())
+            .map_err(|e| store(e.into()))?;
+        self.log_wire(group, &wire, &id).map_err(store)?;
+        match incoming {
+            GroupIncoming::Application { author, plaintext } => {
+                let body =
+                    v1::DmBody::decode(plaintext.as_slice()).map_err(|_| DmError::Malformed)?;
+                check_body(&body)?;
+                if body.expires_at_ms != 0 && body.expires_at_ms <= now_ms() {
+                    return Ok(true);
+                }
+                let stored = v1::StoredGroupMessage {
+                    group_id: group.to_vec(),
+                    author: author.to_bytes(),
+                    body: Some(body),
+                    received_ms: now_ms(),
+                };
+                self.store_group_message(&stored).map_err(store)?;
+                if let Some(view) = GroupMessageView::of(self.swarm.local_peer_id(), &stored) {
+                    let _ = self.events.send(Event::GroupMessage { message: view });
+                }
+            }
+            GroupIncoming::Commit { removed_me } => {
+                self.refresh_members(group);
+                if removed_me {
+                    self.leave_group(group);
+                } else {
+                    tracing::debug!(group = %group_hex(group), "group moved to a new epoch");
+                    self.retry_early(group);
+                }
+                if let Ok(view) = self.group_view(group) {
+                    let _ = self.events.send(Event::GroupChanged { group: view });
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn retry_early(&mut self, group: &[u8]) {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups.early)
+            .into_iter()
+            .partition(|(g, _)| g == group);
+        self.groups.early = rest;
+        let mut mine: Vec<v1::GroupWire> = mine.into_iter().map(|(_, w)| w).collect();
+        mine.sort_by_key(order_key);
+        for w in mine {
+            // Still early ones go back to the queue inside.
+            let _ = self.receive_group_wire(group, w);
+        }
+    }
+
+    /// This node was removed: it stops following the group and keeps what it had read.
+    fn leave_group(&mut self, group: &[u8]) {
+        let Some(s) = self.groups.groups.get_mut(group) else {
+            return;
+        };
+        s.record.active = false;
+        let topic = s.topic.clone();
+        self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        self.groups.early.retain(|(g, _)| g != group);
+        let _ = self.save_group(group);
+        tracing::info!(group = %group_hex(group), "removed from the group");
+    }
+
+    /// A Welcome into a group, with its sealed invitation, from `from`.
+    pub(super) fn receive_group_invite(
+        &mut self,
+        from: &PeerId,
+        env: &v1::DmEnvelope,
+    ) -> Result<(), DmError> {
+        let (group, key) = self.dm.mls.group_join(from, &env.mls_message)?;
+        let invite = match open_invite(&key, &group, &env.group_invite).and_then(|i| {
+            let owner = PeerId::from_bytes(&i.owner).map_err(|_| DmError::Malformed)?;
+            if owner != *from {
+                return Err(DmError::NotAllowed("only the group's owner invites"));
+            }
+            crate::group::check_name(&i.name)?;
+            Ok(i)
+        }) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = self.dm.mls.forget(&group);
+                return Err(e);
+            }
+        };
+        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        self.save_mls().map_err(store)?;
+        let (_, epoch, _) = self.dm.mls.group_state(&group)?;
+        let record = GroupRecord {
+            name: invite.name,
+            owner: from.to_string(),
+            created_ms: invite.created_ms,
+            joined_ms: now_ms(),
+            join_epoch: epoch,
+            active: true,
+            next_seq: 1,
+        };
+        // Catch up from the invitation's time: what was sent since is readable.
+        let since = env.sent_ms.saturating_sub(SYNC_SLACK_MS);
+        self.install_group(group.clone(), record);
+        if let Some(s) = self.groups.groups.get_mut(&group) {
+            s.synced_ms = since;
+        }
+        self.save_group(&group).map_err(store)?;
+        tracing::info!(group = %group_hex(&group), owner = %from, "joined a group");
+        if let Ok(view) = self.group_view(&group) {
+            let _ = self.events.send(Event::GroupChanged { group: view });
+        }
+        self.group_sync_with(&group, *from, true);
+        Ok(())
+    }
+
+    /// The group of this node an MLS message belongs to, if any (it must not be taken as a
+    /// direct message).
+    pub(super) fn group_of_message(&self, mls_message: &[u8]) -> Option<Vec<u8>> {
+        crate::dm::mls::MlsClient::group_of(mls_message)
+            .filter(|g| self.groups.groups.contains_key(g))
+    }
+
+    /// Asks `peer` for a group's messages this node may have missed.
+    fn group_sync_with(&mut self, group: &[u8], peer: PeerId, force: bool) {
+        let me = *self.swarm.local_peer_id();
+        let Some(s) = self.groups.groups.get_mut(group) else {
+            return;
+        };
+        if peer == me
+            || !s.record.active
+            || s.sync_in_flight
+            || (!force && s.last_sync.is_some_and(|t| t.elapsed() < SYNC_MIN_GAP))
+        {
+            return;
+        }
+        s.sync_in_flight = true;
+        s.last_sync = Some(Instant::now());
+        let req = v1::DmRequest {
+            kind: Some(v1::dm_request::Kind::GroupSync(v1::GroupSync {
+                group_id: group.to_vec(),
+                since_ms: s.synced_ms,
+            })),
+        };
+        let id = self.swarm.behaviour_mut().dm.send_request(&peer, req);
+        self.dm.requests.insert(id, Sent::GroupSync(group.to_vec()));
+    }
+
+    /// Answers a member's catch-up request from the log.
+    pub(super) fn answer_group_sync(
+        &mut self,
+        peer: &PeerId,
+        q: &v1::GroupSync,
+        resp: &mut v1::DmResponse,
+    ) {
+        let Some(s) = self.groups.groups.get(&q.group_id) else {
+            resp.error = "unknown group".into();
+            return;
+        };
+        // Only current members are served (even ciphertext tells sizes and times).
+        if !s.record.active || !s.members.contains(peer) {
+            resp.error = "not a member".into();
+            return;
+        }
+        let Ok(log) = self
+            .store
+            .private_scan(Private::GroupLog, &self.group_index(&q.group_id))
+        else {
+            resp.error = "store error".into();
+            return;
+        };
+        let mut bytes = 0;
+        for (k, v) in log {
+            let Some(t) = k
+                .get(16..24)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if t < q.since_ms {
+                continue;
+            }
+            let Ok(w) = v1::GroupWire::decode(v.as_slice()) else {
+                continue;
+            };
+            bytes += w.encoded_len();
+            if resp.group_messages.len() >= SYNC_PAGE
+                || (bytes > SYNC_PAGE_BYTES && !resp.group_messages.is_empty())
+            {
+                resp.more = true;
+                break;
+            }
+            resp.group_messages.push(w);
+        }
+        resp.accepted = resp.group_messages.len() as u32;
+    }
+
+    /// A member's answer to this node's catch-up request.
+    pub(super) fn on_group_sync(&mut self, peer: PeerId, group: Vec<u8>, resp: v1::DmResponse) {
+        if let Some(s) = self.groups.groups.get_mut(&group) {
+            s.sync_in_flight = false;
+        }
+        if !resp.error.is_empty() {
+            tracing::debug!(%peer, "group catch-up refused: {}", resp.error);
+            return;
+        }
+        let mut msgs = resp.group_messages;
+        msgs.truncate(SYNC_PAGE);
+        let newest = msgs.iter().map(|w| w.sent_ms).max();
+        // Commits before the messages of the epochs they open.
+        msgs.sort_by_key(order_key);
+        let mut got = 0;
+        for w in msgs {
+            match self.receive_group_wire(&group, w) {
+                Ok(true) => got += 1,
+                Ok(false) | Err(DmError::FutureEpoch) => {}
+                Err(e) => tracing::debug!(%peer, "caught-up group message refused: {e}"),
+            }
+        }
+        if got > 0 {
+            tracing::debug!(%peer, got, "group messages caught up");
+        }
+        if resp.more
+            && let Some(t) = newest
+            && let Some(s) = self.groups.groups.get_mut(&group)
+            && t > s.synced_ms
+        {
+            s.synced_ms = t;
+            self.group_sync_with(&group, peer, true);
+        }
+    }
+
+    /// The request failed: another member is asked next time.
+    pub(super) fn on_group_sync_failed(&mut self, group: &[u8]) {
+        if let Some(s) = self.groups.groups.get_mut(group) {
+            s.sync_in_flight = false;
+        }
+    }
+
+    /// A peer subscribed to a group's topic: it is a member (or says so); catch up with it.
+    pub(super) fn group_on_subscribed(&mut self, peer: PeerId, topic: &TopicHash) {
+        if let Some(group) = self.groups.topics.get(topic).cloned()
+            && self
+                .groups
+                .groups
+                .get(&group)
+                .is_some_and(|s| s.members.contains(&peer))
+        {
+            self.group_sync_with(&group, peer, false);
+        }
+    }
+
+    /// Housekeeping, once a second: stay connected to a few members of each group, catch up
+    /// now and then, answer invitations that waited too long, expire messages.
+    pub(super) fn group_tick(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
+        for id in ids {
+            let Some(s) = self.groups.groups.get(&id) else {
+                continue;
+            };
+            if !s.record.active {
+                continue;
+            }
+            let connected: Vec<PeerId> = s
+                .members
+                .iter()
+                .filter(|p| **p != me && self.swarm.is_connected(p))
+                .copied()
+                .collect();
+            if connected.len() < WANT_MEMBERS {
+                let mut candidates: Vec<PeerId> = s
+                    .members
+                    .iter()
+                    .filter(|p| **p != me && !self.swarm.is_connected(p))
+                    .filter(|p| {
+                        self.groups
+                            .dialed
+                            .get(*p)
+                            .is_none_or(|t| t.elapsed() >= REDIAL_MEMBER_EVERY)
+                    })
+                    .copied()
+                    .collect();
+                // The owner first (it holds everything), then the others in random order.
+                use rand::seq::SliceRandom;
+                candidates.shuffle(&mut rand::rng());
+                candidates.sort_by_key(|p| *p != s.owner);
+                for p in candidates.into_iter().take(WANT_MEMBERS - connected.len()) {
+                    self.groups.dialed.insert(p, Instant::now());
+                    let _ = self.swarm.dial(p);
+                }
+            }
+            let due = s.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
+            if due && let Some(p) = connected.first().copied() {
+                let pick = connected
+                    .get(rand::random::<u32>() as usize % connected.len())
+                    .copied()
+                    .unwrap_or(p);
+                self.group_sync_with(&id, pick, true);
+            }
+        }
+        let stale: Vec<(Vec<u8>, PeerId)> = self
+            .groups
+            .invites
+            .iter()
+            .filter(|(_, p)| !p.replies.is_empty() && p.since.elapsed() >= INVITE_WAIT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(p) = self.groups.invites.get_mut(&k) {
+                for r in p.replies.drain(..) {
+                    let _ = r.send(Err(NodeError::InvalidInput(format!(
+                        "{}'s key package was not found yet (is it online, or was it ever?); \
+                         the invitation stays pending and goes out when it is found",
+                        k.1
+                    ))));
+                }
+            }
+        }
+        self.expire_group_messages();
+    }
+
+    /// Hourly: the ciphertext log keeps a week.
+    pub(super) fn group_housekeeping(&mut self) {
+        let cutoff = now_ms().saturating_sub(LOG_FOR_MS);
+        let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
+        for id in ids {
+            let Ok(log) = self
+                .store
+                .private_scan(Private::GroupLog, &self.group_index(&id))
+            else {
+                continue;
+            };
+            for (k, _) in log {
+                match k
+                    .get(16..24)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                {
+                    Some(t) if t < cutoff => {
+                        let _ = self.store.private_remove(Private::GroupLog, &k);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn expire_group_messages(&mut self) {
+        let now = now_ms();
+        if self.groups.next_expiry.is_some_and(|t| t > now) {
+            return;
+        }
+        let Ok(items) = self.store.private_scan(Private::Outbox, b"Y") else {
+            return;
+        };
+        self.groups.next_expiry = Some(u64::MAX);
+        for (k, _) in items {
+            let Some(at) = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if at > now {
+                self.groups.next_expiry = Some(at);
+                break;
+            }
+            let _ = self.store.private_remove(Private::GroupMessages, &k[9..]);
+            let _ = self.store.private_remove(Private::Outbox, &k);
+            tracing::debug!("group message expired and deleted");
+        }
+    }
+}
+
+/// Processing order of caught-up messages: by epoch, a commit after its epoch's messages.
+fn order_key(w: &v1::GroupWire) -> (u64, bool, u64) {
+    match header(&w.mls_message) {
+        Some(h) => (h.epoch, h.commit, w.sent_ms),
+        None => (u64::MAX, true, w.sent_ms),
+    }
+}
