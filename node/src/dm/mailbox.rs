@@ -10,7 +10,7 @@ use prost::Message as _;
 use samizdat_proto::v1;
 use sha2::Digest;
 
-use super::{MAX_HOLD_MS, MAX_MLS_BYTES};
+use super::MAX_HOLD_MS;
 use crate::store::{Private, Store, StoreError};
 
 /// Most envelopes held for one recipient.
@@ -45,9 +45,10 @@ pub enum Refused {
 pub fn check_envelope(env: &v1::DmEnvelope, now: u64) -> Result<(PeerId, PeerId), Refused> {
     let sender = PeerId::from_bytes(&env.sender).map_err(|_| Refused::Malformed)?;
     let recipient = PeerId::from_bytes(&env.recipient).map_err(|_| Refused::Malformed)?;
-    // A private group's Welcome carries the group's ratchet tree: larger than a message.
+    // A private group's Welcome carries the group's ratchet tree, and a removal commit sent to
+    // the removed member grows with the group: both are larger than a direct message.
     let max = if env.group_invite.is_empty() {
-        MAX_MLS_BYTES
+        crate::group::MAX_GROUP_MESSAGE_BYTES
     } else {
         crate::group::MAX_WELCOME_BYTES
     };
@@ -259,7 +260,12 @@ mod tests {
         let mut long = env(&a, &b, b"z", now);
         long.expires_ms = now + MAX_HOLD_MS + 1;
         assert_eq!(mb.deposit(&a, &long, now), Err(Refused::Expiry));
-        let big = env(&a, &b, &vec![0u8; MAX_MLS_BYTES + 1], now);
+        let big = env(
+            &a,
+            &b,
+            &vec![0u8; crate::group::MAX_GROUP_MESSAGE_BYTES + 1],
+            now,
+        );
         assert_eq!(mb.deposit(&a, &big, now), Err(Refused::Malformed));
         // The count survives a reopen; only the recipient's collect returns them, in order.
         let mut mb = Mailbox::open(store.clone()).expect("reopen");

@@ -21,7 +21,7 @@ use crate::identity::ed25519_of;
 /// DESIGN.md's ciphersuite: X25519, ChaCha20-Poly1305, SHA-256, Ed25519.
 pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;
 /// Past epochs whose keys are kept, for messages that arrive after a commit.
-const MAX_PAST_EPOCHS: usize = 4;
+pub(crate) const MAX_PAST_EPOCHS: usize = 4;
 /// Messages of one epoch that may arrive out of order (direct delivery and mailboxes race).
 const OUT_OF_ORDER: u32 = 64;
 /// Ciphertexts are padded to a multiple of this, so their size says less about the text.

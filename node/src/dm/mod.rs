@@ -15,8 +15,9 @@ use crate::identity::ed25519_of;
 
 /// Most bytes of a message's text.
 pub const MAX_TEXT_BYTES: usize = 4096;
-/// Most bytes of one envelope's MLS message (a text message is under 5 KiB; a Welcome of a
-/// two-member group about 1 KiB).
+/// Most bytes of a KeyPackage (about 300 bytes in practice). Envelopes may carry up to
+/// [`crate::group::MAX_GROUP_MESSAGE_BYTES`] (a removal commit of a large group), or
+/// [`crate::group::MAX_WELCOME_BYTES`] for a group's Welcome.
 pub const MAX_MLS_BYTES: usize = 32 * 1024;
 /// Most envelopes in one request.
 pub const MAX_ENVELOPES_PER_REQUEST: usize = 64;

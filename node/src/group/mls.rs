@@ -335,9 +335,19 @@ mod tests {
             b"after the removal"
         );
         assert!(c.group_receive(&g, &o.me, &after).is_err());
-        // Even a copy of c's state from before the removal (it ignores the commit) cannot.
         assert_eq!(o.group_state(&g).expect("state").0.len(), 3);
         assert!(!c.group_state(&g).expect("state").2);
+        // Its node forgets the dead state; invited again, it reads what is posted from then on.
+        c.forget(&g).expect("forget");
+        let again = o
+            .group_add(&g, &c.me, &c.key_package().expect("kp"))
+            .expect("re-add");
+        c.group_join(&o.me, &again.welcome).expect("rejoin");
+        let back = o.encrypt(&g, b"welcome back").expect("enc");
+        assert_eq!(
+            text(c.group_receive(&g, &o.me, &back).expect("c")),
+            b"welcome back"
+        );
     }
 
     #[test]

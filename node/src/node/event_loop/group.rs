@@ -247,6 +247,9 @@ impl EventLoop {
         self.install_group(id.clone(), record);
         self.save_group(&id)?;
         tracing::info!(group = %group_hex(&id), "group created");
+        if let Ok(view) = self.group_view(&id) {
+            let _ = self.events.send(Event::GroupChanged { group: view });
+        }
         self.group_view(&id)
     }
 
@@ -611,11 +614,14 @@ impl EventLoop {
     pub(super) fn receive_group_wire(
         &mut self,
         group: &[u8],
-        wire: v1::GroupWire,
+        mut wire: v1::GroupWire,
     ) -> Result<bool, DmError> {
         if wire.mls_message.len() > MAX_GROUP_MESSAGE_BYTES {
             return Err(DmError::NotAllowed("group message too large"));
         }
+        // The time is a sender's claim, used only to order the log: never in the future, so
+        // no one can push other members' catch-up past what they missed.
+        wire.sent_ms = wire.sent_ms.min(now_ms());
         let id = wire_id(&wire);
         if matches!(
             self.store.private_get(Private::Seen, &id[..16]),
@@ -634,7 +640,10 @@ impl EventLoop {
         if h.group != group {
             return Err(DmError::NotAllowed("message of another group"));
         }
-        if h.epoch < join_epoch {
+        let current = self.groups.groups.get(group).map_or(0, |s| s.epoch);
+        // Before this node joined, or older than the epochs whose keys are kept: unreadable
+        // by design, not a sign of malice.
+        if h.epoch < join_epoch || h.epoch + (crate::dm::mls::MAX_PAST_EPOCHS as u64) < current {
             return Ok(false);
         }
         let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
@@ -711,6 +720,10 @@ impl EventLoop {
         let topic = s.topic.clone();
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         self.groups.early.retain(|(g, _)| g != group);
+        // Its MLS state can read nothing new; dropping it also lets a later invitation in.
+        if self.dm.mls.forget(group).is_ok() {
+            let _ = self.save_mls();
+        }
         let _ = self.save_group(group);
         tracing::info!(group = %group_hex(group), "removed from the group");
     }
@@ -970,7 +983,7 @@ impl EventLoop {
         self.expire_group_messages();
     }
 
-    /// Hourly: the ciphertext log keeps a week.
+    /// Every ten minutes: the ciphertext log keeps a week.
     pub(super) fn group_housekeeping(&mut self) {
         let cutoff = now_ms().saturating_sub(LOG_FOR_MS);
         let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
