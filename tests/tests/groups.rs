@@ -220,6 +220,7 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
         sent_ms: samizdat_node::channel::now_ms(),
         seq: 1,
         expires_at_ms: 0,
+        attachment: None,
     };
     let forged = fake.encrypt(&gid, &body.encode_to_vec())?;
     let wire = v1::GroupWire {
@@ -401,5 +402,91 @@ fn a_member_away_catches_up_and_disappearing_messages_vanish_everywhere() -> Res
     }
     assert_eq!(history(&carol, &group)?.len(), 6);
     let _ = c;
+    Ok(())
+}
+
+#[test]
+fn attachments_are_encrypted_end_to_end_in_dms_and_groups() -> Result<()> {
+    use sha2::Digest;
+    let boot = BootstrapProc::start()?;
+    let mut alice = node("alice")?;
+    let mut bob = node("bob")?;
+    let mut carol = node("carol")?;
+    for n in [&mut alice, &mut bob, &mut carol] {
+        n.start(&boot.addrs)?;
+    }
+    let (a, b) = (alice.peer_id()?, bob.peer_id()?);
+    let dir = tempfile::tempdir()?;
+    // 2.5 MiB: three chunks, so segment order and the last-segment flag are exercised.
+    let plain: Vec<u8> = (0..(5 * 1024 * 1024 / 2))
+        .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = dir.path().join("photo.jpg");
+    std::fs::write(&path, &plain)?;
+    let digest = sha2::Sha256::digest(&plain);
+
+    // A direct message with the file: Bob sees the attachment and opens it with its key.
+    let p = path.to_string_lossy().to_string();
+    let sent = alice.json(&["dm", "send", &b, "the photo", "--file", &p])?;
+    let f = &sent["file"];
+    assert_eq!(f["name"], "photo.jpg");
+    assert_eq!(f["size"].as_u64(), Some(plain.len() as u64));
+    let h = wait_for("bob to get the dm", LONG, || {
+        bob.json(&["dm", "history", &a])
+            .ok()
+            .filter(|h| h.as_array().is_some_and(|l| !l.is_empty()))
+    })?;
+    let got = &h[0]["file"];
+    assert_eq!(got["cid"], f["cid"]);
+    let (cid, key) = (
+        got["cid"].as_str().context("cid")?,
+        got["key"].as_str().context("key")?,
+    );
+    let out = dir.path().join("bob.jpg");
+    let o = out.to_string_lossy().to_string();
+    bob.json(&["file", "get", cid, &o, "--key", key, "--timeout", "60s"])?;
+    assert_eq!(sha2::Sha256::digest(std::fs::read(&out)?), digest);
+
+    // Carol can fetch the same cid (anyone can): all she gets is ciphertext, and a wrong key
+    // is a clear error.
+    let c_out = dir.path().join("carol.bin");
+    let co = c_out.to_string_lossy().to_string();
+    carol.json(&["file", "get", cid, &co, "--timeout", "60s"])?;
+    let sealed = std::fs::read(&c_out)?;
+    assert!(sealed.len() > plain.len());
+    assert!(!sealed.windows(64).any(|w| w == &plain[1000..1064]));
+    let wrong = "00".repeat(32);
+    let bad = carol.cli(&["file", "get", cid, &co, "--key", &wrong])?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not decrypt"));
+
+    // In a group: the member reads the attachment; the key is inside the MLS ciphertext.
+    let group = alice.json(&["group", "create", "photos"])?["id"]
+        .as_str()
+        .context("id")?
+        .to_string();
+    wait_for("bob to be added", LONG, || {
+        alice.json(&["group", "invite", &group, &b]).ok()
+    })?;
+    wait_for("bob to list the group", LONG, || group_entry(&bob, &group))?;
+    alice.json(&["group", "post", &group, "album", "--file", &p])?;
+    let h = wait_text(&bob, &group, "album")?;
+    let gf = &h[0]["file"];
+    let out2 = dir.path().join("bob2.jpg");
+    let o2 = out2.to_string_lossy().to_string();
+    bob.json(&[
+        "file",
+        "get",
+        gf["cid"].as_str().context("cid")?,
+        &o2,
+        "--key",
+        gf["key"].as_str().context("key")?,
+        "--timeout",
+        "60s",
+    ])?;
+    assert_eq!(sha2::Sha256::digest(std::fs::read(&out2)?), digest);
+    // Carol's node relayed and fetched ciphertext only: nothing of the photo on her disk.
+    carol.stop();
+    assert!(files_containing(carol.home(), &plain[5000..5064]).is_empty());
     Ok(())
 }

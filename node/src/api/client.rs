@@ -158,15 +158,27 @@ impl ApiClient {
         path: &str,
         out: &mut (impl tokio::io::AsyncWrite + Unpin),
     ) -> Result<u64, ClientError> {
+        self.download_with_key(path, None, out).await
+    }
+
+    /// Like [`ApiClient::download`], asking the node to decrypt a private attachment with
+    /// `key` (hex; sent in a header, never in the URL).
+    pub async fn download_with_key(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
         use futures::StreamExt;
         use tokio::io::AsyncWriteExt;
-        let resp = self
+        let mut req = self
             .http
             .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .bearer_auth(&self.token);
+        if let Some(k) = key {
+            req = req.header(crate::api::KEY_HEADER, k);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         if !resp.status().is_success() {
             return self.decode::<serde_json::Value>(resp).await.map(|_| 0);
         }

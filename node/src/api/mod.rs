@@ -42,7 +42,10 @@ pub struct PostRequest {
     pub file: Option<String>,
 }
 
-/// Body of `POST /v1/dm/{peer}`.
+/// The header that carries a private attachment's key to `GET /v1/files/{cid}/content`.
+pub const KEY_HEADER: &str = "x-samizdat-key";
+
+/// Body of `POST /v1/dm/{peer}` and `POST /v1/groups/{id}/messages`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DmRequest {
     /// The text.
@@ -50,9 +53,12 @@ pub struct DmRequest {
     /// Delete on both sides this many milliseconds after sending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_ms: Option<u64>,
-    /// Content id of a file to attach (not supported yet: refused).
+    /// A bare content id (refused: private conversations take `attachment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// A private attachment, as `POST /v1/files?private=true` returned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<crate::dm::AttachmentView>,
 }
 
 /// Body of `POST /v1/groups`.

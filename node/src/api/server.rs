@@ -225,7 +225,7 @@ async fn dm_send(
 ) -> Result<(StatusCode, Json<crate::dm::DmView>), ApiError> {
     if req.file.is_some() {
         return Err(ApiError::bad_request(
-            "file attachments in direct messages are not supported yet",
+            "direct messages take an encrypted `attachment` (POST /v1/files?private=true), not a bare `file`",
         ));
     }
     let view = s
@@ -234,6 +234,7 @@ async fn dm_send(
             parse_peer(&peer)?,
             req.text,
             req.expires_in_ms.map(std::time::Duration::from_millis),
+            req.attachment,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -286,7 +287,7 @@ async fn group_post(
     let group = parse_group(&id)?;
     if req.file.is_some() {
         return Err(ApiError::bad_request(
-            "file attachments in groups are not supported yet",
+            "groups take an encrypted `attachment` (POST /v1/files?private=true), not a bare `file`",
         ));
     }
     let view = s
@@ -295,6 +296,7 @@ async fn group_post(
             group,
             req.text,
             req.expires_in_ms.map(std::time::Duration::from_millis),
+            req.attachment,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -488,6 +490,9 @@ async fn sync_status(
 #[derive(Deserialize)]
 struct AddFileQuery {
     name: Option<String>,
+    /// Encrypt it as a private attachment (the answer carries its key).
+    #[serde(default)]
+    private: bool,
 }
 
 async fn add_file(
@@ -496,7 +501,13 @@ async fn add_file(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<FileAdded>), ApiError> {
     let name = q.name.unwrap_or_else(|| "file".to_string());
-    let added = s.node.add_file(name, body.into_data_stream()).await?;
+    let added = if q.private {
+        s.node
+            .add_private_file(name, body.into_data_stream())
+            .await?
+    } else {
+        s.node.add_file(name, body.into_data_stream()).await?
+    };
     Ok((StatusCode::CREATED, Json(added)))
 }
 
@@ -519,17 +530,47 @@ async fn fetch_file(
 async fn file_content(
     State(s): State<AppState>,
     Path(cid): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (rec, manifest) = s.node.file_manifest(parse_cid(&cid)?).await?;
+    // A private attachment is decrypted on the way out when its key comes with the request.
+    let key = match headers.get(crate::api::KEY_HEADER) {
+        Some(v) => Some(std::sync::Arc::new(zeroize::Zeroizing::new(
+            v.to_str()
+                .ok()
+                .and_then(|k| crate::files::sealed::parse_key(k).ok())
+                .ok_or_else(|| ApiError::bad_request("the key must be 64 hex digits"))?,
+        ))),
+        None => None,
+    };
+    let count = manifest.chunks.len() as u64;
+    // A wrong key is a clear error before anything is sent, not a broken download.
+    if let (Some(k), Some(first)) = (&key, manifest.chunks.first()) {
+        let chunk = s.node.read_chunk(*first).await?;
+        crate::files::sealed::open_segment(k, 0, count, &chunk)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let node = s.node.clone();
-    let chunks = manifest.chunks.clone();
-    let stream = futures::stream::iter(chunks).then(move |hash| {
+    let size = if key.is_some() {
+        crate::files::sealed::plain_size(manifest.size)
+    } else {
+        manifest.size
+    };
+    let chunks: Vec<(u64, [u8; 32])> = (0u64..).zip(manifest.chunks.iter().copied()).collect();
+    let stream = futures::stream::iter(chunks).then(move |(i, hash)| {
         let node = node.clone();
+        let key = key.clone();
         async move {
-            node.read_chunk(hash)
+            let chunk = node
+                .read_chunk(hash)
                 .await
-                .map(axum::body::Bytes::from)
-                .map_err(|e| std::io::Error::other(e.to_string()))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let chunk = match &key {
+                Some(k) => crate::files::sealed::open_segment(k, i, count, &chunk)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+                None => chunk,
+            };
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk))
         }
     });
     let disposition = format!(
@@ -538,7 +579,7 @@ async fn file_content(
     );
     Response::builder()
         .header(header::CONTENT_TYPE, rec.mime)
-        .header(header::CONTENT_LENGTH, manifest.size)
+        .header(header::CONTENT_LENGTH, size)
         .header(header::CONTENT_DISPOSITION, disposition)
         .header("x-content-type-options", "nosniff")
         .body(axum::body::Body::from_stream(stream))

@@ -271,6 +271,9 @@ enum FileCommand {
         /// Give up after this long.
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         timeout: humantime::Duration,
+        /// Decrypt a private attachment with this key (from the message that carried it).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
     },
     /// Show a file's download status.
     Status {
@@ -472,15 +475,18 @@ async fn dm(home: &Home, out: &Output, cmd: &DmCommand) -> Result<()> {
             file,
         } => {
             let peer = path_peer(peer_id)?;
-            if file.is_some() {
-                anyhow::bail!("file attachments in direct messages are not supported yet");
-            }
+            let api = client(home)?;
+            let attachment = match file {
+                Some(p) => Some(attach(&api, p).await?),
+                None => None,
+            };
             let req = DmRequest {
                 text: text.clone(),
                 expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 file: None,
+                attachment,
             };
-            let m: DmView = client(home)?.post(&format!("/v1/dm/{peer}"), &req).await?;
+            let m: DmView = api.post(&format!("/v1/dm/{peer}"), &req).await?;
             out.value(&m, || format!("sent {}", m.id))
         }
         DmCommand::History { peer_id } => {
@@ -539,13 +545,15 @@ async fn group(home: &Home, out: &Output, cmd: &GroupCommand) -> Result<()> {
             file,
         } => {
             let id = gid(group_id)?;
-            if file.is_some() {
-                bail!("file attachments in groups are not supported yet");
-            }
+            let attachment = match file {
+                Some(p) => Some(attach(&api, p).await?),
+                None => None,
+            };
             let req = DmRequest {
                 text: text.clone(),
                 expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 file: None,
+                attachment,
             };
             let m: GroupMessageView = api.post(&format!("/v1/groups/{id}/messages"), &req).await?;
             out.value(&m, || format!("posted {}", m.id))
@@ -718,6 +726,35 @@ async fn add_file(api: &ApiClient, path: &std::path::Path) -> Result<FileAdded> 
     Ok(api.upload(&format!("/v1/files?name={query}"), f).await?)
 }
 
+/// Adds a file as a private attachment (encrypted under a new key) and describes it.
+async fn attach(api: &ApiClient, path: &std::path::Path) -> Result<crate::dm::AttachmentView> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !f.metadata().await?.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let added: FileAdded = api
+        .upload(
+            &format!("/v1/files?name={}&private=true", url_escape(&name)),
+            f,
+        )
+        .await?;
+    Ok(crate::dm::AttachmentView {
+        cid: added.cid,
+        key: added
+            .key
+            .context("the node did not encrypt the attachment")?,
+        name: added.name,
+        size: added.size,
+        mime: added.mime,
+    })
+}
+
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -746,10 +783,20 @@ async fn file(home: &Home, out: &Output, cmd: &FileCommand) -> Result<()> {
             cid,
             out_path,
             timeout,
+            key,
         } => {
             let cid = cid_arg(cid)?;
+            if let Some(k) = key {
+                crate::files::sealed::parse_key(k)?;
+            }
             let st = fetch(&api, &cid, (*timeout).into()).await?;
-            let written = write_file(&api, &cid, out_path, st.size.unwrap_or(0)).await?;
+            let size = st.size.unwrap_or(0);
+            let size = if key.is_some() {
+                crate::files::sealed::plain_size(size)
+            } else {
+                size
+            };
+            let written = write_file(&api, &cid, out_path, size, key.as_deref()).await?;
             out.value(
                 &serde_json::json!({"cid": cid, "path": out_path, "size": written}),
                 || {
@@ -817,7 +864,13 @@ async fn fetch(api: &ApiClient, cid: &str, timeout: std::time::Duration) -> Resu
 }
 
 /// Streams the verified file out of the daemon into `path` (via a temporary file).
-async fn write_file(api: &ApiClient, cid: &str, path: &std::path::Path, size: u64) -> Result<u64> {
+async fn write_file(
+    api: &ApiClient,
+    cid: &str,
+    path: &std::path::Path,
+    size: u64,
+    key: Option<&str>,
+) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
     let dir = path
         .parent()
@@ -833,7 +886,7 @@ async fn write_file(api: &ApiClient, cid: &str, path: &std::path::Path, size: u6
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
     let written = match api
-        .download(&format!("/v1/files/{cid}/content"), &mut f)
+        .download_with_key(&format!("/v1/files/{cid}/content"), key, &mut f)
         .await
     {
         Ok(n) => n,

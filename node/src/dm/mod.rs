@@ -131,6 +131,62 @@ pub fn open_keypackage_record(key: &RecordKey, bytes: &[u8]) -> Result<KeyPackag
     })
 }
 
+/// A private attachment as clients see it (the key is theirs: it decrypts the file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct AttachmentView {
+    /// The sealed file's content id.
+    pub cid: String,
+    /// Its key (64 hex digits).
+    pub key: String,
+    /// File name.
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// MIME type.
+    pub mime: String,
+}
+
+impl AttachmentView {
+    /// The view of an attachment in a message.
+    pub fn of(a: &v1::Attachment) -> Self {
+        Self {
+            cid: a.cid.clone(),
+            key: data_encoding::HEXLOWER.encode(&a.key),
+            name: a.name.clone(),
+            size: a.size,
+            mime: a.mime.clone(),
+        }
+    }
+
+    /// The attachment to put in a message, checked.
+    pub fn to_wire(&self) -> Result<v1::Attachment, DmError> {
+        let a = v1::Attachment {
+            cid: self.cid.trim().to_string(),
+            key: crate::files::sealed::parse_key(&self.key)
+                .map_err(|_| DmError::NotAllowed("an attachment key is 64 hex digits"))?,
+            name: self.name.clone(),
+            size: self.size,
+            mime: self.mime.clone(),
+        };
+        check_attachment(&a)?;
+        Ok(a)
+    }
+}
+
+/// Checks an attachment's fields.
+pub fn check_attachment(a: &v1::Attachment) -> Result<(), DmError> {
+    if a.cid.parse::<crate::files::Cid>().is_err() {
+        return Err(DmError::NotAllowed("attachment cid is not a file id"));
+    }
+    if a.key.len() != 32 {
+        return Err(DmError::NotAllowed("attachment key must be 32 bytes"));
+    }
+    if a.name.len() > 200 || a.mime.len() > 100 {
+        return Err(DmError::NotAllowed("attachment name or type too long"));
+    }
+    Ok(())
+}
+
 /// A direct message as clients see it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DmView {
@@ -150,6 +206,9 @@ pub struct DmView {
     pub expires_at: Option<u64>,
     /// Whether it has reached the other side's node (outgoing messages only).
     pub delivered: bool,
+    /// Its encrypted attachment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<AttachmentView>,
 }
 
 impl DmView {
@@ -166,6 +225,7 @@ impl DmView {
             outgoing: stored.outgoing,
             expires_at: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
             delivered: !stored.outgoing || stored.received_ms != 0,
+            file: body.attachment.as_ref().map(AttachmentView::of),
         })
     }
 }
@@ -177,6 +237,9 @@ pub fn check_body(body: &v1::DmBody) -> Result<(), DmError> {
     }
     if body.text.len() > MAX_TEXT_BYTES {
         return Err(DmError::NotAllowed("text too long"));
+    }
+    if let Some(a) = &body.attachment {
+        check_attachment(a)?;
     }
     Ok(())
 }

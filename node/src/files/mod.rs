@@ -4,6 +4,7 @@
 mod blobs;
 mod download;
 mod import;
+pub mod sealed;
 
 pub use blobs::{BlobError, BlobStore};
 pub use download::{Ask, Download, DownloadStatus};

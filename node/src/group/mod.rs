@@ -145,6 +145,9 @@ pub struct GroupMessageView {
     pub outgoing: bool,
     /// When it deletes itself (ms since the epoch), if it does.
     pub expires_at: Option<u64>,
+    /// Its encrypted attachment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<crate::dm::AttachmentView>,
 }
 
 impl GroupMessageView {
@@ -160,6 +163,7 @@ impl GroupMessageView {
             text: body.text.clone(),
             outgoing: author == *me,
             expires_at: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
+            file: body.attachment.as_ref().map(crate::dm::AttachmentView::of),
         })
     }
 }

@@ -172,6 +172,9 @@ pub struct FileAdded {
     pub name: String,
     /// MIME type.
     pub mime: String,
+    /// For a private attachment: the key that decrypts it (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -341,11 +344,17 @@ impl NodeHandle {
         peer: PeerId,
         text: String,
         expires_in: Option<Duration>,
+        attachment: Option<crate::dm::AttachmentView>,
     ) -> Result<crate::dm::DmView, NodeError> {
+        let attachment = attachment
+            .map(|a| a.to_wire())
+            .transpose()
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         self.call(|reply| Command::DmSend {
             peer,
             text,
             expires_in,
+            attachment,
             reply,
         })
         .await
@@ -389,11 +398,17 @@ impl NodeHandle {
         group: Vec<u8>,
         text: String,
         expires_in: Option<Duration>,
+        attachment: Option<crate::dm::AttachmentView>,
     ) -> Result<crate::group::GroupMessageView, NodeError> {
+        let attachment = attachment
+            .map(|a| a.to_wire())
+            .transpose()
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         self.call(|reply| Command::GroupPost {
             group,
             text,
             expires_in,
+            attachment,
             reply,
         })
         .await
@@ -437,7 +452,38 @@ impl NodeHandle {
     }
 
     /// Adds a file from a stream of bytes: chunks, seals and stores it, then announces it.
-    pub async fn add_file<S, B, E>(&self, name: String, mut body: S) -> Result<FileAdded, NodeError>
+    pub async fn add_file<S, B, E>(&self, name: String, body: S) -> Result<FileAdded, NodeError>
+    where
+        S: futures::Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.import_file(name, body, None).await
+    }
+
+    /// Adds a private attachment: encrypted under a new random key before it is chunked, so
+    /// what providers store and serve is ciphertext; the key is returned (it travels only in
+    /// the end-to-end encrypted message that carries the attachment).
+    pub async fn add_private_file<S, B, E>(
+        &self,
+        name: String,
+        body: S,
+    ) -> Result<FileAdded, NodeError>
+    where
+        S: futures::Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let key = zeroize::Zeroizing::new(crate::crypto::random_bytes::<32>().to_vec());
+        self.import_file(name, body, Some(key)).await
+    }
+
+    async fn import_file<S, B, E>(
+        &self,
+        name: String,
+        mut body: S,
+        key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<FileAdded, NodeError>
     where
         S: futures::Stream<Item = Result<B, E>> + Unpin,
         B: AsRef<[u8]> + Send + 'static,
@@ -447,11 +493,28 @@ impl NodeHandle {
         let name = sanitize_name(&name);
         let (tx, mut rx) = mpsc::channel::<B>(8);
         let mut importer = Importer::new(self.blobs.clone(), self.max_file_bytes);
+        let mut sealer = match &key {
+            Some(k) => Some(
+                crate::files::sealed::Sealer::new(k)
+                    .map_err(|e| NodeError::InvalidInput(e.to_string()))?,
+            ),
+            None => None,
+        };
         // Chunking, hashing, sealing and writing are blocking work: one thread per import,
         // fed through a small queue so memory stays bounded whatever the file size.
         let worker = tokio::task::spawn_blocking(move || {
             while let Some(piece) = rx.blocking_recv() {
-                importer.feed(piece.as_ref())?;
+                match sealer.as_mut() {
+                    Some(s) => {
+                        for segment in s.feed(piece.as_ref()) {
+                            importer.feed(&segment)?;
+                        }
+                    }
+                    None => importer.feed(piece.as_ref())?,
+                }
+            }
+            if let Some(s) = sealer {
+                importer.feed(&s.finish())?;
             }
             importer.finish()
         });
@@ -494,9 +557,14 @@ impl NodeHandle {
             .await;
         Ok(FileAdded {
             cid: manifest.cid.to_string(),
-            size: manifest.size,
+            size: if key.is_some() {
+                crate::files::sealed::plain_size(manifest.size)
+            } else {
+                manifest.size
+            },
             name,
             mime,
+            key: key.map(|k| data_encoding::HEXLOWER.encode(&k)),
         })
     }
 

@@ -251,6 +251,7 @@ impl EventLoop {
         peer: PeerId,
         text: String,
         expires_in: Option<Duration>,
+        attachment: Option<v1::Attachment>,
     ) -> Result<DmView, NodeError> {
         let me = *self.swarm.local_peer_id();
         if peer == me {
@@ -284,6 +285,7 @@ impl EventLoop {
             sent_ms,
             seq: conv.next_seq,
             expires_at_ms: expires_in.map_or(0, |d| sent_ms + d.as_millis() as u64),
+            attachment,
         };
         let has_group = conv.send_group().is_some();
         self.save_conversation(&peer)?;
@@ -1158,6 +1160,9 @@ impl EventLoop {
                 };
                 self.store_dm(&stored)
                     .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
+                    self.prefetch_attachment(a);
+                }
                 if let Some(view) = DmView::of(self.swarm.local_peer_id(), &stored) {
                     let _ = self.events.send(Event::DirectMessage { message: view });
                 }

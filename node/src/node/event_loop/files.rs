@@ -62,6 +62,18 @@ impl EventLoop {
     }
 
     /// Starts (or continues) fetching a file; returns its status.
+    /// An attachment arrived in a private message: small ones are fetched at once (while its
+    /// sender is likely still online); larger ones when the user asks.
+    pub(super) fn prefetch_attachment(&mut self, a: &samizdat_proto::v1::Attachment) {
+        const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+        if a.size <= PREFETCH_BYTES
+            && let Ok(cid) = a.cid.parse::<Cid>()
+            && let Err(e) = self.fetch_file(cid, a.name.clone())
+        {
+            tracing::debug!("attachment not fetched: {e}");
+        }
+    }
+
     pub(super) fn fetch_file(
         &mut self,
         cid: Cid,

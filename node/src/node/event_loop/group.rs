@@ -437,6 +437,7 @@ impl EventLoop {
         group: Vec<u8>,
         text: String,
         expires_in: Option<Duration>,
+        attachment: Option<v1::Attachment>,
     ) -> Result<GroupMessageView, NodeError> {
         if text.len() > MAX_TEXT_BYTES {
             return Err(NodeError::InvalidInput(format!(
@@ -463,6 +464,7 @@ impl EventLoop {
             sent_ms: now,
             seq,
             expires_at_ms: expires_in.map_or(0, |d| now + d.as_millis() as u64),
+            attachment,
         };
         let mls = self
             .dm
@@ -678,6 +680,9 @@ impl EventLoop {
                     received_ms: now_ms(),
                 };
                 self.store_group_message(&stored).map_err(store)?;
+                if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
+                    self.prefetch_attachment(a);
+                }
                 if let Some(view) = GroupMessageView::of(self.swarm.local_peer_id(), &stored) {
                     let _ = self.events.send(Event::GroupMessage { message: view });
                 }

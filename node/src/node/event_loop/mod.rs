@@ -376,9 +376,10 @@ impl EventLoop {
                 peer,
                 text,
                 expires_in,
+                attachment,
                 reply,
             } => {
-                let _ = reply.send(self.dm_send(peer, text, expires_in));
+                let _ = reply.send(self.dm_send(peer, text, expires_in, attachment));
             }
             Command::DmHistory(peer, reply) => {
                 let _ = reply.send(self.dm_history(&peer));
@@ -394,9 +395,10 @@ impl EventLoop {
                 group,
                 text,
                 expires_in,
+                attachment,
                 reply,
             } => {
-                let _ = reply.send(self.group_post(group, text, expires_in));
+                let _ = reply.send(self.group_post(group, text, expires_in, attachment));
             }
             Command::GroupHistory(group, reply) => {
                 let _ = reply.send(self.group_history(&group));
