@@ -17,5 +17,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod os;
+#[cfg(test)]
+mod proptests;
 pub mod store;
 pub mod sync;

@@ -96,6 +96,7 @@ enum Cmd {
     Listen(oneshot::Sender<Result<Multiaddr>>),
     Subscribe(String, oneshot::Sender<Result<()>>),
     Publish(String, Vec<u8>, oneshot::Sender<Result<()>>),
+    PublishMany(String, Vec<Vec<u8>>, oneshot::Sender<usize>),
     TopicPeers(String, oneshot::Sender<usize>),
     Received(oneshot::Sender<Vec<Vec<u8>>>),
     SetSync(SyncMode, oneshot::Sender<()>),
@@ -186,6 +187,12 @@ impl Attacker {
     /// Publishes raw bytes on a topic.
     pub fn publish(&self, topic: &str, data: Vec<u8>) -> Result<()> {
         self.call(|r| Cmd::Publish(topic.to_string(), data, r))?
+    }
+
+    /// Publishes a batch in one go (for floods); returns how many gossipsub accepted (it
+    /// refuses once no peer on the topic is left).
+    pub fn publish_many(&self, topic: &str, data: Vec<Vec<u8>>) -> Result<usize> {
+        self.call(|r| Cmd::PublishMany(topic.to_string(), data, r))
     }
 
     /// Peers it knows on a topic.
@@ -367,6 +374,20 @@ fn on_command(
                     .map(|_| ())
                     .map_err(|e| anyhow!("{e:?}")),
             );
+        }
+        Cmd::PublishMany(t, batch, r) => {
+            let topic = IdentTopic::new(t);
+            let sent = batch
+                .into_iter()
+                .filter(|d| {
+                    swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(topic.clone(), d.clone())
+                        .is_ok()
+                })
+                .count();
+            let _ = r.send(sent);
         }
         Cmd::TopicPeers(t, r) => {
             let h = IdentTopic::new(t).hash();

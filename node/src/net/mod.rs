@@ -5,6 +5,7 @@ pub mod bootstrap_peer;
 pub mod node_behaviour;
 pub mod rate_limit;
 mod records;
+pub mod scoring;
 pub mod wire;
 
 pub use records::{RecordVerdict, check_record};

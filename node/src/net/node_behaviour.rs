@@ -77,11 +77,16 @@ impl NodeBehaviour {
             .duplicate_cache_time(std::time::Duration::from_secs(10 * 60))
             .build()
             .map_err(|e| NetError::Behaviour(format!("gossipsub config: {e}")))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_cfg,
         )
         .map_err(|e| NetError::Behaviour(format!("gossipsub: {e}")))?;
+        // Peers that send invalid messages lose score and stop being heard (net/scoring.rs);
+        // topics get their parameters when the node subscribes.
+        gossipsub
+            .with_peer_score(super::scoring::peer_params(), super::scoring::thresholds())
+            .map_err(|e| NetError::Behaviour(format!("gossipsub scoring: {e}")))?;
         let rr = |timeout| {
             request_response::Config::default()
                 .with_request_timeout(std::time::Duration::from_secs(timeout))

@@ -143,6 +143,9 @@ pub struct NodeInfo {
     pub external_addrs: Vec<String>,
     /// Relays this node holds a reservation on.
     pub relays: Vec<String>,
+    /// Peers disconnected since start because their gossip score fell below the graylist.
+    #[serde(default)]
+    pub graylisted_peers: u64,
 }
 
 /// How far a channel's history sync has come.

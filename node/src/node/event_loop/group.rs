@@ -151,10 +151,15 @@ impl EventLoop {
             return;
         };
         let topic = topic(&id);
-        if record.active
-            && let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic)
-        {
-            tracing::warn!("cannot subscribe to a group topic: {e:?}");
+        if record.active {
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                tracing::warn!("cannot subscribe to a group topic: {e:?}");
+            }
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_topic_params(topic.clone(), crate::net::scoring::topic_params());
         }
         self.groups.topics.insert(topic.hash(), id.clone());
         let synced_ms = record.joined_ms.saturating_sub(SYNC_SLACK_MS);

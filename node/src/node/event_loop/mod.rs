@@ -132,6 +132,10 @@ pub(crate) struct EventLoop {
     dm: dm::Direct,
     /// Private groups: membership, delivery by gossip, catching up.
     groups: group::Groups,
+    /// Peers disconnected for a low gossip score, and until when they are refused.
+    penalty_box: HashMap<PeerId, Instant>,
+    /// Peers graylisted since start (reported by `info`).
+    graylisted_total: u64,
     shutdown: CancellationToken,
 }
 
@@ -241,6 +245,8 @@ impl EventLoop {
             px_asked: HashMap::new(),
             dm,
             groups: group::Groups::default(),
+            penalty_box: HashMap::new(),
+            graylisted_total: 0,
             shutdown,
         };
         for addr in listen_addrs {
@@ -486,6 +492,7 @@ impl EventLoop {
                 .map(|a| a.to_string())
                 .collect(),
             relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
+            graylisted_peers: self.graylisted_total,
         }
     }
 
@@ -651,6 +658,11 @@ impl EventLoop {
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&state.topic) {
             tracing::error!(channel = %id, "cannot subscribe: {e:?}");
         }
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_topic_params(state.topic.clone(), crate::net::scoring::topic_params());
         self.topics.insert(state.topic.hash(), id);
         let owner = state.record.role == Role::Owner;
         self.channels.insert(id, state);
@@ -1156,10 +1168,15 @@ impl EventLoop {
                 message,
             } => {
                 let verdict = self.validate(&message);
+                let rejected = matches!(verdict, MessageAcceptance::Reject);
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
+                // The score changed just now: act before the peer can send much more.
+                if rejected {
+                    self.police_peer(propagation_source, Instant::now());
+                }
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 self.group_on_subscribed(peer_id, &topic);
@@ -1329,6 +1346,50 @@ impl EventLoop {
         self.files_tick();
         self.dm_tick();
         self.group_tick();
+        self.police_scores();
+    }
+
+    /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
+    /// protocol abuse) and refuses them for a while; lets them back in afterwards.
+    fn police_scores(&mut self) {
+        let now = Instant::now();
+        let released: Vec<PeerId> = self
+            .penalty_box
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        let user_blocked = self.store.blocked_peers().unwrap_or_default();
+        for p in released {
+            self.penalty_box.remove(&p);
+            if !user_blocked.contains(&p) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+                tracing::info!(peer = %p, "graylisted peer let back in");
+            }
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            self.police_peer(p, now);
+        }
+    }
+
+    /// Disconnects and refuses `peer` if its gossip score is below the graylist.
+    fn police_peer(&mut self, peer: PeerId, now: Instant) {
+        let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
+            return;
+        };
+        if score >= crate::net::scoring::GRAYLIST || self.penalty_box.contains_key(&peer) {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            score,
+            "peer graylisted (invalid gossip): disconnected and refused for 10 minutes"
+        );
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
     }
 
     /// Announces this node as a follower of the channel and looks up the others.

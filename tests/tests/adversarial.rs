@@ -1,0 +1,157 @@
+//! Hostile peers against real nodes: a flood of invalid posts at 10,000 per second. Honest
+//! posts still reach every honest follower, the attacker's gossip score falls until it is
+//! graylisted and disconnected, and the victims' memory stays bounded.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use prost::Message as _;
+use samizdat_proto::v1;
+use samizdat_tests::attacker::Attacker;
+use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn graylisted(n: &NodeProc) -> u64 {
+    n.json(&["id"])
+        .ok()
+        .and_then(|v| v["graylisted_peers"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_invalid_posts_is_cut_off_and_honest_posts_still_arrive() -> Result<()> {
+    let boot = BootstrapProc::start()?;
+    let mut owner = NodeProc::new("owner")?;
+    owner.set_env("RUST_LOG", "samizdat_node=info");
+    owner.start(&boot.addrs)?;
+    let ch = owner.json(&["channel", "create", "under fire"])?;
+    let channel = ch["id"].as_str().context("id")?.to_string();
+    let link = ch["link"].as_str().context("link")?.to_string();
+    let mut followers = Vec::new();
+    for i in 0..2 {
+        let mut f = NodeProc::new(&format!("follower{i}"))?;
+        f.set_env("RUST_LOG", "samizdat_node=info");
+        f.start(&boot.addrs)?;
+        f.follow(&link)?;
+        f.wait_topic_peers(&channel, 1)?;
+        followers.push(f);
+    }
+    let topic = format!("samizdat/channel/{channel}");
+    let attacker = std::sync::Arc::new(Attacker::spawn()?);
+    for n in std::iter::once(&owner).chain(&followers) {
+        attacker.dial(&n.addrs()?[0])?;
+    }
+    attacker.subscribe(&topic)?;
+    wait_for("the attacker to join the topic", LONG, || {
+        attacker.topic_peers(&topic).ok().filter(|p| *p >= 3)
+    })?;
+    let rss_before: Vec<u64> = followers
+        .iter()
+        .map(|f| f.peak_rss_kib().unwrap_or(0))
+        .collect();
+
+    // 10,000 invalid posts a second for 5 seconds (distinct bytes, so gossipsub's duplicate
+    // cache does not absorb them): signed by nobody the channel knows.
+    let started = Instant::now();
+    let flood = std::thread::spawn({
+        let topic = topic.clone();
+        let attacker = attacker.clone();
+        move || -> (usize, usize, Option<(Duration, usize)>) {
+            let (mut offered, mut accepted) = (0usize, 0usize);
+            // When (and after how many offered) no node would take its messages any more.
+            let mut cut_off = None;
+            for round in 0..100u64 {
+                // Paced to 500 every 50 ms: 10,000 a second.
+                let due = started + Duration::from_millis(50 * round);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let batch: Vec<Vec<u8>> = (0..500u64)
+                    .map(|i| {
+                        let post = v1::SignedPost {
+                            body: format!("junk {round} {i}").into_bytes(),
+                            signature: vec![7; 64],
+                            cert: None,
+                        };
+                        v1::ChannelMessage {
+                            kind: Some(v1::channel_message::Kind::Post(post)),
+                            republish: 0,
+                        }
+                        .encode_to_vec()
+                    })
+                    .collect();
+                offered += batch.len();
+                let took = attacker.publish_many(&topic, batch).unwrap_or(0);
+                accepted += took;
+                if took == 0 && cut_off.is_none() {
+                    cut_off = Some((started.elapsed(), offered));
+                }
+            }
+            (offered, accepted, cut_off)
+        }
+    });
+    // Meanwhile the owner posts as usual.
+    for i in 0..10 {
+        owner.post(&channel, &format!("honest {i}"))?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (offered, accepted, cut_off_at) = flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood panicked"))?;
+    let (cut_off_after, cut_off_offered) = cut_off_at.context("the attacker was never cut off")?;
+    let flood_secs = started.elapsed().as_secs_f64();
+    for f in &followers {
+        let h = f.wait_history(&channel, 10, LONG)?;
+        assert_eq!(
+            h.len(),
+            10,
+            "{} stored something it should not have",
+            f.name
+        );
+    }
+    wait_for("every node to graylist the attacker", LONG, || {
+        std::iter::once(&owner)
+            .chain(&followers)
+            .all(|n| graylisted(n) >= 1)
+            .then_some(())
+    })?;
+    // Disconnected and refused: it has nobody left on the topic, and cannot dial back in.
+    wait_for("the attacker to lose its topic peers", LONG, || {
+        attacker.topic_peers(&topic).ok().filter(|p| *p == 0)
+    })?;
+    assert!(
+        attacker.dial(&followers[0].addrs()?[0]).is_err() || {
+            std::thread::sleep(Duration::from_secs(1));
+            attacker.topic_peers(&topic).ok() == Some(0)
+        }
+    );
+    for f in &followers {
+        assert!(
+            f.log().contains("peer graylisted"),
+            "{}: no log line",
+            f.name
+        );
+    }
+    let rss_after: Vec<u64> = followers
+        .iter()
+        .map(|f| f.peak_rss_kib().unwrap_or(0))
+        .collect();
+    eprintln!(
+        "flood: {offered} invalid posts offered in {flood_secs:.1} s ({:.0}/s); gossipsub \
+         took {accepted} before every node had graylisted and disconnected the attacker, \
+         {cut_off_after:.2?} into the flood (after {cut_off_offered} offered); 10/10 honest \
+         posts at both followers; peak RSS of the followers {rss_before:?} -> {rss_after:?} KiB",
+        offered as f64 / flood_secs
+    );
+    for kib in rss_after {
+        assert!(kib < 512 * 1024, "a follower's memory grew to {kib} KiB");
+    }
+    // The honest network still works after the attack.
+    owner.post(&channel, "after the storm")?;
+    for f in &followers {
+        f.wait_history(&channel, 11, LONG)?;
+    }
+    drop(boot);
+    Ok(())
+}
