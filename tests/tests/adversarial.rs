@@ -155,3 +155,76 @@ fn a_flood_of_invalid_posts_is_cut_off_and_honest_posts_still_arrive() -> Result
     drop(boot);
     Ok(())
 }
+
+#[test]
+fn hundreds_of_stalled_connections_and_streams_leave_the_node_serving() -> Result<()> {
+    use std::io::Write;
+    let boot = BootstrapProc::start()?;
+    let mut owner = NodeProc::new("owner")?;
+    owner.start(&boot.addrs)?;
+    let ch = owner.json(&["channel", "create", "busy"])?;
+    let channel = ch["id"].as_str().context("id")?.to_string();
+    let mut victim = NodeProc::new("victim")?;
+    victim.set_env("RUST_LOG", "samizdat_node=info");
+    victim.start(&boot.addrs)?;
+    victim.follow(ch["link"].as_str().context("link")?)?;
+    victim.wait_topic_peers(&channel, 1)?;
+    let addr = victim.addrs()?[0].clone();
+    // /ip4/127.0.0.1/tcp/PORT/p2p/...
+    let port: u16 = addr
+        .split('/')
+        .nth(4)
+        .and_then(|p| p.parse().ok())
+        .context("tcp port")?;
+    let rss_before = victim.peak_rss_kib().unwrap_or(0);
+
+    // 500 TCP connections that start a handshake and stall (a slowloris), held open.
+    let mut sockets = Vec::new();
+    for _ in 0..500 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"\x13/multistream/1.0.0\n");
+            sockets.push(s);
+        }
+    }
+    // And one libp2p peer opening 300 streams at once on the DM protocol, with garbage.
+    let attacker = std::sync::Arc::new(Attacker::spawn()?);
+    attacker.dial(&addr)?;
+    let victim_peer: libp2p::PeerId = victim.peer_id()?.parse()?;
+    let streams: Vec<_> = (0..300)
+        .map(|i| {
+            let a = attacker.clone();
+            std::thread::spawn(move || a.dm_raw(victim_peer, vec![0xff; 100 + i]).is_ok())
+        })
+        .collect();
+    let answered = streams
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .filter(|ok| *ok)
+        .count();
+
+    // The node keeps serving its channel meanwhile.
+    for i in 0..5 {
+        owner.post(&channel, &format!("still here {i}"))?;
+    }
+    victim.wait_history(&channel, 5, LONG)?;
+    let info = victim.json(&["id"])?;
+    let refused = info["refused_connections"].as_u64().unwrap_or(0);
+    assert!(refused > 0, "no connection was refused: {info}");
+    assert!(
+        victim
+            .log()
+            .contains("incoming connection refused at a limit")
+    );
+    let rss_after = victim.peak_rss_kib().unwrap_or(0);
+    eprintln!(
+        "slowloris: {} stalled TCP connections held, {refused} refused at the pending-handshake \
+         limit; 300 garbage streams, {answered} answered; 5/5 posts delivered meanwhile; peak \
+         RSS {rss_before} -> {rss_after} KiB",
+        sockets.len()
+    );
+    assert!(rss_after < 512 * 1024, "memory grew to {rss_after} KiB");
+    drop(sockets);
+    owner.post(&channel, "after")?;
+    victim.wait_history(&channel, 6, LONG)?;
+    Ok(())
+}

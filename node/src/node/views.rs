@@ -146,6 +146,9 @@ pub struct NodeInfo {
     /// Peers disconnected since start because their gossip score fell below the graylist.
     #[serde(default)]
     pub graylisted_peers: u64,
+    /// Incoming connections refused since start because a limit was reached.
+    #[serde(default)]
+    pub refused_connections: u64,
 }
 
 /// How far a channel's history sync has come.

@@ -136,6 +136,9 @@ pub(crate) struct EventLoop {
     penalty_box: HashMap<PeerId, Instant>,
     /// Peers graylisted since start (reported by `info`).
     graylisted_total: u64,
+    /// Incoming connections refused at a limit since start, and when that was last logged.
+    refused_connections: u64,
+    last_refusal_log: Option<Instant>,
     shutdown: CancellationToken,
 }
 
@@ -247,6 +250,8 @@ impl EventLoop {
             groups: group::Groups::default(),
             penalty_box: HashMap::new(),
             graylisted_total: 0,
+            refused_connections: 0,
+            last_refusal_log: None,
             shutdown,
         };
         for addr in listen_addrs {
@@ -493,6 +498,7 @@ impl EventLoop {
                 .collect(),
             relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
             graylisted_peers: self.graylisted_total,
+            refused_connections: self.refused_connections,
         }
     }
 
@@ -986,7 +992,23 @@ impl EventLoop {
                 }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!("incoming connection failed: {error}");
+                if let libp2p::swarm::ListenError::Denied { cause } = &error {
+                    // A limit was hit (connections, pending handshakes, memory): say so, but
+                    // at most every 10 s, so a flood cannot flood the log too.
+                    self.refused_connections += 1;
+                    if self
+                        .last_refusal_log
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                    {
+                        self.last_refusal_log = Some(Instant::now());
+                        tracing::warn!(
+                            refused_total = self.refused_connections,
+                            "incoming connection refused at a limit: {cause}"
+                        );
+                    }
+                } else {
+                    tracing::debug!("incoming connection failed: {error}");
+                }
             }
             _ => {}
         }
