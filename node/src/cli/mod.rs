@@ -476,16 +476,7 @@ async fn dm(home: &Home, out: &Output, cmd: &DmCommand) -> Result<()> {
         } => {
             let peer = path_peer(peer_id)?;
             let api = client(home)?;
-            let attachment = match file {
-                Some(p) => Some(attach(&api, p).await?),
-                None => None,
-            };
-            let req = DmRequest {
-                text: text.clone(),
-                expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                file: None,
-                attachment,
-            };
+            let req = message_request(&api, text, expires_in.as_ref(), file.as_deref()).await?;
             let m: DmView = api.post(&format!("/v1/dm/{peer}"), &req).await?;
             out.value(&m, || format!("sent {}", m.id))
         }
@@ -545,16 +536,7 @@ async fn group(home: &Home, out: &Output, cmd: &GroupCommand) -> Result<()> {
             file,
         } => {
             let id = gid(group_id)?;
-            let attachment = match file {
-                Some(p) => Some(attach(&api, p).await?),
-                None => None,
-            };
-            let req = DmRequest {
-                text: text.clone(),
-                expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                file: None,
-                attachment,
-            };
+            let req = message_request(&api, text, expires_in.as_ref(), file.as_deref()).await?;
             let m: GroupMessageView = api.post(&format!("/v1/groups/{id}/messages"), &req).await?;
             out.value(&m, || format!("posted {}", m.id))
         }
@@ -724,6 +706,25 @@ async fn add_file(api: &ApiClient, path: &std::path::Path) -> Result<FileAdded> 
         .unwrap_or_else(|| "file".into());
     let query = url_escape(&name);
     Ok(api.upload(&format!("/v1/files?name={query}"), f).await?)
+}
+
+/// The body of a direct or group message: text, expiry, and the file (uploaded encrypted).
+async fn message_request(
+    api: &ApiClient,
+    text: &str,
+    expires_in: Option<&humantime::Duration>,
+    file: Option<&std::path::Path>,
+) -> Result<DmRequest> {
+    let attachment = match file {
+        Some(p) => Some(attach(api, p).await?),
+        None => None,
+    };
+    Ok(DmRequest {
+        text: text.to_string(),
+        expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        file: None,
+        attachment,
+    })
 }
 
 /// Adds a file as a private attachment (encrypted under a new key) and describes it.

@@ -712,10 +712,13 @@ impl EventLoop {
         if self.dm.next_expiry.is_some_and(|t| t > now) {
             return;
         }
-        let Ok(items) = self.store.private_scan(Private::Outbox, b"X") else {
-            return;
-        };
-        self.dm.next_expiry = Some(u64::MAX);
+        self.dm.next_expiry = self.sweep_expired(b'X', Private::Messages, now);
+    }
+
+    /// Deletes the messages of `tree` whose expiry keys (`tag || expires_ms || message key` in
+    /// the outbox tree) are due; returns when the next one is due.
+    pub(super) fn sweep_expired(&self, tag: u8, tree: Private, now: u64) -> Option<u64> {
+        let items = self.store.private_scan(Private::Outbox, &[tag]).ok()?;
         for (k, _) in items {
             let Some(at) = k
                 .get(1..9)
@@ -725,13 +728,13 @@ impl EventLoop {
                 continue;
             };
             if at > now {
-                self.dm.next_expiry = Some(at);
-                break; // keys are in expiry order
+                return Some(at); // keys are in expiry order
             }
-            let _ = self.store.private_remove(Private::Messages, &k[9..]);
+            let _ = self.store.private_remove(tree, &k[9..]);
             let _ = self.store.private_remove(Private::Outbox, &k);
-            tracing::debug!("direct message expired and deleted");
+            tracing::debug!(tree = tree.name(), "message expired and deleted");
         }
+        Some(u64::MAX)
     }
 
     /// A KeyPackage record or a closest-peers answer for direct messages.

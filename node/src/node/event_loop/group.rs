@@ -1024,26 +1024,7 @@ impl EventLoop {
         if self.groups.next_expiry.is_some_and(|t| t > now) {
             return;
         }
-        let Ok(items) = self.store.private_scan(Private::Outbox, b"Y") else {
-            return;
-        };
-        self.groups.next_expiry = Some(u64::MAX);
-        for (k, _) in items {
-            let Some(at) = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            if at > now {
-                self.groups.next_expiry = Some(at);
-                break;
-            }
-            let _ = self.store.private_remove(Private::GroupMessages, &k[9..]);
-            let _ = self.store.private_remove(Private::Outbox, &k);
-            tracing::debug!("group message expired and deleted");
-        }
+        self.groups.next_expiry = self.sweep_expired(b'Y', Private::GroupMessages, now);
     }
 }
 
