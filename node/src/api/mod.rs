@@ -4,6 +4,7 @@
 mod client;
 mod error;
 mod server;
+mod ui;
 
 pub use client::{ApiClient, ClientError};
 pub use error::ApiError;
@@ -106,4 +107,7 @@ pub struct HistoryPage {
     pub posts: Vec<crate::node::views::PostView>,
     /// Cursor for the next page, or null at the end.
     pub next: Option<String>,
+    /// With `last=N`: cursor to pass as `before` for the older page, or null at the start.
+    #[serde(default)]
+    pub prev: Option<String>,
 }

@@ -33,16 +33,27 @@ use crate::node::views::{
 use crate::node::{FileAdded, FollowTarget, NodeHandle};
 use crate::store::Cursor;
 
+use super::ui::{self, UiSessions};
+
 /// Largest request body accepted (a post is at most 16 KiB of text).
 const MAX_BODY: usize = 256 * 1024;
 /// Largest history page.
 const MAX_PAGE: usize = 1000;
 
 #[derive(Clone)]
-struct AppState {
+pub(super) struct AppState {
     node: NodeHandle,
     token_hash: [u8; 32],
-    port: u16,
+    pub(super) port: u16,
+    addr: std::net::SocketAddr,
+    pub(super) ui: UiSessions,
+}
+
+/// How a request was authorised: the API token (CLI, bots) or a browser session (the UI).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AuthorizedBy {
+    Token,
+    Session,
 }
 
 /// Serves the API on `listener` until `shutdown` fires.
@@ -57,12 +68,17 @@ pub async fn serve(
         node,
         token_hash: Sha256::digest(token.as_bytes()).into(),
         port: addr.port(),
+        addr,
+        ui: UiSessions::default(),
     };
     let api = Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers))
         .route("/v1/contacts", get(contacts).post(add_contact))
         .route("/v1/contacts/card", get(contact_card))
+        .route("/v1/contacts/card/qr.svg", get(contact_card_qr))
+        .route("/v1/ui/login", post(ui_login))
+        .route("/v1/dm", get(dm_conversations))
         .route("/v1/dial", post(dial))
         .route("/v1/dm/{peer}", get(dm_history).post(dm_send))
         .route("/v1/groups", get(groups).post(create_group))
@@ -95,6 +111,9 @@ pub async fn serve(
         .route("/v1/events", get(events))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/v1/health", get(|| async { "ok" }))
+        .route("/ui/login", get(ui::login))
+        .route("/", get(ui::page))
+        .route("/{file}", get(ui::page))
         .layer(middleware::from_fn_with_state(state.clone(), same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|| async {
@@ -141,19 +160,64 @@ async fn same_origin(State(s): State<AppState>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = bearer(req.headers());
+async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let presented = bearer(headers);
     // Compare digests: equal-length values, so the comparison time says nothing useful.
-    let ok =
-        presented.is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())) == s.token_hash);
-    if !ok {
+    let by = if presented
+        .is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())) == s.token_hash)
+    {
+        Some(AuthorizedBy::Token)
+    } else if presented.is_none()
+        && ui::from_own_page(headers)
+        && ui::session_cookie(headers, s.port).is_some_and(|id| s.ui.is_session(&id))
+    {
+        Some(AuthorizedBy::Session)
+    } else {
+        None
+    };
+    let Some(by) = by else {
         return ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: "missing or wrong API token (see api.token in the node's home)".into(),
         }
         .into_response();
-    }
+    };
+    req.extensions_mut().insert(by);
     next.run(req).await
+}
+
+/// `POST /v1/ui/login`: a one-time login link for the web UI (API token only: a browser
+/// session cannot mint more sessions).
+async fn ui_login(
+    State(s): State<AppState>,
+    axum::Extension(by): axum::Extension<AuthorizedBy>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if by != AuthorizedBy::Token {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "login links are issued to the API token holder only".into(),
+        });
+    }
+    let token = s.ui.issue_login();
+    Ok(Json(serde_json::json!({
+        "url": format!("http://{}/ui/login?token={token}", s.addr),
+    })))
+}
+
+async fn contact_card_qr(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let card = s.node.contact_card().await?;
+    let svg = ui::qr_svg(&card.to_string()).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("QR code: {e}"),
+    })?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+async fn dm_conversations(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<crate::dm::DmConversationView>>, ApiError> {
+    Ok(Json(s.node.dm_conversations().await?))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -381,6 +445,14 @@ async fn unfollow(
 struct HistoryQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// Newest-first paging: the last N posts (before `before`, if given).
+    last: Option<usize>,
+    before: Option<String>,
+}
+
+fn parse_cursor(c: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    c.map(|c| Cursor::from_hex(c).ok_or_else(|| ApiError::bad_request("bad cursor")))
+        .transpose()
 }
 
 async fn history(
@@ -389,15 +461,33 @@ async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let channel = parse_channel(&id)?;
-    let after = match q.after.as_deref() {
-        Some(c) => Some(Cursor::from_hex(c).ok_or_else(|| ApiError::bad_request("bad cursor"))?),
-        None => None,
-    };
+    if let Some(last) = q.last {
+        if q.after.is_some() {
+            return Err(ApiError::bad_request(
+                "`last` pages backwards: use `before`, not `after`",
+            ));
+        }
+        let before = parse_cursor(q.before.as_deref())?;
+        let (posts, prev) = s
+            .node
+            .history_before(channel, before, last.clamp(1, MAX_PAGE))
+            .await?;
+        return Ok(Json(HistoryPage {
+            posts,
+            next: None,
+            prev: prev.map(|c| c.to_hex()),
+        }));
+    }
+    if q.before.is_some() {
+        return Err(ApiError::bad_request("`before` goes with `last=N`"));
+    }
+    let after = parse_cursor(q.after.as_deref())?;
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let (posts, next) = s.node.history(channel, after, limit).await?;
     Ok(Json(HistoryPage {
         posts,
         next: next.map(|c| c.to_hex()),
+        prev: None,
     }))
 }
 
@@ -582,6 +672,11 @@ async fn file_content(
         .header(header::CONTENT_LENGTH, size)
         .header(header::CONTENT_DISPOSITION, disposition)
         .header("x-content-type-options", "nosniff")
+        // Whatever a peer put in the file (HTML, SVG with script) must not run as this origin.
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        )
         .body(axum::body::Body::from_stream(stream))
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }

@@ -86,6 +86,12 @@ enum Command {
     },
     /// Start a bootstrap peer and a few nodes on loopback and show a channel working.
     Demo(DemoArgs),
+    /// Open the web UI: prints a one-time login link (and opens it where a desktop is present).
+    Ui {
+        /// Only print the link (as the last line of stdout); do not open a browser.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +385,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 .await?;
             out.value(&serde_json::json!({}), || format!("dialing {addr}"))
         }
+        Command::Ui { print } => ui(&home, &out, *print).await,
         Command::Channel(cmd) => channel(&home, &out, cmd).await,
         Command::Contact(cmd) => contact(&home, &out, cmd).await,
         Command::Dm(cmd) => dm(&home, &out, cmd).await,
@@ -429,6 +436,47 @@ async fn run(cli: &Cli, home: &Home, args: &RunArgs) -> Result<()> {
     });
     daemon.stopped().await;
     Ok(())
+}
+
+async fn ui(home: &Home, out: &Output, print_only: bool) -> Result<()> {
+    let api = client(home)?;
+    let login: serde_json::Value = api.post("/v1/ui/login", &serde_json::json!({})).await?;
+    let url = login
+        .get("url")
+        .and_then(|u| u.as_str())
+        .context("the node answered no login link")?
+        .to_string();
+    if print_only {
+        println!("{url}");
+        return Ok(());
+    }
+    let desktop = std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || cfg!(target_os = "macos");
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    // The link goes as an argument, never through a shell.
+    let opened = desktop
+        && std::process::Command::new(opener)
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !out.json {
+        if opened {
+            println!("Opened the web UI in your browser. The link works once, for 5 minutes:");
+        } else {
+            println!("Open this link in a browser on this machine (it works once, for 5 minutes):");
+        }
+    }
+    out.value(&serde_json::json!({ "url": url, "opened": opened }), || {
+        url.clone()
+    })
 }
 
 async fn contact(home: &Home, out: &Output, cmd: &ContactCommand) -> Result<()> {

@@ -187,6 +187,19 @@ pub fn check_attachment(a: &v1::Attachment) -> Result<(), DmError> {
     Ok(())
 }
 
+/// A direct-message conversation as clients list it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DmConversationView {
+    /// The other side (peer id).
+    pub peer: String,
+    /// Its name in this node's contacts, if it is one.
+    pub name: Option<String>,
+    /// The newest message, if any is held.
+    pub last: Option<DmView>,
+    /// Messages held.
+    pub count: usize,
+}
+
 /// A direct message as clients see it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DmView {

@@ -77,6 +77,7 @@ pub(crate) enum Command {
         reply: Reply<crate::dm::DmView>,
     },
     DmHistory(PeerId, Reply<Vec<crate::dm::DmView>>),
+    DmConversations(Reply<Vec<crate::dm::DmConversationView>>),
     GroupCreate {
         name: String,
         reply: Reply<crate::group::GroupView>,

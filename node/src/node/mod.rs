@@ -311,6 +311,29 @@ impl NodeHandle {
         self.call(|reply| Command::Dial { addr, reply }).await
     }
 
+    /// The `limit` posts just before `before` (or the newest), oldest first, and the cursor to
+    /// pass as `before` for the page older than that (None when there is none).
+    pub async fn history_before(
+        &self,
+        channel: ChannelId,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<PostView>, Option<Cursor>), NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if store.channel(&channel)?.is_none() {
+                return Err(NodeError::UnknownChannel(channel.to_string()));
+            }
+            let page = store.history_before(&channel, before.as_ref(), limit)?;
+            let prev = (page.len() == limit)
+                .then(|| page.first().map(|(c, _)| c.clone()))
+                .flatten();
+            Ok((page.iter().map(|(_, p)| PostView::from(p)).collect(), prev))
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)?
+    }
+
     /// A page of a channel's history, oldest first, after `after`.
     pub async fn history(
         &self,
@@ -358,6 +381,11 @@ impl NodeHandle {
             reply,
         })
         .await
+    }
+
+    /// Every direct-message conversation, the most recently active first.
+    pub async fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
+        self.call(Command::DmConversations).await
     }
 
     /// A conversation with a peer, oldest first.

@@ -149,6 +149,18 @@ pub struct NodeInfo {
     /// Incoming connections refused since start because a limit was reached.
     #[serde(default)]
     pub refused_connections: u64,
+    /// The bootstrap peers this node knows, and whether it is connected to each.
+    #[serde(default)]
+    pub bootstrap: Vec<BootstrapView>,
+}
+
+/// A bootstrap address and whether this node is connected to its peer now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootstrapView {
+    /// Its multiaddr.
+    pub addr: String,
+    /// Connected to the peer of that address (false when the address names no peer id).
+    pub connected: bool,
 }
 
 /// How far a channel's history sync has come.

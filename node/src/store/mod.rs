@@ -166,6 +166,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<(Cursor, Post)>, StoreError>;
+    /// The `limit` posts just before `before` (or the newest ones), oldest first.
+    fn history_before(
+        &self,
+        channel: &ChannelId,
+        before: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Post)>, StoreError>;
     /// How many posts of a channel are held.
     fn count(&self, channel: &ChannelId) -> Result<u64, StoreError>;
     /// The highest-seq post an author has in a channel.

@@ -440,6 +440,42 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn history_before(
+        &self,
+        channel: &ChannelId,
+        before: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Post)>, StoreError> {
+        let prefix = self.ch16(channel);
+        use std::ops::Bound;
+        let end = match before {
+            Some(c) => {
+                let mut end = [0u8; 40];
+                end[..16].copy_from_slice(&prefix);
+                end[16..].copy_from_slice(&c.0);
+                Bound::Excluded(end.to_vec())
+            }
+            None => {
+                let mut end = [0xffu8; 40];
+                end[..16].copy_from_slice(&prefix);
+                Bound::Included(end.to_vec())
+            }
+        };
+        let iter = self
+            .posts
+            .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end));
+        let mut out = Vec::new();
+        for item in iter.rev().take(limit) {
+            let (k, v) = item?;
+            let post = decode_post(&self.open_value("posts", &k, &v)?)?;
+            let mut c = [0u8; 24];
+            c.copy_from_slice(&k[16..40]);
+            out.push((Cursor(c), post));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     fn count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
         Ok(self.posts.scan_prefix(self.ch16(channel)).keys().count() as u64)
     }
@@ -853,6 +889,27 @@ mod tests {
             .collect();
         assert_eq!(seqs, (1..=25).collect::<Vec<_>>());
         assert_eq!(s.count(&id).expect("count"), 25);
+
+        // Backwards, as a UI scrolls: the newest 10, the 10 before, the last 5.
+        let mut back = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.history_before(&id, before.as_ref(), 10).expect("back");
+            let Some((first, _)) = page.first() else {
+                break;
+            };
+            before = Some(first.clone());
+            let seqs: Vec<u64> = page.iter().map(|(_, p)| p.seq).collect();
+            back.push(seqs);
+        }
+        assert_eq!(
+            back,
+            vec![
+                (16..=25).collect::<Vec<_>>(),
+                (6..=15).collect(),
+                (1..=5).collect()
+            ]
+        );
         let author = ck.public().to_bytes();
         assert_eq!(
             s.author_head(&id, &author).expect("head").map(|p| p.seq),

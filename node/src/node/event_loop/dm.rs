@@ -446,6 +446,28 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Every conversation this node has, the most recently active first.
+    pub(super) fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
+        let names: HashMap<PeerId, String> = self
+            .store
+            .contacts()?
+            .into_iter()
+            .map(|c| (c.card.peer_id, c.name))
+            .collect();
+        let mut list = Vec::with_capacity(self.dm.conversations.len());
+        for peer in self.dm.conversations.keys() {
+            let mut history = self.dm_history(peer)?;
+            list.push(crate::dm::DmConversationView {
+                peer: peer.to_string(),
+                name: names.get(peer).filter(|n| !n.is_empty()).cloned(),
+                count: history.len(),
+                last: history.pop(),
+            });
+        }
+        list.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map_or(0, |m| m.timestamp)));
+        Ok(list)
+    }
+
     /// A page of a conversation, oldest first.
     pub(super) fn dm_history(&self, peer: &PeerId) -> Result<Vec<DmView>, NodeError> {
         let me = *self.swarm.local_peer_id();

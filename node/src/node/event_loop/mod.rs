@@ -395,6 +395,9 @@ impl EventLoop {
             Command::DmHistory(peer, reply) => {
                 let _ = reply.send(self.dm_history(&peer));
             }
+            Command::DmConversations(reply) => {
+                let _ = reply.send(self.dm_conversations());
+            }
             Command::GroupCreate { name, reply } => {
                 let _ = reply.send(self.group_create(name));
             }
@@ -499,6 +502,17 @@ impl EventLoop {
             relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
             graylisted_peers: self.graylisted_total,
             refused_connections: self.refused_connections,
+            bootstrap: self
+                .bootstrap
+                .iter()
+                .map(|a| super::views::BootstrapView {
+                    addr: a.to_string(),
+                    connected: match a.iter().last() {
+                        Some(Protocol::P2p(p)) => self.swarm.is_connected(&p),
+                        _ => false,
+                    },
+                })
+                .collect(),
         }
     }
 
