@@ -132,7 +132,9 @@ function hue(id) {
 }
 
 function setAvatar(el, id, label) {
-  const t = (label || '?').trim();
+  let t = (label || '?').trim();
+  // An unnamed peer shows as "12D3…abcdef": every one would start with "1".
+  if (t.includes('…') && id && t === shortId(id)) t = id.slice(-2);
   const first = [...t.replace(/^[^\p{L}\p{N}]+/u, '')][0] || [...t][0] || '?';
   el.textContent = first.toUpperCase();
   el.style.setProperty('--hue', String(hue(id || t)));
@@ -365,6 +367,8 @@ function cmpMsg(a, b) { return a.ts - b.ts || (a.id < b.id ? -1 : a.id > b.id ? 
 function addMsg(conv, m) {
   const old = conv.byId.get(m.id);
   if (old) {
+    // Delivery only moves forward: a late answer to the send must not undo a later event.
+    if (old.delivered) m.delivered = true;
     const changed = old.delivered !== m.delivered || old.text !== m.text;
     Object.assign(old, m);
     if (changed && old._el) updateMsgEl(conv, old);
@@ -586,6 +590,7 @@ function onPost(post) {
   const conv = getConv('channel', post.channel);
   const m = normPost(post);
   // An old post arriving by sync, older than anything loaded: it is read when scrolled to.
+  if (S.open === conv.key) refreshOpenChannelSoon();
   if (conv.loaded && conv.prev && conv.msgs.length && cmpMsg(m, conv.msgs[0]) < 0) return;
   noteIncoming(conv, m);
 }
@@ -690,6 +695,7 @@ function onPeersChanged() {
   }, 600);
   const conv = openConv();
   if (conv && conv.kind === 'dm') renderConvHead(conv);
+  if (conv && conv.kind === 'channel') refreshOpenChannelSoon();
 }
 
 function onSync(st) {
@@ -761,7 +767,10 @@ function lastLine(conv) {
     return 'No messages yet';
   }
   let s = m.text ? m.text.replace(/\s+/g, ' ') : '';
-  if (m.file) s = s ? `📎 ${s}` : `📎 ${m.file.name}`;
+  if (m.file) {
+    const what = { image: 'Photo', video: 'Video', audio: 'Audio' }[mediaKind(m.file)] || 'File';
+    s = s ? `${what} · ${s}` : `${what} · ${m.file.name}`;
+  }
   if (conv.kind !== 'dm' || m.mine) {
     const who = m.mine ? 'You' : (conv.kind === 'channel' && m.author === conv.id ? '' : peerName(m.author));
     if (who) s = `${who}: ${s}`;
@@ -812,7 +821,10 @@ function updateSideItem(conv) {
   s.badge.textContent = n ? (n > 99 || more ? `${Math.min(n, 99)}+` : String(n)) : '';
   s.badge.hidden = n === 0;
   s.btn.classList.toggle('has-unread', n > 0);
-  s.btn.classList.toggle('active', S.open === conv.key);
+  if (s.btn.classList.contains('active') !== (S.open === conv.key)) {
+    s.btn.classList.toggle('active', S.open === conv.key);
+    if (S.open === conv.key) queueMicrotask(() => updateRoving());
+  }
   if (S.open === conv.key) s.btn.setAttribute('aria-current', 'page');
   else s.btn.removeAttribute('aria-current');
   s.btn.setAttribute('aria-label', `${KIND_LABEL[conv.kind]} ${title}${n ? `, ${n} unread` : ''}`);
@@ -832,6 +844,21 @@ function renderSidebarOrder(kind) {
   reconcile($(`list-${kind}`), convs.map((c) => sideItem(c).li));
   $(`empty-${kind}`).hidden = convs.length > 0 || !!f;
   $(`sec-${kind}`).classList.toggle('filtered-out', !!f && convs.length === 0);
+  updateRoving();
+}
+
+/** The conversation list is one Tab stop (the open or last focused item); arrows move inside. */
+function updateRoving(focused) {
+  const items = [...document.querySelectorAll('#conv-lists button.conv')];
+  if (!items.length) return;
+  const target = focused
+    || items.find((b) => b.classList.contains('active'))
+    || items.find((b) => b.tabIndex === 0 && b.dataset.roving)
+    || items[0];
+  for (const b of items) {
+    b.tabIndex = b === target ? 0 : -1;
+    b.dataset.roving = '1';
+  }
 }
 
 function renderSidebar() {
@@ -938,11 +965,34 @@ function showConv(kind, id) {
       if (S.open === conv.key) { renderMessages(conv, { toBottom: true }); markRead(conv); }
     }, () => { if (S.open === conv.key) renderMessages(conv); });
   }
-  if (kind === 'channel') {
-    api(`/v1/channels/${enc(id)}/sync`).then(onSync, () => {});
-    api(`/v1/channels/${enc(id)}`).then((ch) => { S.channels.set(ch.id, ch); if (S.open === conv.key) { renderConvHead(conv); renderComposer(conv); } updateSideItem(conv); }, () => {});
-  }
+  if (kind === 'channel' && !same) refreshChannel(conv, true);
   if (!same && matchMedia('(min-width: 761px)').matches && !$('composer-form').hidden) $('composer').focus({ preventScroll: true });
+}
+
+/** Re-reads an open channel's numbers (peers online, posts held, sync). */
+async function refreshChannel(conv, composerToo) {
+  try {
+    const [ch, st] = await Promise.all([
+      api(`/v1/channels/${enc(conv.id)}`), api(`/v1/channels/${enc(conv.id)}/sync`),
+    ]);
+    const old = S.channels.get(ch.id);
+    S.channels.set(ch.id, ch);
+    S.sync.set(st.channel, st);
+    updateSideItem(conv);
+    if (S.open !== conv.key) return;
+    renderConvHead(conv);
+    updateTopEl(conv);
+    if (composerToo || old?.role !== ch.role) renderComposer(conv);
+  } catch { /* shown by the banner */ }
+}
+
+let channelRefreshTimer = 0;
+function refreshOpenChannelSoon() {
+  clearTimeout(channelRefreshTimer);
+  channelRefreshTimer = setTimeout(() => {
+    const conv = openConv();
+    if (conv && conv.kind === 'channel') refreshChannel(conv, false);
+  }, 1000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1000,7 +1050,7 @@ function renderConvInfo(conv) {
   const bits = [];
   if (st) {
     if (st.syncing) bits.push(`fetching history: ${st.have} of ${st.known}`);
-    else if (st.complete) bits.push(`history complete · ${st.have} ${st.have === 1 ? 'post' : 'posts'}`);
+    else if (st.complete) bits.push('history complete');
     else bits.push(`history: ${st.have} of ${st.known} · waiting for followers who have it`);
   }
   const line = h('div', { class: 'info-row small' }, h('span', { class: 'muted' }, bits.join(' · ')));
@@ -1074,6 +1124,7 @@ function renderMessages(conv, { toBottom = false } = {}) {
   let anchor = null;
   if (!stick) {
     for (const el of E.list.children) {
+      if (!el.classList.contains('msg')) continue;
       if (el.offsetTop + el.offsetHeight > sc.scrollTop) { anchor = { el, off: el.offsetTop - sc.scrollTop }; break; }
     }
   }
@@ -1862,7 +1913,7 @@ function renderMembers(gid) {
     h('span', { class: 'att-info' },
       h('span', { class: 'att-name' }, p === S.me.peer_id ? 'You' : peerName(p),
         p === g.owner ? h('span', { class: 'tag' }, 'owner') : null),
-      h('span', { class: 'muted small mono', title: p }, p)),
+      h('span', { class: 'muted small mono ellipsis', title: p }, p)),
     owner && p !== S.me.peer_id ? h('button', {
       type: 'button', class: 'btn small danger', 'data-fkey': `rm-${p}`,
       onclick: () => removeMember(gid, p),
@@ -2039,7 +2090,7 @@ async function renderNetwork() {
       ? h('p', { class: 'muted small' }, `Since start: ${node.graylisted_peers} peers disconnected for invalid gossip, ${node.refused_connections} incoming connections refused at a limit.`)
       : null));
   cards.push(section('Bootstrap peers', boots.length
-    ? h('ul', { class: 'plain-list' }, boots.map((b) => h('li', { class: 'boot' },
+    ? h('ul', { class: 'plain-list' }, boots.map((b) => h('li', { class: 'bootrow' },
       h('span', { class: `dot ${b.connected ? 'ok' : 'bad'}`, 'aria-hidden': 'true' }),
       h('code', { class: 'wrap-any' }, b.addr),
       h('span', { class: 'muted small' }, b.connected ? 'connected' : 'not connected'))))
@@ -2135,12 +2186,17 @@ function setupUi() {
 
   // Arrow keys move between conversations in the sidebar.
   $('conv-lists').addEventListener('keydown', (e) => {
-    if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+    if (!['ArrowDown', 'ArrowUp', 'Home', 'End'].includes(e.key)) return;
     const items = [...document.querySelectorAll('#conv-lists button.conv')];
     const i = items.indexOf(document.activeElement);
     if (i < 0) return;
     e.preventDefault();
-    items[Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1)))].focus();
+    const j = e.key === 'Home' ? 0 : e.key === 'End' ? items.length - 1
+      : Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1)));
+    items[j].focus();
+  });
+  $('conv-lists').addEventListener('focusin', (e) => {
+    if (e.target.matches('button.conv')) updateRoving(e.target);
   });
   // Escape goes back to the list on a phone-sized window.
   document.addEventListener('keydown', (e) => {
@@ -2202,6 +2258,10 @@ async function boot() {
   setInterval(() => retryFailed(false), RETRY_MS);
   setInterval(() => { if (S.panel === 'network') renderNetwork(); }, 4000);
   setInterval(() => { refreshNetSummary(); for (const c of kindConvs('channel')) updateSideItem(c); }, 15000);
+  setInterval(() => {
+    const conv = openConv();
+    if (conv && conv.kind === 'channel' && document.visibilityState === 'visible') refreshChannel(conv, false);
+  }, 10000);
 }
 
 start();

@@ -36,6 +36,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/css; charset=utf-8",
         include_bytes!("../../ui/style.css"),
     ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("../../ui/icon.svg"),
+    ),
 ];
 
 /// The page's policy: nothing from anywhere but this node, no inline script, no framing.

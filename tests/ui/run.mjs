@@ -1,0 +1,369 @@
+// The web UI in two real browsers (headless Chromium driven by playwright-core), one per node.
+// Run by tests/tests/ui.rs as `node tests/ui/run.mjs` with:
+//   UI_A, UI_B      one-time login URLs (http://127.0.0.1:PORT/ui/login?token=...)
+//   PEER_A, PEER_B  the nodes' peer ids
+//   CHROMIUM        path of the browser (default /usr/bin/chromium)
+//   SHOTS           directory for screenshots
+//   IMAGE           a small PNG to attach
+// Prints one line per step passed; exits non-zero on the first failure.
+
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const WAIT = 30_000;
+const OVERALL = 5 * 60_000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set`);
+  return v;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns something truthy; fails after `timeout` saying what it waited for. */
+async function until(what, fn, timeout = WAIT) {
+  const t0 = Date.now();
+  let last = null;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = null;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() - t0 > timeout) {
+      throw new Error(`timed out after ${Math.round(timeout / 1000)} s waiting for ${what}${last ? ` (last error: ${last.message.split('\n')[0]})` : ''}`);
+    }
+    await sleep(200);
+  }
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+let stepNo = 0;
+let passed = 0;
+async function step(name, fn) {
+  stepNo++;
+  const t0 = Date.now();
+  let note;
+  try {
+    note = await fn();
+  } catch (e) {
+    e.message = `step ${stepNo} (${name}) failed: ${e.message}`;
+    throw e;
+  }
+  passed++;
+  console.log(`ok ${stepNo} - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)${note ? ` [${note}]` : ''}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const cleanups = [];
+async function cleanup() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try { await fn(); } catch { /* best effort */ }
+  }
+}
+
+/** Problems the pages reported: uncaught exceptions and Content-Security-Policy violations. */
+const pageProblems = [];
+function watch(page, who) {
+  page.on('pageerror', (e) => pageProblems.push(`${who}: uncaught ${e.message}`));
+  page.on('console', (m) => {
+    const t = m.text();
+    if (m.type() === 'error' && /Content Security Policy|Refused to (execute|load|apply)/i.test(t)) {
+      pageProblems.push(`${who}: ${t}`);
+    }
+  });
+}
+
+function shot(page, dir, name) {
+  return page.screenshot({ path: path.join(dir, name), fullPage: false });
+}
+
+/** A tiny web server on another port: a page of another origin that tries to drive the node. */
+function startCrossOriginServer(target) {
+  const html = `<!doctype html><meta charset=utf-8><title>elsewhere</title><p>another site</p>
+<script>
+(async () => {
+  const target = ${JSON.stringify(target)};
+  const out = {};
+  async function attempt(name, opts) {
+    try {
+      const r = await fetch(target, opts);
+      out[name] = r.type === 'opaque' ? 'opaque' : 'status ' + r.status;
+    } catch (e) {
+      out[name] = 'blocked: ' + e.message;
+    }
+  }
+  await attempt('json', { method: 'POST', credentials: 'include',
+    headers: { 'content-type': 'application/json' }, body: '{"name":"x"}' });
+  await attempt('no-cors', { method: 'POST', mode: 'no-cors', credentials: 'include',
+    headers: { 'content-type': 'text/plain' }, body: '{"name":"x"}' });
+  window.result = out;
+})();
+</script>`;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(html);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+async function crossOriginAttempt(context, origin) {
+  const server = await startCrossOriginServer(`${origin}/v1/channels`);
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    const result = await until('the cross-origin page to finish its requests',
+      () => page.evaluate(() => window.result));
+    check(!/^status 2/.test(result.json),
+      `a cross-origin POST /v1/channels was accepted: ${JSON.stringify(result)}`);
+    return result;
+  } finally {
+    await page.close();
+  }
+}
+
+/** GET from inside a logged-in page (same origin, the session cookie). */
+function pageGet(page, url) {
+  return page.evaluate(async (u) => {
+    const r = await fetch(u, { credentials: 'same-origin' });
+    return { status: r.status, body: await r.json().catch(() => null) };
+  }, url);
+}
+
+async function login(context, url, who) {
+  const page = await context.newPage();
+  watch(page, who);
+  const origin = new URL(url).origin;
+  const res = await page.goto(url);
+  check(res && res.ok(), `the login link answered ${res && res.status()}`);
+  check(page.url() === `${origin}/`, `login did not land on ${origin}/ but on ${page.url()}`);
+  await page.getByTestId('new-channel').waitFor({ state: 'visible', timeout: WAIT });
+  return page;
+}
+
+function convItem(page, kind, id) {
+  return page.locator(`[data-testid=conv][data-kind=${kind}]${id ? `[data-id="${id}"]` : ''}`);
+}
+
+async function messageVisible(page, text) {
+  return page.locator('[data-testid=message] [data-testid=message-text]', { hasText: text })
+    .first().isVisible();
+}
+
+async function previewLoaded(page) {
+  return page.evaluate(() => [...document.querySelectorAll('img[data-testid=preview]')]
+    .some((i) => i.complete && i.naturalWidth > 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const UI_A = need('UI_A');
+  const UI_B = need('UI_B');
+  const PEER_A = need('PEER_A');
+  const PEER_B = need('PEER_B');
+  const IMAGE = need('IMAGE');
+  const SHOTS = process.env.SHOTS || 'ui-screenshots';
+  const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+  check(fs.existsSync(CHROMIUM), `no browser at ${CHROMIUM}`);
+  check(fs.existsSync(IMAGE), `no image at ${IMAGE}`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const originA = new URL(UI_A).origin;
+  const originB = new URL(UI_B).origin;
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  cleanups.push(() => browser.close());
+  const desktop = { viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 };
+
+  await step('before login: the UI and the API refuse a browser without a session', async () => {
+    const ctx = await browser.newContext(desktop);
+    cleanups.push(() => ctx.close());
+    const page = await ctx.newPage();
+    watch(page, 'fresh');
+    for (const origin of [originA, originB]) {
+      const root = await page.goto(`${origin}/`);
+      check(root.status() === 401, `GET ${origin}/ without a session answered ${root.status()}, not 401`);
+      const html = await root.text();
+      check(!/app\.js|data-testid/.test(html), `the 401 page of ${origin}/ carries the UI: ${html.slice(0, 200)}`);
+      const api = await page.goto(`${origin}/v1/node`);
+      check(api.status() === 401, `GET ${origin}/v1/node without a session answered ${api.status()}, not 401`);
+      const body = await api.text();
+      check(!body.includes('peer_id'), `GET /v1/node without a session gave node info: ${body.slice(0, 200)}`);
+    }
+    const wrong = new URL(UI_A);
+    wrong.searchParams.set('token', '0'.repeat(64));
+    const res = await page.goto(wrong.href);
+    check(res.status() === 401, `a login link with a wrong token answered ${res.status()}, not 401`);
+    const cookies = await ctx.cookies();
+    check(cookies.length === 0, `a wrong login set cookies: ${JSON.stringify(cookies)}`);
+    await shot(page, SHOTS, 'a-login-refused.png');
+    // Another origin, no session yet: refused as well.
+    const r = await crossOriginAttempt(ctx, originA);
+    return `cross-origin without session: ${r.json}`;
+  });
+
+  const ctxA = await browser.newContext(desktop);
+  cleanups.push(() => ctxA.close());
+  const ctxB = await browser.newContext(desktop);
+  cleanups.push(() => ctxB.close());
+  let pageA, pageB, invite;
+
+  await step('A logs in and creates the channel "news"', async () => {
+    pageA = await login(ctxA, UI_A, 'A');
+    // Logged in, a page of another origin still cannot drive A's node with A's cookie.
+    const result = await crossOriginAttempt(ctxA, originA);
+    const list = await pageGet(pageA, '/v1/channels');
+    check(list.status === 200, `GET /v1/channels from A's page answered ${list.status}`);
+    check(!list.body.some((c) => c.name === 'x'),
+      `a cross-origin request created a channel (${JSON.stringify(result)})`);
+    await pageA.getByTestId('new-channel').click();
+    await pageA.getByTestId('channel-name').fill('news');
+    await pageA.getByTestId('channel-create').click();
+    await until('the channel "news" in A\'s sidebar',
+      () => convItem(pageA, 'channel').filter({ hasText: 'news' }).first().isVisible());
+    invite = await until('an invite link in A\'s channel view', async () => {
+      const t = (await pageA.getByTestId('invite-link').textContent()) || '';
+      return t.startsWith('samizdat://channel/') ? t.trim() : null;
+    });
+    return `cross-origin with A's cookie: ${result.json}; no-cors: ${result['no-cors']}; no channel "x"`;
+  });
+
+  await step('B logs in and follows the invite link', async () => {
+    pageB = await login(ctxB, UI_B, 'B');
+    await pageB.getByTestId('new-channel').click();
+    await pageB.getByTestId('follow-link').fill(invite);
+    await pageB.getByTestId('follow-submit').click();
+    await until('the channel "news" in B\'s sidebar',
+      () => convItem(pageB, 'channel').filter({ hasText: 'news' }).first().isVisible());
+    // B is looking at it.
+    await until('B to show the channel', async () => (await pageB.locator('#conv-title').textContent()) === 'news');
+  });
+
+  await step('A posts "hello from A"; B sees it without reloading', async () => {
+    await pageB.evaluate(() => { window.__notReloaded = true; });
+    const composer = pageA.getByTestId('composer');
+    await composer.fill('hello from A');
+    await composer.press('Enter');
+    await until('A\'s own post to show', () => messageVisible(pageA, 'hello from A'));
+    await until('A\'s post to be accepted by A\'s node (no longer "sending…")', () =>
+      pageA.locator('[data-testid=message].pending').count().then((n) => n === 0));
+    await until('"hello from A" on B\'s page', () => messageVisible(pageB, 'hello from A'));
+    check(await pageB.evaluate(() => window.__notReloaded === true), 'B\'s page was reloaded');
+  });
+
+  await step('A attaches an image; B sees its preview', async () => {
+    await pageA.getByTestId('attach').setInputFiles(IMAGE);
+    await pageA.getByTestId('composer').fill('a picture');
+    await pageA.getByTestId('send').click();
+    await until('the picture to be posted on A', async () =>
+      (await messageVisible(pageA, 'a picture'))
+      && (await pageA.locator('[data-testid=message].pending, [data-testid=message].failed').count()) === 0);
+    await until('an image preview (naturalWidth > 0) on B\'s page', () => previewLoaded(pageB));
+    await until('an image preview on A\'s page', () => previewLoaded(pageA));
+    await shot(pageA, SHOTS, 'a-channel.png');
+    await shot(pageB, SHOTS, 'b-channel-with-image.png');
+  });
+
+  await step('B writes to A; A sees an unread badge, opens the conversation, the badge goes', async () => {
+    await pageB.getByTestId('new-dm').click();
+    await pageB.getByTestId('new-dm-peer').fill(PEER_A);
+    await pageB.getByTestId('new-dm-submit').click();
+    const composer = pageB.getByTestId('composer');
+    await composer.waitFor({ state: 'visible', timeout: WAIT });
+    await composer.fill('hi A');
+    await composer.press('Enter');
+    await until('"hi A" on B\'s page', () => messageVisible(pageB, 'hi A'));
+    const item = convItem(pageA, 'dm', PEER_B);
+    const badge = item.getByTestId('unread');
+    await until('an unread badge "1" on A\'s conversation with B', async () =>
+      (await badge.isVisible()) && (await badge.textContent()).trim() === '1');
+    await shot(pageA, SHOTS, 'a-dm-unread.png');
+    await item.click();
+    await until('"hi A" on A\'s page', () => messageVisible(pageA, 'hi A'));
+    await until('the badge to go', async () => !(await badge.isVisible()));
+    await until('B\'s message to show as delivered on B', async () =>
+      (await pageB.locator('[data-testid=message].mine .status').last().textContent()) === '✓✓');
+    await shot(pageA, SHOTS, 'a-dm.png');
+  });
+
+  await step('contact card, network status, and the phone layout', async () => {
+    await pageA.locator('#btn-contacts').click();
+    const card = pageA.getByTestId('contact-card');
+    await card.waitFor({ state: 'visible', timeout: WAIT });
+    const link = await until('A\'s contact card link', async () => {
+      const t = ((await card.getByTestId('card-link').textContent()) || '').trim();
+      return t.startsWith('samizdat://contact/') ? t : null;
+    });
+    await until('the QR code image', () => card.getByTestId('card-qr')
+      .evaluate((i) => i.complete && i.naturalWidth > 0));
+    await shot(pageA, SHOTS, 'a-contact-card.png');
+
+    await pageA.locator('#btn-network').click();
+    const net = pageA.getByTestId('net-status');
+    await net.waitFor({ state: 'visible', timeout: WAIT });
+    await until('the network panel to list B as a connected peer', async () =>
+      (await net.textContent()).includes('peers connected')
+      && (await net.locator('table.peers td[title]').evaluateAll((tds, b) => tds.some((t) => t.title === b), PEER_B)));
+    await shot(pageA, SHOTS, 'a-network.png');
+
+    // B adds A from the card's link; the conversation then carries A's name.
+    await pageB.locator('#btn-contacts').click();
+    await pageB.getByTestId('add-contact-link').fill(link);
+    await pageB.locator('#add-contact-name').fill('Ana');
+    await pageB.getByTestId('add-contact-submit').click();
+    await until('A in B\'s contact list', () => pageB.locator('#contact-list').getByText('Ana').isVisible());
+    await until('B\'s conversation with A to be named Ana', async () =>
+      ((await convItem(pageB, 'dm', PEER_A).textContent()) || '').includes('Ana'));
+
+    await pageB.setViewportSize({ width: 390, height: 844 });
+    // On a phone the contacts panel covers the list: back first.
+    await pageB.locator('#panel-contacts [data-back]').click();
+    await convItem(pageB, 'channel').filter({ hasText: 'news' }).first().click();
+    await until('the channel to fill the phone screen', async () =>
+      (await pageB.locator('#conv-back').isVisible()) && previewLoaded(pageB));
+    await pageB.waitForTimeout(300); // the slide-in transition
+    await shot(pageB, SHOTS, 'b-phone.png');
+    await pageB.locator('#conv-back').click();
+    await until('the conversation list on the phone after "back"', () =>
+      convItem(pageB, 'channel').first().isVisible());
+  });
+
+  check(pageProblems.length === 0, `the pages reported problems:\n  ${pageProblems.join('\n  ')}`);
+  console.log(`${passed} passed, 0 failed`);
+}
+
+const watchdog = setTimeout(async () => {
+  console.error(`the browser test did not finish within ${OVERALL / 1000} s`);
+  await cleanup();
+  process.exit(1);
+}, OVERALL);
+
+try {
+  await main();
+} catch (e) {
+  console.error(e.message);
+  if (pageProblems.length) console.error(`the pages reported:\n  ${pageProblems.join('\n  ')}`);
+  console.log(`${passed} passed, 1 failed`);
+  process.exitCode = 1;
+} finally {
+  clearTimeout(watchdog);
+  await cleanup();
+}
