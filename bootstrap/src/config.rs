@@ -71,6 +71,10 @@ impl Default for BootstrapConfig {
                 max_connections: 4096,
                 max_connections_per_peer: 4,
                 max_pending_incoming: 256,
+                // Many users share a CGNAT or office address; 64 still keeps one host from
+                // taking the peer's 4,096 slots.
+                max_connections_per_ip: 64,
+                limit_loopback: false,
                 max_memory_fraction: 0.9,
             },
             relay: RelayLimits::default(),

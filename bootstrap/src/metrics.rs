@@ -25,6 +25,7 @@ struct Shared {
     routing: Gauge,
     records: Gauge,
     provider_adds: Counter,
+    refused: Counter,
     reservations: Gauge,
     circuits: Gauge,
     peer_id: PeerId,
@@ -53,6 +54,12 @@ pub(crate) async fn serve(
     let provider_adds = Counter::default();
     let reservations = Gauge::default();
     let circuits = Gauge::default();
+    let refused = Counter::default();
+    registry.register(
+        "refused_connections",
+        "Incoming connections refused at a limit (total, per peer, per IP, handshaking, memory)",
+        refused.clone(),
+    );
     registry.register("dht_records", "DHT value records held", records.clone());
     registry.register(
         "dht_provider_records_received",
@@ -76,6 +83,7 @@ pub(crate) async fn serve(
         routing,
         records,
         provider_adds,
+        refused,
         reservations,
         circuits,
         peer_id,
@@ -106,10 +114,14 @@ fn refresh(s: &Shared) -> (i64, i64) {
     s.reservations.set(get(&s.stats.relay_reservations));
     s.circuits.set(get(&s.stats.relay_circuits));
     // Counters only go up: add what arrived since the last scrape.
-    let total = s.stats.dht_provider_adds.load(Ordering::Relaxed) as u64;
-    let seen = s.provider_adds.get();
-    if total > seen {
-        s.provider_adds.inc_by(total - seen);
+    for (counter, total) in [
+        (&s.provider_adds, &s.stats.dht_provider_adds),
+        (&s.refused, &s.stats.refused_connections),
+    ] {
+        let (total, seen) = (total.load(Ordering::Relaxed) as u64, counter.get());
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
     (c, r)
 }

@@ -85,6 +85,11 @@ pub struct Limits {
     pub max_connections_per_peer: u32,
     /// Incoming connections still handshaking.
     pub max_pending_incoming: u32,
+    /// Incoming connections (handshaking or established) from one IP address.
+    pub max_connections_per_ip: u32,
+    /// Whether the per-IP limit applies to loopback addresses too (off: local nodes and tests
+    /// share 127.0.0.1).
+    pub limit_loopback: bool,
     /// Stop accepting connections above this fraction of system memory in use.
     pub max_memory_fraction: f64,
 }
@@ -95,6 +100,8 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_peer: 2,
             max_pending_incoming: 64,
+            max_connections_per_ip: 16,
+            limit_loopback: false,
             max_memory_fraction: 0.9,
         }
     }

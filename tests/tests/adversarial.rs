@@ -228,3 +228,78 @@ fn hundreds_of_stalled_connections_and_streams_leave_the_node_serving() -> Resul
     victim.wait_history(&channel, 6, LONG)?;
     Ok(())
 }
+
+#[test]
+fn one_address_cannot_take_the_connection_slots_of_everyone_else() -> Result<()> {
+    let boot = BootstrapProc::start()?;
+    let mut victim = NodeProc::new("victim")?;
+    victim.set_env("RUST_LOG", "samizdat_node=info");
+    // Loopback is exempt by default (local nodes share 127.0.0.1); here the attacker comes from
+    // 127.0.0.2 and the honest peers from 127.0.0.1, two addresses of one machine.
+    std::fs::write(
+        victim.home().join("config.toml"),
+        "[limits]\nmax_connections_per_ip = 8\nlimit_loopback = true\n",
+    )?;
+    victim.start(&boot.addrs)?;
+    let addr = victim.addrs()?[0].clone();
+    let port: u16 = addr
+        .split('/')
+        .nth(4)
+        .and_then(|p| p.parse().ok())
+        .context("tcp port")?;
+
+    let t0 = Instant::now();
+    // 300 connections from 127.0.0.2 that start a handshake and stall — more than the node's
+    // 64 handshake slots in total, so without a per-IP limit nobody else could connect.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sockets = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut held = Vec::new();
+        for _ in 0..300 {
+            let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+                continue;
+            };
+            if sock.bind("127.0.0.2:0".parse().expect("addr")).is_err() {
+                continue;
+            }
+            if let Ok(mut s) = sock.connect(([127, 0, 0, 1], port).into()).await {
+                let _ = s.write_all(b"\x13/multistream/1.0.0\n").await;
+                held.push(s);
+            }
+        }
+        held
+    });
+    anyhow::ensure!(sockets.len() > 100, "only {} attack sockets", sockets.len());
+    eprintln!("{:?}: {} attack sockets open", t0.elapsed(), sockets.len());
+
+    // An honest peer still gets in while the attack holds its sockets.
+    let mut honest = NodeProc::new("honest")?;
+    honest.start(&boot.addrs)?;
+    let honest_id = honest.peer_id()?;
+    honest.cli_ok(&["dial", &addr])?;
+    wait_for("the honest peer to be connected", LONG, || {
+        victim.json(&["peers"]).ok().filter(|v| {
+            v.as_array()
+                .is_some_and(|l| l.iter().any(|p| p["peer_id"] == honest_id.as_str()))
+        })
+    })?;
+    eprintln!("{:?}: the honest peer is connected", t0.elapsed());
+    let refused = wait_for("refusals to be counted", LONG, || {
+        victim
+            .json(&["id"])
+            .ok()
+            .and_then(|v| v["refused_connections"].as_u64())
+            .filter(|n| *n >= 200)
+    })?;
+    assert!(victim.log().contains("per-IP limit"), "no per-IP log line");
+    eprintln!(
+        "per-IP limit: {} stalled connections from 127.0.0.2, {refused} refused (limit 8 per \
+         IP), an honest peer from 127.0.0.1 connected meanwhile; peak RSS {} KiB",
+        sockets.len(),
+        victim.peak_rss_kib().unwrap_or(0)
+    );
+    drop(sockets);
+    Ok(())
+}

@@ -28,6 +28,8 @@ use crate::config::Limits;
 pub struct BootstrapBehaviour {
     /// Connection-count limits.
     pub limits: connection_limits::Behaviour,
+    /// Connections per IP address.
+    pub ip_limit: super::ip_limit::Behaviour,
     /// Refuse connections under memory pressure.
     pub memory: memory_connection_limits::Behaviour,
     /// Addresses and protocol lists.
@@ -70,6 +72,10 @@ impl Default for BootstrapPeerConfig {
                 max_connections: 4096,
                 max_connections_per_peer: 4,
                 max_pending_incoming: 256,
+                // Many users share a CGNAT or office address; 64 still keeps one host from
+                // taking the peer's 4,096 slots.
+                max_connections_per_ip: 64,
+                limit_loopback: false,
                 max_memory_fraction: 0.9,
             },
             max_reservations: 512,
@@ -95,6 +101,8 @@ pub struct BootstrapStats {
     pub relay_reservations: AtomicUsize,
     /// Relayed circuits open.
     pub relay_circuits: AtomicUsize,
+    /// Incoming connections refused at a limit (total, per peer, per IP, handshaking, memory).
+    pub refused_connections: AtomicUsize,
 }
 
 /// A running bootstrap peer.
@@ -130,6 +138,7 @@ impl BootstrapPeer {
             };
             Ok(BootstrapBehaviour {
                 limits: super::connection_limits(&cfg.limits),
+                ip_limit: super::ip_limit(&cfg.limits),
                 memory: super::memory_limits(&cfg.limits),
                 identify: super::identify(
                     key,
@@ -228,6 +237,7 @@ async fn run(
     stats: Arc<BootstrapStats>,
     shutdown: CancellationToken,
 ) {
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -310,7 +320,20 @@ async fn run(
                 tracing::info!(%address, "listening");
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!("incoming connection refused: {error}");
+                if let libp2p::swarm::ListenError::Denied { cause } = &error {
+                    // Counted always, logged at most every 10 s: a flood must not flood the log.
+                    let n = stats.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_refusal_log = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            refused_total = n,
+                            "incoming connection refused at a limit: {}",
+                            super::denial_reason(cause)
+                        );
+                    }
+                } else {
+                    tracing::debug!("incoming connection failed: {error}");
+                }
             }
             _ => {}
         }

@@ -2,6 +2,7 @@
 //! transports, Kademlia/identify/limits construction, and address helpers.
 
 pub mod bootstrap_peer;
+pub mod ip_limit;
 pub mod node_behaviour;
 pub mod rate_limit;
 mod records;
@@ -215,6 +216,17 @@ pub fn connection_limits(l: &Limits) -> connection_limits::Behaviour {
             .with_max_pending_incoming(Some(l.max_pending_incoming))
             .with_max_pending_outgoing(Some(l.max_pending_incoming)),
     )
+}
+
+/// Why a behaviour refused a connection: the limit's own message (the wrapper's Display only
+/// says "connection denied").
+pub fn denial_reason(cause: &libp2p::swarm::ConnectionDenied) -> String {
+    std::error::Error::source(cause).map_or_else(|| cause.to_string(), |e| e.to_string())
+}
+
+/// Refuse incoming connections from an IP that holds too many already.
+pub fn ip_limit(l: &Limits) -> ip_limit::Behaviour {
+    ip_limit::Behaviour::new(l.max_connections_per_ip.max(1), l.limit_loopback)
 }
 
 /// Refuse new connections when system memory use is above the configured fraction.

@@ -23,6 +23,8 @@ pub struct NodeBehaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Connection-count limits (before others allocate anything).
     pub limits: connection_limits::Behaviour,
+    /// Connections per IP address.
+    pub ip_limit: super::ip_limit::Behaviour,
     /// Refuse connections under memory pressure.
     pub memory: memory_connection_limits::Behaviour,
     /// Exchange of addresses and protocol lists.
@@ -95,6 +97,7 @@ impl NodeBehaviour {
         Ok(Self {
             blocked: allow_block_list::Behaviour::default(),
             limits: super::connection_limits(&config.limits),
+            ip_limit: super::ip_limit(&config.limits),
             memory: super::memory_limits(&config.limits),
             identify: super::identify(key, &format!("samizdat/{}", env!("CARGO_PKG_VERSION"))),
             ping: ping::Behaviour::default(),

@@ -1017,7 +1017,8 @@ impl EventLoop {
                         self.last_refusal_log = Some(Instant::now());
                         tracing::warn!(
                             refused_total = self.refused_connections,
-                            "incoming connection refused at a limit: {cause}"
+                            "incoming connection refused at a limit: {}",
+                            crate::net::denial_reason(cause)
                         );
                     }
                 } else {
