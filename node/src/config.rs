@@ -208,6 +208,9 @@ max_file_bytes = {max_file}
 max_connections = {mc}
 max_connections_per_peer = {mcp}
 max_pending_incoming = {mpi}
+# Incoming connections from one IP address; loopback is exempt unless limit_loopback.
+max_connections_per_ip = {mcip}
+limit_loopback = {lol}
 max_memory_fraction = {mmf}
 "#,
             listen = list(&self.listen),
@@ -227,6 +230,8 @@ max_memory_fraction = {mmf}
             mc = self.limits.max_connections,
             mcp = self.limits.max_connections_per_peer,
             mpi = self.limits.max_pending_incoming,
+            mcip = self.limits.max_connections_per_ip,
+            lol = self.limits.limit_loopback,
             mmf = self.limits.max_memory_fraction,
         )
     }

@@ -29,7 +29,9 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         use crate::channel::PostError;
         let status = match &e {
-            NodeError::UnknownChannel(_) | NodeError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+            NodeError::UnknownChannel(_)
+            | NodeError::UnknownGroup(_)
+            | NodeError::UnknownFile(_) => StatusCode::NOT_FOUND,
             NodeError::NotAllowed(_) => StatusCode::FORBIDDEN,
             NodeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             NodeError::Post(PostError::TooLarge(_) | PostError::TextTooLong(_)) => {

@@ -120,6 +120,10 @@ pub struct GroupView {
     pub role: String,
     /// Current members' peer ids (empty once this node was removed).
     pub members: Vec<String>,
+    /// Invitations not yet carried out (the invitee's key package not found yet); the owner's
+    /// node only.
+    #[serde(default)]
+    pub invited: Vec<String>,
     /// Whether this node is still a member.
     pub active: bool,
     /// The MLS epoch this node is in.

@@ -40,6 +40,9 @@ pub enum NodeError {
     /// The group is not one this node belongs to.
     #[error("unknown group {0}")]
     UnknownGroup(String),
+    /// No file with this content id is held or being fetched here.
+    #[error("unknown file {0} (fetch it first)")]
+    UnknownFile(String),
     /// The operation needs a right this node does not have.
     #[error("{0}")]
     NotAllowed(String),

@@ -35,6 +35,9 @@ pub struct FileView {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
+    /// MIME type as the poster's node saw it (display only; may be empty).
+    #[serde(default)]
+    pub mime: String,
 }
 
 impl From<&Post> for PostView {
@@ -53,6 +56,7 @@ impl From<&Post> for PostView {
                     .to_ascii_lowercase(),
                 name: f.name.clone(),
                 size: f.size,
+                mime: f.mime.clone(),
             }),
         }
     }

@@ -119,7 +119,7 @@ impl EventLoop {
         let rec = self
             .store
             .file(&cid.0)?
-            .ok_or_else(|| NodeError::InvalidInput(format!("unknown file {cid}")))?;
+            .ok_or_else(|| NodeError::UnknownFile(cid.to_string()))?;
         let m = Manifest::verify(cid, &rec.manifest, u64::MAX)
             .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         let mut d = Download::new(*cid, rec.name);

@@ -228,6 +228,17 @@ impl EventLoop {
             owner: s.record.owner.clone(),
             role: if s.owner == me { "owner" } else { "member" }.into(),
             members: if s.record.active { members } else { Vec::new() },
+            invited: {
+                let mut v: Vec<String> = self
+                    .groups
+                    .invites
+                    .keys()
+                    .filter(|(g, _)| g.as_slice() == group)
+                    .map(|(_, p)| p.to_string())
+                    .collect();
+                v.sort();
+                v
+            },
             active: s.record.active,
             epoch: s.epoch,
             joined_at: s.record.joined_ms,
