@@ -343,6 +343,8 @@ function normPost(p) {
   return {
     id: p.id, author: p.author, mine: channelMine(p), ts: p.timestamp, text: p.text,
     expiresAt: p.expires_at ?? null,
+    // The type the poster's node recorded decides how it shows; the name's extension is only a
+    // guess for posts that carry none.
     file: p.file ? { cid: p.file.cid, name: p.file.name, size: p.file.size, mime: p.file.mime || guessMime(p.file.name) } : null,
   };
 }
@@ -821,10 +823,7 @@ function updateSideItem(conv) {
   s.badge.textContent = n ? (n > 99 || more ? `${Math.min(n, 99)}+` : String(n)) : '';
   s.badge.hidden = n === 0;
   s.btn.classList.toggle('has-unread', n > 0);
-  if (s.btn.classList.contains('active') !== (S.open === conv.key)) {
-    s.btn.classList.toggle('active', S.open === conv.key);
-    if (S.open === conv.key) queueMicrotask(() => updateRoving());
-  }
+  s.btn.classList.toggle('active', S.open === conv.key);
   if (S.open === conv.key) s.btn.setAttribute('aria-current', 'page');
   else s.btn.removeAttribute('aria-current');
   s.btn.setAttribute('aria-label', `${KIND_LABEL[conv.kind]} ${title}${n ? `, ${n} unread` : ''}`);
@@ -844,21 +843,6 @@ function renderSidebarOrder(kind) {
   reconcile($(`list-${kind}`), convs.map((c) => sideItem(c).li));
   $(`empty-${kind}`).hidden = convs.length > 0 || !!f;
   $(`sec-${kind}`).classList.toggle('filtered-out', !!f && convs.length === 0);
-  updateRoving();
-}
-
-/** The conversation list is one Tab stop (the open or last focused item); arrows move inside. */
-function updateRoving(focused) {
-  const items = [...document.querySelectorAll('#conv-lists button.conv')];
-  if (!items.length) return;
-  const target = focused
-    || items.find((b) => b.classList.contains('active'))
-    || items.find((b) => b.tabIndex === 0 && b.dataset.roving)
-    || items[0];
-  for (const b of items) {
-    b.tabIndex = b === target ? 0 : -1;
-    b.dataset.roving = '1';
-  }
 }
 
 function renderSidebar() {
@@ -902,8 +886,11 @@ function hideMain() {
 
 function setOpen(key) {
   const prev = S.open ? S.convs.get(S.open) : null;
+  if (S.open !== key) {
+    if (prev && $('composer-form').dataset.conv === prev.key) prev.draft = $('composer').value;
+    $('composer-form').dataset.conv = '';
+  }
   if (prev && prev.key !== key) {
-    prev.draft = $('composer').value;
     S.open = null;
     updateSideItem(prev);
   }
@@ -1016,8 +1003,9 @@ function renderConvHead(conv) {
   } else if (conv.kind === 'group') {
     const g = S.groups.get(conv.id);
     if (g) {
+      const invited = g.active ? pendingInvites(g).size : 0;
       sub.textContent = g.active
-        ? `${g.members.length} ${g.members.length === 1 ? 'member' : 'members'}${g.role === 'owner' ? ' · you own it' : ''}`
+        ? `${g.members.length} ${g.members.length === 1 ? 'member' : 'members'}${invited ? ` · ${invited} invited` : ''}${g.role === 'owner' ? ' · you own it' : ''}`
         : 'you are no longer a member';
       actions.append(h('button', {
         type: 'button', class: 'btn', onclick: () => openMembers(g.id),
@@ -1220,10 +1208,10 @@ function buildMsgEl(conv, m) {
   const p = {};
   p.author = h('span', { class: 'author' });
   p.text = h('div', { class: 'text', 'data-testid': 'message-text' });
-  p.timer = h('span', { class: 'timer', hidden: true });
+  p.timer = h('span', { class: 'timer', 'data-testid': 'timer', hidden: true });
   p.time = h('time', { class: 'time' });
   p.status = h('span', { class: 'status' });
-  p.fail = h('div', { class: 'fail', hidden: true });
+  p.fail = h('div', { class: 'fail', 'data-testid': 'send-failed', hidden: true });
   p.att = m.file ? attachmentEl(conv, m) : null;
   p.upload = h('div', { class: 'upload', hidden: true });
   const bubble = h('div', { class: 'bubble' }, p.author, p.att, p.upload, p.text,
@@ -1252,7 +1240,7 @@ function updateMsgEl(conv, m) {
   p.time.dateTime = new Date(m.ts).toISOString();
   p.time.title = new Date(m.ts).toLocaleString();
   if (m.local) {
-    if (m.state === 'failed') p.status.textContent = '';
+    if (m.state === 'failed') p.status.textContent = 'not sent';
     else p.status.textContent = m.upload && !m.upload.result ? 'uploading…' : 'sending…';
     p.status.title = '';
   } else if (conv.kind === 'dm' && m.mine) {
@@ -1280,12 +1268,16 @@ function updateMsgEl(conv, m) {
     p.upload.hidden = true;
   }
   if (m.local && m.state === 'failed') {
-    p.fail.replaceChildren(
-      h('span', null, `failed${m.error ? ` (${m.error})` : ''} — `),
-      h('button', { type: 'button', class: 'link-btn', onclick: () => retryPending(conv, m) }, 'retry'),
-      h('span', null, ' · '),
-      h('button', { type: 'button', class: 'link-btn', onclick: () => discardPending(conv, m) }, 'discard'),
-    );
+    // Keep the buttons (and the focus on them) when only the text changes.
+    if (!p.retry) {
+      p.failText = h('span', { class: 'fail-text' });
+      p.retry = h('button', { type: 'button', class: 'link-btn', 'data-testid': 'retry', onclick: () => retryPending(conv, m) });
+      p.discard = h('button', { type: 'button', class: 'link-btn', 'data-testid': 'discard', onclick: () => discardPending(conv, m) }, 'Discard');
+      p.fail.replaceChildren(p.failText, ' ', p.retry, ' · ', p.discard);
+    }
+    p.failText.textContent = `Not sent${m.error ? `: ${m.error}` : ''}.${m.transient ? ' Trying again automatically…' : ''}`;
+    p.retry.textContent = m.transient ? 'Retry now' : 'Retry';
+    p.retry.setAttribute('aria-label', `${p.retry.textContent}: ${m.text || m.file?.name || 'message'}`);
     p.fail.hidden = false;
   } else {
     p.fail.hidden = true;
@@ -1339,11 +1331,12 @@ function waitForFile(cid, ms) {
   });
 }
 
+/** The node's status of a file; null when the node does not know it (404: not held, not fetching). */
 async function fileStatus(cid) {
   try {
     return await api(`/v1/files/${enc(cid)}`);
   } catch (e) {
-    if (e.status === 400 || e.status === 404) return null;
+    if (e.status === 404) return null;
     throw e;
   }
 }
@@ -1552,6 +1545,10 @@ function renderComposer(conv) {
   $('composer-note').hidden = c.ok;
   $('composer-note').textContent = c.ok ? '' : c.why;
   if (!c.ok) return;
+  const form = $('composer-form');
+  // Already set up for this conversation (an update of its role or members): keep what is typed.
+  if (form.dataset.conv === conv.key) return;
+  form.dataset.conv = conv.key;
   const ta = $('composer');
   ta.value = conv.draft || '';
   ta.placeholder = conv.kind === 'channel' ? 'Write a post…' : 'Write a message…';
@@ -1714,7 +1711,13 @@ function dropPending(conv, p, view) {
   if (S.open === conv.key) renderMessages(conv, { toBottom: conv.stick });
 }
 
+/** The buttons of a failed message go away: keep the keyboard focus in the conversation. */
+function keepFocus(m) {
+  if (m._el && m._el.contains(document.activeElement) && !$('composer-form').hidden) $('composer').focus();
+}
+
 function retryPending(conv, m) {
+  keepFocus(m);
   m.state = 'sending';
   m.error = null;
   if (m._el) updateMsgEl(conv, m);
@@ -1722,6 +1725,7 @@ function retryPending(conv, m) {
 }
 
 function discardPending(conv, m) {
+  keepFocus(m);
   const i = conv.pending.indexOf(m);
   if (i >= 0) conv.pending.splice(i, 1);
   updateSideItem(conv);
@@ -1885,17 +1889,50 @@ function avatarEl(id, label, round) {
 // ---------------------------------------------------------------------------------------------
 // Group members
 
+/** This page's invitations still waiting for the node's answer: gid → Map(peer → {since, withdrawn}). */
 function invitesFor(gid) {
   let m = S.invites.get(gid);
   if (!m) S.invites.set(gid, (m = new Map()));
   return m;
 }
 
+/**
+ * The group's pending invitations: those the node keeps (`invited`, on the owner's node; they
+ * survive restarts) and those this page is still waiting on. Members are never listed twice.
+ */
+function pendingInvites(g) {
+  const out = new Map();
+  const inv = invitesFor(g.id);
+  for (const p of g.invited || []) if (!g.members.includes(p)) out.set(p, inv.get(p) || null);
+  for (const [p, st] of inv) if (!st.withdrawn && !g.members.includes(p)) out.set(p, st);
+  return out;
+}
+
+/** Re-reads the groups (there is no GET of a single group): brings `invited` up to date. */
+async function refreshGroups() {
+  const list = await api('/v1/groups');
+  for (const g of list) S.groups.set(g.id, g);
+  return list;
+}
+
 function openMembers(gid) {
   const d = $('dlg-members');
   d.dataset.group = gid;
+  d.dataset.error = '';
   renderMembers(gid);
   openDialog('dlg-members');
+  refreshGroups().then(() => {
+    if (d.open && d.dataset.group === gid) renderMembers(gid);
+    const conv = openConv();
+    if (conv && conv.kind === 'group' && conv.id === gid) renderConvHead(conv);
+  }, () => {});
+}
+
+function memberRow(p, name, info, action) {
+  return h('li', { class: 'member', 'data-peer': p },
+    avatarEl(p, peerName(p), true),
+    h('span', { class: 'att-info' }, name, info),
+    action);
 }
 
 let membersTimer = 0;
@@ -1908,43 +1945,53 @@ function renderMembers(gid) {
   const owner = g.role === 'owner' && g.active;
   const focusKey = document.activeElement?.dataset?.fkey;
   const kids = [];
-  kids.push(h('ul', { class: 'plain-list members' }, g.members.map((p) => h('li', { class: 'member' },
-    avatarEl(p, peerName(p), true),
-    h('span', { class: 'att-info' },
-      h('span', { class: 'att-name' }, p === S.me.peer_id ? 'You' : peerName(p),
-        p === g.owner ? h('span', { class: 'tag' }, 'owner') : null),
-      h('span', { class: 'muted small mono ellipsis', title: p }, p)),
+  kids.push(h('ul', { class: 'plain-list members', 'data-testid': 'members' }, g.members.map((p) => memberRow(p,
+    h('span', { class: 'att-name' }, p === S.me.peer_id ? 'You' : peerName(p),
+      p === g.owner ? h('span', { class: 'tag' }, 'owner') : null),
+    h('span', { class: 'muted small mono ellipsis', title: p }, p),
     owner && p !== S.me.peer_id ? h('button', {
       type: 'button', class: 'btn small danger', 'data-fkey': `rm-${p}`,
-      onclick: () => removeMember(gid, p),
+      'aria-label': `Remove ${peerName(p)}`, onclick: () => removeMember(gid, p),
     }, 'Remove') : null))));
-  const inv = invitesFor(gid);
-  if (inv.size) {
-    kids.push(h('h3', null, 'Invitations'));
-    kids.push(h('ul', { class: 'plain-list members' }, [...inv].map(([p, st]) => h('li', { class: 'member' },
-      avatarEl(p, peerName(p), true),
-      h('span', { class: 'att-info' },
-        h('span', { class: 'att-name' }, peerName(p)),
-        h('span', { class: `small ${st.state === 'pending' ? 'muted' : 'warn'}` }, st.state === 'pending'
-          ? `inviting… ${Math.round((Date.now() - st.since) / 1000)} s (can take up to 45 s while their node is looked up)`
-          : `pending: ${st.error}. The invitation stays pending and goes out when their node is found.`)),
-      st.state === 'pending' ? h('span', { class: 'spinner', 'aria-label': 'inviting' })
-        : h('button', { type: 'button', class: 'btn small', 'data-fkey': `wd-${p}`, onclick: () => removeMember(gid, p, true) }, 'Withdraw')))));
-    if ([...inv.values()].some((s) => s.state === 'pending')) membersTimer = setTimeout(() => { if ($('dlg-members').open) renderMembers(gid); }, 1000);
+  const pending = pendingInvites(g);
+  if (pending.size) {
+    let ticking = false;
+    kids.push(h('h3', null, `Pending invitations (${pending.size})`));
+    kids.push(h('ul', { class: 'plain-list members', 'data-testid': 'invitations' }, [...pending].map(([p, st]) => {
+      const asking = st && !st.withdrawn;
+      if (asking) ticking = true;
+      const note = asking
+        ? `inviting… ${Math.round((Date.now() - st.since) / 1000)} s (their node is being looked up; this can take up to 45 s)`
+        : 'invited; not a member yet. The invitation goes out when their node is found online.';
+      return memberRow(p,
+        h('span', { class: 'att-name' }, peerName(p), h('span', { class: 'tag' }, 'invited')),
+        h('span', { class: `small ${asking ? 'muted' : 'warn'}`, title: p }, note),
+        h('span', { class: 'row' },
+          asking ? h('span', { class: 'spinner', role: 'img', 'aria-label': 'inviting' }) : null,
+          owner ? h('button', {
+            type: 'button', class: 'btn small', 'data-fkey': `wd-${p}`, 'data-testid': 'withdraw',
+            'aria-label': `Withdraw the invitation of ${peerName(p)}`, onclick: () => withdrawInvite(gid, p),
+          }, 'Withdraw') : null));
+    })));
+    if (ticking) membersTimer = setTimeout(() => { if ($('dlg-members').open) renderMembers(gid); }, 1000);
   }
   if (owner) {
-    const input = h('input', { type: 'text', list: 'contact-datalist', placeholder: '12D3KooW…', autocomplete: 'off', spellcheck: 'false', required: true, 'data-fkey': 'invite-input' });
-    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const input = h('input', { type: 'text', list: 'contact-datalist', placeholder: '12D3KooW…', autocomplete: 'off', spellcheck: 'false', required: true, 'data-fkey': 'invite-input', 'data-testid': 'invite-peer' });
+    const lastError = $('dlg-members').dataset.error || '';
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: !lastError }, lastError);
     const form = h('form', { class: 'stack' },
       h('h3', null, 'Invite a member'),
       h('label', null, 'Peer id ', input),
-      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'btn primary', 'data-fkey': 'invite-submit' }, 'Invite')),
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'btn primary', 'data-fkey': 'invite-submit', 'data-testid': 'invite-submit' }, 'Invite')),
       err);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const peer = input.value.trim();
-      if (!PEER_RE.test(peer)) { err.textContent = 'That is not a peer id.'; err.hidden = false; return; }
-      if (g.members.includes(peer)) { err.textContent = 'Already a member.'; err.hidden = false; return; }
+      const fail = (msg) => { err.textContent = msg; err.hidden = false; input.focus(); };
+      if (!PEER_RE.test(peer)) { fail('That is not a peer id.'); return; }
+      if (peer === S.me.peer_id) { fail('That is you.'); return; }
+      if (g.members.includes(peer)) { fail('Already a member.'); return; }
+      if (pendingInvites(g).has(peer)) { fail('Already invited.'); return; }
       inviteMember(gid, peer);
     });
     kids.push(form);
@@ -1957,17 +2004,35 @@ function renderMembers(gid) {
 
 async function inviteMember(gid, peer) {
   const inv = invitesFor(gid);
-  inv.set(peer, { state: 'pending', since: Date.now() });
+  const st = { since: Date.now(), withdrawn: false };
+  inv.set(peer, st);
+  $('dlg-members').dataset.error = '';
   renderMembers(gid);
+  const conv = openConv();
+  if (conv && conv.kind === 'group' && conv.id === gid) renderConvHead(conv);
   try {
     const g = await api(`/v1/groups/${enc(gid)}/members`, { method: 'POST', body: { peer_id: peer } });
-    inv.delete(peer);
+    if (inv.get(peer) === st) inv.delete(peer);
     onGroupChanged(g);
     toast(`${peerName(peer)} is now a member`);
   } catch (e) {
-    if (inv.has(peer)) inv.set(peer, { state: 'waiting', error: e.message });
+    if (inv.get(peer) === st) inv.delete(peer);
+    // Not found in time, the node keeps the invitation (then it is in `invited`); anything else
+    // is a refusal to show.
+    const list = await refreshGroups().catch(() => null);
+    const g = S.groups.get(gid);
+    if (list && g && !st.withdrawn && !g.members.includes(peer) && !(g.invited || []).includes(peer)) {
+      $('dlg-members').dataset.error = `Could not invite ${peerName(peer)}: ${e.message}`;
+    }
+    if (g) onGroupChanged(g);
   }
-  if ($('dlg-members').open) renderMembers(gid);
+  if ($('dlg-members').open && $('dlg-members').dataset.group === gid) renderMembers(gid);
+}
+
+async function withdrawInvite(gid, peer) {
+  const st = invitesFor(gid).get(peer);
+  if (st) st.withdrawn = true;
+  await removeMember(gid, peer, true);
 }
 
 async function removeMember(gid, peer, withdraw = false) {
@@ -1976,10 +2041,17 @@ async function removeMember(gid, peer, withdraw = false) {
     const g = await api(`/v1/groups/${enc(gid)}/members/${enc(peer)}`, { method: 'DELETE' });
     invitesFor(gid).delete(peer);
     onGroupChanged(g);
+    if (withdraw) toast(`Invitation of ${peerName(peer)} withdrawn`);
   } catch (e) {
-    toast(`Could not remove: ${e.message}`, { error: true });
+    toast(`Could not ${withdraw ? 'withdraw the invitation' : 'remove'}: ${e.message}`, { error: true });
+    const st = invitesFor(gid).get(peer);
+    if (st) st.withdrawn = false;
   }
-  if ($('dlg-members').open) renderMembers(gid);
+  if ($('dlg-members').open) {
+    renderMembers(gid);
+    // The row went away: keep the focus in the dialog.
+    if (!$('dlg-members').contains(document.activeElement)) $('members-body').querySelector('[data-fkey=invite-input]')?.focus();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2184,7 +2256,8 @@ function setupUi() {
     if (f) { e.preventDefault(); setAttachment(f); }
   });
 
-  // Arrow keys move between conversations in the sidebar.
+  // Every conversation is a Tab stop (Enter opens it); arrow keys, Home and End are shortcuts
+  // that move between conversations without going through the section headings' buttons.
   $('conv-lists').addEventListener('keydown', (e) => {
     if (!['ArrowDown', 'ArrowUp', 'Home', 'End'].includes(e.key)) return;
     const items = [...document.querySelectorAll('#conv-lists button.conv')];
@@ -2194,9 +2267,6 @@ function setupUi() {
     const j = e.key === 'Home' ? 0 : e.key === 'End' ? items.length - 1
       : Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1)));
     items[j].focus();
-  });
-  $('conv-lists').addEventListener('focusin', (e) => {
-    if (e.target.matches('button.conv')) updateRoving(e.target);
   });
   // Escape goes back to the list on a phone-sized window.
   document.addEventListener('keydown', (e) => {

@@ -14,7 +14,9 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, identify, kad, noise, request_response, tcp, yamux};
-use samizdat_node::net::wire::{DM_PROTOCOL, FILE_PROTOCOL, ProtoCodec, SYNC_PROTOCOL};
+use samizdat_node::net::wire::{
+    DM_PROTOCOL, FILE_PROTOCOL, Frame, PX_PROTOCOL, ProtoCodec, SYNC_PROTOCOL,
+};
 use samizdat_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +33,21 @@ pub enum SyncMode {
     Oversized,
     /// Sends bytes that are not protobuf.
     Garbage,
+    /// Never answers (holds the stream open until the asker gives up).
+    Stall,
+}
+
+/// A Samizdat request-response protocol, for sending raw frames on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// `/samizdat/sync/1`
+    Sync,
+    /// `/samizdat/file/1`
+    File,
+    /// `/samizdat/px/1`
+    Px,
+    /// `/samizdat/dm/1`
+    Dm,
 }
 
 #[derive(NetworkBehaviour)]
@@ -41,6 +58,9 @@ struct Behaviour {
     sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
     files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,
     dm: request_response::Behaviour<RawCodec>,
+    raw_sync: request_response::Behaviour<RawCodec>,
+    raw_file: request_response::Behaviour<RawCodec>,
+    raw_px: request_response::Behaviour<RawCodec>,
 }
 
 /// Frames of arbitrary bytes: what a peer that does not follow the schema sends.
@@ -108,7 +128,8 @@ enum Cmd {
         reply: oneshot::Sender<Result<()>>,
     },
     ChunksServed(oneshot::Sender<usize>),
-    DmRaw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
+    Raw(Proto, PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
+    StallFiles(bool, oneshot::Sender<()>),
 }
 
 /// Handle to the hostile peer (its swarm runs on its own thread).
@@ -128,7 +149,11 @@ struct State {
         HashMap<request_response::OutboundRequestId, ([u8; 32], oneshot::Sender<Result<()>>)>,
     chunks_served: usize,
     mallory: libp2p::identity::ed25519::Keypair,
-    dm_pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>>>>,
+    raw_pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>>>>,
+    /// Answers held back (stalling): dropped when the attacker stops.
+    stalled_sync: Vec<request_response::ResponseChannel<v1::SyncResponse>>,
+    stalled_files: Vec<request_response::ResponseChannel<v1::FileResponse>>,
+    stall_files: bool,
 }
 
 impl Attacker {
@@ -241,7 +266,18 @@ impl Attacker {
     /// Sends raw bytes as a `/samizdat/dm/1` request to a connected peer; returns the raw
     /// answer, or the failure (a peer that drops the stream answers nothing).
     pub fn dm_raw(&self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>> {
-        self.call(|r| Cmd::DmRaw(peer, bytes, r))?
+        self.raw(Proto::Dm, peer, bytes)
+    }
+
+    /// Sends raw bytes as one request frame on `proto` to a connected peer; returns the raw
+    /// answer, or the failure.
+    pub fn raw(&self, proto: Proto, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        self.call(|r| Cmd::Raw(proto, peer, bytes, r))?
+    }
+
+    /// Whether file chunk requests go unanswered (held until the asker gives up).
+    pub fn stall_files(&self, stall: bool) -> Result<()> {
+        self.call(|r| Cmd::StallFiles(stall, r))
     }
 }
 
@@ -296,6 +332,21 @@ fn build() -> Result<libp2p::Swarm<Behaviour>> {
                 dm: request_response::Behaviour::with_codec(
                     RawCodec,
                     [(DM_PROTOCOL, request_response::ProtocolSupport::Outbound)],
+                    rr.clone(),
+                ),
+                raw_sync: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Outbound)],
+                    rr.clone(),
+                ),
+                raw_file: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(FILE_PROTOCOL, request_response::ProtocolSupport::Outbound)],
+                    rr.clone(),
+                ),
+                raw_px: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(PX_PROTOCOL, request_response::ProtocolSupport::Outbound)],
                     rr,
                 ),
             })
@@ -323,7 +374,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, ready: std_mpsc::Sender<Resul
         pending_manifest: HashMap::new(),
         chunks_served: 0,
         mallory: libp2p::identity::ed25519::Keypair::generate(),
-        dm_pending: HashMap::new(),
+        raw_pending: HashMap::new(),
+        stalled_sync: Vec::new(),
+        stalled_files: Vec::new(),
+        stall_files: false,
     };
     let mut pending_listen: Option<oneshot::Sender<Result<Multiaddr>>> = None;
     loop {
@@ -406,9 +460,19 @@ fn on_command(
             st.sync_mode = m;
             let _ = r.send(());
         }
-        Cmd::DmRaw(peer, bytes, r) => {
-            let id = swarm.behaviour_mut().dm.send_request(&peer, bytes);
-            st.dm_pending.insert(id, r);
+        Cmd::Raw(proto, peer, bytes, r) => {
+            let b = swarm.behaviour_mut();
+            let id = match proto {
+                Proto::Sync => b.raw_sync.send_request(&peer, bytes),
+                Proto::File => b.raw_file.send_request(&peer, bytes),
+                Proto::Px => b.raw_px.send_request(&peer, bytes),
+                Proto::Dm => b.dm.send_request(&peer, bytes),
+            };
+            st.raw_pending.insert(id, r);
+        }
+        Cmd::StallFiles(stall, r) => {
+            st.stall_files = stall;
+            let _ = r.send(());
         }
         Cmd::SyncRequests(r) => {
             let _ = r.send(st.sync_requests);
@@ -439,7 +503,10 @@ fn on_command(
                 cid: cid.to_vec(),
                 kind: Some(v1::file_request::Kind::Manifest(true)),
             };
-            let rid = swarm.behaviour_mut().files.send_request(&provider, req);
+            let rid = swarm
+                .behaviour_mut()
+                .files
+                .send_request(&provider, Frame::Valid(req));
             st.pending_manifest.insert(rid, (cid, reply));
         }
         Cmd::ChunksServed(r) => {
@@ -477,25 +544,33 @@ fn on_event(
                 &info,
             );
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Dm(E::Message {
-            message:
-                M::Response {
-                    request_id,
-                    response,
-                },
-            ..
-        })) => {
-            if let Some(r) = st.dm_pending.remove(&request_id) {
-                let _ = r.send(Ok(response));
+        SwarmEvent::Behaviour(
+            BehaviourEvent::Dm(ev)
+            | BehaviourEvent::RawSync(ev)
+            | BehaviourEvent::RawFile(ev)
+            | BehaviourEvent::RawPx(ev),
+        ) => match ev {
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(r) = st.raw_pending.remove(&request_id) {
+                    let _ = r.send(Ok(response));
+                }
             }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Dm(E::OutboundFailure {
-            request_id, error, ..
-        })) => {
-            if let Some(r) = st.dm_pending.remove(&request_id) {
-                let _ = r.send(Err(anyhow!("{error}")));
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(r) = st.raw_pending.remove(&request_id) {
+                    let _ = r.send(Err(anyhow!("{error}")));
+                }
             }
-        }
+            _ => {}
+        },
         SwarmEvent::Behaviour(BehaviourEvent::Sync(E::Message {
             message: M::Request {
                 request, channel, ..
@@ -503,8 +578,15 @@ fn on_event(
             ..
         })) => {
             st.sync_requests += 1;
-            let resp = hostile_sync_answer(st, request);
-            let _ = swarm.behaviour_mut().sync.send_response(channel, resp);
+            let Frame::Valid(request) = request else {
+                return;
+            };
+            if st.sync_mode == SyncMode::Stall {
+                st.stalled_sync.push(channel);
+            } else {
+                let resp = hostile_sync_answer(st, request);
+                let _ = swarm.behaviour_mut().sync.send_response(channel, resp);
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Files(E::Message {
             message:
@@ -538,7 +620,15 @@ fn on_event(
             },
             ..
         })) => {
+            let Frame::Valid(request) = request else {
+                return;
+            };
             let cid: [u8; 32] = request.cid.as_slice().try_into().unwrap_or([0; 32]);
+            if st.stall_files && matches!(request.kind, Some(v1::file_request::Kind::Chunk(_))) {
+                st.chunks_served += 1;
+                st.stalled_files.push(channel);
+                return;
+            }
             let kind = match (request.kind, st.manifests.get(&cid)) {
                 (Some(v1::file_request::Kind::Manifest(_)), Some(m)) => {
                     v1::file_response::Kind::Manifest(m.clone())
@@ -569,7 +659,7 @@ fn hostile_sync_answer(st: &State, req: v1::SyncRequest) -> v1::SyncResponse {
     use prost::Message;
     use v1::sync_response::Kind as R;
     let kind = match (st.sync_mode, req.kind) {
-        (SyncMode::Refuse, _) | (_, None) => R::Error("unknown channel".into()),
+        (SyncMode::Refuse | SyncMode::Stall, _) | (_, None) => R::Error("unknown channel".into()),
         (_, Some(v1::sync_request::Kind::Heads(h))) => R::Heads(v1::SyncHeadsResponse {
             authors: vec![v1::AuthorHead {
                 author: h.channel,

@@ -303,3 +303,98 @@ fn one_address_cannot_take_the_connection_slots_of_everyone_else() -> Result<()>
     drop(sockets);
     Ok(())
 }
+
+#[test]
+fn oversized_and_garbage_frames_on_every_protocol_get_the_sender_cut_off() -> Result<()> {
+    use samizdat_tests::attacker::Proto;
+    let boot = BootstrapProc::start()?;
+    let mut owner = NodeProc::new("owner")?;
+    owner.start(&boot.addrs)?;
+    let ch = owner.json(&["channel", "create", "frames"])?;
+    let channel = ch["id"].as_str().context("id")?.to_string();
+    let mut victim = NodeProc::new("victim")?;
+    victim.set_env("RUST_LOG", "samizdat_node=debug");
+    victim.start(&boot.addrs)?;
+    victim.follow(ch["link"].as_str().context("link")?)?;
+    victim.wait_topic_peers(&channel, 1)?;
+    let victim_peer: libp2p::PeerId = victim.peer_id()?.parse()?;
+    let rss_before = victim.peak_rss_kib().unwrap_or(0);
+
+    // Each protocol's request limit (the node's codecs), and one byte more.
+    let limits = [
+        (Proto::Sync, 4 * 1024),
+        (Proto::File, 1024),
+        (Proto::Px, 64),
+        (Proto::Dm, 3 * 1024 * 1024),
+    ];
+    let mut report = Vec::new();
+    for (proto, limit) in limits {
+        let attacker = Attacker::spawn()?;
+        attacker.dial(&victim.addrs()?[0])?;
+        // Connected once an honest request gets an answer (an empty PX request is valid).
+        wait_for("the attacker to connect", LONG, || {
+            attacker.raw(Proto::Px, victim_peer, Vec::new()).ok()
+        })?;
+        let t0 = Instant::now();
+        let over = attacker.raw(proto, victim_peer, vec![0x0a; limit + 1]);
+        assert!(over.is_err(), "{proto:?}: an oversized frame was answered");
+        // Then garbage within the limit until the node stops listening.
+        let mut answered = 0;
+        let mut sent = 1;
+        while sent < 40 {
+            let garbage: Vec<u8> = (0..limit.min(600))
+                .map(|i| (i * 7 + sent) as u8 | 0x80)
+                .collect();
+            sent += 1;
+            if attacker.raw(proto, victim_peer, garbage).is_ok() {
+                answered += 1;
+            }
+            if !victim.json(&["peers"])?.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|p| p["peer_id"] == attacker.peer_id.to_string())
+            }) {
+                break;
+            }
+        }
+        let cut_off = t0.elapsed();
+        let connected = victim.json(&["peers"])?.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|p| p["peer_id"] == attacker.peer_id.to_string())
+        });
+        assert!(
+            !connected,
+            "{proto:?}: the sender is still connected after {sent} bad frames"
+        );
+        // And it stays out: a new connection is refused.
+        let _ = attacker.dial(&victim.addrs()?[0]);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            attacker.raw(Proto::Px, victim_peer, Vec::new()).is_err(),
+            "{proto:?}: the cut-off sender got back in"
+        );
+        report.push(format!(
+            "{proto:?}: {sent} bad frames ({answered} answered), cut off after {cut_off:.1?}"
+        ));
+    }
+    assert!(
+        victim.log().contains("exceeds the limit"),
+        "oversized frames not logged"
+    );
+    assert!(
+        victim.log().contains("malformed or oversized requests"),
+        "no cut-off logged"
+    );
+    // The node kept serving its channel throughout.
+    assert!(victim.is_running());
+    for i in 0..3 {
+        owner.post(&channel, &format!("still here {i}"))?;
+    }
+    victim.wait_history(&channel, 3, LONG)?;
+    let rss_after = victim.peak_rss_kib().unwrap_or(0);
+    eprintln!(
+        "bad frames: {}; 3/3 honest posts delivered; peak RSS {rss_before} -> {rss_after} KiB",
+        report.join("; ")
+    );
+    assert!(rss_after < 512 * 1024, "memory grew to {rss_after} KiB");
+    Ok(())
+}

@@ -8,6 +8,7 @@
 // Prints one line per step passed; exits non-zero on the first failure.
 
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -84,6 +85,46 @@ function watch(page, who) {
   });
 }
 
+/**
+ * Every request each browser context makes (and every WebSocket it opens), to check at the end
+ * that the UI talks to its own node and nothing else. Pages the test itself opens on another
+ * origin (the cross-origin attacker) are left out.
+ */
+const requests = [];
+const foreignPages = new WeakSet();
+function audit(context, who, origins) {
+  const note = (url, page, how) => {
+    if (page && foreignPages.has(page)) return;
+    requests.push({ who, url, how, origins });
+  };
+  context.on('request', (req) => {
+    let page = null;
+    try { page = req.frame().page(); } catch { /* a worker's request: no frame */ }
+    note(req.url(), page, req.method());
+  });
+  context.on('page', (page) => page.on('websocket', (ws) => note(ws.url(), page, 'WebSocket')));
+}
+
+function offOrigin(r) {
+  if (/^(blob|data):/.test(r.url)) return false;
+  let origin;
+  try { origin = new URL(r.url).origin; } catch { return true; }
+  return !r.origins.includes(origin);
+}
+
+/** A peer id no node has: the identity multihash of a fresh Ed25519 key, in base58btc. */
+function ghostPeerId() {
+  const { publicKey } = crypto.generateKeyPairSync('ed25519');
+  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  const bytes = Buffer.concat([Buffer.from([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]), raw]);
+  const ALPHA = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+  let n = BigInt(`0x${bytes.toString('hex')}`);
+  let out = '';
+  while (n > 0n) { out = ALPHA[Number(n % 58n)] + out; n /= 58n; }
+  for (const b of bytes) { if (b !== 0) break; out = `1${out}`; }
+  return out;
+}
+
 function shot(page, dir, name) {
   return page.screenshot({ path: path.join(dir, name), fullPage: false });
 }
@@ -124,6 +165,7 @@ async function crossOriginAttempt(context, origin) {
   const server = await startCrossOriginServer(`${origin}/v1/channels`);
   cleanups.push(() => new Promise((r) => server.close(r)));
   const page = await context.newPage();
+  foreignPages.add(page);
   try {
     await page.goto(`http://127.0.0.1:${server.address().port}/`);
     const result = await until('the cross-origin page to finish its requests',
@@ -196,6 +238,7 @@ async function main() {
   await step('before login: the UI and the API refuse a browser without a session', async () => {
     const ctx = await browser.newContext(desktop);
     cleanups.push(() => ctx.close());
+    audit(ctx, 'the browser without a session', [originA, originB]);
     const page = await ctx.newPage();
     watch(page, 'fresh');
     for (const origin of [originA, originB]) {
@@ -222,8 +265,10 @@ async function main() {
 
   const ctxA = await browser.newContext(desktop);
   cleanups.push(() => ctxA.close());
+  audit(ctxA, 'A', [originA]);
   const ctxB = await browser.newContext(desktop);
   cleanups.push(() => ctxB.close());
+  audit(ctxB, 'B', [originB]);
   let pageA, pageB, invite;
 
   await step('A logs in and creates the channel "news"', async () => {
@@ -280,6 +325,16 @@ async function main() {
     await until('an image preview on A\'s page', () => previewLoaded(pageA));
     await shot(pageA, SHOTS, 'a-channel.png');
     await shot(pageB, SHOTS, 'b-channel-with-image.png');
+    // The preview follows the type the post carries (the name's extension is only a fallback).
+    const chId = await convItem(pageB, 'channel').first().getAttribute('data-id');
+    const posts = await pageGet(pageB, `/v1/channels/${encodeURIComponent(chId)}/posts?last=5`);
+    const withFile = (posts.body?.posts || []).find((x) => x.file);
+    check(withFile && withFile.file.mime === 'image/png',
+      `the post's file carries no type "image/png": ${JSON.stringify(withFile && withFile.file)}`);
+    // A file the node does not know: 404, which the UI reads as "not here (yet)".
+    const unknown = await pageGet(pageA, `/v1/files/${'a'.repeat(52)}`);
+    check(unknown.status === 404, `GET /v1/files/{unknown cid} answered ${unknown.status}, not 404`);
+    return `post file type ${withFile.file.mime}; unknown file → ${unknown.status}`;
   });
 
   await step('B writes to A; A sees an unread badge, opens the conversation, the badge goes', async () => {
@@ -344,6 +399,142 @@ async function main() {
     await pageB.locator('#conv-back').click();
     await until('the conversation list on the phone after "back"', () =>
       convItem(pageB, 'channel').first().isVisible());
+  });
+
+  await step('keyboard only: B opens the conversation with A from the sidebar and writes to A', async () => {
+    // A looks at the conversation with B (with the mouse: only B is keyboard-only).
+    await convItem(pageA, 'dm', PEER_B).click();
+    await pageB.setViewportSize({ width: 1280, height: 800 });
+    await convItem(pageB, 'dm', PEER_A).waitFor({ state: 'visible', timeout: WAIT });
+    // From wherever the focus is, Tab (or Shift+Tab) through the page to the conversation.
+    const where = () => pageB.evaluate((peer) => {
+      const a = document.activeElement;
+      if (!a || a === document.body) return { hit: false, what: 'body' };
+      const what = a.dataset.testid ? `${a.dataset.testid}${a.dataset.kind ? `:${a.dataset.kind}` : ''}`
+        : a.id ? `#${a.id}` : `${a.tagName.toLowerCase()}:${(a.getAttribute('aria-label') || a.textContent || '').trim().slice(0, 16)}`;
+      return { hit: a.matches(`[data-testid=conv][data-kind=dm][data-id="${peer}"]`), what };
+    }, PEER_A);
+    const trail = [];
+    let at = null;
+    for (const key of ['Tab', 'Shift+Tab']) {
+      for (let i = 0; i < 40; i++) {
+        await pageB.keyboard.press(key);
+        at = await where();
+        trail.push(at.what);
+        if (at.hit) break;
+      }
+      if (at.hit) break;
+    }
+    check(at.hit, `Tab and Shift+Tab never reached the conversation with A; the focus went ${trail.join(' → ')}`);
+    const ring = await pageB.evaluate(() => {
+      const a = document.activeElement;
+      const st = getComputedStyle(a);
+      return { visible: a.matches(':focus-visible'), style: st.outlineStyle, width: parseFloat(st.outlineWidth) || 0 };
+    });
+    check(ring.visible && ring.style !== 'none' && ring.width >= 1,
+      `the focused conversation shows no focus ring: ${JSON.stringify(ring)}`);
+    await shot(pageB, SHOTS, 'b-keyboard-focus.png');
+    await pageB.keyboard.press('Enter');
+    await until('the conversation with A to open on B with the focus in the message field', () =>
+      pageB.evaluate((peer) => decodeURIComponent(location.hash).endsWith(`/dm/${peer}`)
+        && document.activeElement?.dataset.testid === 'composer', PEER_A));
+    await pageB.keyboard.type('typed with keys only');
+    await pageB.keyboard.press('Enter');
+    await until('"typed with keys only" on B\'s page', () => messageVisible(pageB, 'typed with keys only'));
+    await until('"typed with keys only" on A\'s page', () => messageVisible(pageA, 'typed with keys only'));
+    return `${trail.length} key presses: ${trail.join(' → ')}`;
+  });
+
+  await step('a send that fails shows as not sent, then goes out by itself once the node answers', async () => {
+    const text = 'sent while the API was unreachable';
+    // Only A's sends fail: everything else (events, reads) still works.
+    const refuse = (route) => (route.request().method() === 'POST'
+      ? route.abort('connectionrefused') : route.continue());
+    await pageA.route('**/v1/dm/**', refuse);
+    try {
+      const composer = pageA.getByTestId('composer');
+      await composer.fill(text);
+      await composer.press('Enter');
+      const failed = pageA.locator('[data-testid=message].failed', { hasText: text });
+      await until('the message to show as not sent, with a retry button', async () =>
+        (await failed.getByTestId('send-failed').isVisible()) && (await failed.getByTestId('retry').isVisible()));
+      await shot(pageA, SHOTS, 'a-send-failed.png');
+      check(!(await messageVisible(pageB, text)), 'B got a message A\'s browser could not send');
+    } finally {
+      await pageA.unroute('**/v1/dm/**', refuse);
+    }
+    await until('the message to be retried and accepted on A (not "not sent", not "sending…")', async () =>
+      (await messageVisible(pageA, text))
+      && (await pageA.locator('[data-testid=message].pending, [data-testid=message].failed').count()) === 0);
+    await until(`"${text}" on B's page`, () => messageVisible(pageB, text));
+    await until('it to show as delivered on A', async () =>
+      (await pageA.locator('[data-testid=message].mine', { hasText: text }).locator('.status').textContent()) === '✓✓');
+    const copies = await pageB.locator('[data-testid=message]', { hasText: text }).count();
+    check(copies === 1, `B shows the retried message ${copies} times`);
+  });
+
+  await step('a disappearing message (30 s timer) counts down in both browsers', async () => {
+    const text = 'this one disappears';
+    await pageA.locator('#timer').selectOption('30000');
+    const composer = pageA.getByTestId('composer');
+    await composer.fill(text);
+    await composer.press('Enter');
+    const left = async (page) => {
+      const t = page.locator('[data-testid=message]', { hasText: text }).getByTestId('timer');
+      if (!(await t.isVisible())) return null;
+      const m = /disappears in (\d+)s/.exec((await t.textContent()) || '');
+      return m ? Number(m[1]) : null;
+    };
+    const a0 = await until('a countdown on A\'s copy', async () => { const s = await left(pageA); return s && s <= 30 ? s : null; });
+    const b0 = await until('a countdown on B\'s copy', async () => { const s = await left(pageB); return s && s <= 30 ? s : null; });
+    await until('B\'s countdown to go down', async () => { const s = await left(pageB); return s !== null && s < b0; }, 5000);
+    await until('A\'s countdown to go down', async () => { const s = await left(pageA); return s !== null && s < a0; }, 5000);
+    await shot(pageB, SHOTS, 'b-disappearing.png');
+    // The timer is remembered per conversation: back to off for what follows.
+    await pageA.locator('#timer').selectOption('0');
+    return `${a0} s left on A, ${b0} s on B`;
+  });
+
+  await step('a pending group invitation is kept by A\'s node, listed after a reload, and withdrawn', async () => {
+    const ghost = ghostPeerId();
+    await pageA.locator('#btn-new-group').click();
+    await pageA.locator('#group-name').fill('book club');
+    await pageA.locator('#create-group-form [type=submit]').click();
+    const dlg = pageA.locator('#dlg-members');
+    await dlg.getByTestId('invite-peer').waitFor({ state: 'visible', timeout: WAIT });
+    await dlg.getByTestId('invite-peer').fill(ghost);
+    await dlg.getByTestId('invite-submit').click();
+    await until('the invitation to show as pending', () =>
+      dlg.locator(`[data-testid=invitations] [data-peer="${ghost}"]`).isVisible());
+    const gid = await until('the group in GET /v1/groups with the invitation', async () => {
+      const r = await pageGet(pageA, '/v1/groups');
+      const g = r.body.find((x) => x.name === 'book club');
+      return g && (g.invited || []).includes(ghost) ? g.id : null;
+    });
+    // A new page knows nothing of the last one: what it lists comes from the node.
+    await pageA.reload();
+    await pageA.getByTestId('new-channel').waitFor({ state: 'visible', timeout: WAIT });
+    await convItem(pageA, 'group', gid).click();
+    await pageA.locator('#conv-actions button', { hasText: 'Members' }).click();
+    const row = dlg.locator(`[data-testid=invitations] [data-peer="${ghost}"]`);
+    await until('the pending invitation in the members dialog after the reload', () => row.isVisible());
+    check(await until('the group header to count it', async () =>
+      ((await pageA.locator('#conv-sub').textContent()) || '').includes('1 invited')), 'no "1 invited" in the header');
+    await shot(pageA, SHOTS, 'a-group-invited.png');
+    await row.getByTestId('withdraw').click();
+    await until('the invitation to go from the dialog', async () => !(await row.isVisible()));
+    const r = await pageGet(pageA, '/v1/groups');
+    const g = r.body.find((x) => x.id === gid);
+    check(g && (g.invited || []).length === 0, `the node still lists invitations: ${JSON.stringify(g && g.invited)}`);
+    await pageA.keyboard.press('Escape');
+  });
+
+  await step('audit: the browsers asked nothing of anyone but their own node', async () => {
+    const bad = requests.filter(offOrigin);
+    check(bad.length === 0, `requests to another origin:\n  ${bad.slice(0, 20)
+      .map((r) => `${r.who}: ${r.how} ${r.url}`).join('\n  ')}`);
+    const count = (who) => requests.filter((r) => r.who === who).length;
+    return `${count('A')} requests from A, ${count('B')} from B, ${count('the browser without a session')} without a session; all to the node's own origin`;
   });
 
   check(pageProblems.length === 0, `the pages reported problems:\n  ${pageProblems.join('\n  ')}`);

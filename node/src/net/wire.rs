@@ -17,6 +17,16 @@ pub const DM_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/dm/1");
 /// Peer exchange protocol id.
 pub const PX_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/px/1");
 
+/// A request as it came off the wire: the message, or why it is not one. Malformed requests
+/// reach the node (instead of dying inside libp2p) so that it can count them against the peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame<M> {
+    /// A well-formed message.
+    Valid(M),
+    /// An oversized frame or bytes that are not this protocol's message (read, never sent).
+    Invalid(String),
+}
+
 /// Length-prefixed protobuf codec with size limits.
 #[derive(Debug)]
 pub struct ProtoCodec<Req, Resp> {
@@ -100,14 +110,22 @@ where
     Resp: prost::Message + Default + Send + 'static,
 {
     type Protocol = StreamProtocol;
-    type Request = Req;
+    type Request = Frame<Req>;
     type Response = Resp;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame<Req>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, self.max_request).await?)
+        match read_frame(io, self.max_request).await {
+            Ok(bytes) => Ok(match decode(&bytes) {
+                Ok(m) => Frame::Valid(m),
+                Err(e) => Frame::Invalid(format!("undecodable request: {e}")),
+            }),
+            // Oversized or a runaway length prefix: the peer's fault, not the network's.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Frame::Invalid(e.to_string())),
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
@@ -117,11 +135,19 @@ where
         decode(&read_frame(io, self.max_response).await?)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Frame<Req>,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req.encode_to_vec()).await
+        match req {
+            Frame::Valid(m) => write_frame(io, &m.encode_to_vec()).await,
+            Frame::Invalid(_) => Err(io::Error::other("an invalid frame is never sent")),
+        }
     }
 
     async fn write_response<T>(

@@ -41,7 +41,7 @@ pub enum NodeError {
     #[error("unknown group {0}")]
     UnknownGroup(String),
     /// No file with this content id is held or being fetched here.
-    #[error("unknown file {0} (fetch it first)")]
+    #[error("file {0} is not held here (add or fetch it first)")]
     UnknownFile(String),
     /// The operation needs a right this node does not have.
     #[error("{0}")]
@@ -617,11 +617,7 @@ impl NodeHandle {
             .await
             .map_err(|_| NodeError::Stopped)??
             .filter(|r| r.complete)
-            .ok_or_else(|| {
-                NodeError::InvalidInput(format!(
-                    "file {cid} is not held here (add or fetch it first)"
-                ))
-            })?;
+            .ok_or_else(|| NodeError::UnknownFile(cid.to_string()))?;
         let m = Manifest::verify(&cid, &rec.manifest, u64::MAX)
             .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         Ok((rec, m))

@@ -8,6 +8,7 @@
 //! KeyPackage, `X || expires_ms || message key` → expiry index; `Private::Mls` `state` →
 //! MLS state, `kp` → own KeyPackage record, `c || index(peer)` → conversation.
 
+use crate::net::wire::Frame;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -534,7 +535,11 @@ impl EventLoop {
             let req = v1::DmRequest {
                 kind: Some(v1::dm_request::Kind::Deliver(v1::DmDeliver { envelopes })),
             };
-            let id = self.swarm.behaviour_mut().dm.send_request(peer, req);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .dm
+                .send_request(peer, Frame::Valid(req));
             self.dm
                 .requests
                 .insert(id, Sent::Deliver { peer: *peer, keys });
@@ -667,7 +672,11 @@ impl EventLoop {
         let req = v1::DmRequest {
             kind: Some(v1::dm_request::Kind::Collect(v1::DmCollect {})),
         };
-        let id = self.swarm.behaviour_mut().dm.send_request(&peer, req);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, Frame::Valid(req));
         self.dm.requests.insert(id, Sent::Collect);
     }
 
@@ -916,7 +925,11 @@ impl EventLoop {
                             envelopes: envelopes.clone(),
                         })),
                     };
-                    let id = self.swarm.behaviour_mut().dm.send_request(p, req);
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .dm
+                        .send_request(p, Frame::Valid(req));
                     self.dm.requests.insert(id, Sent::Deposit);
                 }
                 tracing::debug!(%recipient, holders = holders.len(), "mail deposited for an offline peer");
@@ -934,15 +947,27 @@ impl EventLoop {
 
     pub(super) fn on_dm_event(
         &mut self,
-        event: request_response::Event<v1::DmRequest, v1::DmResponse>,
+        event: request_response::Event<Frame<v1::DmRequest>, v1::DmResponse>,
     ) {
         use request_response::{Event as E, Message as M};
         match event {
             E::Message {
                 peer,
-                message: M::Request {
-                    request, channel, ..
-                },
+                message:
+                    M::Request {
+                        request: Frame::Invalid(why),
+                        ..
+                    },
+                ..
+            } => self.protocol_violation(peer, "direct-message", &why),
+            E::Message {
+                peer,
+                message:
+                    M::Request {
+                        request: Frame::Valid(request),
+                        channel,
+                        ..
+                    },
                 ..
             } => self.answer_dm(peer, request, channel),
             E::Message {

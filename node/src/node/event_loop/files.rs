@@ -1,6 +1,7 @@
 //! Files in the event loop: announcing what this node holds, serving chunks, and driving
 //! downloads from several providers at once.
 
+use crate::net::wire::Frame;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -172,7 +173,11 @@ impl EventLoop {
                     Ask::Chunk(i) => v1::file_request::Kind::Chunk(i),
                 }),
             };
-            let rid = self.swarm.behaviour_mut().files.send_request(&peer, req);
+            let rid = self
+                .swarm
+                .behaviour_mut()
+                .files
+                .send_request(&peer, Frame::Valid(req));
             self.file_requests.insert(rid, (*cid, ask));
         }
     }
@@ -199,15 +204,27 @@ impl EventLoop {
 
     pub(super) fn on_file_event(
         &mut self,
-        event: request_response::Event<v1::FileRequest, v1::FileResponse>,
+        event: request_response::Event<Frame<v1::FileRequest>, v1::FileResponse>,
     ) {
         use request_response::{Event as E, Message as M};
         match event {
             E::Message {
                 peer,
-                message: M::Request {
-                    request, channel, ..
-                },
+                message:
+                    M::Request {
+                        request: Frame::Invalid(why),
+                        ..
+                    },
+                ..
+            } => self.protocol_violation(peer, "file", &why),
+            E::Message {
+                peer,
+                message:
+                    M::Request {
+                        request: Frame::Valid(request),
+                        channel,
+                        ..
+                    },
                 ..
             } => self.serve_file_request(peer, request, channel),
             E::Message {

@@ -8,6 +8,7 @@
 //! `Private::GroupLog` `index(group) || sent_ms || hash[..8]` → GroupWire (what members that
 //! missed something are served); `Private::Outbox` `Y || expires_ms || message key` → expiry.
 
+use crate::net::wire::Frame;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -233,7 +234,9 @@ impl EventLoop {
                     .groups
                     .invites
                     .keys()
-                    .filter(|(g, _)| g.as_slice() == group)
+                    // A member just added is no longer invited (the invitation is dropped
+                    // right after the add's event).
+                    .filter(|(g, p)| g.as_slice() == group && !s.members.contains(p))
                     .map(|(_, p)| p.to_string())
                     .collect();
                 v.sort();
@@ -324,6 +327,7 @@ impl EventLoop {
             let _ = reply.send(Err(e.into()));
             return;
         }
+        let group_id = group.clone();
         self.groups
             .invites
             .entry((group, peer))
@@ -333,6 +337,9 @@ impl EventLoop {
             })
             .replies
             .push(reply);
+        if let Ok(group) = self.group_view(&group_id) {
+            let _ = self.events.send(Event::GroupChanged { group });
+        }
         // Looked up at once (and every few seconds until found).
         self.dm.need_kp.insert(peer, None);
         self.lookup_keypackages();
@@ -425,7 +432,11 @@ impl EventLoop {
                 for r in p.replies {
                     let _ = r.send(Err(NodeError::NotAllowed("invitation withdrawn".into())));
                 }
-                return self.group_view(&group);
+                let view = self.group_view(&group)?;
+                let _ = self.events.send(Event::GroupChanged {
+                    group: view.clone(),
+                });
+                return Ok(view);
             }
             return Err(NodeError::NotAllowed(format!(
                 "{peer} is not a member of the group"
@@ -825,7 +836,11 @@ impl EventLoop {
                 since_ms: s.synced_ms,
             })),
         };
-        let id = self.swarm.behaviour_mut().dm.send_request(&peer, req);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, Frame::Valid(req));
         self.dm.requests.insert(id, Sent::GroupSync(group.to_vec()));
     }
 

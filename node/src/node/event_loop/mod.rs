@@ -47,6 +47,9 @@ type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
 /// How often housekeeping runs (outbox, discovery, reconnects).
 const TICK: Duration = Duration::from_secs(1);
+/// Malformed or oversized request frames a peer may send within `VIOLATION_WINDOW`.
+const MAX_VIOLATIONS: u32 = 10;
+const VIOLATION_WINDOW: Duration = Duration::from_secs(60);
 /// Look for more topic peers this often at first while a channel has fewer than
 /// [`WANT_TOPIC_PEERS`] (backing off to [`LOOKUP_WHEN_HEALTHY`] while lookups find nobody new).
 const LOOKUP_WHEN_SPARSE: Duration = Duration::from_secs(10);
@@ -136,6 +139,8 @@ pub(crate) struct EventLoop {
     penalty_box: HashMap<PeerId, Instant>,
     /// Peers graylisted since start (reported by `info`).
     graylisted_total: u64,
+    /// Malformed or oversized requests per peer, counted since the first in the window.
+    violations: HashMap<PeerId, (u32, Instant)>,
     /// Incoming connections refused at a limit since start, and when that was last logged.
     refused_connections: u64,
     last_refusal_log: Option<Instant>,
@@ -250,6 +255,7 @@ impl EventLoop {
             groups: group::Groups::default(),
             penalty_box: HashMap::new(),
             graylisted_total: 0,
+            violations: HashMap::new(),
             refused_connections: 0,
             last_refusal_log: None,
             shutdown,
@@ -1408,6 +1414,32 @@ impl EventLoop {
         for p in peers {
             self.police_peer(p, now);
         }
+    }
+
+    /// A peer sent a request frame that is oversized or not the protocol's message: after
+    /// `MAX_VIOLATIONS` within `VIOLATION_WINDOW`, it is disconnected and refused for 10
+    /// minutes, like a graylisted gossip peer (an honest peer never sends one).
+    pub(super) fn protocol_violation(&mut self, peer: PeerId, protocol: &str, why: &str) {
+        tracing::debug!(%peer, "malformed {protocol} request: {why}");
+        let now = Instant::now();
+        let entry = self.violations.entry(peer).or_insert((0, now));
+        if now.duration_since(entry.1) > VIOLATION_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 < MAX_VIOLATIONS || self.penalty_box.contains_key(&peer) {
+            return;
+        }
+        self.violations.remove(&peer);
+        tracing::warn!(
+            %peer,
+            "peer refused ({MAX_VIOLATIONS} malformed or oversized requests): disconnected and \
+             refused for 10 minutes"
+        );
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
     }
 
     /// Disconnects and refuses `peer` if its gossip score is below the graylist.

@@ -2,6 +2,7 @@
 //! the DHT mode that follows it, relay reservations and hole punching, mDNS on the local
 //! network, and peer exchange that keeps the peer cache full.
 
+use crate::net::wire::Frame;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -209,15 +210,24 @@ impl EventLoop {
         self.swarm
             .behaviour_mut()
             .px
-            .send_request(&peer, v1::PeerExchangeRequest {});
+            .send_request(&peer, Frame::Valid(v1::PeerExchangeRequest {}));
     }
 
     pub(super) fn on_px_event(
         &mut self,
-        event: request_response::Event<v1::PeerExchangeRequest, v1::PeerExchangeResponse>,
+        event: request_response::Event<Frame<v1::PeerExchangeRequest>, v1::PeerExchangeResponse>,
     ) {
         use request_response::{Event as E, Message as M};
         match event {
+            E::Message {
+                peer,
+                message:
+                    M::Request {
+                        request: Frame::Invalid(why),
+                        ..
+                    },
+                ..
+            } => self.protocol_violation(peer, "peer-exchange", &why),
             E::Message {
                 peer,
                 message: M::Request { channel, .. },
@@ -230,6 +240,9 @@ impl EventLoop {
             } => self.learn_px(peer, response),
             E::OutboundFailure { peer, error, .. } => {
                 tracing::trace!(%peer, "peer exchange failed: {error}");
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound peer exchange request failed: {error}");
             }
             _ => {}
         }

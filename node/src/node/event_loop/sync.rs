@@ -1,6 +1,7 @@
 //! History sync in the event loop: sessions that ask one topic peer for what this node lacks,
 //! page by page; gap detection; serving others; progress.
 
+use crate::net::wire::Frame;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -223,7 +224,11 @@ impl EventLoop {
                 channel: id.as_bytes().to_vec(),
             })),
         };
-        let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, Frame::Valid(req));
         self.sync_requests.insert(rid, id);
         if let Some(st) = self.sync.get_mut(&id) {
             st.wanted = false;
@@ -260,15 +265,27 @@ impl EventLoop {
 
     pub(super) fn on_sync_event(
         &mut self,
-        event: request_response::Event<v1::SyncRequest, v1::SyncResponse>,
+        event: request_response::Event<Frame<v1::SyncRequest>, v1::SyncResponse>,
     ) {
         use request_response::{Event as E, Message as M};
         match event {
             E::Message {
                 peer,
-                message: M::Request {
-                    request, channel, ..
-                },
+                message:
+                    M::Request {
+                        request: Frame::Invalid(why),
+                        ..
+                    },
+                ..
+            } => self.protocol_violation(peer, "sync", &why),
+            E::Message {
+                peer,
+                message:
+                    M::Request {
+                        request: Frame::Valid(request),
+                        channel,
+                        ..
+                    },
                 ..
             } => {
                 if !self.sync_limiter.allow(peer, Instant::now()) {
@@ -404,7 +421,11 @@ impl EventLoop {
                 to_seq: to,
             })),
         };
-        let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, Frame::Valid(req));
         self.sync_requests.insert(rid, *id);
         if let Some(s) = self.sync.get_mut(id).and_then(|st| st.session.as_mut()) {
             s.current = Some(range);
