@@ -398,3 +398,114 @@ fn oversized_and_garbage_frames_on_every_protocol_get_the_sender_cut_off() -> Re
     assert!(rss_after < 512 * 1024, "memory grew to {rss_after} KiB");
     Ok(())
 }
+
+#[test]
+fn peers_that_never_answer_sync_or_chunk_requests_do_not_hold_up_a_newcomer() -> Result<()> {
+    use samizdat_tests::attacker::SyncMode;
+    let boot = BootstrapProc::start()?;
+    let mut owner = NodeProc::new("owner")?;
+    owner.start(&boot.addrs)?;
+    let ch = owner.json(&["channel", "create", "patience"])?;
+    let channel = ch["id"].as_str().context("id")?.to_string();
+    let link = ch["link"].as_str().context("link")?.to_string();
+    let topic = format!("samizdat/channel/{channel}");
+    // A 16 MiB file of incompressible bytes, attached to a post.
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("film.bin");
+    let mut bytes = vec![0u8; 16 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&src, &bytes)?;
+
+    // Two stalling peers: subscribed to the channel, announced as providers of the file, and
+    // holding every sync and chunk request until the asker gives up.
+    let stallers: Vec<Attacker> = (0..2).map(|_| Attacker::spawn()).collect::<Result<_>>()?;
+    for a in &stallers {
+        a.listen()?;
+        a.join_dht(&boot.addrs[0])?;
+        a.dial(&owner.addrs()?[0])?;
+        a.subscribe(&topic)?;
+        a.set_sync_mode(SyncMode::Stall)?;
+        a.stall_files(true)?;
+    }
+    for i in 0..20 {
+        owner.post(&channel, &format!("post {i}"))?;
+    }
+    let added = owner.json(&["file", "add", src.to_str().context("path")?])?;
+    let cid = added["cid"].as_str().context("cid")?.to_string();
+    let owner_id: libp2p::PeerId = owner.peer_id()?.parse()?;
+    let cid_bytes = cid.parse::<samizdat_node::files::Cid>()?.0;
+    for a in &stallers {
+        wait_for("a staller to announce the file", LONG, || {
+            a.provide_corrupted(owner_id, cid_bytes).ok()
+        })?;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The newcomer meets the stallers first.
+    let mut newcomer = NodeProc::new("newcomer")?;
+    newcomer.set_env("RUST_LOG", "samizdat_node=debug");
+    newcomer.start(&boot.addrs)?;
+    for a in &stallers {
+        a.dial(&newcomer.addrs()?[0])?;
+    }
+    let t0 = Instant::now();
+    newcomer.follow(&link)?;
+    newcomer.wait_history(&channel, 20, LONG)?;
+    let history_time = t0.elapsed();
+    let asked: usize = stallers
+        .iter()
+        .map(|a| a.sync_requests().unwrap_or(0))
+        .sum();
+
+    let t1 = Instant::now();
+    let out = dir.path().join("out.bin");
+    let got = newcomer.cli(&[
+        "file",
+        "get",
+        &cid,
+        out.to_str().context("path")?,
+        "--timeout",
+        "3m",
+    ])?;
+    anyhow::ensure!(
+        got.status.success(),
+        "file get failed: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let file_time = t1.elapsed();
+    anyhow::ensure!(std::fs::read(&out)? == bytes, "the file differs");
+    let held: usize = stallers
+        .iter()
+        .map(|a| a.chunks_served().unwrap_or(0))
+        .sum();
+    eprintln!(
+        "stalling peers: history of 20 posts in {history_time:.1?} ({asked} sync requests held \
+         by the stallers); 16 MiB file in {file_time:.1?} ({held} chunk requests held by the \
+         stallers); newcomer peak RSS {} KiB",
+        newcomer.peak_rss_kib().unwrap_or(0)
+    );
+    // Measured before the node gave up on silent peers early: 31 s and 30 s, the request
+    // timeouts. The log shows the node moving on rather than waiting.
+    // (Which peer a newcomer asks first is random: a held request is not always on the path.)
+    if asked > 0 {
+        wait_for("the stalled sync to be given up on", LONG, || {
+            newcomer
+                .log()
+                .contains("sync peer did not answer: asking another")
+                .then_some(())
+        })?;
+    }
+    if held > 0 {
+        assert!(
+            newcomer.log().contains("provider too slow: asking another"),
+            "the stalled chunks were not asked elsewhere"
+        );
+    }
+    Ok(())
+}

@@ -13,6 +13,10 @@ use super::{Cid, Manifest};
 const PER_PEER: usize = 4;
 /// Longest a failing provider is left alone before being tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// A request unanswered for this long, while another provider could be asked, is asked of
+/// that one instead (the request timeout is 60 s: a provider that holds requests without
+/// answering must not hold the download for that long).
+const SLOW: Duration = Duration::from_secs(15);
 
 /// What a client sees of a file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,8 +57,11 @@ pub struct Download {
     pub name: String,
     manifest: Option<Manifest>,
     have: Vec<bool>,
-    in_flight: HashMap<u32, PeerId>,
-    manifest_from: Option<PeerId>,
+    /// Chunk → who was asked, and when.
+    in_flight: HashMap<u32, (PeerId, Instant)>,
+    manifest_from: Option<(PeerId, Instant)>,
+    /// Requests given up on as too slow.
+    slow: u64,
     providers: Vec<PeerId>,
     cursor: usize,
     strikes: HashMap<PeerId, Strikes>,
@@ -80,6 +87,7 @@ impl Download {
             have: Vec::new(),
             in_flight: HashMap::new(),
             manifest_from: None,
+            slow: 0,
             providers: Vec::new(),
             cursor: 0,
             strikes: HashMap::new(),
@@ -131,17 +139,18 @@ impl Download {
         if self.providers.is_empty() {
             return out;
         }
+        self.give_up_on_slow(now);
         if self.manifest.is_none() {
             if self.manifest_from.is_none()
                 && let Some(p) = self.pick(now, &HashMap::new())
             {
-                self.manifest_from = Some(p);
+                self.manifest_from = Some((p, now));
                 out.push((p, Ask::Manifest));
             }
             return out;
         }
         let mut load: HashMap<PeerId, usize> = HashMap::new();
-        for p in self.in_flight.values() {
+        for (p, _) in self.in_flight.values() {
             *load.entry(*p).or_default() += 1;
         }
         let mut next = 0usize;
@@ -156,10 +165,47 @@ impl Download {
                 break;
             };
             *load.entry(p).or_default() += 1;
-            self.in_flight.insert(idx as u32, p);
+            self.in_flight.insert(idx as u32, (p, now));
             out.push((p, Ask::Chunk(idx as u32)));
         }
         out
+    }
+
+    /// Requests older than `SLOW` are re-asked of another provider, if one is available, and
+    /// the slow provider is left alone for a while. A late answer still counts when it comes.
+    fn give_up_on_slow(&mut self, now: Instant) {
+        let mut slow: Vec<PeerId> = Vec::new();
+        if let Some((p, at)) = self.manifest_from
+            && now.duration_since(at) >= SLOW
+        {
+            slow.push(p);
+        }
+        slow.extend(
+            self.in_flight
+                .values()
+                .filter(|(_, at)| now.duration_since(*at) >= SLOW)
+                .map(|(p, _)| *p),
+        );
+        slow.sort();
+        slow.dedup();
+        for p in slow {
+            let alternative = self
+                .providers
+                .iter()
+                .any(|q| *q != p && self.available(q, now));
+            if !alternative {
+                continue;
+            }
+            tracing::debug!(cid = %self.cid, provider = %p, "provider too slow: asking another");
+            if self.manifest_from.is_some_and(|(q, _)| q == p) {
+                self.manifest_from = None;
+                self.slow += 1;
+            }
+            let before = self.in_flight.len();
+            self.in_flight.retain(|_, (q, _)| *q != p);
+            self.slow += (before - self.in_flight.len()) as u64;
+            self.strikes.entry(p).or_default().until = Some(now + SLOW);
+        }
     }
 
     /// Round-robin over providers that are available and not at their per-peer limit.
@@ -177,7 +223,9 @@ impl Download {
 
     /// A chunk arrived: `valid` says whether it matched its hash and was stored.
     pub fn chunk_arrived(&mut self, idx: u32, from: PeerId, valid: bool) {
-        self.in_flight.remove(&idx);
+        if self.in_flight.get(&idx).is_some_and(|(p, _)| *p == from) || valid {
+            self.in_flight.remove(&idx);
+        }
         if valid {
             if let Some(h) = self.have.get_mut(idx as usize) {
                 *h = true;
@@ -205,26 +253,32 @@ impl Download {
 
     /// A request failed (unreachable, timed out, "not found"): back off from that provider.
     pub fn request_failed(&mut self, ask: Ask, to: PeerId, now: Instant) {
-        match ask {
-            Ask::Manifest => self.manifest_from = None,
-            Ask::Chunk(i) => {
-                self.in_flight.remove(&i);
-            }
-        }
+        self.forget_ask(ask, to);
         let s = self.strikes.entry(to).or_default();
         s.failures = s.failures.saturating_add(1);
         let backoff = Duration::from_millis(250u64.saturating_mul(1 << s.failures.min(7)));
         s.until = Some(now + backoff.min(MAX_BACKOFF));
     }
 
-    /// The provider asked to slow down: wait a moment, without counting it as a failure.
-    pub fn throttled(&mut self, ask: Ask, by: PeerId, now: Instant) {
+    /// Drops the record of a request to `to`, unless it was since given to someone else.
+    fn forget_ask(&mut self, ask: Ask, to: PeerId) {
         match ask {
-            Ask::Manifest => self.manifest_from = None,
+            Ask::Manifest => {
+                if self.manifest_from.is_some_and(|(p, _)| p == to) {
+                    self.manifest_from = None;
+                }
+            }
             Ask::Chunk(i) => {
-                self.in_flight.remove(&i);
+                if self.in_flight.get(&i).is_some_and(|(p, _)| *p == to) {
+                    self.in_flight.remove(&i);
+                }
             }
         }
+    }
+
+    /// The provider asked to slow down: wait a moment, without counting it as a failure.
+    pub fn throttled(&mut self, ask: Ask, by: PeerId, now: Instant) {
+        self.forget_ask(ask, by);
         let s = self.strikes.entry(by).or_default();
         s.until = Some(now + Duration::from_millis(200));
     }
@@ -266,6 +320,35 @@ mod tests {
     fn manifest(n: usize) -> Manifest {
         let chunks = (0..n).map(|i| Sha256::digest([i as u8]).into()).collect();
         Manifest::new((n as u64) * 16 * 1024, 16 * 1024, chunks)
+    }
+
+    #[test]
+    fn a_provider_that_does_not_answer_is_replaced_when_another_can_serve() {
+        let t0 = Instant::now();
+        let m = manifest(2);
+        let mut d = Download::new(m.cid, "f".into());
+        let (silent, good) = (PeerId::random(), PeerId::random());
+        d.add_provider(silent);
+        d.set_manifest(m, vec![false; 2]);
+        let first = d.next_requests(t0, 8);
+        assert!(first.iter().all(|(p, _)| *p == silent), "{first:?}");
+        // Alone, a slow provider is waited for.
+        assert!(d.next_requests(t0 + SLOW * 2, 8).is_empty());
+        d.add_provider(good);
+        let again = d.next_requests(t0 + SLOW * 2, 8);
+        assert_eq!(again.len(), 2, "{again:?}");
+        assert!(again.iter().all(|(p, _)| *p == good));
+        // The silent one's late failure does not cancel the good one's requests.
+        for (_, ask) in &first {
+            d.request_failed(*ask, silent, t0 + SLOW * 3);
+        }
+        assert!(d.next_requests(t0 + SLOW * 3, 8).is_empty(), "asked twice");
+        for (p, ask) in &again {
+            if let Ask::Chunk(i) = ask {
+                d.chunk_arrived(*i, *p, true);
+            }
+        }
+        assert!(d.is_complete());
     }
 
     #[test]

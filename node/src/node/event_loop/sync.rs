@@ -28,6 +28,10 @@ const GAP_GRACE: Duration = Duration::from_secs(3);
 /// a session per peer (one newcomer after a partition heals already holds the other side).
 const NEWCOMER_EVERY: Duration = Duration::from_secs(2);
 const MAX_NEWCOMERS: usize = 4;
+/// A peer that has not answered the (small) heads request after this long is given up on for
+/// this session, and another asked: one that holds requests without answering must not hold
+/// a newcomer's history up for the whole request timeout.
+const HEADS_DEADLINE: Duration = Duration::from_secs(8);
 /// Most sequence numbers asked for in one range request.
 const MAX_SPAN: u64 = 4096;
 
@@ -65,6 +69,7 @@ struct Session {
     pending: VecDeque<([u8; 32], u64, u64)>,
     current: Option<([u8; 32], u64, u64)>,
     request: Option<OutboundRequestId>,
+    started: Instant,
 }
 
 impl EventLoop {
@@ -167,6 +172,17 @@ impl EventLoop {
         let now = Instant::now();
         let ids: Vec<ChannelId> = self.sync.keys().copied().collect();
         for id in ids {
+            let silent = self
+                .sync
+                .get(&id)
+                .and_then(|st| st.session.as_ref())
+                .is_some_and(|s| {
+                    s.current.is_none() && now.duration_since(s.started) >= HEADS_DEADLINE
+                });
+            if silent {
+                tracing::debug!(channel = %id, "sync peer did not answer: asking another");
+                self.finish_session(&id, false, Some(FAILURE_PENALTY));
+            }
             let Some(st) = self.sync.get_mut(&id) else {
                 continue;
             };
@@ -238,6 +254,7 @@ impl EventLoop {
                 pending: VecDeque::new(),
                 current: None,
                 request: Some(rid),
+                started: Instant::now(),
             });
         }
         tracing::debug!(channel = %id, %peer, "sync session started");
@@ -327,7 +344,15 @@ impl EventLoop {
             } => {
                 if let Some(id) = self.sync_requests.remove(&request_id) {
                     tracing::debug!(channel = %id, %peer, "sync request failed: {error}");
-                    self.finish_session(&id, false, Some(FAILURE_PENALTY));
+                    // Only if it is the current session's: one given up on may fail late.
+                    let current = self
+                        .sync
+                        .get(&id)
+                        .and_then(|s| s.session.as_ref())
+                        .is_some_and(|s| s.request == Some(request_id));
+                    if current {
+                        self.finish_session(&id, false, Some(FAILURE_PENALTY));
+                    }
                 }
             }
             E::InboundFailure { peer, error, .. } => {
