@@ -379,6 +379,20 @@ impl NodeProc {
         std::fs::read_to_string(self.home.with_extension("log")).unwrap_or_default()
     }
 
+    /// GETs an API path with the node's token; returns the body as text.
+    pub fn api_text(&self, path: &str) -> Result<String> {
+        let home = samizdat_node::home::Home::at(&self.home);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let api = samizdat_node::api::ApiClient::from_home(&home)?;
+            let mut out = Vec::new();
+            api.download(path, &mut out).await?;
+            Ok(String::from_utf8(out)?)
+        })
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> Result<String> {
         Ok(self.json(&["id"])?["peer_id"]

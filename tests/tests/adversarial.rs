@@ -294,6 +294,21 @@ fn one_address_cannot_take_the_connection_slots_of_everyone_else() -> Result<()>
             .filter(|n| *n >= 200)
     })?;
     assert!(victim.log().contains("per-IP limit"), "no per-IP log line");
+    // The same count for Prometheus.
+    let metrics = victim.api_text("/v1/metrics")?;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("samizdat_node_refused_connections_total "))
+        .context("no refused_connections metric")?;
+    let counted: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("metric value")?;
+    assert!(
+        counted >= refused,
+        "metrics say {counted}, node info {refused}"
+    );
     eprintln!(
         "per-IP limit: {} stalled connections from 127.0.0.2, {refused} refused (limit 8 per \
          IP), an honest peer from 127.0.0.1 connected meanwhile; peak RSS {} KiB",

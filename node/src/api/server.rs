@@ -74,6 +74,7 @@ pub async fn serve(
     let api = Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers))
+        .route("/v1/metrics", get(metrics))
         .route("/v1/contacts", get(contacts).post(add_contact))
         .route("/v1/contacts/card", get(contact_card))
         .route("/v1/contacts/card/qr.svg", get(contact_card_qr))
@@ -255,6 +256,66 @@ fn parse_channel(id: &str) -> Result<ChannelId, ApiError> {
 
 async fn node_info(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
     Ok(Json(s.node.info().await?))
+}
+
+/// `GET /v1/metrics`: the node's counters in the OpenMetrics text format, for Prometheus.
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+    let info = s.node.info().await?;
+    let channels = s.node.channels().await?.len();
+    let groups = s.node.groups().await?.len();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("samizdat_node");
+    let gauge = |v: usize| {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        g
+    };
+    let counter = |v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        c
+    };
+    registry.register(
+        "connected_peers",
+        "Peers with an open connection",
+        gauge(info.connected_peers),
+    );
+    registry.register(
+        "bootstrap_peers_connected",
+        "Bootstrap peers this node is connected to",
+        gauge(info.bootstrap.iter().filter(|b| b.connected).count()),
+    );
+    registry.register(
+        "relays",
+        "Relays holding a reservation for this node",
+        gauge(info.relays.len()),
+    );
+    registry.register("channels", "Channels owned or followed", gauge(channels));
+    registry.register("groups", "Private groups", gauge(groups));
+    registry.register(
+        "refused_connections",
+        "Incoming connections refused at a limit (total, per peer, per IP, handshaking, memory)",
+        counter(info.refused_connections),
+    );
+    registry.register(
+        "peers_cut_off",
+        "Peers disconnected and refused for 10 minutes (invalid gossip, malformed requests)",
+        counter(info.graylisted_peers),
+    );
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, &registry).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("metrics: {e}"),
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn peers(State(s): State<AppState>) -> Result<Json<Vec<PeerView>>, ApiError> {
