@@ -174,8 +174,9 @@ impl MlsClient {
         self.signer.0.clone()
     }
 
-    /// The whole state, to be sealed and stored (and passed back to [`MlsClient::new`]).
-    pub fn export(&self) -> Vec<u8> {
+    /// The whole state, to be sealed and stored (and passed back to [`MlsClient::new`]). It
+    /// holds private keys: the buffer, and the copies made on the way, are wiped when dropped.
+    pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let values = match self.provider.storage.values.read() {
             Ok(v) => v,
             Err(poisoned) => poisoned.into_inner(),
@@ -188,7 +189,12 @@ impl MlsClient {
             })
             .collect();
         entries.sort_by(|a, b| a.key.cmp(&b.key));
-        v1::MlsState { entries }.encode_to_vec()
+        let mut state = v1::MlsState { entries };
+        let bytes = zeroize::Zeroizing::new(state.encode_to_vec());
+        for e in &mut state.entries {
+            zeroize::Zeroize::zeroize(&mut e.value);
+        }
+        bytes
     }
 
     /// A new last-resort KeyPackage (TLS bytes): usable by several senders, so one published
@@ -458,7 +464,7 @@ mod tests {
         let m = a.encrypt(&g, b"hello bob").expect("enc");
         assert_eq!(text(&b.receive(&a.me, &m).expect("dec")), b"hello bob");
         // Bob's state goes to disk and comes back.
-        let b = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("reload");
+        let b = MlsClient::new(b.signer.0.clone(), Some(b.export().as_slice())).expect("reload");
         let r = b.encrypt(&g, b"hi alice").expect("enc");
         assert_eq!(text(&a.receive(&b.me, &r).expect("dec")), b"hi alice");
         // A replay is refused (its key was used and deleted).
@@ -504,7 +510,7 @@ mod tests {
         for m in &earlier {
             b.receive(&a.me, m).expect("bob reads");
         }
-        let stolen = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("copy");
+        let stolen = MlsClient::new(b.signer.0.clone(), Some(b.export().as_slice())).expect("copy");
         for m in &earlier {
             assert!(
                 stolen.receive(&a.me, m).is_err(),
@@ -518,7 +524,7 @@ mod tests {
     #[test]
     fn copied_state_of_the_joiner_cannot_read_after_its_proposed_update() {
         let (a, b, g) = pair();
-        let stolen = MlsClient::new(b.signer.0.clone(), Some(&b.export())).expect("copy");
+        let stolen = MlsClient::new(b.signer.0.clone(), Some(b.export().as_slice())).expect("copy");
         let proposal = b.propose_update(&g).expect("propose");
         assert!(matches!(
             a.receive(&b.me, &proposal).expect("proposal"),
@@ -544,7 +550,7 @@ mod tests {
     #[test]
     fn copied_state_cannot_read_after_an_update() {
         let (a, b, g) = pair();
-        let stolen = MlsClient::new(a.signer.0.clone(), Some(&a.export())).expect("copy");
+        let stolen = MlsClient::new(a.signer.0.clone(), Some(a.export().as_slice())).expect("copy");
         let before = b.encrypt(&g, b"before").expect("enc");
         // The copy works until the update (that is what compromise means) ...
         assert_eq!(

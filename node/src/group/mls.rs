@@ -353,7 +353,8 @@ mod tests {
     #[test]
     fn a_state_copied_before_removal_cannot_read_the_next_epoch() {
         let (o, ms, g) = group(2);
-        let stolen = MlsClient::new(ms[1].signer_key(), Some(&ms[1].export())).expect("copy");
+        let stolen =
+            MlsClient::new(ms[1].signer_key(), Some(ms[1].export().as_slice())).expect("copy");
         let remove = o.group_remove(&g, &ms[1].me).expect("remove");
         ms[0].group_receive(&g, &o.me, &remove).expect("commit");
         let after = o.encrypt(&g, b"secret").expect("enc");

@@ -147,7 +147,8 @@ pub struct NodeInfo {
     pub external_addrs: Vec<String>,
     /// Relays this node holds a reservation on.
     pub relays: Vec<String>,
-    /// Peers disconnected since start because their gossip score fell below the graylist.
+    /// Peers disconnected and refused since start: their gossip score fell below the graylist,
+    /// or they sent 10 malformed or oversized requests within a minute.
     #[serde(default)]
     pub graylisted_peers: u64,
     /// Incoming connections refused since start because a limit was reached.

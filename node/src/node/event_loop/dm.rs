@@ -156,8 +156,11 @@ impl Direct {
         store: &std::sync::Arc<dyn Store>,
         key: libp2p::identity::ed25519::Keypair,
     ) -> Result<Self, NodeError> {
-        let state = store.private_get(Private::Mls, b"state")?;
-        let mls = MlsClient::new(key, state.as_deref())
+        // The plaintext state holds private keys: wiped once the client has parsed it.
+        let state = store
+            .private_get(Private::Mls, b"state")?
+            .map(zeroize::Zeroizing::new);
+        let mls = MlsClient::new(key, state.as_ref().map(|s| s.as_slice()))
             .map_err(|e| NodeError::InvalidInput(format!("direct messages: {e}")))?;
         let mut conversations = HashMap::new();
         for (_, v) in store.private_scan(Private::Mls, b"c")? {
