@@ -1342,27 +1342,35 @@ async function fileStatus(cid) {
 }
 
 /** Makes sure the node holds the whole file, fetching it from peers if needed. */
-async function ensureHeld(f, onProgress, alive) {
+// maxBytes (automatic loads only): the node drops the fetch if the file is larger — a
+// message's claimed size is only its sender's word.
+async function ensureHeld(f, onProgress, alive, maxBytes) {
   let st = await fileStatus(f.cid);
   if (st?.complete) return st;
-  st = await api(`/v1/files/${enc(f.cid)}/fetch?name=${enc(f.name || '')}`, { method: 'POST' });
+  const limit = maxBytes ? `&max_bytes=${maxBytes}` : '';
+  st = await api(`/v1/files/${enc(f.cid)}/fetch?name=${enc(f.name || '')}${limit}`, { method: 'POST' });
+  const tooBig = () => new ApiError(413, 'larger than its message says: not loaded automatically');
   while (!st.complete) {
     if (!alive()) throw new ApiError(-1, 'gone');
+    if (maxBytes && st.size && st.size > maxBytes) throw tooBig();
     onProgress(st);
     const ev = await waitForFile(f.cid, 3000);
-    st = ev && ev.complete ? ev : ((await fileStatus(f.cid)) || st);
+    if (ev && ev.complete) { st = ev; continue; }
+    const cur = await fileStatus(f.cid);
+    if (cur === null && maxBytes) throw tooBig();
+    st = cur || st;
   }
   return st;
 }
 
 /** The file's content as a blob URL (decrypted by the node when it has a key). */
-function loadBlob(f, onProgress, alive) {
+function loadBlob(f, onProgress, alive, maxBytes) {
   const have = Files.urls.get(f.cid);
   if (have) return Promise.resolve(have);
   let job = Files.jobs.get(f.cid);
   if (job) return job;
   job = (async () => {
-    await ensureHeld(f, (st) => onProgress('fetch', st), alive);
+    await ensureHeld(f, (st) => onProgress('fetch', st), alive, maxBytes);
     const headers = f.key ? { 'x-samizdat-key': f.key } : {};
     let res;
     try {
@@ -1383,6 +1391,10 @@ function loadBlob(f, onProgress, alive) {
         if (done) break;
         parts.push(value);
         got += value.length;
+        if (maxBytes && got > maxBytes) {
+          reader.cancel().catch(() => {});
+          throw new ApiError(413, 'larger than its message says: not loaded automatically');
+        }
         onProgress('download', { got, total });
       }
     } else {
@@ -1469,7 +1481,9 @@ function startLoad(conv, box, f, kind, asked) {
     }, (e) => loadFailed(conv, box, f, kind, e));
     return;
   }
-  loadBlob(f, progress, alive).then((r) => {
+  // Sealed attachments are 16 bytes a MiB larger than the file.
+  const auto = asked ? undefined : AUTO_IMAGE_BYTES + Math.ceil(AUTO_IMAGE_BYTES / 4096) + 4096;
+  loadBlob(f, progress, alive, auto).then((r) => {
     showLoaded(conv, box, f, kind, r);
     if (asked && kind === 'file') h('a', { href: r.url, download: f.name || 'file' }).click();
   }, (e) => loadFailed(conv, box, f, kind, e));

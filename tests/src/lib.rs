@@ -393,6 +393,18 @@ impl NodeProc {
         })
     }
 
+    /// POSTs an empty JSON object to an API path with the node's token; returns the answer.
+    pub fn api_post(&self, path: &str) -> Result<Value> {
+        let home = samizdat_node::home::Home::at(&self.home);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let api = samizdat_node::api::ApiClient::from_home(&home)?;
+            Ok(api.post(path, &serde_json::json!({})).await?)
+        })
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> Result<String> {
         Ok(self.json(&["id"])?["peer_id"]

@@ -153,3 +153,39 @@ fn a_200_mib_file_arrives_identical_across_a_provider_restart_and_a_corrupting_p
     }
     Ok(())
 }
+
+#[test]
+fn a_fetch_bounded_by_size_is_dropped_when_the_file_is_larger() -> Result<()> {
+    // What a preview or an attachment's automatic fetch does: the size a message claims is only
+    // its sender's word, so the node stops once the (verified) manifest says otherwise.
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("big.bin");
+    std::fs::write(&src, vec![0x42u8; 3 << 20])?;
+    let boot = BootstrapProc::start()?;
+    let mut provider = NodeProc::new("provider")?;
+    let mut fetcher = NodeProc::new("fetcher")?;
+    for n in [&mut provider, &mut fetcher] {
+        n.start(&boot.addrs)?;
+    }
+    let added = provider.json(&["file", "add", src.to_str().context("path")?])?;
+    let cid = added["cid"].as_str().context("cid")?.to_string();
+    fetcher.api_post(&format!(
+        "/v1/files/{cid}/fetch?name=big.bin&max_bytes=1000000"
+    ))?;
+    wait_for("the fetch to be dropped", Duration::from_secs(60), || {
+        fetcher
+            .log()
+            .contains("file larger than asked for")
+            .then_some(())
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        status(&fetcher, &cid).is_none_or(|s| s["have"].as_u64() == Some(0)),
+        "chunks of an over-size file were fetched"
+    );
+    // Asked for explicitly, the same file arrives.
+    let out = dir.path().join("out.bin");
+    finish(get(&fetcher, &cid, &out)?, "fetcher")?;
+    assert_eq!(std::fs::read(&out)?.len(), 3 << 20);
+    Ok(())
+}

@@ -192,6 +192,7 @@ async function login(context, url, who) {
   const origin = new URL(url).origin;
   const res = await page.goto(url);
   check(res && res.ok(), `the login link answered ${res && res.status()}`);
+  await page.waitForURL(`${origin}/`, { timeout: WAIT }).catch(() => {});
   check(page.url() === `${origin}/`, `login did not land on ${origin}/ but on ${page.url()}`);
   await page.getByTestId('new-channel').waitFor({ state: 'visible', timeout: WAIT });
   return page;

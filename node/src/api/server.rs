@@ -171,7 +171,7 @@ async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) -> R
         Some(AuthorizedBy::Token)
     } else if presented.is_none()
         && ui::from_own_page(headers)
-        && ui::session_cookie(headers, s.port).is_some_and(|id| s.ui.is_session(&id))
+        && ui::has_session(&s.ui, headers, s.port)
     {
         Some(AuthorizedBy::Session)
     } else {
@@ -644,6 +644,8 @@ struct AddFileQuery {
     /// Encrypt it as a private attachment (the answer carries its key).
     #[serde(default)]
     private: bool,
+    /// Fetch: give up if the file is larger than this (automatic previews).
+    max_bytes: Option<u64>,
 }
 
 async fn add_file(
@@ -675,7 +677,11 @@ async fn fetch_file(
     Query(q): Query<AddFileQuery>,
 ) -> Result<Json<DownloadStatus>, ApiError> {
     let name = q.name.unwrap_or_default();
-    Ok(Json(s.node.fetch_file(parse_cid(&cid)?, name).await?))
+    Ok(Json(
+        s.node
+            .fetch_file_at_most(parse_cid(&cid)?, name, q.max_bytes)
+            .await?,
+    ))
 }
 
 async fn file_content(

@@ -127,8 +127,9 @@ pub(super) fn cookie_name(port: u16) -> String {
     format!("samizdat_session_{port}")
 }
 
-/// The session id the request's cookie carries, if any.
-pub(super) fn session_cookie(headers: &HeaderMap, port: u16) -> Option<String> {
+/// The session ids the request's cookies carry under this node's name (a page on another
+/// port of the host can plant a cookie of the same name, so every one is looked at).
+pub(super) fn session_cookies(headers: &HeaderMap, port: u16) -> Vec<String> {
     let name = cookie_name(port);
     headers
         .get_all(header::COOKIE)
@@ -136,8 +137,16 @@ pub(super) fn session_cookie(headers: &HeaderMap, port: u16) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+        .collect()
+}
+
+/// Whether the request carries a live session of this node.
+pub(super) fn has_session(ui: &UiSessions, headers: &HeaderMap, port: u16) -> bool {
+    session_cookies(headers, port)
+        .iter()
+        .any(|id| ui.is_session(id))
 }
 
 /// Whether the browser says this request comes from a page of this origin (or was typed):
@@ -156,7 +165,9 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /ui/login?token=...`: spends the token, sets the session cookie, and sends the browser
-/// to the UI (so the token leaves the address bar).
+/// on to the UI (so the token leaves the address bar). The hop to `/` starts from this page,
+/// not from a redirect: a SameSite=Strict cookie is withheld from a redirect chain that began
+/// elsewhere (a file `samizdat ui` opened, a link clicked in another app).
 pub(super) async fn login(
     State(s): State<super::server::AppState>,
     Query(q): Query<LoginQuery>,
@@ -171,7 +182,14 @@ pub(super) async fn login(
         cookie_name(s.port),
         SESSION_TTL.as_secs()
     );
-    let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    let page = "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0;url=/\">\
+                <title>Samizdat</title><p><a href=\"/\">Open Samizdat</a>";
+    let mut res = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -185,7 +203,7 @@ pub(super) async fn page(
     file: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Response {
-    let logged_in = session_cookie(&headers, s.port).is_some_and(|id| s.ui.is_session(&id));
+    let logged_in = has_session(&s.ui, &headers, s.port);
     if !logged_in {
         return refused("Not logged in. Run `samizdat ui` and open the link it prints.");
     }
@@ -315,11 +333,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; samizdat_session_7420=abc; samizdat_session_7421=x"),
+            HeaderValue::from_static(
+                "a=1; samizdat_session_7420=junk; samizdat_session_7421=x; samizdat_session_7420=abc",
+            ),
         );
-        assert_eq!(session_cookie(&h, 7420).as_deref(), Some("abc"));
-        assert_eq!(session_cookie(&h, 7421).as_deref(), Some("x"));
-        assert_eq!(session_cookie(&h, 7422), None);
+        assert_eq!(session_cookies(&h, 7420), ["junk", "abc"]);
+        assert_eq!(session_cookies(&h, 7421), ["x"]);
+        assert!(session_cookies(&h, 7422).is_empty());
+        // A planted cookie of the same name does not hide the real one.
+        let ui = UiSessions::default();
+        let session = ui.redeem(&ui.issue_login()).expect("session");
+        let mut h = HeaderMap::new();
+        let planted = format!("samizdat_session_7420=junk; samizdat_session_7420={session}");
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&planted).expect("header"),
+        );
+        assert!(has_session(&ui, &h, 7420));
     }
 
     #[test]

@@ -458,10 +458,18 @@ async fn ui(home: &Home, out: &Output, print_only: bool) -> Result<()> {
     } else {
         "xdg-open"
     };
-    // The link goes as an argument, never through a shell.
+    // The browser gets a 0600 file that forwards to the link, not the link itself: a command
+    // line is readable by every local user (/proc/*/cmdline), who could spend the token first.
+    let forward = home.path().join("ui-login.html");
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0;url={u}\">\
+         <title>Samizdat</title><a href=\"{u}\">Open Samizdat</a>",
+        u = url.replace('&', "&amp;").replace('"', "&quot;")
+    );
     let opened = desktop
+        && crate::home::write_private(&forward, html.as_bytes()).is_ok()
         && std::process::Command::new(opener)
-            .arg(&url)
+            .arg(&forward)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -16,7 +16,8 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-/// Refuses an incoming connection from an IP that already holds `max` connections.
+/// Refuses an incoming connection from an IP (for IPv6: a /64) that already holds `max`
+/// connections.
 pub struct Behaviour {
     max: u32,
     /// Whether loopback addresses count (off by default: several local nodes and tests share
@@ -45,7 +46,14 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     }
     match addr.iter().next()? {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        // One host usually holds a whole /64: counted as one address.
+        Protocol::Ip6(ip) => {
+            let mut s = ip.segments();
+            if !ip.is_loopback() {
+                s[4..].fill(0);
+            }
+            Some(IpAddr::V6(s.into()))
+        }
         _ => None,
     }
 }
@@ -178,6 +186,37 @@ mod tests {
         );
         b.release(c1);
         assert!(b.handle_pending_inbound_connection(c3, &local, &a).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_a_limit() {
+        let mut b = Behaviour::new(2, false);
+        let local = addr("/ip6/2001:db8::1/tcp/1");
+        for (i, a) in ["2001:db8:1:2::1", "2001:db8:1:2::ffff:2"]
+            .iter()
+            .enumerate()
+        {
+            let remote = addr(&format!("/ip6/{a}/tcp/4000"));
+            let id = ConnectionId::new_unchecked(i);
+            assert!(
+                b.handle_pending_inbound_connection(id, &local, &remote)
+                    .is_ok()
+            );
+        }
+        let same64 = addr("/ip6/2001:db8:1:2:aaaa::3/tcp/4000");
+        let other64 = addr("/ip6/2001:db8:1:3::1/tcp/4000");
+        let (c3, c4) = (
+            ConnectionId::new_unchecked(3),
+            ConnectionId::new_unchecked(4),
+        );
+        assert!(
+            b.handle_pending_inbound_connection(c3, &local, &same64)
+                .is_err()
+        );
+        assert!(
+            b.handle_pending_inbound_connection(c4, &local, &other64)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub(crate) enum Command {
     FetchFile {
         cid: Cid,
         name: String,
+        max_bytes: Option<u64>,
         reply: Reply<DownloadStatus>,
     },
     FileStatus(Cid, Reply<DownloadStatus>),

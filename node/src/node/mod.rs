@@ -601,8 +601,24 @@ impl NodeHandle {
 
     /// Starts fetching a file from its providers (or reports it held).
     pub async fn fetch_file(&self, cid: Cid, name: String) -> Result<DownloadStatus, NodeError> {
-        self.call(|reply| Command::FetchFile { cid, name, reply })
-            .await
+        self.fetch_file_at_most(cid, name, None).await
+    }
+
+    /// Like [`NodeHandle::fetch_file`], but drops the fetch if the file turns out larger than
+    /// `max_bytes` (for downloads nobody explicitly asked for, such as previews).
+    pub async fn fetch_file_at_most(
+        &self,
+        cid: Cid,
+        name: String,
+        max_bytes: Option<u64>,
+    ) -> Result<DownloadStatus, NodeError> {
+        self.call(|reply| Command::FetchFile {
+            cid,
+            name,
+            max_bytes,
+            reply,
+        })
+        .await
     }
 
     /// A file's download status.

@@ -912,10 +912,17 @@ impl EventLoop {
         let me = *self.swarm.local_peer_id();
         match q {
             MailboxQuery::Deposit(recipient) => {
+                // Bounded by count and by bytes, like a delivery: a frame over the holder's
+                // limit would be refused (and counted against this node).
+                let mut bytes = 0;
                 let envelopes: Vec<v1::DmEnvelope> = self
                     .outbox_for(&recipient)
                     .into_iter()
                     .take(MAX_ENVELOPES_PER_REQUEST)
+                    .take_while(|(_, _, e)| {
+                        bytes += e.encoded_len();
+                        bytes <= DELIVER_BYTES || bytes == e.encoded_len()
+                    })
                     .map(|(_, _, e)| e)
                     .collect();
                 if envelopes.is_empty() {

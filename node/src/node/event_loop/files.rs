@@ -28,6 +28,9 @@ const LOOKUP_WHEN_NONE: Duration = Duration::from_secs(1);
 pub(super) struct Fetch {
     pub download: Download,
     pub last_lookup: Option<Instant>,
+    /// Dropped if the manifest says the file is larger (fetches nobody explicitly asked for:
+    /// an attachment's claimed size is only the sender's word).
+    pub max_bytes: Option<u64>,
 }
 
 impl EventLoop {
@@ -41,7 +44,7 @@ impl EventLoop {
                         self.announce_file(&cid);
                     } else {
                         // An interrupted download: resume it.
-                        let _ = self.fetch_file(cid, f.name);
+                        let _ = self.fetch_file(cid, f.name, None);
                     }
                 }
             }
@@ -67,9 +70,12 @@ impl EventLoop {
     /// sender is likely still online); larger ones when the user asks.
     pub(super) fn prefetch_attachment(&mut self, a: &samizdat_proto::v1::Attachment) {
         const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+        // The sealed file is the plaintext plus 16 bytes a segment (1 MiB): a manifest much
+        // larger than the size the message claims is not fetched.
+        let bound = a.size.saturating_add(a.size / 4096 + 4096);
         if a.size <= PREFETCH_BYTES
             && let Ok(cid) = a.cid.parse::<Cid>()
-            && let Err(e) = self.fetch_file(cid, a.name.clone())
+            && let Err(e) = self.fetch_file(cid, a.name.clone(), Some(bound))
         {
             tracing::debug!("attachment not fetched: {e}");
         }
@@ -79,6 +85,7 @@ impl EventLoop {
         &mut self,
         cid: Cid,
         name: String,
+        max_bytes: Option<u64>,
     ) -> Result<DownloadStatus, NodeError> {
         if let Some(f) = self.fetches.get(&cid) {
             return Ok(f.download.status());
@@ -103,6 +110,7 @@ impl EventLoop {
             Fetch {
                 download,
                 last_lookup: None,
+                max_bytes,
             },
         );
         self.lookup_file_providers(&cid);
@@ -331,6 +339,10 @@ impl EventLoop {
         match (ask, resp.kind) {
             (Ask::Manifest, Some(v1::file_response::Kind::Manifest(bytes))) => {
                 match Manifest::verify(&cid, &bytes, max) {
+                    Ok(m) if f.max_bytes.is_some_and(|mb| m.size > mb) => {
+                        tracing::info!(%cid, size = m.size, "file larger than asked for: not fetched");
+                        self.fetches.remove(&cid);
+                    }
                     Ok(m) => {
                         let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
                         let rec = FileRecord {

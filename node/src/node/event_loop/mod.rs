@@ -380,8 +380,13 @@ impl EventLoop {
                 );
             }
             Command::AnnounceFile(cid) => self.announce_file(&cid),
-            Command::FetchFile { cid, name, reply } => {
-                let _ = reply.send(self.fetch_file(cid, name));
+            Command::FetchFile {
+                cid,
+                name,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.fetch_file(cid, name, max_bytes));
             }
             Command::FileStatus(cid, reply) => {
                 let _ = reply.send(self.file_status(&cid));
@@ -1390,6 +1395,7 @@ impl EventLoop {
         self.dm_tick();
         self.group_tick();
         self.police_scores();
+        self.prune_violations(Instant::now());
     }
 
     /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
@@ -1440,6 +1446,13 @@ impl EventLoop {
         self.penalty_box
             .insert(peer, now + crate::net::scoring::PENALTY_BOX);
         self.graylisted_total += 1;
+    }
+
+    /// Forgets violation counts whose window has passed (one bad frame per fresh identity must
+    /// not grow the table without bound).
+    fn prune_violations(&mut self, now: Instant) {
+        self.violations
+            .retain(|_, (_, since)| now.duration_since(*since) <= VIOLATION_WINDOW);
     }
 
     /// Disconnects and refuses `peer` if its gossip score is below the graylist.

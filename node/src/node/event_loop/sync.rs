@@ -176,10 +176,25 @@ impl EventLoop {
                 .sync
                 .get(&id)
                 .and_then(|st| st.session.as_ref())
-                .is_some_and(|s| {
-                    s.current.is_none() && now.duration_since(s.started) >= HEADS_DEADLINE
-                });
-            if silent {
+                .filter(|s| s.current.is_none() && now.duration_since(s.started) >= HEADS_DEADLINE)
+                .map(|s| s.peer);
+            // Given up on only when someone else could be asked: a lone slow peer is waited for.
+            let other = silent.is_some_and(|slow| {
+                let bad = self.sync.get(&id).map(|st| &st.bad);
+                self.channels.get(&id).is_some_and(|c| {
+                    let topic = c.topic.hash();
+                    self.swarm
+                        .behaviour()
+                        .gossipsub
+                        .all_peers()
+                        .any(|(p, topics)| {
+                            *p != slow
+                                && topics.contains(&&topic)
+                                && !bad.is_some_and(|b| b.contains_key(p))
+                        })
+                })
+            });
+            if other {
                 tracing::debug!(channel = %id, "sync peer did not answer: asking another");
                 self.finish_session(&id, false, Some(FAILURE_PENALTY));
             }
