@@ -16,7 +16,7 @@ use crate::harness::{binary, round};
 
 #[derive(NetworkBehaviour)]
 struct Client {
-    kad: kad::Behaviour<kad::store::MemoryStore>,
+    kad: samizdat_node::net::Kademlia,
 }
 
 enum Cmd {

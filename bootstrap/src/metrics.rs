@@ -24,6 +24,8 @@ struct Shared {
     connected: Gauge,
     routing: Gauge,
     records: Gauge,
+    providers: Gauge,
+    dht_dropped: Counter,
     provider_adds: Counter,
     refused: Counter,
     reservations: Gauge,
@@ -51,6 +53,8 @@ pub(crate) async fn serve(
         routing.clone(),
     );
     let records = Gauge::default();
+    let providers = Gauge::default();
+    let dht_dropped = Counter::default();
     let provider_adds = Counter::default();
     let reservations = Gauge::default();
     let circuits = Gauge::default();
@@ -61,6 +65,16 @@ pub(crate) async fn serve(
         refused.clone(),
     );
     registry.register("dht_records", "DHT value records held", records.clone());
+    registry.register(
+        "dht_provider_records",
+        "DHT provider records held for other peers",
+        providers.clone(),
+    );
+    registry.register(
+        "dht_dropped",
+        "DHT records and provider records refused or evicted at the per-source and total bounds",
+        dht_dropped.clone(),
+    );
     registry.register(
         "dht_provider_records_received",
         "Provider records other peers asked this peer to hold",
@@ -82,6 +96,8 @@ pub(crate) async fn serve(
         connected,
         routing,
         records,
+        providers,
+        dht_dropped,
         provider_adds,
         refused,
         reservations,
@@ -111,12 +127,14 @@ fn refresh(s: &Shared) -> (i64, i64) {
     s.connected.set(c);
     s.routing.set(r);
     s.records.set(get(&s.stats.dht_records));
+    s.providers.set(get(&s.stats.dht_providers));
     s.reservations.set(get(&s.stats.relay_reservations));
     s.circuits.set(get(&s.stats.relay_circuits));
     // Counters only go up: add what arrived since the last scrape.
     for (counter, total) in [
         (&s.provider_adds, &s.stats.dht_provider_adds),
         (&s.refused, &s.stats.refused_connections),
+        (&s.dht_dropped, &s.stats.dht_dropped),
     ] {
         let (total, seen) = (total.load(Ordering::Relaxed) as u64, counter.get());
         if total > seen {

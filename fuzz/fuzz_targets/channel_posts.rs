@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use samizdat_node::channel::{AdminCert, ChannelId, Manifest, Post};
+use samizdat_node::channel::{AdminCert, ChannelId, Manifest, Post, PostHeader};
 use samizdat_proto::v1;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.id, post.id);
     }
     let _ = Post::verify(data, None, now);
+    if let Some(ch) = channel.as_ref()
+        && let Ok(h) = PostHeader::verify(data, ch, now)
+    {
+        // A header verified is exactly its bytes, and never a whole post.
+        assert_eq!(h.wire, data);
+        assert!(Post::verify(data, Some(ch), now).is_err());
+    }
     if let Ok(m) = v1::ChannelManifest::decode(data) {
         let _ = Manifest::verify(m);
     }

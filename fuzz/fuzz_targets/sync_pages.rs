@@ -9,7 +9,7 @@ use prost::Message;
 use samizdat_node::channel::ChannelId;
 use samizdat_node::crypto::DataKey;
 use samizdat_node::store::SledStore;
-use samizdat_node::sync::{check_page, serve};
+use samizdat_node::sync::{check_heads, check_page, serve};
 use samizdat_proto::v1;
 
 fn store() -> &'static SledStore {
@@ -29,6 +29,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = v1::SyncRequest::decode(data) {
         serve(store(), req, now).expect("serving from a healthy store does not fail");
     }
+    if let Ok(heads) = v1::SyncHeadsResponse::decode(data) {
+        let key = libp2p::identity::ed25519::Keypair::from(
+            libp2p::identity::ed25519::SecretKey::try_from_bytes([9u8; 32]).expect("key"),
+        );
+        let channel = ChannelId::from_key(&key.public());
+        if let Ok(proven) = check_heads(&channel, &heads, |_| 0, now) {
+            // Every claim beyond what was known (here: nothing) carries its verified header.
+            assert!(proven.iter().all(|h| h.proof.as_ref().is_some_and(|p| p.seq == h.max_seq)));
+        }
+    }
     if let Ok(page) = v1::SyncRangeResponse::decode(data) {
         let key = libp2p::identity::ed25519::Keypair::from(
             libp2p::identity::ed25519::SecretKey::try_from_bytes([9u8; 32]).expect("key"),
@@ -36,9 +46,13 @@ fuzz_target!(|data: &[u8]| {
         let channel = ChannelId::from_key(&key.public());
         let author = key.public().to_bytes();
         for (from, to) in [(1, 10), (1, u64::MAX), (u64::MAX, u64::MAX)] {
-            if let Ok((posts, expired)) = check_page(&channel, &author, from, to, &page, now) {
-                assert!(posts.iter().all(|p| p.seq >= from && p.seq <= to));
-                assert!(expired.iter().all(|s| *s >= from && *s <= to));
+            if let Ok(entries) = check_page(&channel, &author, from, to, &page, now) {
+                assert!(entries.iter().all(|e| e.seq() >= from && e.seq() <= to));
+                // An expired slot is only ever proven by a header that has expired.
+                assert!(entries.iter().all(|e| match e {
+                    samizdat_node::sync::Entry::Expired(h) => h.is_expired(now),
+                    samizdat_node::sync::Entry::Post(p) => !p.is_expired(now),
+                }));
             }
         }
     }

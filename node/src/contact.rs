@@ -1,6 +1,8 @@
 //! Contact cards: a node's peer id, its X25519 key bound to the identity by an ed25519
 //! signature, and a few addresses, shared as a `samizdat://contact/...` link or QR code.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,6 +1,8 @@
 //! A hostile peer for tests: a libp2p swarm that speaks Samizdat's protocols badly on purpose.
 //! It joins channel topics and publishes whatever bytes a test gives it (forged, replayed,
-//! oversized), answers history sync with bad pages, and provides files with corrupted chunks.
+//! oversized), answers history sync with lies (unproven heads, expiry claims, withheld or
+//! forged pages), provides files with corrupted chunks, floods direct messages for
+//! conversations nobody is in, stuffs mailboxes and the DHT.
 
 // The NetworkBehaviour derive generates an event enum without doc comments.
 #![allow(missing_docs)]
@@ -25,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 pub enum SyncMode {
     /// Refuses ("unknown channel"), like a peer that does not hold it.
     Refuse,
-    /// Claims a long chain and sends posts it signed itself, claiming the channel's key.
+    /// Shows the genuine heads it captured, then sends posts it signed itself, claiming the
+    /// channel's key.
     Forged,
     /// Sends genuine posts it captured, but says the range continues beyond what was asked.
     OutOfRange,
@@ -35,12 +38,20 @@ pub enum SyncMode {
     Garbage,
     /// Never answers (holds the stream open until the asker gives up).
     Stall,
+    /// Claims every author's chain reaches `u64::MAX`, without proof.
+    HugeHeads,
+    /// Shows the genuine (signed) heads of what it captured, then answers ranges with the
+    /// captured posts stripped to their headers: claims that posts which never expire have
+    /// expired (to erase them from followers and lock their author out of those slots).
+    ClaimExpired,
+    /// Shows the genuine heads of what it captured, then serves nothing of them.
+    Withhold,
 }
 
 /// A Samizdat request-response protocol, for sending raw frames on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
-    /// `/samizdat/sync/1`
+    /// `/samizdat/sync/2`
     Sync,
     /// `/samizdat/file/1`
     File,
@@ -54,7 +65,7 @@ pub enum Proto {
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
+    kad: samizdat_node::net::Kademlia,
     sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
     files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,
     dm: request_response::Behaviour<RawCodec>,
@@ -130,6 +141,9 @@ enum Cmd {
     ChunksServed(oneshot::Sender<usize>),
     Raw(Proto, PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>>>),
     StallFiles(bool, oneshot::Sender<()>),
+    Provide(Vec<Vec<u8>>, oneshot::Sender<Result<()>>),
+    PutRecords(Vec<(Vec<u8>, Vec<u8>)>, oneshot::Sender<usize>),
+    Connected(PeerId, oneshot::Sender<bool>),
 }
 
 /// Handle to the hostile peer (its swarm runs on its own thread).
@@ -137,6 +151,8 @@ pub struct Attacker {
     tx: mpsc::UnboundedSender<Cmd>,
     /// Its PeerId.
     pub peer_id: PeerId,
+    /// Its identity key (the same as the swarm's), for messages it signs or encrypts itself.
+    pub key: libp2p::identity::ed25519::Keypair,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -154,12 +170,64 @@ struct State {
     stalled_sync: Vec<request_response::ResponseChannel<v1::SyncResponse>>,
     stalled_files: Vec<request_response::ResponseChannel<v1::FileResponse>>,
     stall_files: bool,
+    /// Keys still to announce, and announcements in flight (a few hundred at a time: thousands
+    /// of queries at once slow its own Kademlia to a crawl).
+    provide_queue: std::collections::VecDeque<Vec<u8>>,
+    providing: usize,
+}
+
+/// Announcements in flight at once.
+const PROVIDING_AT_ONCE: usize = 128;
+
+fn pump_provide(swarm: &mut libp2p::Swarm<Behaviour>, st: &mut State) {
+    while st.providing < PROVIDING_AT_ONCE {
+        let Some(k) = st.provide_queue.pop_front() else {
+            break;
+        };
+        if swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(kad::RecordKey::new(&k))
+            .is_ok()
+        {
+            st.providing += 1;
+        }
+    }
+}
+
+/// The signed posts among what it received on its topics, for `channel`.
+fn captured(st: &State, channel: &[u8]) -> Vec<(v1::PostBody, v1::SignedPost)> {
+    use prost::Message;
+    let mut out: Vec<(v1::PostBody, v1::SignedPost)> = st
+        .received
+        .iter()
+        .filter_map(|m| match v1::ChannelMessage::decode(m.as_slice()).ok()?.kind {
+            Some(v1::channel_message::Kind::Post(p)) => {
+                let body = v1::PostBody::decode(p.body.as_slice()).ok()?;
+                (body.channel == channel).then_some((body, p))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|(b, _)| (b.author.clone(), b.seq));
+    out.dedup_by_key(|(b, _)| (b.author.clone(), b.seq));
+    out
+}
+
+/// A post without its content: its header.
+fn header_of(p: &v1::SignedPost) -> Vec<u8> {
+    use prost::Message;
+    let mut h = p.clone();
+    h.content = Vec::new();
+    h.encode_to_vec()
 }
 
 impl Attacker {
     /// Starts the peer (TCP + noise + yamux; gossipsub with a 1 MiB frame limit; the Samizdat
     /// DHT, sync and file protocols).
     pub fn spawn() -> Result<Self> {
+        let key = libp2p::identity::ed25519::Keypair::generate();
+        let swarm_key = key.clone();
         let (tx, rx) = mpsc::unbounded_channel::<Cmd>();
         let (ready_tx, ready_rx) = std_mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -173,7 +241,7 @@ impl Attacker {
                     return;
                 }
             };
-            rt.block_on(run(rx, ready_tx));
+            rt.block_on(run(swarm_key, rx, ready_tx));
         });
         let peer_id = ready_rx
             .recv_timeout(Duration::from_secs(30))
@@ -181,6 +249,7 @@ impl Attacker {
         Ok(Self {
             tx,
             peer_id,
+            key,
             thread: Some(thread),
         })
     }
@@ -279,6 +348,139 @@ impl Attacker {
     pub fn stall_files(&self, stall: bool) -> Result<()> {
         self.call(|r| Cmd::StallFiles(stall, r))
     }
+
+    /// Announces itself in the DHT as a provider of each of these keys (in the background, a
+    /// batch at a time).
+    pub fn provide(&self, keys: Vec<Vec<u8>>) -> Result<()> {
+        self.call(|r| Cmd::Provide(keys, r))?
+    }
+
+    /// Stores these (key, value) records in the DHT as their publisher; returns how many
+    /// queries started.
+    pub fn put_records(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<usize> {
+        self.call(|r| Cmd::PutRecords(records, r))
+    }
+
+    /// Whether it is connected to `peer` (a peer that cut it off is not).
+    pub fn is_connected(&self, peer: PeerId) -> Result<bool> {
+        self.call(|r| Cmd::Connected(peer, r))
+    }
+
+    /// Sends `peer` direct messages for a conversation `peer` is not in: `count` real MLS
+    /// ciphertexts of a group only this attacker knows, each about `size` bytes, two per
+    /// request (the frame limit is 3 MiB). Returns how many `peer` said it took, and the
+    /// errors it gave.
+    pub fn dm_junk(&self, peer: PeerId, count: usize, size: usize) -> Result<(usize, Vec<String>)> {
+        use prost::Message;
+        let mls = samizdat_node::dm::mls::MlsClient::new(self.key.clone(), None)
+            .map_err(|e| anyhow!("mls: {e}"))?;
+        let group = mls.group_create().map_err(|e| anyhow!("mls: {e}"))?;
+        let now = samizdat_node::channel::now_ms();
+        let mut taken = 0;
+        let mut errors = Vec::new();
+        let envelopes: Vec<v1::DmEnvelope> = (0..count)
+            .map(|i| {
+                let mut text = vec![b'j'; size];
+                text[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                Ok(v1::DmEnvelope {
+                    sender: self.peer_id.to_bytes(),
+                    recipient: peer.to_bytes(),
+                    sent_ms: now,
+                    expires_ms: now + 3_600_000,
+                    mls_message: mls.encrypt(&group, &text).map_err(|e| anyhow!("{e}"))?,
+                    group_invite: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        for pair in envelopes.chunks(2) {
+            // Paced under the per-peer rate limit (20 requests/s): a flood that gets through.
+            std::thread::sleep(Duration::from_millis(55));
+            let req = v1::DmRequest {
+                kind: Some(v1::dm_request::Kind::Deliver(v1::DmDeliver {
+                    envelopes: pair.to_vec(),
+                })),
+            };
+            match self.dm_raw(peer, req.encode_to_vec()) {
+                Ok(answer) => {
+                    let resp = v1::DmResponse::decode(answer.as_slice()).unwrap_or_default();
+                    taken += resp.accepted as usize;
+                    if !resp.error.is_empty() {
+                        errors.push(resp.error);
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Ok((taken, errors))
+    }
+
+    /// Deposits `count` envelopes of `size` random bytes for `recipient` with `holder`, as
+    /// their sender, claiming they were sent `age_ms` ago. Returns how many were taken.
+    pub fn deposit_junk(
+        &self,
+        holder: PeerId,
+        recipient: PeerId,
+        count: usize,
+        size: usize,
+        age_ms: u64,
+    ) -> Result<usize> {
+        use prost::Message;
+        let now = samizdat_node::channel::now_ms();
+        let mut taken = 0;
+        let envelopes: Vec<v1::DmEnvelope> = (0..count)
+            .map(|i| {
+                let mut junk = vec![0x4a; size.max(8)];
+                junk[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                v1::DmEnvelope {
+                    sender: self.peer_id.to_bytes(),
+                    recipient: recipient.to_bytes(),
+                    sent_ms: now - age_ms,
+                    expires_ms: now - age_ms + 7 * 24 * 3_600_000 - 60_000,
+                    mls_message: junk,
+                    group_invite: Vec::new(),
+                }
+            })
+            .collect();
+        for batch in envelopes.chunks(32) {
+            std::thread::sleep(Duration::from_millis(55));
+            let req = v1::DmRequest {
+                kind: Some(v1::dm_request::Kind::Deposit(v1::DmDeposit {
+                    envelopes: batch.to_vec(),
+                })),
+            };
+            if let Ok(answer) = self.dm_raw(holder, req.encode_to_vec()) {
+                taken += v1::DmResponse::decode(answer.as_slice())
+                    .map(|r| r.accepted as usize)
+                    .unwrap_or(0);
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// The bytes of an MLS `PrivateMessage` (RFC 9420, TLS encoding) of `group` claiming `epoch`,
+/// with a ciphertext that decrypts under no key: what anyone can put on a group's topic once
+/// it knows the group id.
+pub fn forged_private_message(group: &[u8], epoch: u64) -> Vec<u8> {
+    fn vec(out: &mut Vec<u8>, bytes: &[u8]) {
+        // Variable-length vectors: a QUIC-style varint length (1 byte below 64, 2 below 16384).
+        if bytes.len() < 64 {
+            out.push(bytes.len() as u8);
+        } else {
+            out.extend_from_slice(&(0x4000u16 | bytes.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(&1u16.to_be_bytes()); // mls10
+    m.extend_from_slice(&2u16.to_be_bytes()); // mls_private_message
+    vec(&mut m, group);
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.push(1); // application
+    vec(&mut m, &[]); // authenticated_data
+    vec(&mut m, &[0x5a; 32]); // encrypted_sender_data
+    vec(&mut m, &[0xa5; 96]); // ciphertext
+    m
 }
 
 impl Drop for Attacker {
@@ -292,8 +494,8 @@ impl Drop for Attacker {
     }
 }
 
-fn build() -> Result<libp2p::Swarm<Behaviour>> {
-    let swarm = libp2p::SwarmBuilder::with_new_identity()
+fn build(key: libp2p::identity::ed25519::Keypair) -> Result<libp2p::Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key.into())
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
@@ -357,8 +559,12 @@ fn build() -> Result<libp2p::Swarm<Behaviour>> {
     Ok(swarm)
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, ready: std_mpsc::Sender<Result<PeerId>>) {
-    let mut swarm = match build() {
+async fn run(
+    key: libp2p::identity::ed25519::Keypair,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    ready: std_mpsc::Sender<Result<PeerId>>,
+) {
+    let mut swarm = match build(key) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -378,6 +584,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, ready: std_mpsc::Sender<Resul
         stalled_sync: Vec::new(),
         stalled_files: Vec::new(),
         stall_files: false,
+        provide_queue: Default::default(),
+        providing: 0,
     };
     let mut pending_listen: Option<oneshot::Sender<Result<Multiaddr>>> = None;
     loop {
@@ -512,6 +720,28 @@ fn on_command(
         Cmd::ChunksServed(r) => {
             let _ = r.send(st.chunks_served);
         }
+        Cmd::Provide(keys, r) => {
+            st.provide_queue.extend(keys);
+            pump_provide(swarm, st);
+            let _ = r.send(Ok(()));
+        }
+        Cmd::PutRecords(records, r) => {
+            let kad = &mut swarm.behaviour_mut().kad;
+            let n = records
+                .into_iter()
+                .filter(|(k, v)| {
+                    kad.put_record(
+                        kad::Record::new(kad::RecordKey::new(k), v.clone()),
+                        kad::Quorum::One,
+                    )
+                    .is_ok()
+                })
+                .count();
+            let _ = r.send(n);
+        }
+        Cmd::Connected(p, r) => {
+            let _ = r.send(swarm.is_connected(&p));
+        }
     }
 }
 
@@ -533,6 +763,14 @@ fn on_event(
             message,
             ..
         })) => st.received.push(message.data),
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::StartProviding(_),
+            step,
+            ..
+        })) if step.last => {
+            st.providing = st.providing.saturating_sub(1);
+            pump_provide(swarm, st);
+        }
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
             peer_id,
             info,
@@ -658,15 +896,62 @@ fn on_event(
 fn hostile_sync_answer(st: &State, req: v1::SyncRequest) -> v1::SyncResponse {
     use prost::Message;
     use v1::sync_response::Kind as R;
+    let heads_of = |channel: &[u8]| -> Vec<v1::AuthorHead> {
+        let posts = captured(st, channel);
+        let mut heads: Vec<v1::AuthorHead> = Vec::new();
+        for (b, p) in posts.iter().rev() {
+            if !heads.iter().any(|h| h.author == b.author) {
+                heads.push(v1::AuthorHead {
+                    author: b.author.clone(),
+                    max_seq: b.seq,
+                    head: header_of(p),
+                });
+            }
+        }
+        heads
+    };
     let kind = match (st.sync_mode, req.kind) {
         (SyncMode::Refuse | SyncMode::Stall, _) | (_, None) => R::Error("unknown channel".into()),
+        (SyncMode::HugeHeads, Some(v1::sync_request::Kind::Heads(h))) => {
+            R::Heads(v1::SyncHeadsResponse {
+                authors: vec![v1::AuthorHead {
+                    author: h.channel,
+                    max_seq: u64::MAX,
+                    head: Vec::new(),
+                }],
+                ..Default::default()
+            })
+        }
+        (SyncMode::ClaimExpired | SyncMode::Withhold, Some(v1::sync_request::Kind::Heads(h))) => {
+            R::Heads(v1::SyncHeadsResponse {
+                authors: heads_of(&h.channel),
+                ..Default::default()
+            })
+        }
+        // The other modes lie in their pages: their heads are the genuine (proven) ones of
+        // what they captured, so that a follower goes on to ask for ranges.
         (_, Some(v1::sync_request::Kind::Heads(h))) => R::Heads(v1::SyncHeadsResponse {
-            authors: vec![v1::AuthorHead {
-                author: h.channel,
-                max_seq: 1000,
-            }],
+            authors: heads_of(&h.channel),
+            ..Default::default()
         }),
+        (SyncMode::ClaimExpired, Some(v1::sync_request::Kind::Range(r))) => {
+            let posts = captured(st, &r.channel)
+                .into_iter()
+                .filter(|(b, _)| b.author == r.author && b.seq >= r.from_seq && b.seq <= r.to_seq)
+                .map(|(_, p)| header_of(&p))
+                .collect();
+            R::Range(v1::SyncRangeResponse { posts, next_seq: 0 })
+        }
+        (SyncMode::Withhold | SyncMode::HugeHeads, Some(v1::sync_request::Kind::Range(_))) => {
+            R::Range(v1::SyncRangeResponse::default())
+        }
         (SyncMode::Forged, Some(v1::sync_request::Kind::Range(r))) => {
+            let content = v1::PostContent {
+                text: "FORGED via sync".into(),
+                file: None,
+            }
+            .encode_to_vec();
+            use sha2::Digest;
             let body = v1::PostBody {
                 channel: r.channel.clone(),
                 author: r.channel,
@@ -677,52 +962,43 @@ fn hostile_sync_answer(st: &State, req: v1::SyncRequest) -> v1::SyncResponse {
                     Vec::new()
                 },
                 timestamp_ms: samizdat_node::channel::now_ms(),
-                text: "FORGED via sync".into(),
+                content_hash: sha2::Sha256::digest(&content).to_vec(),
                 ..Default::default()
             }
             .encode_to_vec();
-            let mut msg = b"samizdat/v1/post".to_vec();
+            let mut msg = b"samizdat/v2/post".to_vec();
             msg.extend_from_slice(&body);
             let sp = v1::SignedPost {
                 signature: st.mallory.sign(&msg),
                 body,
                 cert: None,
+                content,
             };
             R::Range(v1::SyncRangeResponse {
                 posts: vec![sp.encode_to_vec()],
-                expired: Vec::new(),
                 next_seq: 0,
             })
         }
         (SyncMode::OutOfRange, Some(v1::sync_request::Kind::Range(r))) => {
-            let posts: Vec<Vec<u8>> = st
-                .received
-                .iter()
-                .filter_map(
-                    |m| match v1::ChannelMessage::decode(m.as_slice()).ok()?.kind {
-                        Some(v1::channel_message::Kind::Post(p)) => Some(p.encode_to_vec()),
-                        _ => None,
-                    },
-                )
+            let posts: Vec<Vec<u8>> = captured(st, &r.channel)
+                .into_iter()
+                .map(|(_, p)| p.encode_to_vec())
                 .take(1)
                 .collect();
             R::Range(v1::SyncRangeResponse {
                 posts,
-                expired: Vec::new(),
-                next_seq: r.to_seq + 10,
+                next_seq: r.to_seq.saturating_add(10),
             })
         }
         (SyncMode::Oversized, Some(v1::sync_request::Kind::Range(_))) => {
             R::Range(v1::SyncRangeResponse {
                 posts: vec![vec![0u8; 1024 * 1024]; 6],
-                expired: Vec::new(),
                 next_seq: 0,
             })
         }
         (SyncMode::Garbage, Some(v1::sync_request::Kind::Range(_))) => {
             R::Range(v1::SyncRangeResponse {
                 posts: vec![b"\xff\xfe not a post".to_vec(); 3],
-                expired: vec![u64::MAX],
                 next_seq: 0,
             })
         }

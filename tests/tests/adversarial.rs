@@ -73,10 +73,10 @@ fn a_flood_of_invalid_posts_is_cut_off_and_honest_posts_still_arrive() -> Result
                             body: format!("junk {round} {i}").into_bytes(),
                             signature: vec![7; 64],
                             cert: None,
+                            content: b"junk".to_vec(),
                         };
                         v1::ChannelMessage {
                             kind: Some(v1::channel_message::Kind::Post(post)),
-                            republish: 0,
                         }
                         .encode_to_vec()
                     })

@@ -100,23 +100,34 @@ fn fifty_posts_reach_both_followers_in_order_and_survive_a_restart() -> Result<(
 
 fn signed_post_bytes(
     body: &v1::PostBody,
+    text: &str,
     signer: &ed25519::Keypair,
     cert: Option<v1::AdminCert>,
 ) -> v1::SignedPost {
-    let body = body.encode_to_vec();
-    let mut msg = b"samizdat/v1/post".to_vec();
+    use sha2::Digest;
+    let content = v1::PostContent {
+        text: text.into(),
+        file: None,
+    }
+    .encode_to_vec();
+    let body = v1::PostBody {
+        content_hash: sha2::Sha256::digest(&content).to_vec(),
+        ..body.clone()
+    }
+    .encode_to_vec();
+    let mut msg = b"samizdat/v2/post".to_vec();
     msg.extend_from_slice(&body);
     v1::SignedPost {
         signature: signer.sign(&msg),
         body,
         cert,
+        content,
     }
 }
 
 fn envelope(sp: v1::SignedPost) -> Vec<u8> {
     v1::ChannelMessage {
         kind: Some(v1::channel_message::Kind::Post(sp)),
-        republish: 0,
     }
     .encode_to_vec()
 }
@@ -154,30 +165,35 @@ fn forged_unauthorised_replayed_and_oversized_posts_are_rejected_by_every_node()
         seq: 3,
         prev: vec![0; 32],
         timestamp_ms: samizdat_node::channel::now_ms(),
-        text: "FORGED as the owner".into(),
         ..Default::default()
     };
     // 1. Claims to be the channel key, signed by another key.
-    let _ = attacker.publish(&topic, envelope(signed_post_bytes(&base, &mallory, None)));
+    let _ = attacker.publish(
+        &topic,
+        envelope(signed_post_bytes(&base, "FORGED as the owner", &mallory, None)),
+    );
     // 2. Signed by its own key without a certificate, and with a certificate it made itself.
     let own = v1::PostBody {
         author: mallory.public().to_bytes().to_vec(),
         seq: 1,
         prev: Vec::new(),
-        text: "FORGED unauthorised".into(),
         ..base.clone()
-    };
-    let _ = attacker.publish(&topic, envelope(signed_post_bytes(&own, &mallory, None)));
-    let self_cert = AdminCert::issue(&mallory, &mallory.public(), 0, None).signed;
-    let own2 = v1::PostBody {
-        text: "FORGED self-certified".into(),
-        ..own.clone()
     };
     let _ = attacker.publish(
         &topic,
-        envelope(signed_post_bytes(&own2, &mallory, Some(self_cert))),
+        envelope(signed_post_bytes(&own, "FORGED unauthorised", &mallory, None)),
     );
-    // 3. A genuine post with its text changed.
+    let self_cert = AdminCert::issue(&mallory, &mallory.public(), 0, None).signed;
+    let _ = attacker.publish(
+        &topic,
+        envelope(signed_post_bytes(
+            &own,
+            "FORGED self-certified",
+            &mallory,
+            Some(self_cert),
+        )),
+    );
+    // 3. A genuine post with its text changed (its signed hash no longer matches).
     let v1::ChannelMessage {
         kind: Some(v1::channel_message::Kind::Post(mut genuine)),
         ..
@@ -185,24 +201,27 @@ fn forged_unauthorised_replayed_and_oversized_posts_are_rejected_by_every_node()
     else {
         anyhow::bail!("captured message is not a post");
     };
-    let mut body = v1::PostBody::decode(genuine.body.as_slice())?;
-    body.text = "FORGED tampered".into();
-    let original_body = std::mem::replace(&mut genuine.body, body.encode_to_vec());
+    let tampered = v1::PostContent {
+        text: "FORGED tampered".into(),
+        file: None,
+    }
+    .encode_to_vec();
+    let original_content = std::mem::replace(&mut genuine.content, tampered);
     let _ = attacker.publish(&topic, envelope(genuine.clone()));
     // 4. Replays of the genuine post: verbatim, and re-wrapped so gossipsub sees new bytes
-    //    (an unknown field appended), which reaches the node's own duplicate check.
-    genuine.body = original_body;
+    //    (an unknown field appended): not the canonical encoding, refused before anything.
+    genuine.content = original_content;
     let _ = attacker.publish(&topic, captured.clone());
     let mut rewrapped = envelope(genuine);
     rewrapped.extend_from_slice(&[0x78, 0x01]); // field 15, varint 1: ignored by decoders
     let _ = attacker.publish(&topic, rewrapped);
     // 5. Oversized: above the post limit (64 KiB) and above the gossip frame limit (128 KiB).
     for size in [100 * 1024, 300 * 1024] {
-        let big = v1::PostBody {
-            text: "FORGED ".repeat(size / 7),
-            ..own.clone()
-        };
-        let _ = attacker.publish(&topic, envelope(signed_post_bytes(&big, &mallory, None)));
+        let big = "FORGED ".repeat(size / 7);
+        let _ = attacker.publish(
+            &topic,
+            envelope(signed_post_bytes(&own, &big, &mallory, None)),
+        );
     }
     // 6. Garbage.
     let _ = attacker.publish(&topic, b"\xff\xfe garbage, not protobuf".to_vec());

@@ -305,7 +305,7 @@ fn forged_out_of_range_and_oversized_sync_pages_are_refused() -> Result<()> {
     );
     let log = newcomer.log();
     assert!(
-        log.contains("invalid sync page refused"),
+        log.contains("invalid sync answer refused"),
         "no refusal logged:\n{log}"
     );
     assert!(

@@ -300,8 +300,24 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     );
     registry.register(
         "peers_cut_off",
-        "Peers disconnected and refused for 10 minutes (invalid gossip, malformed requests)",
+        "Peers disconnected and refused for 10 minutes (invalid gossip, malformed requests, bad \
+         sync answers, floods)",
         counter(info.graylisted_peers),
+    );
+    registry.register(
+        "dropped_dht",
+        "DHT records and provider records refused or evicted at the per-source and total bounds",
+        counter(info.dropped.dht),
+    );
+    registry.register(
+        "dropped_held_messages",
+        "Direct and group messages dropped while waiting for their Welcome or commit",
+        counter(info.dropped.held_messages),
+    );
+    registry.register(
+        "dropped_mail",
+        "Mail held for others evicted to make room for other senders, or expired",
+        counter(info.dropped.mail),
     );
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &registry).map_err(|e| ApiError {

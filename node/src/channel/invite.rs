@@ -1,6 +1,8 @@
 //! Invite links: `samizdat://channel/<base32>` carrying the signed manifest and a few bootstrap
 //! addresses, so that a link alone is enough to join the network and the channel.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,6 +1,8 @@
 //! Public broadcast channels: identifiers, the signed manifest, admin certificates, posts and
 //! their verification, and invite links. Pure logic, no I/O.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 mod cert;
 mod id;
 mod invite;
@@ -11,7 +13,10 @@ pub use cert::{AdminCert, CertError};
 pub use id::{ChannelId, IdParseError, PostId};
 pub use invite::{Invite, InviteError};
 pub use manifest::{Manifest, ManifestError};
-pub use post::{Author, FileRef, MAX_POST_BYTES, MAX_TEXT_BYTES, Post, PostDraft, PostError};
+pub use post::{
+    Author, FileRef, MAX_HEADER_BYTES, MAX_POST_BYTES, MAX_TEXT_BYTES, Post, PostDraft, PostError,
+    PostHeader,
+};
 
 use libp2p::identity::ed25519;
 
@@ -33,7 +38,7 @@ pub fn manifest_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
 /// The `ChannelMessage` carrying an encoded `SignedPost`, built without re-encoding the post
 /// (field 1, length-delimited).
 pub fn post_envelope(signed_post: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(signed_post.len() + 6);
+    let mut out = Vec::with_capacity(signed_post.len().saturating_add(6));
     prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
     prost::encoding::encode_varint(signed_post.len() as u64, &mut out);
     out.extend_from_slice(signed_post);
@@ -51,7 +56,7 @@ pub(crate) fn verify(key: &ed25519::PublicKey, domain: &[u8], body: &[u8], sig: 
 }
 
 fn domained(domain: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(domain.len() + body.len());
+    let mut msg = Vec::with_capacity(domain.len().saturating_add(body.len()));
     msg.extend_from_slice(domain);
     msg.extend_from_slice(body);
     msg
@@ -76,11 +81,11 @@ mod tests {
             body: vec![1; 300],
             signature: vec![2; 64],
             cert: None,
+            content: vec![3; 40],
         };
         let wire = sp.encode_to_vec();
         let expected = v1::ChannelMessage {
             kind: Some(v1::channel_message::Kind::Post(sp)),
-            republish: 0,
         }
         .encode_to_vec();
         assert_eq!(super::post_envelope(&wire), expected);

@@ -1,20 +1,25 @@
 //! Posts: signing, and the verification every received post passes before it is stored or
-//! forwarded.
+//! forwarded. A post is a signed header (`PostBody`) plus its content, bound by the content's
+//! hash; the header alone ([`PostHeader`]) proves that a slot of an author's chain exists and,
+//! once its expiry has passed, that it expired.
 
 use libp2p::PeerId;
 use libp2p::identity::ed25519;
 use prost::Message;
 use samizdat_proto::v1;
+use sha2::Digest;
 
 use super::{AdminCert, CertError, ChannelId, PostId, sign, verify};
 use crate::identity::peer_id_of;
 
-const DOMAIN: &[u8] = b"samizdat/v1/post";
+const DOMAIN: &[u8] = b"samizdat/v2/post";
 /// Longest post text, in bytes of UTF-8 (Telegram allows 4096 characters; this fits that in
 /// any script).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Largest encoded SignedPost accepted from anyone.
 pub const MAX_POST_BYTES: usize = 64 * 1024;
+/// Largest encoded header (a SignedPost without content, certificate included).
+pub const MAX_HEADER_BYTES: usize = 2 * 1024;
 /// How far in the future a post's timestamp may be (clock skew between honest nodes).
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 const MAX_FILE_NAME_BYTES: usize = 255;
@@ -34,6 +39,16 @@ pub enum PostError {
     /// Not protobuf of the expected shape.
     #[error("malformed post")]
     Malformed,
+    /// Valid protobuf, but not the one canonical encoding (unknown fields, other field order,
+    /// padded varints): the same post must not travel in several forms.
+    #[error("post is not canonically encoded")]
+    NonCanonical,
+    /// The content does not hash to the header's `content_hash`.
+    #[error("post content does not match its signed hash")]
+    ContentMismatch,
+    /// A header where a whole post was expected, or the reverse.
+    #[error("post header without content, or content where only a header belongs")]
+    WrongForm,
     /// The post names another channel than the one it arrived on.
     #[error("post belongs to another channel")]
     WrongChannel,
@@ -99,7 +114,56 @@ pub struct PostDraft {
     pub file: Option<FileRef>,
 }
 
-/// A post whose signature and structure have been verified.
+/// A verified post header: one slot of an author's chain, without its content. Held in place
+/// of a post that expired (and served as the proof that it did), and sent with heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostHeader {
+    /// SHA-256 of the signed body: the post's id.
+    pub id: PostId,
+    /// The channel.
+    pub channel: ChannelId,
+    /// The signer's key.
+    pub author_key: ed25519::PublicKey,
+    /// Per (channel, author) sequence number, from 1.
+    pub seq: u64,
+    /// The author's previous post in this channel.
+    pub prev: Option<PostId>,
+    /// Author's clock (ms since epoch).
+    pub timestamp_ms: u64,
+    /// Expiry (ms since epoch).
+    pub expires_at_ms: Option<u64>,
+    /// The encoded SignedPost without content, exactly as signed.
+    pub wire: Vec<u8>,
+}
+
+impl PostHeader {
+    /// Verifies an encoded header (a SignedPost without content): size, canonical form,
+    /// signature, authorisation, chain fields. `channel` is the channel it was asked for.
+    pub fn verify(wire: &[u8], channel: &ChannelId, now_ms: u64) -> Result<Self, PostError> {
+        if wire.len() > MAX_HEADER_BYTES {
+            return Err(PostError::TooLarge(wire.len()));
+        }
+        let signed = decode_canonical(wire)?;
+        if !signed.content.is_empty() {
+            return Err(PostError::WrongForm);
+        }
+        let (h, _) = verify_header(&signed, wire.to_vec(), Some(channel), Some(now_ms), true)?;
+        Ok(h)
+    }
+
+    /// Whether it has expired at `now_ms` (then it proves its slot expired).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+
+    /// Decodes a header from this node's own store (verified when it was stored).
+    pub(crate) fn from_store(wire: Vec<u8>) -> Result<Self, PostError> {
+        let signed = v1::SignedPost::decode(wire.as_slice()).map_err(|_| PostError::Malformed)?;
+        verify_header(&signed, wire, None, None, false).map(|(h, _)| h)
+    }
+}
+
+/// A post whose signature, content and structure have been verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Post {
     /// SHA-256 of the signed body.
@@ -138,14 +202,11 @@ impl Post {
         if draft.text.len() > MAX_TEXT_BYTES {
             return Err(PostError::TextTooLong(draft.text.len()));
         }
-        let body = v1::PostBody {
-            channel: channel.as_bytes().to_vec(),
-            author: signer.public().to_bytes().to_vec(),
-            seq,
-            prev: prev.map(|p| p.0.to_vec()).unwrap_or_default(),
-            timestamp_ms,
+        if draft.text.is_empty() && draft.file.is_none() {
+            return Err(PostError::Empty);
+        }
+        let content = v1::PostContent {
             text: draft.text,
-            expires_at_ms: draft.expires_at_ms.unwrap_or(0),
             file: draft.file.map(|f| v1::FileRef {
                 cid: f.cid.to_vec(),
                 name: f.name,
@@ -154,11 +215,22 @@ impl Post {
             }),
         }
         .encode_to_vec();
+        let body = v1::PostBody {
+            channel: channel.as_bytes().to_vec(),
+            author: signer.public().to_bytes().to_vec(),
+            seq,
+            prev: prev.map(|p| p.0.to_vec()).unwrap_or_default(),
+            timestamp_ms,
+            expires_at_ms: draft.expires_at_ms.unwrap_or(0),
+            content_hash: sha2::Sha256::digest(&content).to_vec(),
+        }
+        .encode_to_vec();
         let signature = sign(signer, DOMAIN, &body);
         let wire = v1::SignedPost {
             body,
             signature,
             cert: cert.map(|c| c.signed.clone()),
+            content,
         }
         .encode_to_vec();
         // Check what we built by the same rules as anyone's posts, except the signature we
@@ -171,8 +243,9 @@ impl Post {
         Ok(post)
     }
 
-    /// Verifies an encoded SignedPost: size, structure, signature, authorisation.
-    /// `channel` is the channel it arrived for; `now_ms` bounds the timestamp.
+    /// Verifies an encoded SignedPost: size, canonical form, structure, signature, content
+    /// hash, authorisation. `channel` is the channel it arrived for; `now_ms` bounds the
+    /// timestamp.
     pub fn verify(
         wire: &[u8],
         channel: Option<&ChannelId>,
@@ -181,7 +254,7 @@ impl Post {
         if wire.len() > MAX_POST_BYTES {
             return Err(PostError::TooLarge(wire.len()));
         }
-        let signed = v1::SignedPost::decode(wire).map_err(|_| PostError::Malformed)?;
+        let signed = decode_canonical(wire)?;
         Self::verify_signed(signed, wire.to_vec(), channel, Some(now_ms), true)
     }
 
@@ -201,44 +274,23 @@ impl Post {
         now_ms: Option<u64>,
         check_signature: bool,
     ) -> Result<Self, PostError> {
-        let body =
-            v1::PostBody::decode(signed.body.as_slice()).map_err(|_| PostError::Malformed)?;
-        let channel = ChannelId::from_slice(&body.channel).ok_or(PostError::WrongChannel)?;
-        if expected.is_some_and(|e| *e != channel) {
-            return Err(PostError::WrongChannel);
+        if signed.content.is_empty() {
+            return Err(PostError::WrongForm);
         }
-        let author_key =
-            ed25519::PublicKey::try_from_bytes(&body.author).map_err(|_| PostError::BadAuthor)?;
-        if check_signature && !verify(&author_key, DOMAIN, &signed.body, &signed.signature) {
-            return Err(PostError::BadSignature);
+        let content_bytes = signed.content.clone();
+        let (h, body) = verify_header(&signed, wire, expected, now_ms, check_signature)?;
+        if sha2::Sha256::digest(&content_bytes).as_slice() != body.content_hash.as_slice() {
+            return Err(PostError::ContentMismatch);
         }
-        if now_ms.is_some() && author_key.to_bytes() != *channel.as_bytes() {
-            let cert = signed.cert.ok_or(PostError::NotAuthorized)?;
-            let cert = AdminCert::verify(cert, &channel)?;
-            if cert.admin != author_key {
-                return Err(PostError::CertNotForAuthor);
-            }
-            if !cert.valid_at(body.timestamp_ms) {
-                return Err(PostError::CertExpired);
-            }
+        let content =
+            v1::PostContent::decode(content_bytes.as_slice()).map_err(|_| PostError::Malformed)?;
+        if now_ms.is_some() && content.encode_to_vec() != content_bytes {
+            return Err(PostError::NonCanonical);
         }
-        let prev = match (body.seq, body.prev.len()) {
-            (0, _) => return Err(PostError::BadChain),
-            (1, 0) => None,
-            (s, 32) if s > 1 => {
-                let mut p = [0u8; 32];
-                p.copy_from_slice(&body.prev);
-                Some(PostId(p))
-            }
-            _ => return Err(PostError::BadChain),
-        };
-        if now_ms.is_some_and(|now| body.timestamp_ms > now.saturating_add(MAX_CLOCK_SKEW_MS)) {
-            return Err(PostError::FromFuture);
+        if content.text.len() > MAX_TEXT_BYTES {
+            return Err(PostError::TextTooLong(content.text.len()));
         }
-        if body.text.len() > MAX_TEXT_BYTES {
-            return Err(PostError::TextTooLong(body.text.len()));
-        }
-        let file = match body.file {
+        let file = match content.file {
             None => None,
             Some(f) => {
                 let cid: [u8; 32] = f
@@ -257,21 +309,44 @@ impl Post {
                 })
             }
         };
-        if body.text.is_empty() && file.is_none() {
+        if content.text.is_empty() && file.is_none() {
             return Err(PostError::Empty);
         }
         Ok(Self {
-            id: PostId::of_body(&signed.body),
-            channel,
-            author_key,
-            seq: body.seq,
-            prev,
-            timestamp_ms: body.timestamp_ms,
-            text: body.text,
-            expires_at_ms: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
+            id: h.id,
+            channel: h.channel,
+            author_key: h.author_key,
+            seq: h.seq,
+            prev: h.prev,
+            timestamp_ms: h.timestamp_ms,
+            text: content.text,
+            expires_at_ms: h.expires_at_ms,
             file,
-            wire,
+            wire: h.wire,
         })
+    }
+
+    /// The post's header: what remains of it once it expires, and what proves its slot.
+    pub fn header(&self) -> PostHeader {
+        let wire = match v1::SignedPost::decode(self.wire.as_slice()) {
+            Ok(mut sp) => {
+                sp.content = Vec::new();
+                sp.encode_to_vec()
+            }
+            // A Post only exists once its wire decoded: unreachable, and harmless (an empty
+            // header verifies as nothing anywhere).
+            Err(_) => Vec::new(),
+        };
+        PostHeader {
+            id: self.id,
+            channel: self.channel,
+            author_key: self.author_key.clone(),
+            seq: self.seq,
+            prev: self.prev,
+            timestamp_ms: self.timestamp_ms,
+            expires_at_ms: self.expires_at_ms,
+            wire,
+        }
     }
 
     /// Who signed it.
@@ -295,6 +370,77 @@ impl Post {
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|e| e <= now_ms)
     }
+}
+
+/// Decodes a SignedPost that must be in its canonical encoding.
+fn decode_canonical(wire: &[u8]) -> Result<v1::SignedPost, PostError> {
+    let signed = v1::SignedPost::decode(wire).map_err(|_| PostError::Malformed)?;
+    if signed.encode_to_vec() != wire {
+        return Err(PostError::NonCanonical);
+    }
+    Ok(signed)
+}
+
+/// Checks everything a header carries: the body's form, channel, signature, authorisation,
+/// chain fields and clock. Returns the header and the decoded body.
+fn verify_header(
+    signed: &v1::SignedPost,
+    wire: Vec<u8>,
+    expected: Option<&ChannelId>,
+    // `None` when decoding from our own store.
+    now_ms: Option<u64>,
+    check_signature: bool,
+) -> Result<(PostHeader, v1::PostBody), PostError> {
+    let body = v1::PostBody::decode(signed.body.as_slice()).map_err(|_| PostError::Malformed)?;
+    if now_ms.is_some() && body.encode_to_vec() != signed.body {
+        return Err(PostError::NonCanonical);
+    }
+    if body.content_hash.len() != 32 {
+        return Err(PostError::Malformed);
+    }
+    let channel = ChannelId::from_slice(&body.channel).ok_or(PostError::WrongChannel)?;
+    if expected.is_some_and(|e| *e != channel) {
+        return Err(PostError::WrongChannel);
+    }
+    let author_key =
+        ed25519::PublicKey::try_from_bytes(&body.author).map_err(|_| PostError::BadAuthor)?;
+    if check_signature && !verify(&author_key, DOMAIN, &signed.body, &signed.signature) {
+        return Err(PostError::BadSignature);
+    }
+    if now_ms.is_some() && author_key.to_bytes() != *channel.as_bytes() {
+        let cert = signed.cert.clone().ok_or(PostError::NotAuthorized)?;
+        let cert = AdminCert::verify(cert, &channel)?;
+        if cert.admin != author_key {
+            return Err(PostError::CertNotForAuthor);
+        }
+        if !cert.valid_at(body.timestamp_ms) {
+            return Err(PostError::CertExpired);
+        }
+    }
+    let prev = match (body.seq, body.prev.len()) {
+        (0, _) => return Err(PostError::BadChain),
+        (1, 0) => None,
+        (s, 32) if s > 1 => {
+            let mut p = [0u8; 32];
+            p.copy_from_slice(&body.prev);
+            Some(PostId(p))
+        }
+        _ => return Err(PostError::BadChain),
+    };
+    if now_ms.is_some_and(|now| body.timestamp_ms > now.saturating_add(MAX_CLOCK_SKEW_MS)) {
+        return Err(PostError::FromFuture);
+    }
+    let header = PostHeader {
+        id: PostId::of_body(&signed.body),
+        channel,
+        author_key,
+        seq: body.seq,
+        prev,
+        timestamp_ms: body.timestamp_ms,
+        expires_at_ms: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
+        wire,
+    };
+    Ok((header, body))
 }
 
 #[cfg(test)]
@@ -331,12 +477,17 @@ mod tests {
         let (k, id) = channel();
         let stranger = ed25519::Keypair::generate();
         // A stranger signs a post claiming to be the channel: signature fails.
-        let mut body = v1::PostBody {
+        let content = v1::PostContent {
+            text: "forged".into(),
+            file: None,
+        }
+        .encode_to_vec();
+        let body = v1::PostBody {
             channel: id.as_bytes().to_vec(),
             author: id.as_bytes().to_vec(),
             seq: 1,
             timestamp_ms: 1,
-            text: "forged".into(),
+            content_hash: sha2::Sha256::digest(&content).to_vec(),
             ..Default::default()
         }
         .encode_to_vec();
@@ -344,6 +495,7 @@ mod tests {
             signature: sign(&stranger, DOMAIN, &body),
             body: body.clone(),
             cert: None,
+            content,
         }
         .encode_to_vec();
         assert_eq!(
@@ -368,15 +520,91 @@ mod tests {
         let err = Post::sign(&id, &admin, Some(&expiring), 1, None, 9, draft("x"));
         assert_eq!(err, Err(PostError::CertExpired));
 
-        // Tampering with a valid post's body breaks the signature.
+        // Tampering with a valid post's body breaks the signature; swapping its content breaks
+        // the content hash.
         let good = Post::sign(&id, &k, None, 1, None, 1, draft("good")).expect("good");
         let mut signed = v1::SignedPost::decode(good.wire.as_slice()).expect("decode");
         let mut b = v1::PostBody::decode(signed.body.as_slice()).expect("body");
-        b.text = "evil".into();
-        body = b.encode_to_vec();
-        signed.body = body;
+        b.timestamp_ms = 2;
+        let mut tampered = signed.clone();
+        tampered.body = b.encode_to_vec();
+        assert_eq!(
+            Post::verify(&tampered.encode_to_vec(), Some(&id), 10),
+            Err(PostError::BadSignature)
+        );
+        signed.content = v1::PostContent {
+            text: "evil".into(),
+            file: None,
+        }
+        .encode_to_vec();
         assert_eq!(
             Post::verify(&signed.encode_to_vec(), Some(&id), 10),
+            Err(PostError::ContentMismatch)
+        );
+    }
+
+    #[test]
+    fn one_post_has_one_encoding() {
+        let (k, id) = channel();
+        let good = Post::sign(&id, &k, None, 1, None, 1, draft("good")).expect("good");
+        // An unknown field appended (padding to make a replay look new).
+        let mut padded = good.wire.clone();
+        prost::encoding::encode_key(99, prost::encoding::WireType::Varint, &mut padded);
+        prost::encoding::encode_varint(7, &mut padded);
+        assert_eq!(
+            Post::verify(&padded, Some(&id), 10),
+            Err(PostError::NonCanonical)
+        );
+        // Fields out of order: the same message, another encoding.
+        let sp = v1::SignedPost::decode(good.wire.as_slice()).expect("decode");
+        let mut reordered = Vec::new();
+        for (tag, bytes) in [(4u32, &sp.content), (1, &sp.body), (2, &sp.signature)] {
+            prost::encoding::bytes::encode(tag, bytes, &mut reordered);
+        }
+        assert_eq!(
+            Post::verify(&reordered, Some(&id), 10),
+            Err(PostError::NonCanonical)
+        );
+        assert!(Post::verify(&good.wire, Some(&id), 10).is_ok());
+    }
+
+    #[test]
+    fn headers_prove_slots_and_expiry() {
+        let (k, id) = channel();
+        let p = Post::sign(
+            &id,
+            &k,
+            None,
+            1,
+            None,
+            100,
+            PostDraft {
+                text: "gone soon".into(),
+                expires_at_ms: Some(500),
+                file: None,
+            },
+        )
+        .expect("sign");
+        let h = p.header();
+        assert!(h.wire.len() < p.wire.len());
+        let back = PostHeader::verify(&h.wire, &id, 1_000).expect("header verifies");
+        assert_eq!(back, h);
+        assert_eq!((back.id, back.seq), (p.id, 1));
+        assert!(back.is_expired(500) && !back.is_expired(499));
+        // A header is not a post, nor a post a header.
+        assert_eq!(
+            Post::verify(&h.wire, Some(&id), 1_000),
+            Err(PostError::WrongForm)
+        );
+        assert_eq!(
+            PostHeader::verify(&p.wire, &id, 1_000),
+            Err(PostError::WrongForm)
+        );
+        // A header signed by anyone else proves nothing.
+        let mut forged = v1::SignedPost::decode(h.wire.as_slice()).expect("decode");
+        forged.signature = sign(&ed25519::Keypair::generate(), DOMAIN, &forged.body);
+        assert_eq!(
+            PostHeader::verify(&forged.encode_to_vec(), &id, 1_000),
             Err(PostError::BadSignature)
         );
     }

@@ -2,6 +2,8 @@
 //! conversations, encryption and decryption, update commits. Its whole state (openmls'
 //! storage) is exported as bytes so the node can keep it sealed in its store.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 

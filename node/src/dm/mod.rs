@@ -2,6 +2,9 @@
 //! conversation start while the other side is offline, and the mailbox that holds ciphertext
 //! for offline peers ([`mailbox`]).
 
+#![warn(clippy::arithmetic_side_effects)]
+
+pub mod held;
 pub mod mailbox;
 pub mod mls;
 
@@ -58,6 +61,9 @@ pub enum DmError {
     /// A group message of an epoch this node has not reached (its commit has not arrived).
     #[error("message of a later epoch")]
     FutureEpoch,
+    /// Too much from this peer is waiting already: not taken, to be sent again later.
+    #[error("busy: too many messages waiting; try again later")]
+    Busy,
     /// The stored MLS state does not decode.
     #[error("the stored MLS state is corrupt")]
     CorruptState,

@@ -1,6 +1,8 @@
 //! A file download's bookkeeping, with no I/O: which chunks are held, which are on the way and
 //! from whom, which providers to ask next, and who sent bad data.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -151,7 +153,8 @@ impl Download {
         }
         let mut load: HashMap<PeerId, usize> = HashMap::new();
         for (p, _) in self.in_flight.values() {
-            *load.entry(*p).or_default() += 1;
+            let l = load.entry(*p).or_default();
+            *l = l.saturating_add(1);
         }
         let mut next = 0usize;
         while self.in_flight.len() < parallel {
@@ -160,11 +163,12 @@ impl Download {
             else {
                 break;
             };
-            next = idx + 1;
+            next = idx.saturating_add(1);
             let Some(p) = self.pick(now, &load) else {
                 break;
             };
-            *load.entry(p).or_default() += 1;
+            let l = load.entry(p).or_default();
+            *l = l.saturating_add(1);
             self.in_flight.insert(idx as u32, (p, now));
             out.push((p, Ask::Chunk(idx as u32)));
         }
@@ -199,12 +203,14 @@ impl Download {
             tracing::debug!(cid = %self.cid, provider = %p, "provider too slow: asking another");
             if self.manifest_from.is_some_and(|(q, _)| q == p) {
                 self.manifest_from = None;
-                self.slow += 1;
+                self.slow = self.slow.saturating_add(1);
             }
             let before = self.in_flight.len();
             self.in_flight.retain(|_, (q, _)| *q != p);
-            self.slow += (before - self.in_flight.len()) as u64;
-            self.strikes.entry(p).or_default().until = Some(now + SLOW);
+            self.slow = self
+            .slow
+            .saturating_add(before.saturating_sub(self.in_flight.len()) as u64);
+            self.strikes.entry(p).or_default().until = now.checked_add(SLOW);
         }
     }
 
@@ -212,9 +218,10 @@ impl Download {
     fn pick(&mut self, now: Instant, load: &HashMap<PeerId, usize>) -> Option<PeerId> {
         let n = self.providers.len();
         for k in 0..n {
-            let p = self.providers[(self.cursor + k) % n];
+            let i = self.cursor.wrapping_add(k).checked_rem(n).unwrap_or(0);
+            let p = self.providers[i];
             if self.available(&p, now) && load.get(&p).copied().unwrap_or(0) < PER_PEER {
-                self.cursor = (self.cursor + k + 1) % n;
+                self.cursor = i.wrapping_add(1).checked_rem(n).unwrap_or(0);
                 return Some(p);
             }
         }
@@ -235,7 +242,7 @@ impl Download {
             }
         } else {
             // Bad data is not an accident of the network: never ask this peer again.
-            self.rejected += 1;
+            self.rejected = self.rejected.saturating_add(1);
             self.ban(from);
         }
     }
@@ -257,7 +264,7 @@ impl Download {
         let s = self.strikes.entry(to).or_default();
         s.failures = s.failures.saturating_add(1);
         let backoff = Duration::from_millis(250u64.saturating_mul(1 << s.failures.min(7)));
-        s.until = Some(now + backoff.min(MAX_BACKOFF));
+        s.until = now.checked_add(backoff.min(MAX_BACKOFF));
     }
 
     /// Drops the record of a request to `to`, unless it was since given to someone else.
@@ -280,7 +287,7 @@ impl Download {
     pub fn throttled(&mut self, ask: Ask, by: PeerId, now: Instant) {
         self.forget_ask(ask, by);
         let s = self.strikes.entry(by).or_default();
-        s.until = Some(now + Duration::from_millis(200));
+        s.until = now.checked_add(Duration::from_millis(200));
     }
 
     /// What clients see.

@@ -39,7 +39,7 @@ impl Importer {
 
     /// Adds bytes; stores every chunk that fills up (blocking I/O: call off the event loop).
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), ImportError> {
-        self.size += data.len() as u64;
+        self.size = self.size.saturating_add(data.len() as u64);
         if self.size > self.max_size {
             return Err(ManifestError::TooLarge {
                 size: self.size,
@@ -48,7 +48,7 @@ impl Importer {
             .into());
         }
         while !data.is_empty() {
-            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            let take = CHUNK_SIZE.saturating_sub(self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == CHUNK_SIZE {

@@ -1,6 +1,8 @@
 //! Files: content-addressed, chunked, integrity-checked; stored sealed at rest, announced in
 //! the DHT and fetched chunk by chunk from any provider.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 mod blobs;
 mod download;
 mod import;
@@ -152,7 +154,7 @@ impl Manifest {
 
     /// Length of chunk `i`.
     pub fn chunk_len(&self, i: usize) -> usize {
-        let start = i as u64 * u64::from(self.chunk_size);
+        let start = (i as u64).saturating_mul(u64::from(self.chunk_size));
         let len = self
             .size
             .saturating_sub(start)

@@ -7,6 +7,8 @@
 //! (8 bytes big-endian, then zeros), AAD = domain || index || last flag. A sealed segment is
 //! exactly one 1 MiB chunk, and the last flag makes truncation detectable.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -73,7 +75,7 @@ impl Sealer {
             )
             // Encryption of an in-memory buffer under a valid key cannot fail.
             .unwrap_or_default();
-        self.index += 1;
+        self.index = self.index.saturating_add(1);
         out
     }
 
@@ -88,7 +90,7 @@ impl Sealer {
                 self.buf = seg;
                 self.buf.clear();
             }
-            let take = (SEGMENT - self.buf.len()).min(data.len());
+            let take = SEGMENT.saturating_sub(self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
         }
@@ -114,7 +116,7 @@ pub fn open_segment(
             &nonce(index),
             Payload {
                 msg: sealed,
-                aad: &aad(index, index + 1 == count),
+                aad: &aad(index, index.checked_add(1) == Some(count)),
             },
         )
         .map_err(|_| SealedError::Corrupt)
@@ -123,7 +125,7 @@ pub fn open_segment(
 /// The plaintext size of a sealed file of `sealed_size` bytes.
 pub fn plain_size(sealed_size: u64) -> u64 {
     let segments = sealed_size.div_ceil(CHUNK_SIZE as u64).max(1);
-    sealed_size.saturating_sub(16 * segments)
+    sealed_size.saturating_sub(segments.saturating_mul(16))
 }
 
 /// Parses a key as users and messages carry it (hex).

@@ -2,6 +2,8 @@
 //! (owner only), joining from a Welcome, and processing the group's messages. The same
 //! client (and exported state) serves direct conversations.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use libp2p::PeerId;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;

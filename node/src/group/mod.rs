@@ -2,6 +2,8 @@
 //! on a gossipsub topic named after a hash of the group id, and a sealed invitation (the name)
 //! riding with the Welcome. Delivery and bookkeeping live in the node's event loop.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod mls;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

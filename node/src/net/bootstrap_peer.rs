@@ -37,7 +37,7 @@ pub struct BootstrapBehaviour {
     /// Liveness.
     pub ping: ping::Behaviour,
     /// DHT server.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: super::Kademlia,
     /// Relay v2 server for nodes behind NAT (carries only end-to-end encrypted streams).
     pub relay: relay::Behaviour,
     /// AutoNAT: dials back nodes that ask whether they are reachable.
@@ -97,6 +97,11 @@ pub struct BootstrapStats {
     pub dht_records: AtomicUsize,
     /// Provider records received from others (a counter: its rate is the announce load).
     pub dht_provider_adds: AtomicUsize,
+    /// Provider records held for others.
+    pub dht_providers: AtomicUsize,
+    /// DHT records and provider records refused or evicted at the store's per-source and
+    /// total bounds (a counter: a rising rate means someone is stuffing the DHT).
+    pub dht_dropped: AtomicUsize,
     /// Relay reservations held.
     pub relay_reservations: AtomicUsize,
     /// Relayed circuits open.
@@ -272,9 +277,15 @@ async fn run(
                         stats.dht_provider_adds.fetch_add(1, Ordering::Relaxed);
                     }
                     accept_inbound_kad(&mut swarm.behaviour_mut().kad, request);
-                    use libp2p::kad::store::RecordStore;
-                    let n = swarm.behaviour_mut().kad.store_mut().records().count();
-                    stats.dht_records.store(n, Ordering::Relaxed);
+                    let store = swarm.behaviour_mut().kad.store_mut();
+                    let (records, providers) = store.held();
+                    let drops = store.drops();
+                    stats.dht_records.store(records, Ordering::Relaxed);
+                    stats.dht_providers.store(providers, Ordering::Relaxed);
+                    let dropped = drops.records.saturating_add(drops.providers);
+                    stats
+                        .dht_dropped
+                        .store(usize::try_from(dropped).unwrap_or(usize::MAX), Ordering::Relaxed);
                 }
             }
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Relay(ev)) => {

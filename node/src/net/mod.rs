@@ -2,6 +2,7 @@
 //! transports, Kademlia/identify/limits construction, and address helpers.
 
 pub mod bootstrap_peer;
+pub mod dht_store;
 pub mod ip_limit;
 pub mod node_behaviour;
 pub mod rate_limit;
@@ -10,6 +11,10 @@ pub mod scoring;
 pub mod wire;
 
 pub use records::{RecordVerdict, check_record};
+
+/// Kademlia as nodes and bootstrap peers run it: Samizdat's protocol id, over the bounded
+/// store of [`dht_store`].
+pub type Kademlia = kad::Behaviour<dht_store::DhtStore>;
 
 use std::time::Duration;
 
@@ -166,26 +171,19 @@ pub fn autonat(peer_id: PeerId, probe_soon: bool) -> libp2p::autonat::Behaviour 
 }
 
 /// Kademlia with Samizdat's protocol id and record filtering on (records are checked by
-/// [`check_record`] before they are stored).
-pub fn kademlia(
-    peer_id: PeerId,
-    mode: Option<kad::Mode>,
-) -> kad::Behaviour<kad::store::MemoryStore> {
+/// [`check_record`] before they are stored, and only kept within per-source and total
+/// bounds: [`dht_store::DhtStore`]).
+pub fn kademlia(peer_id: PeerId, mode: Option<kad::Mode>) -> Kademlia {
     let mut cfg = kad::Config::new(KAD_PROTOCOL);
     cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_query_timeout(Duration::from_secs(30))
         .set_provider_record_ttl(Some(Duration::from_secs(24 * 3600)))
         .set_provider_publication_interval(Some(Duration::from_secs(3600)))
-        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
-    let store = kad::store::MemoryStore::with_config(
-        peer_id,
-        kad::store::MemoryStoreConfig {
-            max_records: 16 * 1024,
-            max_value_bytes: 8 * 1024,
-            max_providers_per_key: 20,
-            max_provided_keys: 4096,
-        },
-    );
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)))
+        // Lookups follow several disjoint paths, so a few hostile peers on one path cannot
+        // hide a record or the honest providers of a key (S/Kademlia).
+        .disjoint_query_paths(true);
+    let store = dht_store::DhtStore::new(peer_id, dht_store::DhtLimits::default());
     let mut kad = kad::Behaviour::with_config(peer_id, store, cfg);
     // Bootstrap peers set Server explicitly: kad's automatic mode waits for confirmed external
     // addresses, which a bootstrap peer may never get. Nodes follow their reachability.
@@ -310,7 +308,7 @@ pub fn worth_dialing(addr: &Multiaddr, peer_is_local: bool) -> bool {
 /// Feeds Kademlia the addresses of an identified peer, if it serves Samizdat's DHT.
 /// Only peers that list the Kademlia protocol go into the routing table (clients don't).
 pub fn learn_from_identify(
-    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    kad: &mut Kademlia,
     peer: &PeerId,
     info: &identify::Info,
 ) -> bool {
@@ -327,11 +325,24 @@ pub fn learn_from_identify(
     true
 }
 
-/// Stores what another peer asked us to keep in the DHT, after checking it.
-pub fn accept_inbound_kad(
-    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
-    request: kad::InboundRequest,
-) {
+/// Whether this peer is among the `k` closest it knows of to `key` (only those are asked to
+/// store a record, so a peer further away is being stuffed).
+fn among_closest(kad: &mut Kademlia, key: &kad::RecordKey) -> bool {
+    const K: usize = 20;
+    let target = kad::KBucketKey::new(key.clone());
+    let me = kad::KBucketKey::from(kad.store_mut().local());
+    let mine = me.distance(&target);
+    kad.get_closest_local_peers(&target)
+        .take(K)
+        .filter(|p| p.distance(&target) < mine)
+        .count()
+        < K
+}
+
+/// Stores what another peer asked us to keep in the DHT, after checking it: records of the
+/// types Samizdat defines ([`check_record`]), for keys this peer is among the closest to,
+/// within the store's per-source and total bounds.
+pub fn accept_inbound_kad(kad: &mut Kademlia, request: kad::InboundRequest) {
     use kad::store::RecordStore;
     match request {
         kad::InboundRequest::PutRecord {
@@ -339,10 +350,14 @@ pub fn accept_inbound_kad(
             record: Some(record),
             ..
         } => {
+            if !among_closest(kad, &record.key) {
+                tracing::debug!(%source, "DHT record refused: this peer is not among the closest");
+                return;
+            }
             let existing = kad.store_mut().get(&record.key).map(|r| r.into_owned());
             match check_record(&record, existing.as_ref()) {
                 RecordVerdict::Store => {
-                    if let Err(e) = kad.store_mut().put(record) {
+                    if let Err(e) = kad.store_mut().put_from(source, record) {
                         tracing::debug!(%source, "DHT record not stored: {e}");
                     }
                 }
@@ -355,6 +370,10 @@ pub fn accept_inbound_kad(
         kad::InboundRequest::AddProvider {
             record: Some(record),
         } => {
+            if !among_closest(kad, &record.key) {
+                tracing::debug!(provider = %record.provider, "provider record refused: not among the closest");
+                return;
+            }
             if let Err(e) = kad.store_mut().add_provider(record) {
                 tracing::debug!("provider record not stored: {e}");
             }

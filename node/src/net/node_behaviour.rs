@@ -32,10 +32,10 @@ pub struct NodeBehaviour {
     /// Liveness.
     pub ping: ping::Behaviour,
     /// The DHT: peer routing, channel provider records, manifest records.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: crate::net::Kademlia,
     /// Channel topics.
     pub gossipsub: gossipsub::Behaviour,
-    /// History sync (`/samizdat/sync/1`).
+    /// History sync (`/samizdat/sync/2`).
     pub sync: request_response::Behaviour<ProtoCodec<v1::SyncRequest, v1::SyncResponse>>,
     /// File chunks (`/samizdat/file/1`).
     pub files: request_response::Behaviour<ProtoCodec<v1::FileRequest, v1::FileResponse>>,

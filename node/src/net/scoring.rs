@@ -22,7 +22,9 @@ pub const PENALTY_BOX: Duration = Duration::from_secs(600);
 pub fn peer_params() -> PeerScoreParams {
     PeerScoreParams {
         topic_score_cap: 100.0,
-        app_specific_weight: 0.0,
+        // P5: offences gossip does not see (bad sync answers, floods of undeliverable
+        // messages or mail), as points the node keeps (`node::reputation`), negated.
+        app_specific_weight: 1.0,
         ip_colocation_factor_weight: 0.0,
         behaviour_penalty_weight: -10.0,
         behaviour_penalty_threshold: 6.0,

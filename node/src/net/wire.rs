@@ -1,6 +1,8 @@
 //! Request-response framing for Samizdat's own protocols: one protobuf message per stream
 //! direction, prefixed by its length as an unsigned varint, with a hard size limit per side.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::io;
 use std::marker::PhantomData;
 
@@ -9,7 +11,7 @@ use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
 
 /// History sync protocol id.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/sync/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/sync/2");
 /// File transfer protocol id.
 pub const FILE_PROTOCOL: StreamProtocol = StreamProtocol::new("/samizdat/file/1");
 /// Direct-message protocol id.
@@ -59,10 +61,17 @@ impl<Req, Resp> ProtoCodec<Req, Resp> {
 /// Reads one unsigned-varint length-prefixed frame of at most `max` bytes.
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len: u64 = 0;
-    for i in 0..10 {
+    for i in 0u32..10 {
         let mut b = [0u8; 1];
         io.read_exact(&mut b).await?;
-        len |= u64::from(b[0] & 0x7f) << (7 * i);
+        // The tenth byte holds the 64th bit only: anything more is not a u64.
+        if i == 9 && b[0] > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame length overflows 64 bits",
+            ));
+        }
+        len |= u64::from(b[0] & 0x7f).wrapping_shl(i.saturating_mul(7));
         if b[0] & 0x80 == 0 {
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             if len > max {

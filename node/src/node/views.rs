@@ -157,6 +157,21 @@ pub struct NodeInfo {
     /// The bootstrap peers this node knows, and whether it is connected to each.
     #[serde(default)]
     pub bootstrap: Vec<BootstrapView>,
+    /// What peers sent that was dropped at a bound since start (each bound is per peer and in
+    /// total; a rising count means someone is flooding).
+    #[serde(default)]
+    pub dropped: DroppedView,
+}
+
+/// Counts of what was dropped at the bounds on what peers may make a node keep.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DroppedView {
+    /// DHT value records and provider records refused or evicted (per source, in total).
+    pub dht: u64,
+    /// Direct and group messages that could not wait for their Welcome or commit.
+    pub held_messages: u64,
+    /// Mail held for others that made room for other senders' mail, or expired.
+    pub mail: u64,
 }
 
 /// A bootstrap address and whether this node is connected to its peer now.

@@ -1,6 +1,7 @@
-//! Group commit: one thread applies every post write and makes each batch durable with a
-//! single flush, so acknowledging only durable posts does not cost one fsync per post. The same
-//! thread deletes expired posts, so that all writes to the history are serialised.
+//! Group commit: one thread applies every write to the channels' history (posts, and expiry
+//! proofs learned from peers) and makes each batch durable with a single flush, so
+//! acknowledging only durable posts does not cost one fsync per post. The same thread deletes
+//! expired posts, so that all writes to the history are serialised.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::channel::{Post, now_ms};
+use crate::channel::{Post, PostHeader, now_ms};
 use crate::store::{ExpiredPost, InsertOutcome, Store, StoreError};
 
 /// Posts waiting for the writer; beyond this, new ones are refused (back-pressure).
@@ -29,15 +30,34 @@ pub(crate) enum Origin<R> {
     Remote,
 }
 
-/// A post to store.
+/// What goes into a channel's history.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    /// A verified post.
+    Post(Post),
+    /// A verified header proving that its slot expired.
+    Tombstone(PostHeader),
+}
+
+/// A write to make.
 pub(crate) struct WriteRequest<R> {
-    pub post: Post,
+    pub item: Item,
     pub origin: Origin<R>,
 }
 
-/// A post stored (or not), reported back to the event loop.
+impl<R> WriteRequest<R> {
+    /// A post made here (`reply` waits for it) or received.
+    pub fn post(post: Post, origin: Origin<R>) -> Self {
+        Self {
+            item: Item::Post(post),
+            origin,
+        }
+    }
+}
+
+/// A write made (or not), reported back to the event loop.
 pub(crate) struct WriteDone<R> {
-    pub post: Post,
+    pub item: Item,
     pub origin: Origin<R>,
     pub result: Result<InsertOutcome, Arc<StoreError>>,
 }
@@ -132,7 +152,9 @@ fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedS
                     Err(_) => break,
                 }
             }
-            let has_expiry = batch.iter().any(|r| r.post.expires_at_ms.is_some());
+            let has_expiry = batch
+                .iter()
+                .any(|r| matches!(&r.item, Item::Post(p) if p.expires_at_ms.is_some()));
             // Posts made here are acknowledged only once durable: flush now. Received ones
             // wait for the next periodic flush.
             let local = batch.iter().any(|r| matches!(r.origin, Origin::Local(_)));
@@ -174,43 +196,69 @@ fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedS
 }
 
 fn apply<R>(store: &dyn Store, batch: Vec<WriteRequest<R>>, flush: bool) -> Vec<WriteDone<R>> {
-    let (posts, origins): (Vec<Post>, Vec<Origin<R>>) =
-        batch.into_iter().map(|r| (r.post, r.origin)).unzip();
-    match write_batch(store, &posts, &origins, flush) {
-        Ok(outcomes) => posts
-            .into_iter()
-            .zip(origins)
-            .zip(outcomes)
-            .map(|((post, origin), o)| WriteDone {
-                post,
-                origin,
-                result: Ok(o),
-            })
-            .collect(),
+    // Posts and tombstones go in one transaction each (no copies of the posts): remember
+    // where each came from to report in the batch's order.
+    let mut posts = Vec::new();
+    let mut headers = Vec::new();
+    let mut order = Vec::with_capacity(batch.len());
+    for r in batch {
+        match r.item {
+            Item::Post(p) => {
+                order.push((true, r.origin));
+                posts.push(p);
+            }
+            Item::Tombstone(h) => {
+                order.push((false, r.origin));
+                headers.push(h);
+            }
+        }
+    }
+    let result = write_batch(store, &posts, &headers, &order, flush);
+    let (post_outcomes, header_outcomes) = match result {
+        Ok((p, h)) => (p.into_iter().map(Ok).collect(), h.into_iter().map(Ok).collect()),
         Err(e) => {
             tracing::error!("store write failed: {e}");
             let e = Arc::new(e);
-            posts
-                .into_iter()
-                .zip(origins)
-                .map(|(post, origin)| WriteDone {
-                    post,
-                    origin,
-                    result: Err(e.clone()),
-                })
-                .collect()
+            (vec![Err(e.clone()); posts.len()], vec![Err(e); headers.len()])
         }
-    }
+    };
+    let mut posts = posts.into_iter().zip::<Vec<_>>(post_outcomes);
+    let mut headers = headers.into_iter().zip::<Vec<_>>(header_outcomes);
+    order
+        .into_iter()
+        .filter_map(|(is_post, origin)| {
+            let (item, result) = if is_post {
+                posts.next().map(|(p, r)| (Item::Post(p), r))?
+            } else {
+                headers.next().map(|(h, r)| (Item::Tombstone(h), r))?
+            };
+            Some(WriteDone {
+                item,
+                origin,
+                result,
+            })
+        })
+        .collect()
 }
 
+type Outcomes = (Vec<InsertOutcome>, Vec<InsertOutcome>);
+
+/// Writes posts and tombstones (two transactions, one flush).
 fn write_batch<R>(
     store: &dyn Store,
     posts: &[Post],
-    origins: &[Origin<R>],
+    headers: &[PostHeader],
+    order: &[(bool, Origin<R>)],
     flush: bool,
-) -> Result<Vec<InsertOutcome>, StoreError> {
-    let outcomes = store.insert_posts(posts)?;
-    for ((post, origin), outcome) in posts.iter().zip(origins).zip(&outcomes) {
+) -> Result<Outcomes, StoreError> {
+    let post_outcomes = store.insert_posts(posts)?;
+    let header_outcomes = if headers.is_empty() {
+        Vec::new()
+    } else {
+        store.insert_tombstones(headers)?
+    };
+    let origins = order.iter().filter(|(is_post, _)| *is_post).map(|(_, o)| o);
+    for ((post, origin), outcome) in posts.iter().zip(origins).zip(&post_outcomes) {
         if matches!(origin, Origin::Local(_)) && *outcome == InsertOutcome::Inserted {
             store.outbox_add(post)?;
         }
@@ -218,5 +266,5 @@ fn write_batch<R>(
     if flush {
         store.flush()?;
     }
-    Ok(outcomes)
+    Ok((post_outcomes, header_outcomes))
 }

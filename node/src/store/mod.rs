@@ -7,7 +7,7 @@ mod sled_store;
 pub use records::{ChannelRecord, FileRecord, PeerRecord, Role};
 pub use sled_store::SledStore;
 
-use crate::channel::{ChannelId, Post, PostId};
+use crate::channel::{ChannelId, Post, PostHeader, PostId};
 use crate::contact::Contact;
 use crate::crypto::OpenError;
 
@@ -86,8 +86,8 @@ pub struct AuthorState {
 pub enum Slot {
     /// The post is held.
     Post(Box<Post>),
-    /// The post existed and has expired.
-    Expired,
+    /// The post existed and has expired: its signed header proves it.
+    Expired(Box<PostHeader>),
 }
 
 /// A post deleted because it expired.
@@ -185,6 +185,10 @@ pub trait Store: Send + Sync + 'static {
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError>;
     /// Each author's highest held sequence number in a channel (one seek per author).
     fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError>;
+    /// For at most `limit` authors of a channel, the header of the newest slot held (a post or
+    /// an expiry proof): what proves how far each author's chain reaches.
+    fn head_headers(&self, channel: &ChannelId, limit: usize)
+    -> Result<Vec<PostHeader>, StoreError>;
 
     /// An author's chain slots with `from <= seq <= to`, ascending, at most `limit`.
     fn slots(
@@ -203,13 +207,9 @@ pub trait Store: Send + Sync + 'static {
         author: &[u8; 32],
         upto: u64,
     ) -> Result<Vec<(u64, u64)>, StoreError>;
-    /// Records that these slots of an author's chain expired (learned from a peer).
-    fn insert_expired(
-        &self,
-        channel: &ChannelId,
-        author: &[u8; 32],
-        seqs: &[u64],
-    ) -> Result<(), StoreError>;
+    /// Records expired slots from their verified headers (expiry proofs learned from peers):
+    /// only into free slots, like posts (not yet durable: call [`Store::flush`]).
+    fn insert_tombstones(&self, headers: &[PostHeader]) -> Result<Vec<InsertOutcome>, StoreError>;
     /// Deletes every post whose expiry is at or before `now_ms`; leaves tombstones so they are
     /// never accepted or fetched again.
     fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError>;

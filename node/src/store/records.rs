@@ -31,8 +31,9 @@ pub struct ChannelRecord {
     pub admin_cert: Option<Vec<u8>>,
     /// When this node started following (ms).
     pub followed_at_ms: u64,
-    /// Admin certificates this node issued (owner only), republished when peers join.
-    pub issued_certs: Vec<Vec<u8>>,
+    /// Admin certificates of the channel this node knows (issued here, or learned from peers and
+    /// verified): served with sync heads, so an admin appointed while away learns it.
+    pub certs: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ChannelRecord {
@@ -59,7 +60,7 @@ struct ChannelRecordPb {
     #[prost(uint64, tag = "6")]
     followed_at_ms: u64,
     #[prost(bytes = "vec", repeated, tag = "7")]
-    issued_certs: Vec<Vec<u8>>,
+    certs: Vec<Vec<u8>>,
 }
 
 impl ChannelRecord {
@@ -75,7 +76,7 @@ impl ChannelRecord {
             secret_key: self.secret_key.as_ref().map(|k| k.to_vec()),
             admin_cert: self.admin_cert.clone(),
             followed_at_ms: self.followed_at_ms,
-            issued_certs: self.issued_certs.clone(),
+            certs: self.certs.clone(),
         };
         let out = zeroize::Zeroizing::new(pb.encode_to_vec());
         if let Some(mut k) = pb.secret_key {
@@ -99,7 +100,7 @@ impl ChannelRecord {
             secret_key: pb.secret_key.take().map(zeroize::Zeroizing::new),
             admin_cert: pb.admin_cert.take(),
             followed_at_ms: pb.followed_at_ms,
-            issued_certs: std::mem::take(&mut pb.issued_certs),
+            certs: std::mem::take(&mut pb.certs),
         })
     }
 }

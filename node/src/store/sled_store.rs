@@ -4,6 +4,7 @@
 //! - `channels`: h16(channel) → sealed ChannelRecord
 //! - `posts`: h16(channel) | timestamp(8) | h8(channel, author) | seq(8) → sealed StoredPost
 //! - `chain`: h16(channel) | h16(channel, author) | seq(8) → posts key (empty once expired)
+//! - `tombstones`: chain key → sealed header of an expired post (the proof that it expired)
 //! - `authors`: h16(channel) | h16(channel, author) → sealed author public key
 //! - `ids`: h16(post id) → posts key
 //! - `expiry`: expires_at(8) | posts key → chain key | ids key (the sweep's index)
@@ -27,10 +28,17 @@ use super::{
     AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord,
     Private, Slot, Store, StoreError,
 };
-use crate::channel::{ChannelId, Post, PostId, now_ms};
+use crate::channel::{ChannelId, Post, PostHeader, PostId, now_ms};
 use crate::crypto::DataKey;
 
-const FORMAT_VERSION: &[u8] = b"1";
+/// Version 2: posts are signed headers with their content beside them (wire protocol 2), and
+/// expired slots keep the header as proof.
+const FORMAT_VERSION: &[u8] = b"2";
+/// Trees of a channel's history: cleared when a store of format 1 is opened, since posts of
+/// wire protocol 1 are not valid under protocol 2 (the history is synced again from peers).
+const HISTORY_TREES: [&str; 7] = [
+    "posts", "chain", "authors", "ids", "outbox", "expiry", "tombstones",
+];
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -39,6 +47,7 @@ pub struct SledStore {
     channels: Tree,
     posts: Tree,
     chain: Tree,
+    tombstones: Tree,
     authors: Tree,
     ids: Tree,
     outbox: Tree,
@@ -95,6 +104,7 @@ impl SledStore {
             channels: db.open_tree("channels")?,
             posts: db.open_tree("posts")?,
             chain: db.open_tree("chain")?,
+            tombstones: db.open_tree("tombstones")?,
             authors: db.open_tree("authors")?,
             ids: db.open_tree("ids")?,
             outbox: db.open_tree("outbox")?,
@@ -112,6 +122,19 @@ impl SledStore {
                 store.db.flush()?;
             }
             Some(v) if v.as_ref() == FORMAT_VERSION => {}
+            Some(v) if v.as_ref() == b"1" => {
+                store.check_key()?;
+                for tree in HISTORY_TREES {
+                    store.db.open_tree(tree)?.clear()?;
+                }
+                store.db.insert("format", FORMAT_VERSION)?;
+                store.db.flush()?;
+                tracing::warn!(
+                    "store of format 1 upgraded: channel posts of protocol 1 were dropped and \
+                     are synced again from peers (channels, keys, contacts and private messages \
+                     are kept)"
+                );
+            }
             Some(_) => return Err(StoreError::Corrupt("format version")),
         }
         store.check_key()?;
@@ -219,6 +242,17 @@ impl SledStore {
             return Ok(None);
         };
         decode_post(&self.open_value("posts", posts_key, &v)?).map(Some)
+    }
+
+    /// The header kept for an expired slot (none for slots expired before headers were kept).
+    fn load_tombstone(&self, chain_key: &[u8]) -> Result<Option<PostHeader>, StoreError> {
+        let Some(v) = self.tombstones.get(chain_key)? else {
+            return Ok(None);
+        };
+        let wire = self.open_value("tombstones", chain_key, &v)?;
+        PostHeader::from_store(wire)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("tombstones"))
     }
 }
 
@@ -535,6 +569,29 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn head_headers(&self, channel: &ChannelId, limit: usize) -> Result<Vec<PostHeader>, StoreError> {
+        let mut out = Vec::new();
+        for (k, _) in self.channel_authors(channel)? {
+            if out.len() >= limit {
+                break;
+            }
+            // The newest slot with something to show for it (a post, or a proven expiry).
+            for entry in self.chain.scan_prefix(&k).rev() {
+                let (ck, pk) = entry?;
+                let header = if pk.is_empty() {
+                    self.load_tombstone(&ck)?
+                } else {
+                    self.load_post(&pk)?.map(|p| p.header())
+                };
+                if let Some(h) = header {
+                    out.push(h);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn slots(
         &self,
         channel: &ChannelId,
@@ -550,7 +607,9 @@ impl Store for SledStore {
             let (k, pk) = item?;
             let seq = seq_of(&k);
             if pk.is_empty() {
-                out.push((seq, Slot::Expired));
+                if let Some(h) = self.load_tombstone(&k)? {
+                    out.push((seq, Slot::Expired(Box::new(h))));
+                }
             } else if let Some(p) = self.load_post(&pk)? {
                 out.push((seq, Slot::Post(Box::new(p))));
             }
@@ -586,25 +645,62 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn insert_expired(
-        &self,
-        channel: &ChannelId,
-        author: &[u8; 32],
-        seqs: &[u64],
-    ) -> Result<(), StoreError> {
-        let author_key = self.chain_prefix(channel, author);
-        if self.authors.get(author_key)?.is_none() {
-            self.authors
-                .insert(author_key, self.seal("authors", &author_key, author))?;
+    fn insert_tombstones(&self, headers: &[PostHeader]) -> Result<Vec<InsertOutcome>, StoreError> {
+        struct Prepared {
+            chain_key: [u8; 40],
+            author_key: [u8; 32],
+            author_value: Vec<u8>,
+            id_key: [u8; 16],
+            sealed: Vec<u8>,
         }
-        for seq in seqs {
-            let k = self.chain_key(channel, author, *seq);
-            // Only fill holes: a held post stays until its own expiry sweeps it.
-            let _ = self
-                .chain
-                .compare_and_swap(k, None as Option<&[u8]>, Some(&[][..]))?;
+        let prepared: Vec<Prepared> = headers
+            .iter()
+            .map(|h| {
+                let author = h.author_key.to_bytes();
+                let author_key = self.chain_prefix(&h.channel, &author);
+                let chain_key = self.chain_key(&h.channel, &author, h.seq);
+                Prepared {
+                    author_value: self.seal("authors", &author_key, &author),
+                    author_key,
+                    id_key: self.id_key(&h.id),
+                    sealed: self.seal("tombstones", &chain_key, &h.wire),
+                    chain_key,
+                }
+            })
+            .collect();
+        let result = (&self.chain, &self.ids, &self.authors, &self.tombstones).transaction(
+            |(chain, ids, authors, tombstones)| {
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for p in &prepared {
+                    if let Some(existing) = ids.get(p.id_key)? {
+                        // Held (its own expiry sweep turns it into a tombstone) or expired.
+                        outcomes.push(if existing.is_empty() {
+                            InsertOutcome::Expired
+                        } else {
+                            InsertOutcome::Duplicate
+                        });
+                        continue;
+                    }
+                    if chain.get(p.chain_key)?.is_some() {
+                        outcomes.push(InsertOutcome::Conflict);
+                        continue;
+                    }
+                    chain.insert(&p.chain_key[..], &[][..])?;
+                    ids.insert(&p.id_key[..], &[][..])?;
+                    tombstones.insert(&p.chain_key[..], p.sealed.as_slice())?;
+                    if authors.get(p.author_key)?.is_none() {
+                        authors.insert(&p.author_key[..], p.author_value.as_slice())?;
+                    }
+                    outcomes.push(InsertOutcome::Inserted);
+                }
+                Ok::<_, ConflictableTransactionError<()>>(outcomes)
+            },
+        );
+        match result {
+            Ok(o) => Ok(o),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("transaction")),
         }
-        Ok(())
     }
 
     fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError> {
@@ -620,19 +716,27 @@ impl Store for SledStore {
             let posts_key = &k[8..48];
             let post = self.load_post(posts_key)?;
             let (chain_key, id_key) = v.split_at(40);
+            // What stays of the post: its signed header, served as the proof that it expired.
+            let sealed_header = post
+                .as_ref()
+                .map(|p| self.seal("tombstones", chain_key, &p.header().wire));
             let r = (
                 &self.posts,
                 &self.chain,
                 &self.ids,
                 &self.expiry,
                 &self.outbox,
+                &self.tombstones,
             )
-                .transaction(|(posts, chain, ids, expiry, outbox)| {
+                .transaction(|(posts, chain, ids, expiry, outbox, tombstones)| {
                     posts.remove(posts_key)?;
                     chain.insert(chain_key, &[][..])?;
                     ids.insert(id_key, &[][..])?;
                     expiry.remove(&k)?;
                     outbox.remove(posts_key)?;
+                    if let Some(h) = &sealed_header {
+                        tombstones.insert(chain_key, h.as_slice())?;
+                    }
                     Ok::<_, ConflictableTransactionError<()>>(())
                 });
             match r {
@@ -986,19 +1090,85 @@ mod tests {
             slots.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             vec![3, 4, 5]
         );
-        assert_eq!(slots[1].1, Slot::Expired);
+        assert!(matches!(&slots[1].1, Slot::Expired(h) if h.id == four.id && h.seq == 4));
         assert_eq!(
             s.insert_posts(&[four]).expect("again")[0],
             InsertOutcome::Expired
         );
-        // Tombstones learned from peers fill holes only.
-        s.insert_expired(&id, &author, &[6, 8]).expect("tombstones");
+        // Expiry proofs learned from peers fill holes only: seq 6 expired (its header proves
+        // it); a header for seq 8, which is held, is another post's and changes nothing.
+        let expiring = |seq: u64, prev: PostId, text: &str| {
+            Post::sign(
+                &id,
+                &ck,
+                None,
+                seq,
+                Some(prev),
+                2_000,
+                PostDraft {
+                    text: text.into(),
+                    expires_at_ms: Some(60),
+                    file: None,
+                },
+            )
+            .expect("sign")
+        };
+        let six = expiring(6, posts[4].id, "six");
+        let eight = expiring(8, posts[6].id, "eight");
+        assert_eq!(
+            s.insert_tombstones(&[six.header(), eight.header()])
+                .expect("tombstones"),
+            vec![InsertOutcome::Inserted, InsertOutcome::Conflict]
+        );
+        assert_eq!(
+            s.insert_tombstones(&[six.header()]).expect("again"),
+            vec![InsertOutcome::Expired]
+        );
         assert_eq!(s.missing(&id, &author, 10).expect("missing"), vec![(7, 7)]);
         assert!(s.post_at(&id, &author, 8).expect("at").is_some());
         let st = &s.authors(&id).expect("authors")[0];
         assert_eq!((st.max_seq, st.held, st.expired), (10, 9, 2));
-        // The cheap head lookup agrees with the full scan.
+        // The cheap head lookup agrees with the full scan, and proves the head.
         assert_eq!(s.heads(&id).expect("heads"), vec![(author, 10)]);
+        let proofs = s.head_headers(&id, 10).expect("head headers");
+        assert_eq!(proofs.len(), 1);
+        assert_eq!((proofs[0].seq, proofs[0].id), (10, posts[9].id));
+        assert!(PostHeader::verify(&proofs[0].wire, &id, 0).is_ok());
+        // The tombstone of seq 4 is served as its header.
+        let slots = s.slots(&id, &author, 6, 6, 10).expect("slots");
+        assert!(matches!(&slots[0].1, Slot::Expired(h) if h.id == six.id));
+    }
+
+    #[test]
+    fn a_store_of_format_1_keeps_everything_but_protocol_1_posts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        {
+            let s = open(dir.path(), &key);
+            s.insert_posts(&chain_of(3, &ck, "old")).expect("insert");
+            s.put_channel(&ChannelRecord {
+                id,
+                role: Role::Follower,
+                manifest: None,
+                secret_key: None,
+                admin_cert: None,
+                followed_at_ms: 0,
+                certs: Vec::new(),
+            })
+            .expect("channel");
+            s.db.insert("format", b"1").expect("format");
+            s.flush().expect("flush");
+        }
+        let s = open(dir.path(), &key);
+        assert_eq!(s.count(&id).expect("count"), 0, "posts of protocol 1 dropped");
+        assert!(s.authors(&id).expect("authors").is_empty());
+        assert_eq!(s.channels().expect("channels").len(), 1, "the channel is kept");
+        drop(s);
+        // And it stays upgraded.
+        let s = open(dir.path(), &key);
+        assert_eq!(s.channels().expect("channels").len(), 1);
     }
 
     #[test]
@@ -1029,7 +1199,7 @@ mod tests {
                 secret_key: Some(zeroize::Zeroizing::new(ck.to_bytes().to_vec())),
                 admin_cert: None,
                 followed_at_ms: 0,
-                issued_certs: Vec::new(),
+                certs: Vec::new(),
             })
             .expect("channel");
             s.flush().expect("flush");

@@ -8,6 +8,8 @@
 //! KeyPackage, `X || expires_ms || message key` → expiry index; `Private::Mls` `state` →
 //! MLS state, `kp` → own KeyPackage record, `c || index(peer)` → conversation.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use crate::net::wire::Frame;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use samizdat_proto::v1;
 
 use super::EventLoop;
 use crate::channel::now_ms;
+use crate::dm::held::{Held, NotHeld};
 use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
 use crate::dm::mls::{Incoming, MlsClient};
 use crate::dm::{
@@ -52,8 +55,16 @@ const COLLECT_EVERY: Duration = Duration::from_secs(60);
 const UPDATE_EVERY: u64 = 50;
 /// How long this side's key-update proposal may wait for the committer's commit.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages waiting for a Welcome that has not arrived yet, in all.
-const MAX_EARLY: usize = 256;
+/// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is
+/// a few KiB, and an honest peer has at most a handful on the way before its Welcome.
+const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
+    per_peer: 32,
+    per_peer_bytes: 512 * 1024,
+    total: 256,
+    total_bytes: 4 * 1024 * 1024,
+    max_item_bytes: 64 * 1024,
+    ttl: Duration::from_secs(600),
+};
 /// How long processed message ids are remembered (longer than any holder keeps mail).
 const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
 
@@ -131,8 +142,9 @@ pub(crate) struct Direct {
     kp_queries: HashMap<QueryId, PeerId>,
     mailbox_queries: HashMap<QueryId, MailboxQuery>,
     pub(super) requests: HashMap<OutboundRequestId, Sent>,
-    /// Messages of groups this node has not joined yet (their Welcome is on its way).
-    early: Vec<(PeerId, v1::DmEnvelope)>,
+    /// Messages of conversations this node has not joined yet (their Welcome is on its way)
+    /// or of an epoch it has not reached, with their senders.
+    early: Held<(PeerId, v1::DmEnvelope)>,
     /// When the own KeyPackage record is next published (None: as soon as the DHT is up).
     next_publish: Option<Instant>,
     publish_query: Option<QueryId>,
@@ -195,7 +207,7 @@ impl Direct {
             kp_queries: HashMap::new(),
             mailbox_queries: HashMap::new(),
             requests: HashMap::new(),
-            early: Vec::new(),
+            early: Held::new(EARLY),
             next_publish: None,
             publish_query: None,
             last_collect: None,
@@ -214,7 +226,7 @@ impl Direct {
 /// An outbox envelope's value: the key of the message it carries (empty for a Welcome or a
 /// commit), then the envelope.
 fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
-    let mut v = Vec::with_capacity(2 + message_key.len() + env.encoded_len());
+    let mut v = Vec::with_capacity(message_key.len().saturating_add(env.encoded_len()).saturating_add(2));
     v.extend_from_slice(&(message_key.len() as u16).to_be_bytes());
     v.extend_from_slice(message_key);
     env.encode(&mut v).ok();
@@ -223,8 +235,9 @@ fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
 
 fn decode_outgoing(v: &[u8]) -> Option<(Vec<u8>, v1::DmEnvelope)> {
     let len = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
-    let key = v.get(2..2 + len)?.to_vec();
-    let env = v1::DmEnvelope::decode(v.get(2 + len..)?).ok()?;
+    let end = len.checked_add(2)?;
+    let key = v.get(2..end)?.to_vec();
+    let env = v1::DmEnvelope::decode(v.get(end..)?).ok()?;
     Some((key, env))
 }
 
@@ -280,15 +293,17 @@ impl EventLoop {
                 peer: peer.to_string(),
                 ..Default::default()
             });
-        let sent_ms = now_ms().max(conv.last_sent_ms + 1);
+        let sent_ms = now_ms().max(conv.last_sent_ms.saturating_add(1));
         conv.last_sent_ms = sent_ms;
-        conv.next_seq += 1;
+        conv.next_seq = conv.next_seq.saturating_add(1);
         let body = v1::DmBody {
             id: crate::crypto::random_bytes::<16>().to_vec(),
             text,
             sent_ms,
             seq: conv.next_seq,
-            expires_at_ms: expires_in.map_or(0, |d| sent_ms + d.as_millis() as u64),
+            expires_at_ms: expires_in.map_or(0, |d| {
+                sent_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
             attachment,
         };
         let has_group = conv.send_group().is_some();
@@ -367,7 +382,7 @@ impl EventLoop {
         let Some(conv) = self.dm.conversations.get_mut(peer) else {
             return Ok(false);
         };
-        conv.sent_since_update += 1;
+        conv.sent_since_update = conv.sent_since_update.saturating_add(1);
         let committer = conv.created.contains(&group);
         // The other side proposes only while the committer is there to commit at once: its
         // own messages wait until the commit arrives (MLS sends nothing over a proposal).
@@ -409,7 +424,7 @@ impl EventLoop {
 
     fn next_sent_ms(&mut self, peer: &PeerId) -> u64 {
         let c = self.dm.conversations.entry(*peer).or_default();
-        c.last_sent_ms = now_ms().max(c.last_sent_ms + 1);
+        c.last_sent_ms = now_ms().max(c.last_sent_ms.saturating_add(1));
         c.last_sent_ms
     }
 
@@ -436,7 +451,7 @@ impl EventLoop {
             sender: self.swarm.local_peer_id().to_bytes(),
             recipient: peer.to_bytes(),
             sent_ms,
-            expires_ms: sent_ms + HOLD_MS,
+            expires_ms: sent_ms.saturating_add(HOLD_MS),
             mls_message,
             group_invite,
         };
@@ -529,7 +544,7 @@ impl EventLoop {
                 .into_iter()
                 .take(MAX_ENVELOPES_PER_REQUEST)
                 .take_while(|(_, _, e)| {
-                    bytes += e.encoded_len();
+                    bytes = e.encoded_len().saturating_add(bytes);
                     bytes <= DELIVER_BYTES || bytes == e.encoded_len()
                 })
                 .collect();
@@ -591,6 +606,10 @@ impl EventLoop {
 
     /// Housekeeping, once a second.
     pub(super) fn dm_tick(&mut self) {
+        let aged = self.dm.early.expire(Instant::now());
+        if aged > 0 {
+            tracing::debug!(aged, "messages that waited too long for their Welcome dropped");
+        }
         let peers: Vec<PeerId> = self.dm.waiting.keys().copied().collect();
         for p in peers {
             self.try_deliver(&p);
@@ -639,7 +658,7 @@ impl EventLoop {
                 .unwrap_or_default()
             {
                 let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if at + SEEN_FOR_MS < now {
+                if at.saturating_add(SEEN_FOR_MS) < now {
                     let _ = self.store.private_remove(Private::Seen, &k);
                 }
             }
@@ -701,7 +720,7 @@ impl EventLoop {
 
     fn publish_keypackage(&mut self) {
         // Retried soon if this attempt fails; pushed back on success.
-        self.dm.next_publish = Some(Instant::now() + Duration::from_secs(30));
+        self.dm.next_publish = Instant::now().checked_add(Duration::from_secs(30));
         let record = match self.store.private_get(Private::Mls, b"kp") {
             Ok(Some(r)) => r,
             _ => {
@@ -731,7 +750,11 @@ impl EventLoop {
 
     fn collect_mail(&mut self) {
         self.dm.last_collect = Some(Instant::now());
-        self.dm.collect_every = (self.dm.collect_every * 2).min(COLLECT_EVERY);
+        self.dm.collect_every = self
+            .dm
+            .collect_every
+            .saturating_mul(2)
+            .min(COLLECT_EVERY);
         let me = *self.swarm.local_peer_id();
         let q = self
             .swarm
@@ -784,7 +807,7 @@ impl EventLoop {
                 match r {
                     Ok(_) => {
                         tracing::info!("key package published");
-                        self.dm.next_publish = Some(Instant::now() + KP_PUBLISH_EVERY);
+                        self.dm.next_publish = Instant::now().checked_add(KP_PUBLISH_EVERY);
                     }
                     Err(e) => tracing::debug!("key package not published yet: {e}"),
                 }
@@ -920,7 +943,7 @@ impl EventLoop {
                     .into_iter()
                     .take(MAX_ENVELOPES_PER_REQUEST)
                     .take_while(|(_, _, e)| {
-                        bytes += e.encoded_len();
+                        bytes = e.encoded_len().saturating_add(bytes);
                         bytes <= DELIVER_BYTES || bytes == e.encoded_len()
                     })
                     .map(|(_, _, e)| e)
@@ -1000,7 +1023,7 @@ impl EventLoop {
                     Some(Sent::Deliver { peer, .. }) => {
                         if let Some(d) = self.dm.waiting.get_mut(&peer) {
                             d.in_flight = false;
-                            d.retry_at = Some(Instant::now() + Duration::from_secs(10));
+                            d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
                         }
                     }
                     Some(Sent::GroupSync(group)) => self.on_group_sync_failed(&group),
@@ -1031,25 +1054,43 @@ impl EventLoop {
         match request.kind {
             Some(v1::dm_request::Kind::Deliver(d)) => {
                 for env in d.envelopes.into_iter().take(MAX_ENVELOPES_PER_REQUEST) {
-                    resp.accepted += 1;
                     match check_envelope(&env, now) {
                         Ok((sender, recipient)) if sender == peer && recipient == me => {
-                            if let Err(e) = self.receive_envelope(&peer, env) {
-                                tracing::debug!(%peer, "direct message refused: {e}");
-                                resp.error = e.to_string();
+                            match self.receive_envelope(&peer, &peer, env) {
+                                // Not taken: the sender keeps it (and the rest) and tries
+                                // again later. `accepted` counts a prefix.
+                                Err(DmError::Busy) => {
+                                    resp.error = DmError::Busy.to_string();
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(%peer, "direct message refused: {e}");
+                                    resp.error = e.to_string();
+                                }
+                                Ok(()) => {}
                             }
                         }
                         Ok(_) => resp.error = "envelope not from this peer to this node".into(),
                         Err(e) => resp.error = e.to_string(),
                     }
+                    resp.accepted = resp.accepted.saturating_add(1);
                 }
             }
             Some(v1::dm_request::Kind::Deposit(d)) => {
+                let mut over_quota = false;
                 for env in d.envelopes.iter().take(MAX_ENVELOPES_PER_REQUEST) {
                     match self.dm.mailbox.deposit(&peer, env, now) {
-                        Ok(()) => resp.accepted += 1,
-                        Err(e) => resp.error = e.to_string(),
+                        Ok(()) => resp.accepted = resp.accepted.saturating_add(1),
+                        Err(e) => {
+                            over_quota |= e == crate::dm::mailbox::Refused::SenderQuota;
+                            resp.error = e.to_string();
+                        }
                     }
+                }
+                // An honest sender re-deposits its outbox every few minutes and may meet its
+                // quota now and then; one that keeps pushing past it is flooding.
+                if over_quota {
+                    self.penalise(peer, super::Offence::MailOverQuota);
                 }
                 if resp.accepted > 0 {
                     let (envelopes, bytes) = self.dm.mailbox.totals();
@@ -1105,12 +1146,12 @@ impl EventLoop {
                 envs.truncate(4 * MAX_ENVELOPES_PER_REQUEST);
                 envs.sort_by_key(|e| e.sent_ms);
                 let now = now_ms();
-                let mut got = 0;
+                let mut got = 0u32;
                 for env in envs {
                     match check_envelope(&env, now) {
                         Ok((sender, recipient)) if recipient == me => {
-                            match self.receive_envelope(&sender, env) {
-                                Ok(()) => got += 1,
+                            match self.receive_envelope(&sender, &peer, env) {
+                                Ok(()) => got = got.saturating_add(1),
                                 Err(e) => tracing::debug!("collected mail refused: {e}"),
                             }
                         }
@@ -1142,9 +1183,15 @@ impl EventLoop {
         }
     }
 
-    /// Processes one envelope from `from` (already checked for form): once, even if it comes
-    /// again directly and from several holders.
-    fn receive_envelope(&mut self, from: &PeerId, env: v1::DmEnvelope) -> Result<(), DmError> {
+    /// Processes one envelope from `from` (already checked for form), handed over by `via`
+    /// (`from` itself, or a mail holder): once, even if it comes again directly and from
+    /// several holders. `DmError::Busy`: `via` has too much waiting already; not taken.
+    fn receive_envelope(
+        &mut self,
+        from: &PeerId,
+        via: &PeerId,
+        env: v1::DmEnvelope,
+    ) -> Result<(), DmError> {
         let id = envelope_id(&env);
         if matches!(
             self.store.private_get(Private::Seen, &id[..16]),
@@ -1166,18 +1213,10 @@ impl EventLoop {
                 sent_ms: env.sent_ms,
                 mls_message: env.mls_message,
             };
-            return self.receive_group_wire(&group, wire).map(|_| ());
+            return self.receive_group_wire(&group, wire, *via).map(|_| ());
         }
         let incoming = match self.dm.mls.receive(from, &env.mls_message) {
-            Err(DmError::UnknownGroup) => {
-                // Perhaps its Welcome is still on its way: keep it a while, in memory only.
-                if self.dm.early.len() < MAX_EARLY
-                    && !self.dm.early.iter().any(|(_, e)| envelope_id(e) == id)
-                {
-                    self.dm.early.push((*from, env));
-                }
-                return Ok(());
-            }
+            Err(DmError::UnknownGroup) => return self.hold_early(from, via, id, env),
             other => other?,
         };
         let _ = self.save_mls();
@@ -1194,14 +1233,8 @@ impl EventLoop {
                 let _ = self.save_conversation(from);
                 tracing::info!(peer = %from, "joined a conversation");
                 // Messages that came before their Welcome.
-                let early = std::mem::take(&mut self.dm.early);
-                for (p, e) in early {
-                    if crate::dm::mls::MlsClient::group_of(&e.mls_message).as_ref() == Some(&group)
-                    {
-                        let _ = self.receive_envelope(&p, e);
-                    } else {
-                        self.dm.early.push((p, e));
-                    }
+                for (via, (p, e)) in self.dm.early.release(&group, u64::MAX) {
+                    let _ = self.receive_envelope(&p, &via, e);
                 }
                 // Messages queued here for this peer can now go in the shared group.
                 if self.dm.need_kp.contains_key(from) {
@@ -1227,15 +1260,16 @@ impl EventLoop {
                     let _ = self.events.send(Event::DirectMessage { message: view });
                 }
             }
-            Incoming::Commit { .. } => {
+            Incoming::Commit { group } => {
                 tracing::debug!(peer = %from, "conversation keys renewed");
                 if self.dm.proposed.remove(from).is_some() {
                     let _ = self.flush_queued(from);
                 }
-                // Messages of the new epoch that came before its commit.
-                let early = std::mem::take(&mut self.dm.early);
-                for (p, e) in early {
-                    let _ = self.receive_envelope(&p, e);
+                // Messages of the new epoch that came before its commit (only those).
+                if let Ok((_, epoch, _)) = self.dm.mls.group_state(&group) {
+                    for (via, (p, e)) in self.dm.early.release(&group, epoch) {
+                        let _ = self.receive_envelope(&p, &via, e);
+                    }
                 }
             }
             Incoming::UpdateProposal { group } => {
@@ -1262,4 +1296,51 @@ impl EventLoop {
         }
         Ok(())
     }
+
+    /// Keeps a message of a conversation (or epoch) this node has not reached yet, within the
+    /// bounds of the waiting room; a peer with too much waiting is refused and penalised.
+    fn hold_early(
+        &mut self,
+        from: &PeerId,
+        via: &PeerId,
+        id: [u8; 32],
+        env: v1::DmEnvelope,
+    ) -> Result<(), DmError> {
+        let header = crate::group::mls::header(&env.mls_message).ok_or(DmError::Malformed)?;
+        let len = env.mls_message.len();
+        match self.dm.early.hold(
+            *via,
+            header.group,
+            header.epoch,
+            id,
+            len,
+            (*from, env),
+            Instant::now(),
+        ) {
+            Ok(()) => Ok(()),
+            Err(NotHeld::PeerQuota) => {
+                tracing::debug!(peer = %via, "too many direct messages waiting for a Welcome");
+                self.penalise(*via, super::Offence::HeldOverQuota);
+                Err(DmError::Busy)
+            }
+            Err(NotHeld::TooLarge) => Err(DmError::NotAllowed(
+                "a message of an unknown conversation is too large to wait for its Welcome",
+            )),
+        }
+    }
+
+
+    /// Direct and group messages dropped while waiting, since start.
+    pub(super) fn held_dropped(&self) -> u64 {
+        self.dm
+            .early
+            .dropped()
+            .saturating_add(self.groups_early_dropped())
+    }
+
+    /// Mail held for others that made room for other mail or expired, since start.
+    pub(super) fn dm_mail_evicted(&self) -> u64 {
+        self.dm.mailbox.evicted()
+    }
+
 }

@@ -8,6 +8,8 @@
 //! `Private::GroupLog` `index(group) || sent_ms || hash[..8]` → GroupWire (what members that
 //! missed something are served); `Private::Outbox` `Y || expires_ms || message key` → expiry.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use crate::net::wire::Frame;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::EventLoop;
 use super::dm::Sent;
 use crate::channel::now_ms;
+use crate::dm::held::{Held, NotHeld};
 use crate::dm::{DmError, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body};
 use crate::group::mls::{GroupIncoming, header};
 use crate::group::{
@@ -44,8 +47,19 @@ const SYNC_MIN_GAP: Duration = Duration::from_secs(2);
 const SYNC_SLACK_MS: u64 = 60_000;
 /// How long the ciphertext log is kept (members away longer rejoin by a new invitation).
 const LOG_FOR_MS: u64 = MAX_HOLD_MS;
-/// Messages of later epochs waiting for their commit, in all.
-const MAX_EARLY: usize = 512;
+/// Messages of later epochs waiting for their commit: bounded per peer that handed them over
+/// and in all (a commit may be close to 1 MiB in a large group).
+const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
+    per_peer: 64,
+    per_peer_bytes: 4 * 1024 * 1024,
+    total: 512,
+    total_bytes: 16 * 1024 * 1024,
+    max_item_bytes: MAX_GROUP_MESSAGE_BYTES,
+    ttl: Duration::from_secs(600),
+};
+/// How many epochs ahead of this node's a message may be and still wait for its commits
+/// (further ahead, this node is too far behind to read it anyway; catch-up brings it).
+const MAX_EPOCHS_AHEAD: u64 = 16;
 /// How long `group invite` waits for the invitee's KeyPackage before answering.
 const INVITE_WAIT: Duration = Duration::from_secs(45);
 
@@ -83,15 +97,27 @@ struct PendingInvite {
 }
 
 /// Private-group state of the event loop.
-#[derive(Default)]
 pub(crate) struct Groups {
     groups: HashMap<Vec<u8>, GroupState>,
     topics: HashMap<TopicHash, Vec<u8>>,
     invites: HashMap<(Vec<u8>, PeerId), PendingInvite>,
     /// Messages of later epochs than this node's, waiting for their commit.
-    early: Vec<(Vec<u8>, v1::GroupWire)>,
+    early: Held<v1::GroupWire>,
     dialed: HashMap<PeerId, Instant>,
     next_expiry: Option<u64>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            groups: HashMap::new(),
+            topics: HashMap::new(),
+            invites: HashMap::new(),
+            early: Held::new(EARLY),
+            dialed: HashMap::new(),
+            next_expiry: None,
+        }
+    }
 }
 
 fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
@@ -484,13 +510,15 @@ impl EventLoop {
         }
         let now = now_ms();
         let seq = s.record.next_seq.max(1);
-        s.record.next_seq = seq + 1;
+        s.record.next_seq = seq.saturating_add(1);
         let body = v1::DmBody {
             id: crate::crypto::random_bytes::<16>().to_vec(),
             text,
             sent_ms: now,
             seq,
-            expires_at_ms: expires_in.map_or(0, |d| now + d.as_millis() as u64),
+            expires_at_ms: expires_in.map_or(0, |d| {
+                now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
             attachment,
         };
         let mls = self
@@ -614,14 +642,18 @@ impl EventLoop {
     }
 
     /// Decides what happens to a message on a group topic.
-    pub(super) fn validate_group(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+    pub(super) fn validate_group(
+        &mut self,
+        message: &gossipsub::Message,
+        propagation_source: PeerId,
+    ) -> MessageAcceptance {
         let Some(group) = self.groups.topics.get(&message.topic).cloned() else {
             return MessageAcceptance::Ignore;
         };
         let Ok(wire) = v1::GroupWire::decode(message.data.as_slice()) else {
             return MessageAcceptance::Reject;
         };
-        match self.receive_group_wire(&group, wire) {
+        match self.receive_group_wire(&group, wire, propagation_source) {
             Ok(true) => MessageAcceptance::Accept,
             Ok(false) => MessageAcceptance::Ignore,
             Err(DmError::FutureEpoch) => {
@@ -638,12 +670,15 @@ impl EventLoop {
         }
     }
 
-    /// Processes one message of a group, once. `Ok(true)`: new and valid; `Ok(false)`: a
-    /// duplicate or one this node cannot read by design (sent before it joined).
+    /// Processes one message of a group, once, handed over by `via` (the gossip neighbour,
+    /// the member that answered a catch-up, or the envelope's sender). `Ok(true)`: new and
+    /// valid; `Ok(false)`: a duplicate or one this node cannot read by design (sent before it
+    /// joined, or too far ahead of it).
     pub(super) fn receive_group_wire(
         &mut self,
         group: &[u8],
         mut wire: v1::GroupWire,
+        via: PeerId,
     ) -> Result<bool, DmError> {
         if wire.mls_message.len() > MAX_GROUP_MESSAGE_BYTES {
             return Err(DmError::NotAllowed("group message too large"));
@@ -671,16 +706,27 @@ impl EventLoop {
         }
         let current = self.groups.groups.get(group).map_or(0, |s| s.epoch);
         // Before this node joined, or older than the epochs whose keys are kept: unreadable
-        // by design, not a sign of malice.
-        if h.epoch < join_epoch || h.epoch + (crate::dm::mls::MAX_PAST_EPOCHS as u64) < current {
+        // by design, not a sign of malice. (The epoch is the sender's claim, up to u64::MAX.)
+        if h.epoch < join_epoch
+            || h.epoch.saturating_add(crate::dm::mls::MAX_PAST_EPOCHS as u64) < current
+            || h.epoch > current.saturating_add(MAX_EPOCHS_AHEAD)
+        {
             return Ok(false);
         }
         let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
             Err(DmError::FutureEpoch) => {
-                if self.groups.early.len() < MAX_EARLY
-                    && !self.groups.early.iter().any(|(_, w)| wire_id(w) == id)
+                let len = wire.mls_message.len();
+                match self
+                    .groups
+                    .early
+                    .hold(via, group.to_vec(), h.epoch, id, len, wire, Instant::now())
                 {
-                    self.groups.early.push((group.to_vec(), wire));
+                    Ok(()) => {}
+                    Err(NotHeld::PeerQuota) => {
+                        tracing::debug!(peer = %via, "too many group messages waiting for a commit");
+                        self.penalise(via, super::Offence::HeldOverQuota);
+                    }
+                    Err(NotHeld::TooLarge) => {}
                 }
                 return Err(DmError::FutureEpoch);
             }
@@ -730,16 +776,13 @@ impl EventLoop {
         Ok(true)
     }
 
+    /// Processes the held messages of the epochs a group has now reached.
     fn retry_early(&mut self, group: &[u8]) {
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups.early)
-            .into_iter()
-            .partition(|(g, _)| g == group);
-        self.groups.early = rest;
-        let mut mine: Vec<v1::GroupWire> = mine.into_iter().map(|(_, w)| w).collect();
-        mine.sort_by_key(order_key);
-        for w in mine {
-            // Still early ones go back to the queue inside.
-            let _ = self.receive_group_wire(group, w);
+        let epoch = self.groups.groups.get(group).map_or(0, |s| s.epoch);
+        let mut mine = self.groups.early.release(group, epoch);
+        mine.sort_by_key(|(_, w)| order_key(w));
+        for (via, w) in mine {
+            let _ = self.receive_group_wire(group, w, via);
         }
     }
 
@@ -751,7 +794,7 @@ impl EventLoop {
         s.record.active = false;
         let topic = s.topic.clone();
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
-        self.groups.early.retain(|(g, _)| g != group);
+        self.groups.early.forget_group(group);
         // Its MLS state can read nothing new; dropping it also lets a later invitation in.
         if self.dm.mls.forget(group).is_ok() {
             let _ = self.save_mls();
@@ -882,7 +925,7 @@ impl EventLoop {
             let Ok(w) = v1::GroupWire::decode(v.as_slice()) else {
                 continue;
             };
-            bytes += w.encoded_len();
+            bytes = w.encoded_len().saturating_add(bytes);
             if resp.group_messages.len() >= SYNC_PAGE
                 || (bytes > SYNC_PAGE_BYTES && !resp.group_messages.is_empty())
             {
@@ -908,10 +951,10 @@ impl EventLoop {
         let newest = msgs.iter().map(|w| w.sent_ms).max();
         // Commits before the messages of the epochs they open.
         msgs.sort_by_key(order_key);
-        let mut got = 0;
+        let mut got = 0u32;
         for w in msgs {
-            match self.receive_group_wire(&group, w) {
-                Ok(true) => got += 1,
+            match self.receive_group_wire(&group, w, peer) {
+                Ok(true) => got = got.saturating_add(1),
                 Ok(false) | Err(DmError::FutureEpoch) => {}
                 Err(e) => tracing::debug!(%peer, "caught-up group message refused: {e}"),
             }
@@ -952,6 +995,10 @@ impl EventLoop {
     /// Housekeeping, once a second: stay connected to a few members of each group, catch up
     /// now and then, answer invitations that waited too long, expire messages.
     pub(super) fn group_tick(&mut self) {
+        let aged = self.groups.early.expire(Instant::now());
+        if aged > 0 {
+            tracing::debug!(aged, "group messages that waited too long for their commit dropped");
+        }
         let me = *self.swarm.local_peer_id();
         let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
         for id in ids {
@@ -984,7 +1031,10 @@ impl EventLoop {
                 use rand::seq::SliceRandom;
                 candidates.shuffle(&mut rand::rng());
                 candidates.sort_by_key(|p| *p != s.owner);
-                for p in candidates.into_iter().take(WANT_MEMBERS - connected.len()) {
+                for p in candidates
+                    .into_iter()
+                    .take(WANT_MEMBERS.saturating_sub(connected.len()))
+                {
                     self.groups.dialed.insert(p, Instant::now());
                     let _ = self.swarm.dial(p);
                 }
@@ -992,7 +1042,7 @@ impl EventLoop {
             let due = s.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
             if due && let Some(p) = connected.first().copied() {
                 let pick = connected
-                    .get(rand::random::<u32>() as usize % connected.len())
+                    .get((rand::random::<u32>() as usize).checked_rem(connected.len()).unwrap_or(0))
                     .copied()
                     .unwrap_or(p);
                 self.group_sync_with(&id, pick, true);
@@ -1052,6 +1102,12 @@ impl EventLoop {
         }
         self.groups.next_expiry = self.sweep_expired(b'Y', Private::GroupMessages, now);
     }
+
+    /// Group messages dropped while waiting for their commit, since start.
+    pub(super) fn groups_early_dropped(&self) -> u64 {
+        self.groups.early.dropped()
+    }
+
 }
 
 /// Processing order of caught-up messages: by epoch, a commit after its epoch's messages.

@@ -27,7 +27,8 @@ use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget};
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
-use super::writer::{Origin, Report, WriteDone, WriteRequest, Writer};
+use super::reputation::{CUT_OFF, Offence, Reputation};
+use super::writer::{Item, Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
     self, AdminCert, ChannelId, Invite, Manifest, Post, PostDraft, PostError, PostId, now_ms,
 };
@@ -137,6 +138,11 @@ pub(crate) struct EventLoop {
     groups: group::Groups,
     /// Peers disconnected for a low gossip score, and until when they are refused.
     penalty_box: HashMap<PeerId, Instant>,
+    /// Offences outside gossip (bad sync answers, floods), decaying.
+    reputation: Reputation,
+    /// What the DHT store dropped at its bounds (read from it after each inbound request).
+    dht_drops: crate::net::dht_store::DhtDrops,
+    last_dht_prune: Instant,
     /// Peers graylisted since start (reported by `info`).
     graylisted_total: u64,
     /// Malformed or oversized requests per peer, counted since the first in the window.
@@ -254,6 +260,9 @@ impl EventLoop {
             dm,
             groups: group::Groups::default(),
             penalty_box: HashMap::new(),
+            reputation: Reputation::default(),
+            dht_drops: Default::default(),
+            last_dht_prune: Instant::now(),
             graylisted_total: 0,
             violations: HashMap::new(),
             refused_connections: 0,
@@ -513,6 +522,7 @@ impl EventLoop {
             relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
             graylisted_peers: self.graylisted_total,
             refused_connections: self.refused_connections,
+            dropped: self.dropped(),
             bootstrap: self
                 .bootstrap
                 .iter()
@@ -524,6 +534,14 @@ impl EventLoop {
                     },
                 })
                 .collect(),
+        }
+    }
+
+    fn dropped(&self) -> super::views::DroppedView {
+        super::views::DroppedView {
+            dht: self.dht_drops.records.saturating_add(self.dht_drops.providers),
+            held_messages: self.held_dropped(),
+            mail: self.dm_mail_evicted(),
         }
     }
 
@@ -612,7 +630,7 @@ impl EventLoop {
             secret_key: Some(zeroize::Zeroizing::new(key.to_bytes().to_vec())),
             admin_cert: None,
             followed_at_ms: now_ms(),
-            issued_certs: Vec::new(),
+            certs: Vec::new(),
         };
         self.store.put_channel(&record)?;
         let id = record.id;
@@ -649,7 +667,7 @@ impl EventLoop {
             secret_key: None,
             admin_cert: None,
             followed_at_ms: now_ms(),
-            issued_certs: Vec::new(),
+            certs: Vec::new(),
         };
         self.store.put_channel(&record)?;
         self.install_channel(ChannelState::from_record(record));
@@ -709,10 +727,10 @@ impl EventLoop {
             Ok(post) => {
                 let key = (post.channel, post.author_key.to_bytes(), post.seq);
                 self.in_flight.insert(key, post.id);
-                if let Err(origin) = self.writer.submit(WriteRequest {
-                    post,
-                    origin: Origin::Local(reply),
-                }) {
+                if let Err(origin) = self
+                    .writer
+                    .submit(WriteRequest::post(post, Origin::Local(reply)))
+                {
                     self.in_flight.remove(&key);
                     if let Some(s) = self.channels.get_mut(&id) {
                         s.head = None; // re-read from the store next time
@@ -782,28 +800,6 @@ impl EventLoop {
         Ok(post)
     }
 
-    /// Queues every certificate this node issued for a channel, for publishing again.
-    fn queue_issued_certs(&mut self, id: &ChannelId) {
-        let Some(state) = self.channels.get(id) else {
-            return;
-        };
-        let certs: Vec<AdminCert> = state
-            .record
-            .issued_certs
-            .iter()
-            .filter_map(|c| v1::AdminCert::decode(c.as_slice()).ok())
-            .filter_map(|c| AdminCert::verify(c, id).ok())
-            .collect();
-        if !certs.is_empty() {
-            let queue = self.unpublished_certs.entry(*id).or_default();
-            for c in certs {
-                if !queue.contains(&c) {
-                    queue.push(c);
-                }
-            }
-        }
-    }
-
     fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
         let state = self
             .channels
@@ -817,9 +813,15 @@ impl EventLoop {
         let admin = ed25519_of(&peer).ok_or_else(|| {
             NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
         })?;
+        if state.record.certs.len() >= crate::sync::MAX_CERTS {
+            return Err(NodeError::NotAllowed(format!(
+                "a channel has at most {} admin certificates",
+                crate::sync::MAX_CERTS
+            )));
+        }
         let cert = AdminCert::issue(key, &admin, now_ms(), None);
         if let Some(state) = self.channels.get_mut(id) {
-            state.record.issued_certs.push(cert.signed.encode_to_vec());
+            state.record.certs.push(cert.signed.encode_to_vec());
             self.store.put_channel(&state.record)?;
         }
         self.unpublished_certs.entry(*id).or_default().push(cert);
@@ -831,13 +833,23 @@ impl EventLoop {
 
     fn on_written(&mut self, batch: Vec<WriteDone<PostReply>>) {
         for done in batch {
-            let post = done.post;
+            let post = match done.item {
+                Item::Post(p) => p,
+                Item::Tombstone(h) => {
+                    self.in_flight
+                        .remove(&(h.channel, h.author_key.to_bytes(), h.seq));
+                    if matches!(done.result, Ok(InsertOutcome::Inserted)) {
+                        self.note_tombstone(&h.channel);
+                    }
+                    continue;
+                }
+            };
             self.in_flight
                 .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
             match (done.result, done.origin) {
                 (Ok(InsertOutcome::Inserted), origin) => {
-                    self.note_post_seen(&post);
-                    self.note_inserted(&post);
+                    self.note_seen(&post.channel, post.author_key.to_bytes(), post.seq);
+                    self.note_inserted(&post.channel);
                     let view = PostView::from(&post);
                     let _ = self.events.send(Event::Post { post: view.clone() });
                     if let Origin::Local(reply) = origin {
@@ -887,7 +899,6 @@ impl EventLoop {
             for cert in certs {
                 let msg = v1::ChannelMessage {
                     kind: Some(v1::channel_message::Kind::AdminCert(cert.signed.clone())),
-                    republish: u64::from_le_bytes(crate::crypto::random_bytes()),
                 };
                 if !self.publish(&topic, msg.encode_to_vec()) {
                     keep.push(cert);
@@ -1092,7 +1103,13 @@ impl EventLoop {
     fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest { request } => {
-                accept_inbound_kad(&mut self.swarm.behaviour_mut().kad, request);
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                accept_inbound_kad(kad, request);
+                let drops = kad.store_mut().drops();
+                if drops != self.dht_drops {
+                    tracing::debug!(?drops, "DHT store at a bound: records refused or evicted");
+                }
+                self.dht_drops = drops;
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -1174,17 +1191,18 @@ impl EventLoop {
         self.adopt_manifest(m);
     }
 
-    fn adopt_manifest(&mut self, m: Manifest) {
+    /// Adopts a verified manifest if it is newer than the one held; true if it was.
+    fn adopt_manifest(&mut self, m: Manifest) -> bool {
         let id = m.channel;
         let Some(state) = self.channels.get_mut(&id) else {
-            return;
+            return false;
         };
         if state
             .manifest
             .as_ref()
             .is_some_and(|o| o.version >= m.version)
         {
-            return;
+            return false;
         }
         state.record.manifest = Some(m.to_bytes());
         state.manifest = Some(m);
@@ -1194,6 +1212,7 @@ impl EventLoop {
         if let Ok(view) = self.channel_view(&id) {
             let _ = self.events.send(Event::ChannelUpdated { channel: view });
         }
+        true
     }
 
     fn publish_manifest_record(&mut self, m: &Manifest) {
@@ -1215,7 +1234,7 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let verdict = self.validate(&message);
+                let verdict = self.validate(&message, propagation_source);
                 let rejected = matches!(verdict, MessageAcceptance::Reject);
                 self.swarm
                     .behaviour_mut()
@@ -1229,10 +1248,10 @@ impl EventLoop {
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 self.group_on_subscribed(peer_id, &topic);
                 if let Some(id) = self.topics.get(&topic).copied() {
-                    // A peer that joins may be an admin that was away when it was appointed.
-                    self.queue_issued_certs(&id);
                     self.flush_unpublished(&id);
-                    // A peer joined: it may hold what this node missed, or miss what it holds.
+                    // A peer joined: it may hold what this node missed, or miss what it holds
+                    // (an admin appointed while it was away learns its certificate from the
+                    // heads it asks for).
                     self.want_sync(&id, Some(peer_id));
                 }
             }
@@ -1241,9 +1260,9 @@ impl EventLoop {
     }
 
     /// Decides what happens to a message on a channel topic; stores accepted posts.
-    fn validate(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+    fn validate(&mut self, message: &gossipsub::Message, source: PeerId) -> MessageAcceptance {
         if self.is_group_topic(&message.topic) {
-            return self.validate_group(message);
+            return self.validate_group(message, source);
         }
         let Some(id) = self.topics.get(&message.topic).copied() else {
             return MessageAcceptance::Ignore;
@@ -1252,25 +1271,46 @@ impl EventLoop {
             tracing::debug!(channel = %id, source = ?message.source, "malformed channel message rejected");
             return MessageAcceptance::Reject;
         };
+        // One message, one encoding: a copy with padding, unknown fields or reordered fields
+        // would be a new gossipsub message (ids hash the bytes) that every node forwards.
+        if msg.encode_to_vec() != message.data {
+            tracing::debug!(channel = %id, source = ?message.source, "non-canonical channel message rejected");
+            return MessageAcceptance::Reject;
+        }
         match msg.kind {
             Some(v1::channel_message::Kind::Post(sp)) => self.validate_post(&id, sp),
-            Some(v1::channel_message::Kind::AdminCert(c)) => match AdminCert::verify(c, &id) {
-                Ok(cert) => {
-                    self.adopt_cert(cert);
-                    MessageAcceptance::Accept
+            Some(v1::channel_message::Kind::AdminCert(c)) => {
+                // Replays of what is held are dropped before any signature is checked.
+                if !self.cert_is_news(&id, &c) {
+                    return MessageAcceptance::Ignore;
                 }
-                Err(e) => {
-                    tracing::debug!(channel = %id, "admin certificate rejected: {e}");
-                    MessageAcceptance::Reject
+                match AdminCert::verify(c, &id) {
+                    Ok(cert) => {
+                        self.adopt_cert(cert);
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %id, "admin certificate rejected: {e}");
+                        MessageAcceptance::Reject
+                    }
                 }
-            },
-            Some(v1::channel_message::Kind::Manifest(m)) => match Manifest::verify(m) {
-                Ok(m) if m.channel == id => {
-                    self.adopt_manifest(m);
-                    MessageAcceptance::Accept
+            }
+            Some(v1::channel_message::Kind::Manifest(m)) => {
+                if !self.manifest_is_news(&id, &m) {
+                    return MessageAcceptance::Ignore;
                 }
-                _ => MessageAcceptance::Reject,
-            },
+                match Manifest::verify(m) {
+                    Ok(m) if m.channel == id => {
+                        if self.adopt_manifest(m) {
+                            MessageAcceptance::Accept
+                        } else {
+                            // Valid, but no newer than the one held: not forwarded.
+                            MessageAcceptance::Ignore
+                        }
+                    }
+                    _ => MessageAcceptance::Reject,
+                }
+            }
             None => MessageAcceptance::Reject,
         }
     }
@@ -1291,7 +1331,8 @@ impl EventLoop {
         if post.is_expired(now_ms()) {
             return MessageAcceptance::Ignore;
         }
-        match self.chain_check(&post) {
+        let author = post.author_key.to_bytes();
+        match self.chain_check(id, &author, post.seq, post.id, post.prev) {
             Ok(ChainCheck::New) => {}
             Ok(ChainCheck::Duplicate) => return MessageAcceptance::Ignore,
             Ok(ChainCheck::Conflict) => {
@@ -1305,15 +1346,21 @@ impl EventLoop {
                 return MessageAcceptance::Ignore;
             }
         }
-        self.note_post_seen(&post);
-        let key = (post.channel, post.author_key.to_bytes(), post.seq);
+        // An admin's post carries its certificate: learn it (it is verified already).
+        if let Some(c) = v1::SignedPost::decode(post.wire.as_slice())
+            .ok()
+            .and_then(|sp| sp.cert)
+            && self.cert_is_news(id, &c)
+            && let Ok(cert) = AdminCert::verify(c, id)
+        {
+            self.adopt_cert(cert);
+        }
+        self.note_seen(id, author, post.seq);
+        let key = (post.channel, author, post.seq);
         self.in_flight.insert(key, post.id);
         if self
             .writer
-            .submit(WriteRequest {
-                post,
-                origin: Origin::Remote,
-            })
+            .submit(WriteRequest::post(post, Origin::Remote))
             .is_err()
         {
             // Writer saturated: drop without forwarding; history sync fills the gap later.
@@ -1323,60 +1370,109 @@ impl EventLoop {
         MessageAcceptance::Accept
     }
 
-    fn chain_check(&self, post: &Post) -> Result<ChainCheck, crate::store::StoreError> {
-        let author = post.author_key.to_bytes();
+    /// Where a verified slot (a post or an expiry proof) stands against the chain held.
+    fn chain_check(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seq: u64,
+        id: PostId,
+        prev: Option<PostId>,
+    ) -> Result<ChainCheck, crate::store::StoreError> {
         let slot =
             |seq: u64| -> Result<Option<(PostId, Option<PostId>)>, crate::store::StoreError> {
-                if let Some(id) = self.in_flight.get(&(post.channel, author, seq)) {
+                if let Some(id) = self.in_flight.get(&(*channel, *author, seq)) {
                     return Ok(Some((*id, None)));
                 }
                 Ok(self
                     .store
-                    .post_at(&post.channel, &author, seq)?
+                    .post_at(channel, author, seq)?
                     .map(|p| (p.id, p.prev)))
             };
-        if let Some((existing, _)) = slot(post.seq)? {
-            return Ok(if existing == post.id {
+        if let Some((existing, _)) = slot(seq)? {
+            return Ok(if existing == id {
                 ChainCheck::Duplicate
             } else {
                 ChainCheck::Conflict
             });
         }
-        if self.store.contains(&post.id)? {
+        if self.store.contains(&id)? {
             return Ok(ChainCheck::Duplicate);
         }
-        if let Some(prev) = post.prev
-            && let Some((before, _)) = slot(post.seq - 1)?
-            && before != prev
+        if let Some(prev) = prev
+            && let Some(before) = seq.checked_sub(1)
+            && let Some((held, _)) = slot(before)?
+            && held != prev
         {
             return Ok(ChainCheck::Conflict);
         }
-        if let Some((_, Some(next_prev))) = slot(post.seq + 1)?
-            && next_prev != post.id
+        if let Some(after) = seq.checked_add(1)
+            && let Some((_, Some(next_prev))) = slot(after)?
+            && next_prev != id
         {
             return Ok(ChainCheck::Conflict);
         }
         Ok(ChainCheck::New)
     }
 
+    /// Whether an encoded certificate is one this channel does not hold yet (worth verifying).
+    pub(super) fn cert_is_news(&self, id: &ChannelId, c: &v1::AdminCert) -> bool {
+        let bytes = c.encode_to_vec();
+        self.channels.get(id).is_some_and(|s| {
+            s.record.certs.len() < crate::sync::MAX_CERTS && !s.record.certs.contains(&bytes)
+        })
+    }
+
+    /// Keeps a verified certificate of a channel (served to peers with sync heads), and makes
+    /// this node an admin if it names this node.
     fn adopt_cert(&mut self, cert: AdminCert) {
-        if cert.admin != self.identity.signing().public() {
-            return;
-        }
+        let me = self.identity.signing().public();
         let Some(state) = self.channels.get_mut(&cert.channel) else {
             return;
         };
-        if state.record.role != Role::Follower {
-            return;
+        let bytes = cert.signed.encode_to_vec();
+        let mut changed = false;
+        if !state.record.certs.contains(&bytes) && state.record.certs.len() < crate::sync::MAX_CERTS
+        {
+            state.record.certs.push(bytes.clone());
+            changed = true;
         }
-        tracing::info!(channel = %cert.channel, "this node is now an admin of the channel");
-        state.record.role = Role::Admin;
-        state.record.admin_cert = Some(cert.signed.encode_to_vec());
-        state.signer = Some(Signer::Admin(cert));
-        state.head = None;
-        if let Err(e) = self.store.put_channel(&state.record) {
+        if cert.admin == me && state.record.role == Role::Follower {
+            tracing::info!(channel = %cert.channel, "this node is now an admin of the channel");
+            state.record.role = Role::Admin;
+            state.record.admin_cert = Some(bytes);
+            state.signer = Some(Signer::Admin(cert));
+            state.head = None;
+            changed = true;
+        }
+        if changed && let Err(e) = self.store.put_channel(&state.record) {
             tracing::warn!("store: {e}");
         }
+    }
+
+    /// Records an offence of `peer` outside gossip: its gossipsub standing falls with it, and
+    /// at [`CUT_OFF`] points it is disconnected and refused for a while.
+    pub(super) fn penalise(&mut self, peer: PeerId, offence: Offence) {
+        let now = Instant::now();
+        let points = self.reputation.offend(peer, offence, now);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, -points);
+        if points >= CUT_OFF && !self.penalty_box.contains_key(&peer) {
+            tracing::warn!(%peer, ?offence, "peer refused (repeated offences): disconnected and refused for 10 minutes");
+            self.cut_off(peer, now);
+        } else {
+            self.police_peer(peer, now);
+        }
+    }
+
+    /// Disconnects and refuses `peer` for [`crate::net::scoring::PENALTY_BOX`].
+    fn cut_off(&mut self, peer: PeerId, now: Instant) {
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
     }
 
     // ----- discovery and reconnection -------------------------------------------------------
@@ -1396,6 +1492,14 @@ impl EventLoop {
         self.group_tick();
         self.police_scores();
         self.prune_violations(Instant::now());
+        if self.last_dht_prune.elapsed() >= Duration::from_secs(60) {
+            self.last_dht_prune = Instant::now();
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .store_mut()
+                .prune_expired(Instant::now());
+        }
     }
 
     /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
@@ -1408,6 +1512,7 @@ impl EventLoop {
             .filter(|(_, until)| **until <= now)
             .map(|(p, _)| *p)
             .collect();
+        self.reputation.prune(now);
         let user_blocked = self.store.blocked_peers().unwrap_or_default();
         for p in released {
             self.penalty_box.remove(&p);

@@ -1,146 +1,81 @@
-//! History sync in the event loop: sessions that ask one topic peer for what this node lacks,
-//! page by page; gap detection; serving others; progress.
+//! History sync in the event loop: the I/O around each channel's sync state
+//! ([`crate::sync::state`]): sending the requests it asks for, checking answers
+//! ([`crate::sync::page`]), handing what they bring to the writer, serving others.
 
-use crate::net::wire::Frame;
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+#![warn(clippy::arithmetic_side_effects)]
+
+use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId};
+use prost::Message as _;
 use samizdat_proto::v1;
 
 use super::{ChainCheck, EventLoop, Internal};
-use crate::channel::{ChannelId, Post, now_ms};
+use crate::channel::{AdminCert, ChannelId, Manifest, now_ms};
+use crate::net::wire::Frame;
 use crate::node::views::{Event, SyncStatus};
-use crate::node::writer::{Origin, WriteRequest};
-use crate::sync::{check_page, serve};
+use crate::node::writer::{Item, Origin, WriteRequest};
+use crate::sync::state::{
+    BAD_PAGE_PENALTY, ChannelSync, Counters, FAILURE_PENALTY, Next, Range, continuation,
+};
+use crate::sync::{Entry, check_heads, check_page, serve};
 
-/// Sync again with some peer this often, even without a detected gap.
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
-/// Leave a peer that sent an invalid page alone this long.
-const BAD_PAGE_PENALTY: Duration = Duration::from_secs(600);
-/// Leave a peer that failed or refused alone this long.
-const FAILURE_PENALTY: Duration = Duration::from_secs(20);
-/// How long a gap may last before it is repaired by sync rather than by gossip.
-const GAP_GRACE: Duration = Duration::from_secs(3);
-/// Newly joined peers are asked at most this often per channel, and only the latest few are
-/// kept: in a big mesh every connection brings a subscription, and asking each one would be
-/// a session per peer (one newcomer after a partition heals already holds the other side).
-const NEWCOMER_EVERY: Duration = Duration::from_secs(2);
-const MAX_NEWCOMERS: usize = 4;
-/// A peer that has not answered the (small) heads request after this long is given up on for
-/// this session, and another asked: one that holds requests without answering must not hold
-/// a newcomer's history up for the whole request timeout.
-const HEADS_DEADLINE: Duration = Duration::from_secs(8);
-/// Most sequence numbers asked for in one range request.
-const MAX_SPAN: u64 = 4096;
-
-/// Counters of a channel's history, kept in memory so progress costs no store scans.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    /// Posts held.
-    have: u64,
-    /// Slots known to have expired.
-    expired: u64,
-    /// Highest sequence number known per author (held, expired, or heard of).
-    heads: HashMap<[u8; 32], u64>,
-}
-
-/// Sync state of one channel.
-#[derive(Debug, Default)]
-pub(super) struct SyncState {
-    counters: Counters,
-    session: Option<Session>,
-    last_session: Option<Instant>,
-    synced_once: bool,
-    wanted: bool,
-    /// A gap was seen at this time: sync if it is still there a moment later (gossip often
-    /// fills it: posts overtake each other on different paths).
-    gap_since: Option<Instant>,
-    bad: HashMap<PeerId, Instant>,
-    /// Peers that just joined the topic: asked first, since they may hold what was missed
-    /// while apart (after a partition heals, or a node comes back).
-    newcomers: VecDeque<PeerId>,
-}
-
-#[derive(Debug)]
-struct Session {
-    peer: PeerId,
-    pending: VecDeque<([u8; 32], u64, u64)>,
-    current: Option<([u8; 32], u64, u64)>,
-    request: Option<OutboundRequestId>,
-    started: Instant,
-}
+/// Sync state of one channel, as the event loop holds it.
+pub(super) type SyncState = ChannelSync<OutboundRequestId>;
 
 impl EventLoop {
     /// Loads a channel's counters from the store (once per channel per start).
     pub(super) fn sync_init(&mut self, id: &ChannelId, owner: bool) {
-        let mut st = SyncState {
-            // The owner is the source of its own chain: nothing to catch up on at start.
-            synced_once: owner,
-            ..Default::default()
-        };
+        let mut counters = Counters::default();
         match (self.store.count(id), self.store.authors(id)) {
             (Ok(have), Ok(authors)) => {
-                st.counters.have = have;
+                counters.have = have;
                 for a in authors {
-                    st.counters.expired += a.expired;
-                    st.counters.heads.insert(a.author, a.max_seq);
+                    counters.expired = counters.expired.saturating_add(a.expired);
+                    counters.heads.insert(a.author, a.max_seq);
                 }
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(channel = %id, "cannot read history counters: {e}")
             }
         }
-        self.sync.insert(*id, st);
+        self.sync.insert(*id, ChannelSync::new(owner, counters));
     }
 
-    /// A verified post was seen (live or from sync): learn its author's head, notice gaps.
-    pub(super) fn note_post_seen(&mut self, post: &Post) {
-        let Some(st) = self.sync.get_mut(&post.channel) else {
-            return;
-        };
-        let head = st
-            .counters
-            .heads
-            .entry(post.author_key.to_bytes())
-            .or_insert(0);
-        // A post beyond the next expected one means something in between is missing.
-        if post.seq > *head + 1 && st.gap_since.is_none() {
-            st.gap_since = Some(Instant::now());
+    /// A verified post or header was seen (live or from sync): learn its author's head.
+    pub(super) fn note_seen(&mut self, channel: &ChannelId, author: [u8; 32], seq: u64) {
+        if let Some(st) = self.sync.get_mut(channel) {
+            st.note_seen(author, seq, Instant::now());
         }
-        *head = (*head).max(post.seq);
     }
 
     /// A post was durably stored.
-    pub(super) fn note_inserted(&mut self, post: &Post) {
-        if let Some(st) = self.sync.get_mut(&post.channel) {
-            st.counters.have += 1;
+    pub(super) fn note_inserted(&mut self, channel: &ChannelId) {
+        if let Some(st) = self.sync.get_mut(channel) {
+            st.note_inserted();
+        }
+    }
+
+    /// An expiry proof was durably stored.
+    pub(super) fn note_tombstone(&mut self, channel: &ChannelId) {
+        if let Some(st) = self.sync.get_mut(channel) {
+            st.note_tombstone();
         }
     }
 
     /// A post expired and was deleted.
     pub(super) fn note_expired(&mut self, channel: &ChannelId) {
         if let Some(st) = self.sync.get_mut(channel) {
-            st.counters.have = st.counters.have.saturating_sub(1);
-            st.counters.expired += 1;
+            st.note_expired();
         }
     }
 
     /// A channel wants syncing, or `from` just joined its topic: start now if idle and due.
     pub(super) fn want_sync(&mut self, id: &ChannelId, from: Option<PeerId>) {
         if let Some(st) = self.sync.get_mut(id) {
-            match from {
-                Some(p) if !st.newcomers.contains(&p) => {
-                    if st.newcomers.len() >= MAX_NEWCOMERS {
-                        st.newcomers.pop_front();
-                    }
-                    st.newcomers.push_back(p);
-                }
-                Some(_) => {}
-                None => st.wanted = true,
-            }
-            if st.session.is_none() {
+            st.want(from);
+            if !st.syncing() {
                 self.sync_tick();
             }
         }
@@ -148,17 +83,7 @@ impl EventLoop {
 
     /// What clients see of a channel's sync.
     pub(super) fn sync_status(&self, id: &ChannelId) -> Option<SyncStatus> {
-        let st = self.sync.get(id)?;
-        let known_slots: u64 = st.counters.heads.values().sum();
-        let known = known_slots.saturating_sub(st.counters.expired);
-        let syncing = st.session.is_some();
-        Some(SyncStatus {
-            channel: id.to_string(),
-            complete: st.synced_once && !syncing && st.counters.have >= known,
-            have: st.counters.have,
-            known: known.max(st.counters.have),
-            syncing,
-        })
+        Some(self.sync.get(id)?.status(id.to_string()))
     }
 
     fn emit_progress(&self, id: &ChannelId) {
@@ -172,80 +97,30 @@ impl EventLoop {
         let now = Instant::now();
         let ids: Vec<ChannelId> = self.sync.keys().copied().collect();
         for id in ids {
-            let silent = self
-                .sync
-                .get(&id)
-                .and_then(|st| st.session.as_ref())
-                .filter(|s| s.current.is_none() && now.duration_since(s.started) >= HEADS_DEADLINE)
-                .map(|s| s.peer);
-            // Given up on only when someone else could be asked: a lone slow peer is waited for.
-            let other = silent.is_some_and(|slow| {
-                let bad = self.sync.get(&id).map(|st| &st.bad);
-                self.channels.get(&id).is_some_and(|c| {
-                    let topic = c.topic.hash();
-                    self.swarm
-                        .behaviour()
-                        .gossipsub
-                        .all_peers()
-                        .any(|(p, topics)| {
-                            *p != slow
-                                && topics.contains(&&topic)
-                                && !bad.is_some_and(|b| b.contains_key(p))
-                        })
-                })
-            });
-            if other {
-                tracing::debug!(channel = %id, "sync peer did not answer: asking another");
-                self.finish_session(&id, false, Some(FAILURE_PENALTY));
-            }
-            let Some(st) = self.sync.get_mut(&id) else {
-                continue;
-            };
-            st.bad.retain(|_, until| *until > now);
-            if st.session.is_some() {
-                continue;
-            }
-            // A gap that outlived the grace period: is it still a gap?
-            if st.gap_since.is_some_and(|t| t.elapsed() >= GAP_GRACE) {
-                st.gap_since = None;
-                let have_all = st.counters.have + st.counters.expired
-                    >= st.counters.heads.values().sum::<u64>();
-                st.wanted |= !have_all;
-            }
-            let since_last = st.last_session.map(|t| t.elapsed());
-            let due = st.wanted
-                || !st.synced_once
-                || (!st.newcomers.is_empty() && since_last.is_none_or(|e| e >= NEWCOMER_EVERY))
-                || since_last.is_none_or(|e| e >= RESYNC_EVERY);
-            if !due {
-                continue;
-            }
             let Some(topic) = self.channels.get(&id).map(|c| c.topic.hash()) else {
                 continue;
             };
-            let bad = &st.bad;
             let candidates: Vec<PeerId> = self
                 .swarm
                 .behaviour()
                 .gossipsub
                 .all_peers()
-                .filter(|(p, topics)| topics.contains(&&topic) && !bad.contains_key(p))
+                .filter(|(_, topics)| topics.contains(&&topic))
                 .map(|(p, _)| *p)
                 .collect();
-            if candidates.is_empty() {
+            let [r0, r1] = crate::crypto::random_bytes::<2>();
+            let random = usize::from(u16::from_le_bytes([r0, r1]));
+            let Some(st) = self.sync.get_mut(&id) else {
                 continue;
-            }
-            let peer = loop {
-                match st.newcomers.pop_front() {
-                    Some(p) if candidates.contains(&p) => break p,
-                    Some(_) => continue,
-                    None => {
-                        let [r] = crate::crypto::random_bytes::<1>();
-                        break candidates[usize::from(r) % candidates.len()];
-                    }
-                }
             };
-            self.start_session(id, peer);
+            let (gave_up, start) = st.poll(now, &candidates, random);
+            if gave_up {
+                tracing::debug!(channel = %id, "sync peer did not answer: asking another");
+                self.emit_progress(&id);
+            }
+            if let Some(peer) = start {
+                self.start_session(id, peer);
+            }
         }
     }
 
@@ -262,37 +137,34 @@ impl EventLoop {
             .send_request(&peer, Frame::Valid(req));
         self.sync_requests.insert(rid, id);
         if let Some(st) = self.sync.get_mut(&id) {
-            st.wanted = false;
-            st.last_session = Some(Instant::now());
-            st.session = Some(Session {
-                peer,
-                pending: VecDeque::new(),
-                current: None,
-                request: Some(rid),
-                started: Instant::now(),
-            });
+            st.started(peer, rid, Instant::now());
         }
         tracing::debug!(channel = %id, %peer, "sync session started");
         self.emit_progress(&id);
     }
 
-    /// Ends a session; `penalty` keeps a misbehaving or failing peer out of the next ones.
-    fn finish_session(&mut self, id: &ChannelId, ok: bool, penalty: Option<Duration>) {
-        let Some(st) = self.sync.get_mut(id) else {
-            return;
-        };
-        if let Some(s) = st.session.take() {
-            if let Some(p) = penalty {
-                st.bad.insert(s.peer, Instant::now() + p);
+    /// Ends the session; `penalty` keeps a misbehaving or failing peer out of the next ones.
+    fn finish_session(
+        &mut self,
+        id: &ChannelId,
+        ok: bool,
+        penalty: Option<std::time::Duration>,
+    ) {
+        if let Some(st) = self.sync.get_mut(id) {
+            if let Some(peer) = st.peer() {
+                tracing::debug!(channel = %id, %peer, ok, "sync session finished");
             }
-            if ok {
-                st.synced_once = true;
-            } else {
-                st.wanted = true;
-            }
-            tracing::debug!(channel = %id, peer = %s.peer, ok, "sync session finished");
+            st.finish(ok, penalty, Instant::now());
         }
         self.emit_progress(id);
+    }
+
+    /// A peer answered with something a follower must never be sent: the session ends, the
+    /// peer is left alone, and its standing falls.
+    fn sync_fault(&mut self, id: &ChannelId, peer: PeerId, why: &str) {
+        tracing::warn!(channel = %id, %peer, "invalid sync answer refused: {why}");
+        self.finish_session(id, false, Some(BAD_PAGE_PENALTY));
+        self.penalise(peer, super::Offence::BadSyncAnswer);
     }
 
     pub(super) fn on_sync_event(
@@ -363,8 +235,8 @@ impl EventLoop {
                     let current = self
                         .sync
                         .get(&id)
-                        .and_then(|s| s.session.as_ref())
-                        .is_some_and(|s| s.request == Some(request_id));
+                        .and_then(|s| s.current(request_id, &peer))
+                        .is_some();
                     if current {
                         self.finish_session(&id, false, Some(FAILURE_PENALTY));
                     }
@@ -381,77 +253,60 @@ impl EventLoop {
         let Some(id) = self.sync_requests.remove(&rid) else {
             return;
         };
-        let current = match self.sync.get(&id).and_then(|s| s.session.as_ref()) {
-            Some(s) if s.request == Some(rid) && s.peer == peer => s.current,
-            _ => return,
+        let Some(current) = self.sync.get(&id).and_then(|s| s.current(rid, &peer)) else {
+            return;
         };
-        match resp.kind {
-            Some(v1::sync_response::Kind::Heads(h)) if current.is_none() => self.on_heads(&id, h),
-            Some(v1::sync_response::Kind::Range(page)) => match current {
-                Some(range) => self.on_page(&id, peer, range, page),
-                None => self.finish_session(&id, false, Some(BAD_PAGE_PENALTY)),
-            },
-            Some(v1::sync_response::Kind::Error(e)) => {
+        match (resp.kind, current) {
+            (Some(v1::sync_response::Kind::Heads(h)), None) => self.on_heads(&id, peer, h),
+            (Some(v1::sync_response::Kind::Range(page)), Some(range)) => {
+                self.on_page(&id, peer, range, page)
+            }
+            (Some(v1::sync_response::Kind::Error(e)), _) => {
                 tracing::debug!(channel = %id, %peer, "peer refused sync: {e}");
                 // Being told to slow down is not misbehaviour: resume on the next tick (the
                 // new session starts where the store says this node is).
                 let penalty = (e != "rate limited").then_some(FAILURE_PENALTY);
                 self.finish_session(&id, false, penalty);
             }
-            _ => self.finish_session(&id, false, Some(BAD_PAGE_PENALTY)),
+            _ => self.sync_fault(&id, peer, "answer of the wrong kind"),
         }
     }
 
-    fn on_heads(&mut self, id: &ChannelId, heads: v1::SyncHeadsResponse) {
-        let mut pending = VecDeque::new();
-        for h in heads.authors.iter().take(crate::sync::MAX_AUTHORS) {
-            let Ok(author) = <[u8; 32]>::try_from(h.author.as_slice()) else {
-                continue;
-            };
-            if h.max_seq == 0 {
-                continue;
-            }
-            let missing = match self.store.missing(id, &author, h.max_seq) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("store: {e}");
-                    continue;
-                }
-            };
-            for (from, to) in missing {
-                let mut start = from;
-                while start <= to {
-                    let end = to.min(start.saturating_add(MAX_SPAN - 1));
-                    pending.push_back((author, start, end));
-                    start = end + 1;
-                }
-            }
-        }
-        // Claimed heads count as known only once a page proves them (a peer could lie).
+    fn on_heads(&mut self, id: &ChannelId, peer: PeerId, heads: v1::SyncHeadsResponse) {
+        self.learn_channel_meta(id, heads.manifest.as_ref(), &heads.certs);
+        let Some(st) = self.sync.get(id) else {
+            return;
+        };
+        let counters = st.counters();
+        let proven = match check_heads(id, &heads, |a| counters.head(a), now_ms()) {
+            Ok(p) => p,
+            Err(e) => return self.sync_fault(id, peer, &e.to_string()),
+        };
+        let store = self.store.clone();
         let Some(st) = self.sync.get_mut(id) else {
             return;
         };
-        let Some(session) = st.session.as_mut() else {
-            return;
-        };
-        session.pending = pending;
-        self.next_range(id);
+        let next = st.on_heads(
+            proven,
+            |author, upto| {
+                store.missing(id, author, upto).unwrap_or_else(|e| {
+                    tracing::warn!("store: {e}");
+                    Vec::new()
+                })
+            },
+            Instant::now(),
+        );
+        self.follow_next(id, next);
     }
 
-    fn next_range(&mut self, id: &ChannelId) {
-        let next = self
-            .sync
-            .get_mut(id)
-            .and_then(|st| st.session.as_mut())
-            .map(|s| (s.peer, s.pending.pop_front()));
+    fn follow_next(&mut self, id: &ChannelId, next: Next) {
         match next {
-            Some((peer, Some(range))) => self.request_range(id, peer, range),
-            Some((_, None)) => self.finish_session(id, true, None),
-            None => {}
+            Next::Request(peer, range) => self.request_range(id, peer, range),
+            Next::Done => self.emit_progress(id),
         }
     }
 
-    fn request_range(&mut self, id: &ChannelId, peer: PeerId, range: ([u8; 32], u64, u64)) {
+    fn request_range(&mut self, id: &ChannelId, peer: PeerId, range: Range) {
         let (author, from, to) = range;
         let req = v1::SyncRequest {
             kind: Some(v1::sync_request::Kind::Range(v1::SyncRangeRequest {
@@ -467,54 +322,32 @@ impl EventLoop {
             .sync
             .send_request(&peer, Frame::Valid(req));
         self.sync_requests.insert(rid, *id);
-        if let Some(s) = self.sync.get_mut(id).and_then(|st| st.session.as_mut()) {
-            s.current = Some(range);
-            s.request = Some(rid);
+        if let Some(st) = self.sync.get_mut(id) {
+            st.requested(range, rid);
         }
     }
 
-    fn on_page(
-        &mut self,
-        id: &ChannelId,
-        peer: PeerId,
-        range: ([u8; 32], u64, u64),
-        page: v1::SyncRangeResponse,
-    ) {
+    fn on_page(&mut self, id: &ChannelId, peer: PeerId, range: Range, page: v1::SyncRangeResponse) {
         let (author, from, to) = range;
         tracing::trace!(channel = %id, %peer, from, to, posts = page.posts.len(), "sync page");
         // Ask for the next page before checking this one, so that the peer's reading and the
         // network overlap with the verification here. If this page is bad, the session ends
         // and the answer to that request is dropped.
-        let continued = page.next_seq > from && page.next_seq <= to;
-        if continued {
-            self.request_range(id, peer, (author, page.next_seq, to));
+        let continued = continuation(range, page.next_seq);
+        if let Some(next) = continued {
+            self.request_range(id, peer, next);
         }
-        let (posts, expired) = match check_page(id, &author, from, to, &page, now_ms()) {
+        let entries = match check_page(id, &author, from, to, &page, now_ms()) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(channel = %id, %peer, "invalid sync page refused: {e}");
-                self.finish_session(id, false, Some(BAD_PAGE_PENALTY));
-                return;
-            }
+            Err(e) => return self.sync_fault(id, peer, &e.to_string()),
         };
-        if !expired.is_empty() {
-            match self.store.insert_expired(id, &author, &expired) {
-                Ok(()) => {
-                    if let Some(st) = self.sync.get_mut(id) {
-                        st.counters.expired += expired.len() as u64;
-                        let head = st.counters.heads.entry(author).or_insert(0);
-                        *head = (*head).max(expired.iter().copied().max().unwrap_or(0));
-                    }
-                }
-                Err(e) => tracing::warn!("store: {e}"),
-            }
-        }
-        for post in posts {
-            match self.chain_check(&post) {
+        let mut new = 0u64;
+        for entry in entries {
+            match self.chain_check(id, &author, entry.seq(), entry.id(), entry.prev()) {
                 Ok(ChainCheck::New) => {}
                 Ok(ChainCheck::Duplicate) => continue,
                 Ok(ChainCheck::Conflict) => {
-                    tracing::warn!(channel = %id, %peer, seq = post.seq, "sync page conflicts with held history");
+                    tracing::warn!(channel = %id, %peer, seq = entry.seq(), "sync page conflicts with held history");
                     continue;
                 }
                 Err(e) => {
@@ -522,13 +355,18 @@ impl EventLoop {
                     continue;
                 }
             }
-            self.note_post_seen(&post);
-            let key = (post.channel, post.author_key.to_bytes(), post.seq);
-            let pid = post.id;
+            new = new.saturating_add(1);
+            self.note_seen(id, author, entry.seq());
+            let key = (*id, author, entry.seq());
+            let pid = entry.id();
+            let item = match entry {
+                Entry::Post(p) => Item::Post(p),
+                Entry::Expired(h) => Item::Tombstone(h),
+            };
             if self
                 .writer
                 .submit(WriteRequest {
-                    post,
+                    item,
                     origin: Origin::Remote,
                 })
                 .is_err()
@@ -539,9 +377,46 @@ impl EventLoop {
             }
             self.in_flight.insert(key, pid);
         }
-        if !continued {
-            self.next_range(id);
+        let now = Instant::now();
+        if let Some(st) = self.sync.get_mut(id) {
+            st.delivered(new);
+            if continued.is_none() {
+                let next = st.next_range(now);
+                self.follow_next(id, next);
+            }
         }
         self.emit_progress(id);
+    }
+
+    /// Adopts a newer manifest and unknown admin certificates a peer holds (each verified).
+    fn learn_channel_meta(
+        &mut self,
+        id: &ChannelId,
+        manifest: Option<&v1::ChannelManifest>,
+        certs: &[v1::AdminCert],
+    ) {
+        if let Some(m) = manifest
+            && self.manifest_is_news(id, m)
+            && let Ok(m) = Manifest::verify(m.clone())
+            && m.channel == *id
+        {
+            self.adopt_manifest(m);
+        }
+        for c in certs.iter().take(crate::sync::MAX_CERTS) {
+            if self.cert_is_news(id, c)
+                && let Ok(cert) = AdminCert::verify(c.clone(), id)
+            {
+                self.adopt_cert(cert);
+            }
+        }
+    }
+
+    /// Whether an encoded manifest differs from the one held (worth verifying).
+    pub(super) fn manifest_is_news(&self, id: &ChannelId, m: &v1::ChannelManifest) -> bool {
+        self.channels.get(id).is_some_and(|s| {
+            s.manifest
+                .as_ref()
+                .is_none_or(|held| held.signed.encode_to_vec() != m.encode_to_vec())
+        })
     }
 }
