@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub boot: Option<BootstrapPeer>,
+    /// The bootstrap peer's address (with /p2p/).
+    pub boot_addr: libp2p::Multiaddr,
     pub shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -47,32 +49,40 @@ impl Cluster {
             .first()
             .cloned()
             .context("bootstrap address")?;
-        let mut nodes = Vec::new();
-        for i in 0..n {
-            let home = Home::at(dir.path().join(format!("n{i}")));
-            nodes.push(
-                Node::start(
-                    &home,
-                    NodeOptions {
-                        listen: vec![loopback.clone()],
-                        bootstrap: vec![boot_addr.clone()],
-                        init_if_missing: true,
-                        // One host, many nodes: mDNS would connect all of them to all others,
-                        // which is not the network being measured.
-                        mdns: Some(false),
-                        ..Default::default()
-                    },
-                    shutdown.clone(),
-                )
-                .await?,
-            );
-        }
-        Ok(Self {
-            nodes,
+        let mut this = Self {
+            nodes: Vec::new(),
             boot: Some(boot),
+            boot_addr,
             shutdown,
             _dir: dir,
-        })
+        };
+        for _ in 0..n {
+            this.add_node().await?;
+        }
+        Ok(this)
+    }
+
+    /// Starts one more node, through the same bootstrap peer; returns its index.
+    pub async fn add_node(&mut self) -> Result<usize> {
+        let i = self.nodes.len();
+        let home = Home::at(self._dir.path().join(format!("n{i}")));
+        self.nodes.push(
+            Node::start(
+                &home,
+                NodeOptions {
+                    listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+                    bootstrap: vec![self.boot_addr.clone()],
+                    init_if_missing: true,
+                    // One host, many nodes: mDNS would connect all of them to all others,
+                    // which is not the network being measured.
+                    mdns: Some(false),
+                    ..Default::default()
+                },
+                self.shutdown.clone(),
+            )
+            .await?,
+        );
+        Ok(i)
     }
 
     pub async fn stop(mut self) {

@@ -11,6 +11,7 @@ mod mls_bench;
 mod node_cost;
 mod plot;
 mod store_bench;
+mod sybil;
 mod sync_bench;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ struct Args {
     /// Small sizes, for CI: checks that every benchmark runs and reports.
     #[arg(long)]
     quick: bool,
-    /// Run only this benchmark (crypto, mls, store, sync, files, mesh, node, bootstrap).
+    /// Run only this benchmark (crypto, mls, store, sync, files, mesh, sybil, node, bootstrap).
     #[arg(long)]
     only: Option<String>,
     /// Where to write report.json (default: target/bench).
@@ -47,13 +48,14 @@ fn main() -> Result<()> {
     // Hundreds of nodes in one process hold tens of thousands of sockets.
     let fds = samizdat_node::os::raise_open_files_limit()?;
     eprintln!("open files limit: {fds}");
-    let benches: [Bench; 8] = [
+    let benches: [Bench; 9] = [
         ("crypto", crypto_bench::run),
         ("mls", mls_bench::run),
         ("store", store_bench::run),
         ("sync", sync_bench::run),
         ("files", files_bench::run),
         ("mesh", mesh::run),
+        ("sybil", sybil::run),
         ("node", node_cost::run),
         ("bootstrap", bootstrap_load::run),
     ];

@@ -201,13 +201,15 @@ fn captured(st: &State, channel: &[u8]) -> Vec<(v1::PostBody, v1::SignedPost)> {
     let mut out: Vec<(v1::PostBody, v1::SignedPost)> = st
         .received
         .iter()
-        .filter_map(|m| match v1::ChannelMessage::decode(m.as_slice()).ok()?.kind {
-            Some(v1::channel_message::Kind::Post(p)) => {
-                let body = v1::PostBody::decode(p.body.as_slice()).ok()?;
-                (body.channel == channel).then_some((body, p))
-            }
-            _ => None,
-        })
+        .filter_map(
+            |m| match v1::ChannelMessage::decode(m.as_slice()).ok()?.kind {
+                Some(v1::channel_message::Kind::Post(p)) => {
+                    let body = v1::PostBody::decode(p.body.as_slice()).ok()?;
+                    (body.channel == channel).then_some((body, p))
+                }
+                _ => None,
+            },
+        )
         .collect();
     out.sort_by_key(|(b, _)| (b.author.clone(), b.seq));
     out.dedup_by_key(|(b, _)| (b.author.clone(), b.seq));

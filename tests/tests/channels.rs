@@ -170,7 +170,12 @@ fn forged_unauthorised_replayed_and_oversized_posts_are_rejected_by_every_node()
     // 1. Claims to be the channel key, signed by another key.
     let _ = attacker.publish(
         &topic,
-        envelope(signed_post_bytes(&base, "FORGED as the owner", &mallory, None)),
+        envelope(signed_post_bytes(
+            &base,
+            "FORGED as the owner",
+            &mallory,
+            None,
+        )),
     );
     // 2. Signed by its own key without a certificate, and with a certificate it made itself.
     let own = v1::PostBody {
@@ -181,7 +186,12 @@ fn forged_unauthorised_replayed_and_oversized_posts_are_rejected_by_every_node()
     };
     let _ = attacker.publish(
         &topic,
-        envelope(signed_post_bytes(&own, "FORGED unauthorised", &mallory, None)),
+        envelope(signed_post_bytes(
+            &own,
+            "FORGED unauthorised",
+            &mallory,
+            None,
+        )),
     );
     let self_cert = AdminCert::issue(&mallory, &mallory.public(), 0, None).signed;
     let _ = attacker.publish(

@@ -106,7 +106,10 @@ fn forged_heads_and_expiry_claims_neither_crash_erase_nor_lock_out() -> Result<(
     assert!(newcomer.is_running(), "the newcomer survived");
     let status = newcomer.sync_status(&channel)?;
     assert_eq!(status["have"], 0, "{status}");
-    assert_eq!(status["complete"], false, "nothing proven, nothing complete");
+    assert_eq!(
+        status["complete"], false,
+        "nothing proven, nothing complete"
+    );
     assert_bounded(&newcomer, rss0, "forged heads and expiry claims");
     assert!(
         newcomer.log().contains("invalid sync answer refused"),
@@ -171,7 +174,9 @@ fn junk_for_conversations_nobody_is_in_is_bounded_and_a_contact_gets_through() -
     wait_for("the victim to cut the flooder off", LONG, || {
         (graylisted(&victim) >= 1).then_some(())
     })?;
-    let dropped = info(&victim)["dropped"]["held_messages"].as_u64().unwrap_or(0);
+    let dropped = info(&victim)["dropped"]["held_messages"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(dropped > 0, "what was dropped is counted");
     assert_bounded(&victim, rss0, "300 MiB of junk direct messages");
 
@@ -236,7 +241,14 @@ fn replayed_and_re_encoded_manifests_and_certificates_are_not_forwarded() -> Res
         replayer.received().ok()?.into_iter().find(|m| is_cert(m))
     })?;
     wait_for("the listener to hear the certificate once", LONG, || {
-        (listener.received().ok()?.iter().filter(|m| is_cert(m)).count() == 1).then_some(())
+        (listener
+            .received()
+            .ok()?
+            .iter()
+            .filter(|m| is_cert(m))
+            .count()
+            == 1)
+            .then_some(())
     })?;
     let invite: samizdat_node::channel::Invite = link.parse()?;
     let manifest = v1::ChannelMessage {
@@ -321,9 +333,7 @@ fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Resu
 
     // Twenty identities announce themselves as the channel's followers before its next one.
     let key = format!("/samizdat/channel-followers/{channel}").into_bytes();
-    let sybils: Vec<Attacker> = (0..20)
-        .map(|_| Attacker::spawn())
-        .collect::<Result<_>>()?;
+    let sybils: Vec<Attacker> = (0..20).map(|_| Attacker::spawn()).collect::<Result<_>>()?;
     for s in &sybils {
         s.join_dht(&boot.addrs[0])?;
     }
@@ -377,9 +387,7 @@ fn a_crowd_of_fresh_identities_cannot_fill_a_mailbox_or_get_ahead_of_a_contact()
     let holder_id = holder.peer_id()?.parse()?;
     let victim_id = v.parse()?;
     let mut taken = 0;
-    let sybils: Vec<Attacker> = (0..10)
-        .map(|_| Attacker::spawn())
-        .collect::<Result<_>>()?;
+    let sybils: Vec<Attacker> = (0..10).map(|_| Attacker::spawn()).collect::<Result<_>>()?;
     for s in &sybils {
         s.dial(&holder.addrs()?[0])?;
         wait_for("a sybil to connect", LONG, || {

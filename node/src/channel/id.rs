@@ -111,6 +111,7 @@ impl FromStr for PostId {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -106,6 +106,7 @@ impl FromStr for Invite {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use libp2p::identity::ed25519;

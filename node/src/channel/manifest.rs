@@ -117,6 +117,7 @@ fn check_lengths(name: &str, description: &str) -> Result<(), ManifestError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

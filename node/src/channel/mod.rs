@@ -71,6 +71,7 @@ pub fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use prost::Message;
     use samizdat_proto::v1;

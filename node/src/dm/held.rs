@@ -236,6 +236,7 @@ impl<T> Held<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -290,7 +291,8 @@ mod tests {
         let t0 = Instant::now();
         let mut h: Held<()> = Held::new(limits());
         let honest = PeerId::random();
-        h.hold(honest, b"g".to_vec(), 1, id(0), 50, (), t0).expect("honest");
+        h.hold(honest, b"g".to_vec(), 1, id(0), 50, (), t0)
+            .expect("honest");
         let mut n = 1;
         for _ in 0..100 {
             let sybil = PeerId::random();
@@ -305,7 +307,8 @@ mod tests {
         // The honest peer's small message survived: the largest holders went first.
         assert_eq!(h.release(b"g", 1).len(), 1);
         // Everything goes once it is too old.
-        h.hold(honest, b"g".to_vec(), 1, id(0), 50, (), t0).expect("again");
+        h.hold(honest, b"g".to_vec(), 1, id(0), 50, (), t0)
+            .expect("again");
         let held = h.len().0;
         assert_eq!(h.expire(t0 + Duration::from_secs(59)), 0);
         assert_eq!(h.expire(t0 + Duration::from_secs(60)), held);

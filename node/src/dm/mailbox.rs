@@ -253,8 +253,7 @@ impl Mailbox {
             }
         }
         // Room in all: the largest (sender, recipient) pair anywhere gives way.
-        while self.keys.len() >= TOTAL_ENVELOPES || self.total.saturating_add(bytes) > TOTAL_BYTES
-        {
+        while self.keys.len() >= TOTAL_ENVELOPES || self.total.saturating_add(bytes) > TOTAL_BYTES {
             let largest = self
                 .pairs
                 .iter()
@@ -431,6 +430,7 @@ fn split_value(v: &[u8]) -> Option<(u64, v1::DmEnvelope)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::crypto::DataKey;
@@ -536,8 +536,12 @@ mod tests {
         assert_eq!(mb.totals().0, PER_RECIPIENT_ENVELOPES);
         // The friend's mail still gets in: the largest holder gives way.
         for i in 0..3 {
-            mb.deposit(&friend, &env(&friend, &victim, format!("hi {i}").as_bytes(), now), now)
-                .expect("room is made");
+            mb.deposit(
+                &friend,
+                &env(&friend, &victim, format!("hi {i}").as_bytes(), now),
+                now,
+            )
+            .expect("room is made");
         }
         assert!(mb.totals().0 <= PER_RECIPIENT_ENVELOPES);
         assert!(mb.evicted() >= 3);
@@ -548,7 +552,10 @@ mod tests {
             .iter()
             .position(|e| e.sender == friend.to_bytes())
             .expect("friend's mail collected");
-        assert!(first_friend < 16, "friend's first message at {first_friend}");
+        assert!(
+            first_friend < 16,
+            "friend's first message at {first_friend}"
+        );
         let senders: HashSet<Vec<u8>> = got.iter().take(8).map(|e| e.sender.clone()).collect();
         assert_eq!(senders.len(), 8, "one per sender per turn");
     }

@@ -264,6 +264,7 @@ pub fn check_body(body: &v1::DmBody) -> Result<(), DmError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use libp2p::identity::ed25519;

@@ -208,8 +208,8 @@ impl Download {
             let before = self.in_flight.len();
             self.in_flight.retain(|_, (q, _)| *q != p);
             self.slow = self
-            .slow
-            .saturating_add(before.saturating_sub(self.in_flight.len()) as u64);
+                .slow
+                .saturating_add(before.saturating_sub(self.in_flight.len()) as u64);
             self.strikes.entry(p).or_default().until = now.checked_add(SLOW);
         }
     }
@@ -320,6 +320,7 @@ impl Download {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};

@@ -77,6 +77,7 @@ impl Importer {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -190,6 +190,7 @@ pub fn mime_from_name(name: &str) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

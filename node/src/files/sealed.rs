@@ -138,6 +138,7 @@ pub fn parse_key(s: &str) -> Result<Vec<u8>, SealedError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -256,6 +256,7 @@ impl MlsClient {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use libp2p::identity::ed25519;

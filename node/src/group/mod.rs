@@ -175,6 +175,7 @@ impl GroupMessageView {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

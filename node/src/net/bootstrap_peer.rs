@@ -283,9 +283,10 @@ async fn run(
                     stats.dht_records.store(records, Ordering::Relaxed);
                     stats.dht_providers.store(providers, Ordering::Relaxed);
                     let dropped = drops.records.saturating_add(drops.providers);
-                    stats
-                        .dht_dropped
-                        .store(usize::try_from(dropped).unwrap_or(usize::MAX), Ordering::Relaxed);
+                    stats.dht_dropped.store(
+                        usize::try_from(dropped).unwrap_or(usize::MAX),
+                        Ordering::Relaxed,
+                    );
                 }
             }
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Relay(ev)) => {

@@ -279,10 +279,7 @@ impl DhtStore {
 
 impl RecordStore for DhtStore {
     type RecordsIter<'a> = std::iter::Chain<
-        std::iter::Map<
-            hash_map::Values<'a, RecordKey, Record>,
-            fn(&'a Record) -> Cow<'a, Record>,
-        >,
+        std::iter::Map<hash_map::Values<'a, RecordKey, Record>, fn(&'a Record) -> Cow<'a, Record>>,
         std::iter::Map<hash_map::Values<'a, RecordKey, Kept>, fn(&'a Kept) -> Cow<'a, Record>>,
     >;
     type ProvidedIter<'a> = std::iter::Map<
@@ -325,7 +322,9 @@ impl RecordStore for DhtStore {
             self.provided.insert(record.key.clone(), record);
             return Ok(());
         }
-        record.addresses.truncate(self.limits.addresses_per_provider);
+        record
+            .addresses
+            .truncate(self.limits.addresses_per_provider);
         // A refresh of a record held: in place, no new charge.
         if let Some(list) = self.providers.get_mut(&record.key)
             && let Some(p) = list.iter_mut().find(|p| p.provider == record.provider)
@@ -410,6 +409,7 @@ fn borrow_provider(p: &ProviderRecord) -> Cow<'_, ProviderRecord> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -307,11 +307,7 @@ pub fn worth_dialing(addr: &Multiaddr, peer_is_local: bool) -> bool {
 
 /// Feeds Kademlia the addresses of an identified peer, if it serves Samizdat's DHT.
 /// Only peers that list the Kademlia protocol go into the routing table (clients don't).
-pub fn learn_from_identify(
-    kad: &mut Kademlia,
-    peer: &PeerId,
-    info: &identify::Info,
-) -> bool {
+pub fn learn_from_identify(kad: &mut Kademlia, peer: &PeerId, info: &identify::Info) -> bool {
     if !info.protocols.contains(&KAD_PROTOCOL) {
         return false;
     }

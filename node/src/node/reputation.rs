@@ -92,6 +92,7 @@ fn decay(points: f64, elapsed: Duration) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -215,11 +215,17 @@ fn apply<R>(store: &dyn Store, batch: Vec<WriteRequest<R>>, flush: bool) -> Vec<
     }
     let result = write_batch(store, &posts, &headers, &order, flush);
     let (post_outcomes, header_outcomes) = match result {
-        Ok((p, h)) => (p.into_iter().map(Ok).collect(), h.into_iter().map(Ok).collect()),
+        Ok((p, h)) => (
+            p.into_iter().map(Ok).collect(),
+            h.into_iter().map(Ok).collect(),
+        ),
         Err(e) => {
             tracing::error!("store write failed: {e}");
             let e = Arc::new(e);
-            (vec![Err(e.clone()); posts.len()], vec![Err(e); headers.len()])
+            (
+                vec![Err(e.clone()); posts.len()],
+                vec![Err(e); headers.len()],
+            )
         }
     };
     let mut posts = posts.into_iter().zip::<Vec<_>>(post_outcomes);

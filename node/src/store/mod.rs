@@ -187,8 +187,11 @@ pub trait Store: Send + Sync + 'static {
     fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError>;
     /// For at most `limit` authors of a channel, the header of the newest slot held (a post or
     /// an expiry proof): what proves how far each author's chain reaches.
-    fn head_headers(&self, channel: &ChannelId, limit: usize)
-    -> Result<Vec<PostHeader>, StoreError>;
+    fn head_headers(
+        &self,
+        channel: &ChannelId,
+        limit: usize,
+    ) -> Result<Vec<PostHeader>, StoreError>;
 
     /// An author's chain slots with `from <= seq <= to`, ascending, at most `limit`.
     fn slots(

@@ -37,7 +37,13 @@ const FORMAT_VERSION: &[u8] = b"2";
 /// Trees of a channel's history: cleared when a store of format 1 is opened, since posts of
 /// wire protocol 1 are not valid under protocol 2 (the history is synced again from peers).
 const HISTORY_TREES: [&str; 7] = [
-    "posts", "chain", "authors", "ids", "outbox", "expiry", "tombstones",
+    "posts",
+    "chain",
+    "authors",
+    "ids",
+    "outbox",
+    "expiry",
+    "tombstones",
 ];
 
 /// The sled-backed store.
@@ -569,7 +575,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn head_headers(&self, channel: &ChannelId, limit: usize) -> Result<Vec<PostHeader>, StoreError> {
+    fn head_headers(
+        &self,
+        channel: &ChannelId,
+        limit: usize,
+    ) -> Result<Vec<PostHeader>, StoreError> {
         let mut out = Vec::new();
         for (k, _) in self.channel_authors(channel)? {
             if out.len() >= limit {
@@ -1162,9 +1172,17 @@ mod tests {
             s.flush().expect("flush");
         }
         let s = open(dir.path(), &key);
-        assert_eq!(s.count(&id).expect("count"), 0, "posts of protocol 1 dropped");
+        assert_eq!(
+            s.count(&id).expect("count"),
+            0,
+            "posts of protocol 1 dropped"
+        );
         assert!(s.authors(&id).expect("authors").is_empty());
-        assert_eq!(s.channels().expect("channels").len(), 1, "the channel is kept");
+        assert_eq!(
+            s.channels().expect("channels").len(),
+            1,
+            "the channel is kept"
+        );
         drop(s);
         // And it stays upgraded.
         let s = open(dir.path(), &key);

@@ -137,6 +137,7 @@ fn range_page(
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use std::sync::Arc;
 
@@ -196,7 +197,12 @@ mod tests {
         (dir, s, k, id, posts)
     }
 
-    pub(crate) fn range(id: &ChannelId, k: &ed25519::Keypair, from: u64, to: u64) -> v1::SyncRequest {
+    pub(crate) fn range(
+        id: &ChannelId,
+        k: &ed25519::Keypair,
+        from: u64,
+        to: u64,
+    ) -> v1::SyncRequest {
         v1::SyncRequest {
             kind: Some(v1::sync_request::Kind::Range(v1::SyncRangeRequest {
                 channel: id.as_bytes().to_vec(),
@@ -245,7 +251,13 @@ mod tests {
         let entries = check_page(&id, &author, 1, 300, &p, 2_000).expect("valid");
         assert_eq!(entries.len(), MAX_PAGE_POSTS);
         assert!(matches!(&entries[2], Entry::Expired(h) if h.seq == 3));
-        assert!(entries.iter().filter(|e| matches!(e, Entry::Post(_))).count() == 255);
+        assert!(
+            entries
+                .iter()
+                .filter(|e| matches!(e, Entry::Post(_)))
+                .count()
+                == 255
+        );
         let p2 = page_of(serve(&s, range(&id, &k, p.next_seq, 300), 2_000).expect("serve"));
         assert_eq!(p2.next_seq, 0);
         assert_eq!(p2.posts.len(), 300 - MAX_PAGE_POSTS);

@@ -102,12 +102,17 @@ pub fn check_heads(
         return Err(PageError::Malformed);
     }
     let mut out = Vec::with_capacity(heads.authors.len());
+    let mut seen = std::collections::HashSet::with_capacity(heads.authors.len());
     for h in &heads.authors {
         let author: [u8; 32] = h
             .author
             .as_slice()
             .try_into()
             .map_err(|_| PageError::Malformed)?;
+        // Each author once: repeats would only make this node verify the same proof again.
+        if !seen.insert(author) {
+            return Err(PageError::Malformed);
+        }
         if h.max_seq == 0 {
             continue;
         }
@@ -226,6 +231,7 @@ fn decode_entry(wire: &[u8], channel: &ChannelId, now_ms: u64) -> Result<Option<
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::serve;
     use super::super::tests::{page_of, range, setup};
@@ -394,6 +400,13 @@ mod tests {
         // Within known ground, no proof is needed.
         let ok = check_heads(&id, &claim(7, Vec::new()), |_| 10, 0).expect("known");
         assert_eq!((ok[0].max_seq, ok[0].proof.is_none()), (7, true));
+        // One author listed twice (to make the follower verify its proof again and again).
+        let mut twice = claim(10, posts[9].header().wire);
+        twice.authors.push(twice.authors[0].clone());
+        assert_eq!(
+            check_heads(&id, &twice, |_| 0, 0),
+            Err(PageError::Malformed)
+        );
         drop(s);
     }
 }

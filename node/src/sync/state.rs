@@ -210,8 +210,8 @@ impl<R: Copy + Eq> ChannelSync<R> {
     ) -> (bool, Option<PeerId>) {
         let mut gave_up = false;
         if let Some(s) = &self.session {
-            let silent = s.current.is_none()
-                && now.saturating_duration_since(s.started) >= HEADS_DEADLINE;
+            let silent =
+                s.current.is_none() && now.saturating_duration_since(s.started) >= HEADS_DEADLINE;
             // Given up on only when someone else could be asked: a lone slow peer is waited for.
             let slow = s.peer;
             if silent
@@ -381,6 +381,7 @@ pub fn continuation(range: Range, next_seq: u64) -> Option<Range> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::channel::{ChannelId, Post, PostDraft};
@@ -389,10 +390,18 @@ mod tests {
     fn header(k: &ed25519::Keypair, seq: u64) -> crate::channel::PostHeader {
         let id = ChannelId::from_key(&k.public());
         let prev = (seq > 1).then_some(crate::channel::PostId([1; 32]));
-        Post::sign(&id, k, None, seq, prev, 1, PostDraft {
-            text: "x".into(),
-            ..Default::default()
-        })
+        Post::sign(
+            &id,
+            k,
+            None,
+            seq,
+            prev,
+            1,
+            PostDraft {
+                text: "x".into(),
+                ..Default::default()
+            },
+        )
         .expect("sign")
         .header()
     }
@@ -418,7 +427,11 @@ mod tests {
         assert_eq!(next, Next::Request(peer, (author, 1, u64::MAX)));
         s.requested((author, 1, u64::MAX), 2);
         assert_eq!(s.current(2, &peer), Some(Some((author, 1, u64::MAX))));
-        assert_eq!(s.current(1, &peer), None, "the heads request is no longer current");
+        assert_eq!(
+            s.current(1, &peer),
+            None,
+            "the heads request is no longer current"
+        );
         // The peer served nothing of what it proved: the session ends, the peer is left
         // alone a while and another one is wanted.
         assert_eq!(s.next_range(t0), Next::Done);
@@ -426,7 +439,10 @@ mod tests {
         let st = s.status("c".into());
         assert!(!st.complete);
         assert_eq!(st.known, u64::MAX);
-        assert_eq!(continuation((author, 1, u64::MAX), u64::MAX), Some((author, u64::MAX, u64::MAX)));
+        assert_eq!(
+            continuation((author, 1, u64::MAX), u64::MAX),
+            Some((author, u64::MAX, u64::MAX))
+        );
         assert_eq!(continuation((author, 5, 9), 5), None);
         assert_eq!(continuation((author, 5, 9), 10), None);
     }
@@ -444,7 +460,10 @@ mod tests {
             max_seq: 3,
             proof: Some(header(&k, 3)),
         }];
-        assert!(matches!(s.on_heads(heads, |_, upto| vec![(1, upto)], t0), Next::Request(..)));
+        assert!(matches!(
+            s.on_heads(heads, |_, upto| vec![(1, upto)], t0),
+            Next::Request(..)
+        ));
         s.delivered(2);
         s.note_inserted();
         s.note_inserted();
@@ -464,7 +483,11 @@ mod tests {
         let mut s: ChannelSync<u32> = ChannelSync::new(false, Counters::default());
         s.started(a, 1, t0);
         let later = t0 + HEADS_DEADLINE;
-        assert_eq!(s.poll(later, &[a], 0), (false, None), "a lone slow peer is waited for");
+        assert_eq!(
+            s.poll(later, &[a], 0),
+            (false, None),
+            "a lone slow peer is waited for"
+        );
         assert_eq!(s.poll(later, &[a, b], 0), (true, Some(b)));
         assert!(s.is_bad(&a));
     }

@@ -226,7 +226,12 @@ impl Direct {
 /// An outbox envelope's value: the key of the message it carries (empty for a Welcome or a
 /// commit), then the envelope.
 fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
-    let mut v = Vec::with_capacity(message_key.len().saturating_add(env.encoded_len()).saturating_add(2));
+    let mut v = Vec::with_capacity(
+        message_key
+            .len()
+            .saturating_add(env.encoded_len())
+            .saturating_add(2),
+    );
     v.extend_from_slice(&(message_key.len() as u16).to_be_bytes());
     v.extend_from_slice(message_key);
     env.encode(&mut v).ok();
@@ -608,7 +613,10 @@ impl EventLoop {
     pub(super) fn dm_tick(&mut self) {
         let aged = self.dm.early.expire(Instant::now());
         if aged > 0 {
-            tracing::debug!(aged, "messages that waited too long for their Welcome dropped");
+            tracing::debug!(
+                aged,
+                "messages that waited too long for their Welcome dropped"
+            );
         }
         let peers: Vec<PeerId> = self.dm.waiting.keys().copied().collect();
         for p in peers {
@@ -750,11 +758,7 @@ impl EventLoop {
 
     fn collect_mail(&mut self) {
         self.dm.last_collect = Some(Instant::now());
-        self.dm.collect_every = self
-            .dm
-            .collect_every
-            .saturating_mul(2)
-            .min(COLLECT_EVERY);
+        self.dm.collect_every = self.dm.collect_every.saturating_mul(2).min(COLLECT_EVERY);
         let me = *self.swarm.local_peer_id();
         let q = self
             .swarm
@@ -1329,7 +1333,6 @@ impl EventLoop {
         }
     }
 
-
     /// Direct and group messages dropped while waiting, since start.
     pub(super) fn held_dropped(&self) -> u64 {
         self.dm
@@ -1342,5 +1345,4 @@ impl EventLoop {
     pub(super) fn dm_mail_evicted(&self) -> u64 {
         self.dm.mailbox.evicted()
     }
-
 }

@@ -653,6 +653,10 @@ impl EventLoop {
         let Ok(wire) = v1::GroupWire::decode(message.data.as_slice()) else {
             return MessageAcceptance::Reject;
         };
+        // One message, one encoding (padded copies would each be new to gossipsub).
+        if wire.encode_to_vec() != message.data {
+            return MessageAcceptance::Reject;
+        }
         match self.receive_group_wire(&group, wire, propagation_source) {
             Ok(true) => MessageAcceptance::Accept,
             Ok(false) => MessageAcceptance::Ignore,
@@ -708,7 +712,9 @@ impl EventLoop {
         // Before this node joined, or older than the epochs whose keys are kept: unreadable
         // by design, not a sign of malice. (The epoch is the sender's claim, up to u64::MAX.)
         if h.epoch < join_epoch
-            || h.epoch.saturating_add(crate::dm::mls::MAX_PAST_EPOCHS as u64) < current
+            || h.epoch
+                .saturating_add(crate::dm::mls::MAX_PAST_EPOCHS as u64)
+                < current
             || h.epoch > current.saturating_add(MAX_EPOCHS_AHEAD)
         {
             return Ok(false);
@@ -716,11 +722,15 @@ impl EventLoop {
         let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
             Err(DmError::FutureEpoch) => {
                 let len = wire.mls_message.len();
-                match self
-                    .groups
-                    .early
-                    .hold(via, group.to_vec(), h.epoch, id, len, wire, Instant::now())
-                {
+                match self.groups.early.hold(
+                    via,
+                    group.to_vec(),
+                    h.epoch,
+                    id,
+                    len,
+                    wire,
+                    Instant::now(),
+                ) {
                     Ok(()) => {}
                     Err(NotHeld::PeerQuota) => {
                         tracing::debug!(peer = %via, "too many group messages waiting for a commit");
@@ -997,7 +1007,10 @@ impl EventLoop {
     pub(super) fn group_tick(&mut self) {
         let aged = self.groups.early.expire(Instant::now());
         if aged > 0 {
-            tracing::debug!(aged, "group messages that waited too long for their commit dropped");
+            tracing::debug!(
+                aged,
+                "group messages that waited too long for their commit dropped"
+            );
         }
         let me = *self.swarm.local_peer_id();
         let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
@@ -1042,7 +1055,11 @@ impl EventLoop {
             let due = s.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
             if due && let Some(p) = connected.first().copied() {
                 let pick = connected
-                    .get((rand::random::<u32>() as usize).checked_rem(connected.len()).unwrap_or(0))
+                    .get(
+                        (rand::random::<u32>() as usize)
+                            .checked_rem(connected.len())
+                            .unwrap_or(0),
+                    )
                     .copied()
                     .unwrap_or(p);
                 self.group_sync_with(&id, pick, true);
@@ -1107,7 +1124,6 @@ impl EventLoop {
     pub(super) fn groups_early_dropped(&self) -> u64 {
         self.groups.early.dropped()
     }
-
 }
 
 /// Processing order of caught-up messages: by epoch, a commit after its epoch's messages.

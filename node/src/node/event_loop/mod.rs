@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget};
-use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
 use super::reputation::{CUT_OFF, Offence, Reputation};
+use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
 use super::writer::{Item, Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
     self, AdminCert, ChannelId, Invite, Manifest, Post, PostDraft, PostError, PostId, now_ms,
@@ -539,7 +539,10 @@ impl EventLoop {
 
     fn dropped(&self) -> super::views::DroppedView {
         super::views::DroppedView {
-            dht: self.dht_drops.records.saturating_add(self.dht_drops.providers),
+            dht: self
+                .dht_drops
+                .records
+                .saturating_add(self.dht_drops.providers),
             held_messages: self.held_dropped(),
             mail: self.dm_mail_evicted(),
         }
@@ -1316,6 +1319,15 @@ impl EventLoop {
     }
 
     fn validate_post(&mut self, id: &ChannelId, sp: v1::SignedPost) -> MessageAcceptance {
+        // A replay of a post held is dropped before its signature is checked: replays cost a
+        // hash and a lookup, not a verification.
+        if self
+            .store
+            .contains(&PostId::of_body(&sp.body))
+            .unwrap_or(false)
+        {
+            return MessageAcceptance::Ignore;
+        }
         let wire = sp.encode_to_vec();
         let post = match Post::verify(&wire, Some(id), now_ms()) {
             Ok(p) => p,

@@ -144,12 +144,7 @@ impl EventLoop {
     }
 
     /// Ends the session; `penalty` keeps a misbehaving or failing peer out of the next ones.
-    fn finish_session(
-        &mut self,
-        id: &ChannelId,
-        ok: bool,
-        penalty: Option<std::time::Duration>,
-    ) {
+    fn finish_session(&mut self, id: &ChannelId, ok: bool, penalty: Option<std::time::Duration>) {
         if let Some(st) = self.sync.get_mut(id) {
             if let Some(peer) = st.peer() {
                 tracing::debug!(channel = %id, %peer, ok, "sync session finished");
@@ -273,7 +268,9 @@ impl EventLoop {
     }
 
     fn on_heads(&mut self, id: &ChannelId, peer: PeerId, heads: v1::SyncHeadsResponse) {
-        self.learn_channel_meta(id, heads.manifest.as_ref(), &heads.certs);
+        if let Err(why) = self.learn_channel_meta(id, heads.manifest.as_ref(), &heads.certs) {
+            return self.sync_fault(id, peer, why);
+        }
         let Some(st) = self.sync.get(id) else {
             return;
         };
@@ -389,26 +386,34 @@ impl EventLoop {
     }
 
     /// Adopts a newer manifest and unknown admin certificates a peer holds (each verified).
+    /// A manifest or certificate that does not verify is the peer's lie: an error.
     fn learn_channel_meta(
         &mut self,
         id: &ChannelId,
         manifest: Option<&v1::ChannelManifest>,
         certs: &[v1::AdminCert],
-    ) {
+    ) -> Result<(), &'static str> {
+        if certs.len() > crate::sync::MAX_CERTS {
+            return Err("too many certificates");
+        }
         if let Some(m) = manifest
             && self.manifest_is_news(id, m)
-            && let Ok(m) = Manifest::verify(m.clone())
-            && m.channel == *id
         {
-            self.adopt_manifest(m);
+            match Manifest::verify(m.clone()) {
+                Ok(m) if m.channel == *id => {
+                    self.adopt_manifest(m);
+                }
+                _ => return Err("a forged channel manifest"),
+            }
         }
-        for c in certs.iter().take(crate::sync::MAX_CERTS) {
-            if self.cert_is_news(id, c)
-                && let Ok(cert) = AdminCert::verify(c.clone(), id)
-            {
+        for c in certs {
+            if self.cert_is_news(id, c) {
+                let cert =
+                    AdminCert::verify(c.clone(), id).map_err(|_| "a forged admin certificate")?;
                 self.adopt_cert(cert);
             }
         }
+        Ok(())
     }
 
     /// Whether an encoded manifest differs from the one held (worth verifying).
