@@ -67,6 +67,10 @@ pub enum PostError {
     /// The certificate is for another key than the author's.
     #[error("admin certificate was issued to another key")]
     CertNotForAuthor,
+    /// The channel key's own post carries a certificate (it needs none, and the signature
+    /// does not cover it).
+    #[error("the owner's post carries a certificate")]
+    UnexpectedCert,
     /// The certificate had expired when the post was made.
     #[error("admin certificate had expired at the post's time")]
     CertExpired,
@@ -243,6 +247,46 @@ impl Post {
         Ok(post)
     }
 
+    /// The owner's signed header for a slot whose post had already expired and whose content
+    /// is gone (a store upgraded from protocol 1 kept nothing of such slots): an expiry proof
+    /// that keeps the owner's chain linked.
+    pub(crate) fn sign_expired_header(
+        channel: &ChannelId,
+        owner: &ed25519::Keypair,
+        seq: u64,
+        prev: Option<PostId>,
+        timestamp_ms: u64,
+    ) -> PostHeader {
+        let body = v1::PostBody {
+            channel: channel.as_bytes().to_vec(),
+            author: owner.public().to_bytes().to_vec(),
+            seq,
+            prev: prev.map(|p| p.0.to_vec()).unwrap_or_default(),
+            timestamp_ms,
+            expires_at_ms: timestamp_ms.max(1),
+            content_hash: sha2::Sha256::digest([]).to_vec(),
+        }
+        .encode_to_vec();
+        let signature = sign(owner, DOMAIN, &body);
+        let wire = v1::SignedPost {
+            body: body.clone(),
+            signature,
+            cert: None,
+            content: Vec::new(),
+        }
+        .encode_to_vec();
+        PostHeader {
+            id: PostId::of_body(&body),
+            channel: *channel,
+            author_key: owner.public(),
+            seq,
+            prev,
+            timestamp_ms,
+            expires_at_ms: Some(timestamp_ms.max(1)),
+            wire,
+        }
+    }
+
     /// Verifies an encoded SignedPost: size, canonical form, structure, signature, content
     /// hash, authorisation. `channel` is the channel it arrived for; `now_ms` bounds the
     /// timestamp.
@@ -407,6 +451,11 @@ fn verify_header(
     if check_signature && !verify(&author_key, DOMAIN, &signed.body, &signed.signature) {
         return Err(PostError::BadSignature);
     }
+    // The certificate is not covered by the author's signature: it must be exactly what the
+    // author needs, or anyone could attach any bytes to a genuine post.
+    if now_ms.is_some() && author_key.to_bytes() == *channel.as_bytes() && signed.cert.is_some() {
+        return Err(PostError::UnexpectedCert);
+    }
     if now_ms.is_some() && author_key.to_bytes() != *channel.as_bytes() {
         let cert = signed.cert.clone().ok_or(PostError::NotAuthorized)?;
         let cert = AdminCert::verify(cert, &channel)?;
@@ -542,6 +591,25 @@ mod tests {
             Post::verify(&signed.encode_to_vec(), Some(&id), 10),
             Err(PostError::ContentMismatch)
         );
+    }
+
+    #[test]
+    fn an_owner_post_carries_no_certificate() {
+        let (k, id) = channel();
+        let good = Post::sign(&id, &k, None, 1, None, 1, draft("good")).expect("good");
+        let mut sp = v1::SignedPost::decode(good.wire.as_slice()).expect("decode");
+        // Anyone can attach bytes the author never signed, e.g. a certificate of junk.
+        sp.cert = Some(v1::AdminCert {
+            body: vec![0x55; 4000],
+            signature: vec![1; 64],
+        });
+        assert_eq!(
+            Post::verify(&sp.encode_to_vec(), Some(&id), 10),
+            Err(PostError::UnexpectedCert)
+        );
+        let mut h = v1::SignedPost::decode(good.header().wire.as_slice()).expect("decode");
+        h.cert = sp.cert.clone();
+        assert!(PostHeader::verify(&h.encode_to_vec(), &id, 10).is_err());
     }
 
     #[test]

@@ -243,9 +243,20 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let mut last_refusal_log: Option<std::time::Instant> = None;
+    // Expired DHT entries are dropped by Kademlia only when asked for; this bounds the rest.
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = prune.tick() => {
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .prune_expired(std::time::Instant::now());
+                continue;
+            }
             ev = swarm.select_next_some() => ev,
         };
         if let Some(m) = metrics.as_mut() {

@@ -201,22 +201,26 @@ impl DhtStore {
         (self.rng.checked_rem(n as u64).unwrap_or(0)) as usize
     }
 
-    /// Keeps a (checked) record that `source` asked this peer to store.
+    /// Keeps a (checked) record that `source` asked this peer to store. Whatever the record
+    /// says of its publisher, it is charged to `source` and never taken for this peer's own.
     pub fn put_from(&mut self, source: PeerId, record: Record) -> Result<()> {
         if record.value.len() > self.limits.max_value_bytes {
             self.drops.records = self.drops.records.saturating_add(1);
             return Err(Error::ValueTooLarge);
         }
-        if record.publisher == Some(self.local) {
-            self.own_records.insert(record.key.clone(), record);
-            return Ok(());
-        }
-        // Replacing a record (a newer version) is charged to its new source.
-        self.remove_kept(&record.key);
-        if self.records_by_source.count(&source) >= self.limits.records_per_source {
+        // A source at its quota may still replace what it sent itself, nothing else.
+        let replaces_own = self
+            .records
+            .get(&record.key)
+            .is_some_and(|k| k.source == source);
+        if !replaces_own
+            && self.records_by_source.count(&source) >= self.limits.records_per_source
+        {
             self.drops.records = self.drops.records.saturating_add(1);
             return Err(Error::MaxRecords);
         }
+        // Replacing a record (a newer version) is charged to its new source.
+        self.remove_kept(&record.key);
         let len = record.value.len();
         while !self.records.is_empty()
             && (self.records.len() >= self.limits.records
@@ -295,8 +299,16 @@ impl RecordStore for DhtStore {
     }
 
     fn put(&mut self, r: Record) -> Result<()> {
-        // Kademlia itself calls this for this peer's own records (and, when re-replicating, for
-        // records it holds): charge a stranger's to its publisher.
+        // Only Kademlia itself calls this: for this peer's own records (`put_record` sets the
+        // publisher), and when it republishes records it holds (charged to their publisher).
+        // What other peers send arrives through `put_from`.
+        if r.publisher == Some(self.local) {
+            if r.value.len() > self.limits.max_value_bytes {
+                return Err(Error::ValueTooLarge);
+            }
+            self.own_records.insert(r.key.clone(), r);
+            return Ok(());
+        }
         let source = r.publisher.unwrap_or(self.local);
         self.put_from(source, r)
     }
@@ -439,6 +451,15 @@ mod tests {
         let mut own = Record::new(key(1), b"mine".to_vec());
         own.publisher = Some(me);
         s.put(own).expect("own record");
+        // A stranger's record claiming to be this peer's own is charged to the stranger.
+        let liar = PeerId::random();
+        for i in 0..10u32 {
+            let mut r = Record::new(key(500 + i), vec![0; 10]);
+            r.publisher = Some(me);
+            let _ = s.put_from(liar, r);
+        }
+        assert_eq!(s.own_records.len(), 1);
+        assert_eq!(s.records_by_source.count(&liar), 4, "the liar's quota");
         // Hundreds of identities, each within its quota, announce random keys.
         for i in 0..200u32 {
             let p = PeerId::random();

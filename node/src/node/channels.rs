@@ -1,8 +1,10 @@
 //! What the event loop knows about each channel: topic, role, signing rights, and this node's
 //! own position in the channel's hash chain.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
+use libp2p::PeerId;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::identity::ed25519;
 
@@ -39,7 +41,21 @@ pub(crate) struct ChannelState {
     /// How long to wait between follower lookups while the channel has few topic peers:
     /// doubles when a lookup finds nobody new (a small channel), resets when it does.
     pub lookup_every: std::time::Duration,
+    /// Topic peers that brought something valid (a first delivery of a post, a sync page with
+    /// something new), and when: peers that merely subscribe may be Sybils that forward
+    /// nothing, so only these count as the channel being well connected.
+    pub useful: HashMap<PeerId, Instant>,
+    /// Whether any peer ever brought something valid since start.
+    pub ever_useful: bool,
+    /// Rounds of dialing cached peers while no peer has been useful (an eclipse), and when.
+    pub fallback_rounds: u32,
+    pub last_fallback: Option<Instant>,
 }
+
+/// Most useful peers remembered per channel.
+const MAX_USEFUL: usize = 64;
+/// How long a peer counts as useful after it last brought something.
+pub(crate) const USEFUL_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl ChannelState {
     /// Rebuilds the state from a stored record.
@@ -74,7 +90,36 @@ impl ChannelState {
             last_provide: None,
             last_lookup: None,
             lookup_every: std::time::Duration::from_secs(10),
+            useful: HashMap::new(),
+            ever_useful: false,
+            fallback_rounds: 0,
+            last_fallback: None,
         }
+    }
+
+    /// `peer` brought something valid now.
+    pub fn note_useful(&mut self, peer: PeerId, now: Instant) {
+        self.ever_useful = true;
+        if self.useful.len() >= MAX_USEFUL && !self.useful.contains_key(&peer) {
+            self.useful
+                .retain(|_, t| now.saturating_duration_since(*t) < USEFUL_FOR);
+            if self.useful.len() >= MAX_USEFUL {
+                return;
+            }
+        }
+        self.useful.insert(peer, now);
+    }
+
+    /// How many of `peers` brought something valid lately.
+    pub fn useful_among(&self, peers: &[PeerId], now: Instant) -> usize {
+        peers
+            .iter()
+            .filter(|p| {
+                self.useful
+                    .get(p)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < USEFUL_FOR)
+            })
+            .count()
     }
 
     /// The role string clients see.

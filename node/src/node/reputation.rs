@@ -80,6 +80,14 @@ impl Reputation {
             .map_or(0.0, |(p, t)| decay(*p, now.saturating_duration_since(*t)))
     }
 
+    /// Every peer with points, and its points now.
+    pub fn all(&self, now: Instant) -> Vec<(PeerId, f64)> {
+        self.points
+            .iter()
+            .map(|(p, (pts, t))| (*p, decay(*pts, now.saturating_duration_since(*t))))
+            .collect()
+    }
+
     /// Forgets peers whose points have decayed to almost nothing.
     pub fn prune(&mut self, now: Instant) {
         self.points

@@ -1,6 +1,7 @@
 //! The node's history and state on disk: a narrow [`Store`] trait and its sled implementation.
 //! Every value is sealed with the data key; keys are keyed hashes that reveal no names.
 
+mod migrate;
 mod records;
 mod sled_store;
 
@@ -175,16 +176,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(Cursor, Post)>, StoreError>;
     /// How many posts of a channel are held.
     fn count(&self, channel: &ChannelId) -> Result<u64, StoreError>;
-    /// The highest-seq post an author has in a channel.
-    fn author_head(
-        &self,
-        channel: &ChannelId,
-        author: &[u8; 32],
-    ) -> Result<Option<Post>, StoreError>;
     /// Per-author sequence state of a channel (scans every slot: for startup, not per request).
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError>;
     /// Each author's highest held sequence number in a channel (one seek per author).
     fn heads(&self, channel: &ChannelId) -> Result<Vec<([u8; 32], u64)>, StoreError>;
+    /// The header of an author's newest slot held (a post or an expiry proof): where its
+    /// chain continues.
+    fn chain_head(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+    ) -> Result<Option<PostHeader>, StoreError>;
     /// For at most `limit` authors of a channel, the header of the newest slot held (a post or
     /// an expiry proof): what proves how far each author's chain reaches.
     fn head_headers(

@@ -16,6 +16,8 @@
 //! Values are sealed with the tree name and key as associated data, so a record moved to
 //! another key or tree fails to open instead of being silently misread.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,11 +92,11 @@ impl SledStore {
         // A store closed a moment ago in this process may still be locked by sled's flusher
         // thread, which lets go shortly after the last handle is dropped: retry briefly
         // before concluding that another process holds it.
-        let mut attempts = 0;
+        let mut attempts = 0u32;
         let db = loop {
             match config.open().map_err(map_open_err) {
                 Err(StoreError::Locked) if attempts < 30 => {
-                    attempts += 1;
+                    attempts = attempts.saturating_add(1);
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 other => break other?,
@@ -130,21 +132,68 @@ impl SledStore {
             Some(v) if v.as_ref() == FORMAT_VERSION => {}
             Some(v) if v.as_ref() == b"1" => {
                 store.check_key()?;
+                let own = store.resign_owner_posts()?;
                 for tree in HISTORY_TREES {
                     store.db.open_tree(tree)?.clear()?;
+                }
+                let mut carried = 0;
+                for r in own {
+                    store.insert_posts(&r.posts)?;
+                    store.insert_tombstones(&r.tombstones)?;
+                    carried = r.posts.len().saturating_add(carried);
                 }
                 store.db.insert("format", FORMAT_VERSION)?;
                 store.db.flush()?;
                 tracing::warn!(
-                    "store of format 1 upgraded: channel posts of protocol 1 were dropped and \
-                     are synced again from peers (channels, keys, contacts and private messages \
-                     are kept)"
+                    carried,
+                    "store of format 1 upgraded to protocol 2: the channels this node owns keep \
+                     their posts, signed again; other posts of protocol 1 were dropped and are \
+                     synced again from peers (channels, keys, contacts and private messages are \
+                     kept)"
                 );
             }
             Some(_) => return Err(StoreError::Corrupt("format version")),
         }
         store.check_key()?;
         Ok(store)
+    }
+
+    /// The protocol-1 chains of the channels this node owns, signed again (see `migrate`).
+    fn resign_owner_posts(&self) -> Result<Vec<super::migrate::Resigned>, StoreError> {
+        use super::migrate::{OldSlot, resign_owner_chain};
+        let mut out = Vec::new();
+        for rec in self.channels()? {
+            let Some(secret) = rec.secret_key.as_ref() else {
+                continue;
+            };
+            let mut bytes = zeroize::Zeroizing::new(secret.to_vec());
+            let Ok(key) = libp2p::identity::ed25519::Keypair::try_from_bytes(bytes.as_mut_slice())
+            else {
+                continue;
+            };
+            let mut slots = Vec::new();
+            for item in self
+                .chain
+                .scan_prefix(self.chain_prefix(&rec.id, rec.id.as_bytes()))
+            {
+                let (ck, pk) = item?;
+                let slot = if pk.is_empty() {
+                    OldSlot::Expired
+                } else {
+                    let Some(v) = self.posts.get(&pk)? else {
+                        continue;
+                    };
+                    let plain = self.open_value("posts", &pk, &v)?;
+                    let wire = StoredPostPb::decode(plain.as_slice())
+                        .map_err(|_| StoreError::Corrupt("posts"))?
+                        .wire;
+                    OldSlot::Post(wire)
+                };
+                slots.push((seq_of(&ck), slot));
+            }
+            out.push(resign_owner_chain(&rec.id, &key, slots));
+        }
+        Ok(out)
     }
 
     /// Confirms the data key opens this store (a canary sealed at creation).
@@ -250,6 +299,23 @@ impl SledStore {
         decode_post(&self.open_value("posts", posts_key, &v)?).map(Some)
     }
 
+    /// The header of the newest slot of a chain (its `authors` key) with something to show
+    /// for it: a post, or a proven expiry.
+    fn newest_slot(&self, chain_prefix: &[u8]) -> Result<Option<PostHeader>, StoreError> {
+        for entry in self.chain.scan_prefix(chain_prefix).rev() {
+            let (ck, pk) = entry?;
+            let header = if pk.is_empty() {
+                self.load_tombstone(&ck)?
+            } else {
+                self.load_post(&pk)?.map(|p| p.header())
+            };
+            if header.is_some() {
+                return Ok(header);
+            }
+        }
+        Ok(None)
+    }
+
     /// The header kept for an expired slot (none for slots expired before headers were kept).
     fn load_tombstone(&self, chain_key: &[u8]) -> Result<Option<PostHeader>, StoreError> {
         let Some(v) = self.tombstones.get(chain_key)? else {
@@ -283,7 +349,7 @@ fn first<const N: usize>(h: &[u8; 32]) -> [u8; N] {
 }
 
 fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(tree.len() + 1 + key.len());
+    let mut a = Vec::with_capacity(tree.len().saturating_add(key.len()).saturating_add(1));
     a.extend_from_slice(tree.as_bytes());
     a.push(0);
     a.extend_from_slice(key);
@@ -520,36 +586,19 @@ impl Store for SledStore {
         Ok(self.posts.scan_prefix(self.ch16(channel)).keys().count() as u64)
     }
 
-    fn author_head(
-        &self,
-        channel: &ChannelId,
-        author: &[u8; 32],
-    ) -> Result<Option<Post>, StoreError> {
-        for item in self
-            .chain
-            .scan_prefix(self.chain_prefix(channel, author))
-            .rev()
-        {
-            let (_, pk) = item?;
-            if !pk.is_empty() {
-                return self.load_post(&pk);
-            }
-        }
-        Ok(None)
-    }
 
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError> {
         let mut out = Vec::new();
         for (k, author) in self.channel_authors(channel)? {
             let mut max_seq = 0;
-            let mut held = 0;
-            let mut expired = 0;
+            let mut held = 0u64;
+            let mut expired = 0u64;
             for entry in self.chain.scan_prefix(&k) {
                 let (key, value) = entry?;
                 max_seq = max_seq.max(seq_of(&key));
-                held += 1;
+                held = held.saturating_add(1);
                 if value.is_empty() {
-                    expired += 1;
+                    expired = expired.saturating_add(1);
                 }
             }
             out.push(AuthorState {
@@ -585,21 +634,19 @@ impl Store for SledStore {
             if out.len() >= limit {
                 break;
             }
-            // The newest slot with something to show for it (a post, or a proven expiry).
-            for entry in self.chain.scan_prefix(&k).rev() {
-                let (ck, pk) = entry?;
-                let header = if pk.is_empty() {
-                    self.load_tombstone(&ck)?
-                } else {
-                    self.load_post(&pk)?.map(|p| p.header())
-                };
-                if let Some(h) = header {
-                    out.push(h);
-                    break;
-                }
+            if let Some(h) = self.newest_slot(&k)? {
+                out.push(h);
             }
         }
         Ok(out)
+    }
+
+    fn chain_head(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+    ) -> Result<Option<PostHeader>, StoreError> {
+        self.newest_slot(&self.chain_prefix(channel, author))
     }
 
     fn slots(
@@ -634,7 +681,8 @@ impl Store for SledStore {
         upto: u64,
     ) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut out = Vec::new();
-        let mut next = 1u64;
+        // None: past u64::MAX (a slot at the very end is held; nothing can follow it).
+        let mut next = Some(1u64);
         for k in self
             .chain
             .scan_prefix(self.chain_prefix(channel, author))
@@ -644,13 +692,17 @@ impl Store for SledStore {
             if seq > upto {
                 break;
             }
-            if seq > next {
-                out.push((next, seq - 1));
+            if let Some(n) = next
+                && seq > n
+            {
+                out.push((n, seq.saturating_sub(1)));
             }
-            next = seq + 1;
+            next = seq.checked_add(1);
         }
-        if next <= upto {
-            out.push((next, upto));
+        if let Some(n) = next
+            && n <= upto
+        {
+            out.push((n, upto));
         }
         Ok(out)
     }
@@ -932,17 +984,18 @@ impl Store for SledStore {
 
     fn prune_peers(&self, keep: usize) -> Result<usize, StoreError> {
         let peers = self.peers()?;
-        let mut removed = 0;
+        let mut removed = 0usize;
         for p in peers.iter().skip(keep) {
             let k = first::<16>(&self.h(b"peer", &p.peer_id.to_bytes()));
             self.peers.remove(k)?;
-            removed += 1;
+            removed = removed.saturating_add(1);
         }
         Ok(removed)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::channel::PostDraft;
@@ -1026,7 +1079,7 @@ mod tests {
         );
         let author = ck.public().to_bytes();
         assert_eq!(
-            s.author_head(&id, &author).expect("head").map(|p| p.seq),
+            s.chain_head(&id, &author).expect("head").map(|p| p.seq),
             Some(25)
         );
         assert_eq!(
@@ -1150,6 +1203,38 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_newest_post_still_holds_its_place_in_the_chain() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let s = open(dir.path(), &key);
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        let first = chain_of(1, &ck, "stays").remove(0);
+        let second = Post::sign(
+            &id,
+            &ck,
+            None,
+            2,
+            Some(first.id),
+            2_000,
+            PostDraft {
+                text: "goes".into(),
+                expires_at_ms: Some(3_000),
+                file: None,
+            },
+        )
+        .expect("sign");
+        s.insert_posts(&[first, second.clone()]).expect("insert");
+        s.expire_due(3_000).expect("expire");
+        // The author's next post goes after the expired one (seq 3), not into its slot.
+        let head = s
+            .chain_head(&id, &ck.public().to_bytes())
+            .expect("head")
+            .expect("a head");
+        assert_eq!((head.seq, head.id), (2, second.id));
+    }
+
+    #[test]
     fn a_store_of_format_1_keeps_everything_but_protocol_1_posts() {
         let dir = tempfile::tempdir().expect("tmp");
         let key = Arc::new(DataKey::generate());
@@ -1187,6 +1272,93 @@ mod tests {
         // And it stays upgraded.
         let s = open(dir.path(), &key);
         assert_eq!(s.channels().expect("channels").len(), 1);
+    }
+
+    #[test]
+    fn an_owner_keeps_its_channel_history_across_the_upgrade() {
+        use prost::Message as _;
+        // Protocol 1's post: the text inside the signed body (fields 3, 5, 6).
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct V1Body {
+            #[prost(uint64, tag = "3")]
+            seq: u64,
+            #[prost(uint64, tag = "5")]
+            timestamp_ms: u64,
+            #[prost(string, tag = "6")]
+            text: String,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct V1Signed {
+            #[prost(bytes = "vec", tag = "1")]
+            body: Vec<u8>,
+            #[prost(bytes = "vec", tag = "2")]
+            signature: Vec<u8>,
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = Arc::new(DataKey::generate());
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        let author = ck.public().to_bytes();
+        {
+            let s = open(dir.path(), &key);
+            s.put_channel(&ChannelRecord {
+                id,
+                role: Role::Owner,
+                manifest: None,
+                secret_key: Some(zeroize::Zeroizing::new(ck.to_bytes().to_vec())),
+                admin_cert: None,
+                followed_at_ms: 0,
+                certs: Vec::new(),
+            })
+            .expect("channel");
+            // Seq 1 and 3 held, seq 2 expired (protocol 1 kept an empty chain entry).
+            for seq in [1u64, 3] {
+                let body = V1Body {
+                    seq,
+                    timestamp_ms: 1_000 * seq,
+                    text: format!("old post {seq}"),
+                }
+                .encode_to_vec();
+                let wire = V1Signed {
+                    body,
+                    signature: vec![9; 64],
+                }
+                .encode_to_vec();
+                let mut pk = [0u8; 40];
+                pk[..8].copy_from_slice(&seq.to_be_bytes());
+                let value = StoredPostPb {
+                    wire,
+                    received_at_ms: 0,
+                }
+                .encode_to_vec();
+                s.posts
+                    .insert(pk, s.seal("posts", &pk, &value))
+                    .expect("post");
+                s.chain
+                    .insert(s.chain_key(&id, &author, seq), &pk[..])
+                    .expect("chain");
+            }
+            s.chain
+                .insert(s.chain_key(&id, &author, 2), &[][..])
+                .expect("expired");
+            s.db.insert("format", b"1").expect("format");
+            s.flush().expect("flush");
+        }
+        let s = open(dir.path(), &key);
+        let h = s.history(&id, None, 10).expect("history");
+        assert_eq!(
+            h.iter().map(|(_, p)| p.text.as_str()).collect::<Vec<_>>(),
+            vec!["old post 1", "old post 3"]
+        );
+        // Signed again under protocol 2, linked through the expired slot's new proof.
+        let p3 = &h[1].1;
+        assert!(Post::verify(&p3.wire, Some(&id), u64::MAX / 2).is_ok());
+        let slots = s.slots(&id, &author, 1, 3, 10).expect("slots");
+        assert!(matches!(&slots[1].1, Slot::Expired(t) if Some(t.id) == p3.prev));
+        assert_eq!(
+            s.chain_head(&id, &author).expect("head").map(|p| p.seq),
+            Some(3)
+        );
     }
 
     #[test]

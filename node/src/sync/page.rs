@@ -11,8 +11,7 @@ use samizdat_proto::v1;
 use super::{MAX_AUTHORS, MAX_PAGE_POSTS};
 use crate::channel::{ChannelId, MAX_POST_BYTES, Post, PostError, PostHeader, PostId};
 
-/// How far past its expiry a receiver may still be (clock skew): a header sent for a post the
-/// receiver does not yet consider expired is skipped when within this, refused beyond it.
+/// How far ahead of this node's clock an author's timestamp may be (as for live posts).
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 
 /// Why an answer from a peer was refused.
@@ -28,7 +27,7 @@ pub enum PageError {
     #[error("sync page breaks the author's hash chain")]
     BrokenChain,
     /// Too many entries, a continuation that makes no progress, a head claim without its
-    /// proof, or content withheld from a post that has not expired.
+    /// proof, or the header of a post that never expires passed off as an expiry.
     #[error("sync answer is malformed")]
     Malformed,
 }
@@ -145,8 +144,9 @@ pub fn check_heads(
 /// Checks a range page received for (channel, author, from..=to): every post verified like a
 /// live one and every header as a proof of expiry, in range, ascending, consecutive ones
 /// linked; a continuation (`next_seq`) only after at least one entry, beyond the last. A post
-/// that expired meanwhile becomes its proof. A header whose expiry has not passed here yet
-/// (but will within the clock skew) is skipped.
+/// that expired meanwhile becomes its proof. Entries this node cannot use yet — a header whose
+/// expiry has not passed here, a post from the future of this node's clock — are checked the
+/// same way and skipped.
 pub fn check_page(
     channel: &ChannelId,
     author: &[u8; 32],
@@ -161,24 +161,19 @@ pub fn check_page(
     let mut entries: Vec<Entry> = Vec::with_capacity(page.posts.len());
     let mut last: Option<(u64, PostId)> = None;
     for wire in &page.posts {
-        let entry = match decode_entry(wire, channel, now_ms)? {
-            Some(e) => e,
-            None => continue,
-        };
-        let seq = entry.seq();
-        if entry.author_key().to_bytes() != *author || seq < from || seq > to {
-            return Err(PageError::OutOfRange);
-        }
+        let d = decode_entry(wire, channel, author, (from, to), now_ms)?;
         if let Some((last_seq, last_id)) = last {
-            if seq <= last_seq {
+            if d.seq <= last_seq {
                 return Err(PageError::OutOfRange);
             }
-            if last_seq.checked_add(1) == Some(seq) && entry.prev() != Some(last_id) {
+            if last_seq.checked_add(1) == Some(d.seq) && d.prev != Some(last_id) {
                 return Err(PageError::BrokenChain);
             }
         }
-        last = Some((seq, entry.id()));
-        entries.push(entry);
+        last = Some((d.seq, d.id));
+        if let Some(e) = d.entry {
+            entries.push(e);
+        }
     }
     if page.next_seq != 0 {
         // Each continuation must be paid for with signed entries, or a peer could keep a
@@ -193,41 +188,64 @@ pub fn check_page(
     Ok(entries)
 }
 
-/// One entry: a whole post, or a header proving an expiry. `None`: an entry from the future
-/// of this node's clock, or a header for a post that has not expired here yet but will within
-/// the clock skew (skipped, not a fault).
-fn decode_entry(wire: &[u8], channel: &ChannelId, now_ms: u64) -> Result<Option<Entry>, PageError> {
+/// An entry of a page, verified: its place in the chain, and what to keep of it (`None`: not
+/// usable here yet).
+struct Decoded {
+    seq: u64,
+    id: PostId,
+    prev: Option<PostId>,
+    entry: Option<Entry>,
+}
+
+/// One entry: a whole post, or a header proving an expiry. The cheap checks (author, range)
+/// come before the signature, so that a page of junk costs no verification.
+fn decode_entry(
+    wire: &[u8],
+    channel: &ChannelId,
+    author: &[u8; 32],
+    (from, to): (u64, u64),
+    now_ms: u64,
+) -> Result<Decoded, PageError> {
     if wire.len() > MAX_POST_BYTES {
         return Err(PostError::TooLarge(wire.len()).into());
     }
-    let has_content = !v1::SignedPost::decode(wire)
-        .map_err(|_| PostError::Malformed)?
-        .content
-        .is_empty();
-    if has_content {
-        let post = match Post::verify(wire, Some(channel), now_ms) {
-            Ok(p) => p,
-            // Its author's clock runs ahead of this node's: not the server's fault.
-            Err(PostError::FromFuture) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    let signed = v1::SignedPost::decode(wire).map_err(|_| PostError::Malformed)?;
+    let body = v1::PostBody::decode(signed.body.as_slice()).map_err(|_| PostError::Malformed)?;
+    if body.author.as_slice() != author || body.seq < from || body.seq > to {
+        return Err(PageError::OutOfRange);
+    }
+    // Verified with the clock check off: an entry from the future of this node's clock (its
+    // author's runs ahead) is the author's doing, not the server's: skipped below, not refused.
+    let future = body.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+    if !signed.content.is_empty() {
+        let post = Post::verify(wire, Some(channel), u64::MAX)?;
+        let entry = match () {
+            () if future => None,
+            () if post.is_expired(now_ms) => Some(Entry::Expired(post.header())),
+            () => Some(Entry::Post(post.clone())),
         };
-        return Ok(Some(if post.is_expired(now_ms) {
-            Entry::Expired(post.header())
-        } else {
-            Entry::Post(post)
-        }));
+        return Ok(Decoded {
+            seq: post.seq,
+            id: post.id,
+            prev: post.prev,
+            entry,
+        });
     }
-    let header = match PostHeader::verify(wire, channel, now_ms) {
-        Ok(h) => h,
-        Err(PostError::FromFuture) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let header = PostHeader::verify(wire, channel, u64::MAX)?;
+    let entry = match header.expires_at_ms {
+        // A header of a post that never expires proves nothing but withheld content: a lie.
+        None => return Err(PageError::Malformed),
+        Some(at) if at <= now_ms && !future => Some(Entry::Expired(header.clone())),
+        // Not expired on this node's clock (the server's runs ahead, or it withholds): it
+        // proves the slot, not its expiry; skipped.
+        Some(_) => None,
     };
-    match header.expires_at_ms {
-        Some(at) if at <= now_ms => Ok(Some(Entry::Expired(header))),
-        Some(at) if at <= now_ms.saturating_add(MAX_CLOCK_SKEW_MS) => Ok(None),
-        // Content withheld from a post that has not expired (or never does).
-        _ => Err(PageError::Malformed),
-    }
+    Ok(Decoded {
+        seq: header.seq,
+        id: header.id,
+        prev: header.prev,
+        entry,
+    })
 }
 
 #[cfg(test)]
@@ -331,7 +349,7 @@ mod tests {
             next_seq: 0,
         };
         assert!(matches!(
-            check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 500).expect("skew")[..],
+            check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 500).expect("not yet")[..],
             []
         ));
         let late = Post::sign(
@@ -348,7 +366,9 @@ mod tests {
             },
         )
         .expect("sign");
-        assert_eq!(
+        // Far from its expiry here: still only skipped (a server's clock may be far ahead);
+        // never stored as expired.
+        assert!(
             check_page(
                 &id,
                 &author,
@@ -356,9 +376,16 @@ mod tests {
                 6,
                 &only(late.header().wire),
                 10_000_000 - MAX_CLOCK_SKEW_MS - 1
-            ),
-            Err(PageError::Malformed)
+            )
+            .expect("skipped")
+            .is_empty()
         );
+        // A continuation after only skipped entries still moves forward.
+        let cont = v1::SyncRangeResponse {
+            posts: vec![late.header().wire],
+            next_seq: 7,
+        };
+        assert!(check_page(&id, &author, 6, 9, &cont, 0).expect("ok").is_empty());
         let got = check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 1_000).expect("proof");
         assert_eq!(got, vec![Entry::Expired(h3)]);
         // The header of a post that never expires never proves an expiry.

@@ -37,6 +37,13 @@ pub const HEADS_DEADLINE: Duration = Duration::from_secs(8);
 /// Most peers remembered as ones to leave alone (each entry expires; a flood of fresh
 /// identities failing sessions cannot grow it without bound).
 const MAX_BAD: usize = 1024;
+/// A session that has run this long gives way to another peer when there is one: a peer
+/// that feeds one entry per page just inside the request timeout must not hold a channel's
+/// sync for the length of its history. (The next session goes on from what is stored.)
+pub const SESSION_BUDGET: Duration = Duration::from_secs(120);
+/// An empty answer (no heads at all) from a peer counts towards "synced" only once this many
+/// different peers gave it, or when nobody else could be asked: an empty answer proves nothing.
+const EMPTY_ANSWERS: usize = 2;
 
 /// One range of an author's chain: (author, from, to), inclusive.
 pub type Range = ([u8; 32], u64, u64);
@@ -80,8 +87,10 @@ struct Session<R> {
     started: Instant,
     /// Ranges the peer's heads promised beyond what this node held.
     promised: bool,
-    /// Entries it delivered that were new here.
+    /// Valid entries it served.
     delivered: u64,
+    /// It showed no heads at all, and this node knew of none either.
+    empty: bool,
 }
 
 /// What to do next in a session.
@@ -108,6 +117,10 @@ pub struct ChannelSync<R> {
     /// Peers that just joined the topic: asked first, since they may hold what was missed
     /// while apart (after a partition heals, or a node comes back).
     newcomers: VecDeque<PeerId>,
+    /// Peers that answered with no heads while this node knew of none.
+    empty_answers: Vec<PeerId>,
+    /// How many peers could be asked at the last poll.
+    candidates: usize,
 }
 
 impl<R: Copy + Eq> ChannelSync<R> {
@@ -123,6 +136,8 @@ impl<R: Copy + Eq> ChannelSync<R> {
             gap_since: None,
             bad: HashMap::new(),
             newcomers: VecDeque::new(),
+            empty_answers: Vec::new(),
+            candidates: 0,
         }
     }
 
@@ -209,9 +224,10 @@ impl<R: Copy + Eq> ChannelSync<R> {
         random: usize,
     ) -> (bool, Option<PeerId>) {
         let mut gave_up = false;
+        self.candidates = candidates.len();
         if let Some(s) = &self.session {
-            let silent =
-                s.current.is_none() && now.saturating_duration_since(s.started) >= HEADS_DEADLINE;
+            let age = now.saturating_duration_since(s.started);
+            let silent = (s.current.is_none() && age >= HEADS_DEADLINE) || age >= SESSION_BUDGET;
             // Given up on only when someone else could be asked: a lone slow peer is waited for.
             let slow = s.peer;
             if silent
@@ -244,11 +260,15 @@ impl<R: Copy + Eq> ChannelSync<R> {
         if !due {
             return (gave_up, None);
         }
-        let usable: Vec<PeerId> = candidates
+        let mut usable: Vec<PeerId> = candidates
             .iter()
             .filter(|p| !self.bad.contains_key(p))
             .copied()
             .collect();
+        // After empty answers, ask someone else (when there is someone else).
+        if usable.iter().any(|p| !self.empty_answers.contains(p)) {
+            usable.retain(|p| !self.empty_answers.contains(p));
+        }
         if usable.is_empty() {
             return (gave_up, None);
         }
@@ -273,6 +293,7 @@ impl<R: Copy + Eq> ChannelSync<R> {
             started: now,
             promised: false,
             delivered: 0,
+            empty: false,
         });
     }
 
@@ -294,6 +315,7 @@ impl<R: Copy + Eq> ChannelSync<R> {
     ) -> Next {
         let mut pending = VecDeque::new();
         let mut promised = false;
+        let empty = heads.is_empty() && self.counters.heads.is_empty();
         for h in heads {
             if h.proof.is_some() {
                 // Proven: a slot this node did not know of exists.
@@ -308,6 +330,7 @@ impl<R: Copy + Eq> ChannelSync<R> {
             Some(s) => {
                 s.pending = pending;
                 s.promised = promised;
+                s.empty = empty;
             }
             None => return Next::Done,
         }
@@ -340,7 +363,8 @@ impl<R: Copy + Eq> ChannelSync<R> {
         }
     }
 
-    /// Entries of the session's current page that were new here.
+    /// Valid entries the session's peer served in a page (new here or not: a peer that
+    /// serves what gossip brought first is no less honest).
     pub fn delivered(&mut self, n: u64) {
         if let Some(s) = self.session.as_mut() {
             s.delivered = s.delivered.saturating_add(n);
@@ -360,10 +384,19 @@ impl<R: Copy + Eq> ChannelSync<R> {
                 self.bad.insert(s.peer, now.checked_add(p).unwrap_or(now));
             }
         }
-        if ok {
-            self.synced_once = true;
-        } else {
+        if !ok {
             self.wanted = true;
+        } else if s.empty {
+            if !self.empty_answers.contains(&s.peer) && self.empty_answers.len() < 8 {
+                self.empty_answers.push(s.peer);
+            }
+            if self.empty_answers.len() >= EMPTY_ANSWERS || self.candidates <= 1 {
+                self.synced_once = true;
+            } else {
+                self.wanted = true;
+            }
+        } else {
+            self.synced_once = true;
         }
     }
 
@@ -474,6 +507,39 @@ mod tests {
         let st = s.status("c".into());
         assert!(st.complete);
         assert_eq!((st.have, st.known), (2, 2));
+    }
+
+    #[test]
+    fn one_empty_answer_proves_nothing() {
+        let t0 = Instant::now();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut s: ChannelSync<u32> = ChannelSync::new(false, Counters::default());
+        assert_eq!(s.poll(t0, &[a, b], 0).1, Some(a));
+        s.started(a, 1, t0);
+        assert_eq!(s.on_heads(Vec::new(), |_, _| Vec::new(), t0), Next::Done);
+        assert!(!s.status("c".into()).complete, "one peer said nothing");
+        // The next session goes to the other peer; its empty answer confirms.
+        assert_eq!(s.poll(t0, &[a, b], 0).1, Some(b));
+        s.started(b, 2, t0);
+        s.on_heads(Vec::new(), |_, _| Vec::new(), t0);
+        assert!(s.status("c".into()).complete);
+        // With a single peer to ask, its empty answer is all there is.
+        let mut lone: ChannelSync<u32> = ChannelSync::new(false, Counters::default());
+        assert_eq!(lone.poll(t0, &[a], 0).1, Some(a));
+        lone.started(a, 1, t0);
+        lone.on_heads(Vec::new(), |_, _| Vec::new(), t0);
+        assert!(lone.status("c".into()).complete);
+    }
+
+    #[test]
+    fn a_session_gives_way_after_its_budget() {
+        let t0 = Instant::now();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut s: ChannelSync<u32> = ChannelSync::new(false, Counters::default());
+        s.started(a, 1, t0);
+        s.requested(([0; 32], 1, 10), 2);
+        assert_eq!(s.poll(t0 + HEADS_DEADLINE, &[a, b], 0), (false, None), "pages flow");
+        assert_eq!(s.poll(t0 + SESSION_BUDGET, &[a, b], 0), (true, Some(b)));
     }
 
     #[test]

@@ -65,6 +65,8 @@ const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
     max_item_bytes: 64 * 1024,
     ttl: Duration::from_secs(600),
 };
+/// How long a sender waits after a peer answered `busy` before delivering to it again.
+const BUSY_BACKOFF: Duration = Duration::from_secs(30);
 /// How long processed message ids are remembered (longer than any holder keeps mail).
 const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
 
@@ -1135,6 +1137,10 @@ impl EventLoop {
                     d.in_flight = false;
                     d.since = Instant::now();
                     d.last_deposit = None;
+                    // Too much of ours waits there for a Welcome: give it time.
+                    if resp.error == DmError::Busy.to_string() {
+                        d.retry_at = Instant::now().checked_add(BUSY_BACKOFF);
+                    }
                 }
                 if taken > 0 {
                     self.try_deliver(&peer);
@@ -1312,8 +1318,10 @@ impl EventLoop {
     ) -> Result<(), DmError> {
         let header = crate::group::mls::header(&env.mls_message).ok_or(DmError::Malformed)?;
         let len = env.mls_message.len();
+        // Charged to the sender the envelope names (for a direct delivery, the peer itself), not
+        // to a mail holder that carries it for many senders.
         match self.dm.early.hold(
-            *via,
+            *from,
             header.group,
             header.epoch,
             id,
@@ -1323,8 +1331,11 @@ impl EventLoop {
         ) {
             Ok(()) => Ok(()),
             Err(NotHeld::PeerQuota) => {
-                tracing::debug!(peer = %via, "too many direct messages waiting for a Welcome");
-                self.penalise(*via, super::Offence::HeldOverQuota);
+                tracing::debug!(peer = %from, "too many direct messages waiting for a Welcome");
+                // One offence per delivery (`busy` ends it); an honest sender backs off.
+                if from == via {
+                    self.penalise(*via, super::Offence::HeldOverQuota);
+                }
                 Err(DmError::Busy)
             }
             Err(NotHeld::TooLarge) => Err(DmError::NotAllowed(
@@ -1345,4 +1356,12 @@ impl EventLoop {
     pub(super) fn dm_mail_evicted(&self) -> u64 {
         self.dm.mailbox.evicted()
     }
+
+    /// Bounds the set of peers asked for mail since start (asking one again is harmless).
+    pub(super) fn dm_prune(&mut self) {
+        if self.dm.collected_from.len() > 4096 {
+            self.dm.collected_from.clear();
+        }
+    }
+
 }

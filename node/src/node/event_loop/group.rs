@@ -722,7 +722,10 @@ impl EventLoop {
         let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
             Err(DmError::FutureEpoch) => {
                 let len = wire.mls_message.len();
-                match self.groups.early.hold(
+                // Charged to the peer that handed it over (gossip neighbour, catch-up server),
+                // but not held against it: honest members relay whole epochs this node has not
+                // reached. The bound is what protects the node.
+                if let Err(NotHeld::PeerQuota) = self.groups.early.hold(
                     via,
                     group.to_vec(),
                     h.epoch,
@@ -731,12 +734,7 @@ impl EventLoop {
                     wire,
                     Instant::now(),
                 ) {
-                    Ok(()) => {}
-                    Err(NotHeld::PeerQuota) => {
-                        tracing::debug!(peer = %via, "too many group messages waiting for a commit");
-                        self.penalise(via, super::Offence::HeldOverQuota);
-                    }
-                    Err(NotHeld::TooLarge) => {}
+                    tracing::debug!(peer = %via, "too many group messages waiting for a commit");
                 }
                 return Err(DmError::FutureEpoch);
             }

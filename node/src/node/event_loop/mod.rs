@@ -64,6 +64,11 @@ const PROVIDE_WHEN_SPARSE: Duration = Duration::from_secs(30);
 const WANT_TOPIC_PEERS: usize = 6;
 /// Dial at most this many discovered providers per lookup.
 const DIALS_PER_LOOKUP: usize = 8;
+/// While no topic peer of a channel has brought anything valid, cached peers are dialed this
+/// often, this many at a time, at most this many rounds.
+const FALLBACK_EVERY: Duration = Duration::from_secs(30);
+const FALLBACK_DIALS: usize = 3;
+const FALLBACK_ROUNDS: u32 = 10;
 /// Peers kept in the persistent peer cache.
 const PEER_CACHE: usize = 500;
 /// Most posts of an outbox published by gossip when a topic peer appears (older ones reach
@@ -142,7 +147,10 @@ pub(crate) struct EventLoop {
     reputation: Reputation,
     /// What the DHT store dropped at its bounds (read from it after each inbound request).
     dht_drops: crate::net::dht_store::DhtDrops,
-    last_dht_prune: Instant,
+    /// When tables keyed by peers that come and go were last pruned.
+    last_prune: Instant,
+    /// Drops at bounds as last logged, and when.
+    drops_logged: (super::views::DroppedView, Option<Instant>),
     /// Peers graylisted since start (reported by `info`).
     graylisted_total: u64,
     /// Malformed or oversized requests per peer, counted since the first in the window.
@@ -262,7 +270,8 @@ impl EventLoop {
             penalty_box: HashMap::new(),
             reputation: Reputation::default(),
             dht_drops: Default::default(),
-            last_dht_prune: Instant::now(),
+            last_prune: Instant::now(),
+            drops_logged: Default::default(),
             graylisted_total: 0,
             violations: HashMap::new(),
             refused_connections: 0,
@@ -767,7 +776,8 @@ impl EventLoop {
         let head = match state.head {
             Some(h) => h,
             None => {
-                let h = self.store.author_head(id, &key.public().to_bytes())?;
+                // The newest slot, expired or not: an expired post still holds its seq.
+                let h = self.store.chain_head(id, &key.public().to_bytes())?;
                 let h = h.map_or(
                     Head {
                         next_seq: 1,
@@ -775,7 +785,7 @@ impl EventLoop {
                         last_ts: 0,
                     },
                     |p| Head {
-                        next_seq: p.seq + 1,
+                        next_seq: p.seq.saturating_add(1),
                         prev: Some(p.id),
                         last_ts: p.timestamp_ms,
                     },
@@ -1281,7 +1291,15 @@ impl EventLoop {
             return MessageAcceptance::Reject;
         }
         match msg.kind {
-            Some(v1::channel_message::Kind::Post(sp)) => self.validate_post(&id, sp),
+            Some(v1::channel_message::Kind::Post(sp)) => {
+                let verdict = self.validate_post(&id, sp);
+                if matches!(verdict, MessageAcceptance::Accept)
+                    && let Some(state) = self.channels.get_mut(&id)
+                {
+                    state.note_useful(source, Instant::now());
+                }
+                verdict
+            }
             Some(v1::channel_message::Kind::AdminCert(c)) => {
                 // Replays of what is held are dropped before any signature is checked.
                 if !self.cert_is_news(&id, &c) {
@@ -1479,6 +1497,50 @@ impl EventLoop {
         }
     }
 
+    /// Forgets what tables keyed by peer no longer need: a stream of fresh identities must not
+    /// grow them without bound. Once a minute.
+    fn prune_peer_tables(&mut self) {
+        let now = Instant::now();
+        self.swarm.behaviour_mut().kad.store_mut().prune_expired(now);
+        self.peer_saved
+            .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+        self.px_asked
+            .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(600));
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.direct_upgrades.retain(|p| connected.contains(p));
+        // Relays: those connected, and a few more to come back to.
+        if self.relays.len() > 64 {
+            let keep: Vec<PeerId> = self
+                .relays
+                .keys()
+                .filter(|p| !connected.contains(p))
+                .skip(32)
+                .copied()
+                .collect();
+            for p in keep {
+                self.relays.remove(&p);
+            }
+        }
+        self.dm_prune();
+    }
+
+    /// Logs what was dropped at the bounds on what peers may make this node keep, as a
+    /// warning at most every 10 s (a flood must not flood the log too).
+    fn log_drops(&mut self) {
+        let now = self.dropped();
+        let (last, at) = &self.drops_logged;
+        if now == *last || at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        tracing::warn!(
+            dht = now.dht.saturating_sub(last.dht),
+            held_messages = now.held_messages.saturating_sub(last.held_messages),
+            mail = now.mail.saturating_sub(last.mail),
+            "dropped at a bound since the last report (peers sent more than they may make this node keep)"
+        );
+        self.drops_logged = (now, Some(Instant::now()));
+    }
+
     /// Disconnects and refuses `peer` for [`crate::net::scoring::PENALTY_BOX`].
     fn cut_off(&mut self, peer: PeerId, now: Instant) {
         self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -1504,20 +1566,26 @@ impl EventLoop {
         self.group_tick();
         self.police_scores();
         self.prune_violations(Instant::now());
-        if self.last_dht_prune.elapsed() >= Duration::from_secs(60) {
-            self.last_dht_prune = Instant::now();
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .store_mut()
-                .prune_expired(Instant::now());
+        if self.last_prune.elapsed() >= Duration::from_secs(60) {
+            self.last_prune = Instant::now();
+            self.prune_peer_tables();
         }
+        self.log_drops();
     }
 
     /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
     /// protocol abuse) and refuses them for a while; lets them back in afterwards.
     fn police_scores(&mut self) {
         let now = Instant::now();
+        // Gossipsub keeps an application score as it was set: hand it the decayed points, so
+        // that an offence fades from a peer's standing as it fades here.
+        for (peer, points) in self.reputation.all(now) {
+            let score = if points < 0.5 { 0.0 } else { -points };
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, score);
+        }
         let released: Vec<PeerId> = self
             .penalty_box
             .iter()
@@ -1591,14 +1659,28 @@ impl EventLoop {
         self.graylisted_total += 1;
     }
 
-    /// Announces this node as a follower of the channel and looks up the others.
+    /// Announces this node as a follower of the channel and looks up the others. Lookups go
+    /// on while fewer than two topic peers have brought anything valid lately (Sybils that
+    /// subscribe and forward nothing do not make a channel healthy); a node that no topic peer
+    /// has ever brought anything tries peers from its cache too (peer exchange), in case every
+    /// provider record it finds is hostile.
     fn discover(&mut self, id: &ChannelId, now: bool) {
         let Some(state) = self.channels.get(id) else {
             return;
         };
-        let peers = self.topic_peers(&state.topic.hash());
+        let topic = state.topic.hash();
+        let topic_peers: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, t)| t.contains(&&topic))
+            .map(|(p, _)| *p)
+            .collect();
+        let peers = topic_peers.len();
+        let useful = state.useful_among(&topic_peers, Instant::now());
         let sparse = peers < WANT_TOPIC_PEERS;
-        let lookup_every = if sparse {
+        let lookup_every = if sparse || useful < 2 {
             state.lookup_every
         } else {
             LOOKUP_WHEN_HEALTHY
@@ -1614,6 +1696,11 @@ impl EventLoop {
             },
         );
         let lookup_due = due(state.last_lookup, lookup_every);
+        let fallback_due = !state.ever_useful
+            && state.record.role != Role::Owner
+            && state.fallback_rounds < FALLBACK_ROUNDS
+            && now_ms().saturating_sub(state.record.followed_at_ms) >= 60_000
+            && state.last_fallback.is_none_or(|t| t.elapsed() >= FALLBACK_EVERY);
         let key = channel::provider_key(id);
         let kad = &mut self.swarm.behaviour_mut().kad;
         if provide_due && let Err(e) = kad.start_providing(key.clone()) {
@@ -1630,9 +1717,37 @@ impl EventLoop {
             if lookup_due {
                 state.last_lookup = Some(Instant::now());
             }
+            if fallback_due {
+                state.last_fallback = Some(Instant::now());
+                state.fallback_rounds = state.fallback_rounds.saturating_add(1);
+            }
         }
         if let Some(q) = lookup {
             self.provider_queries.insert(q, (*id, false));
+        }
+        if fallback_due {
+            self.dial_cached_peers(FALLBACK_DIALS);
+        }
+    }
+
+    /// Dials up to `n` peers of the peer cache that are not connected, at random.
+    fn dial_cached_peers(&mut self, n: usize) {
+        use rand::seq::SliceRandom;
+        let me = *self.swarm.local_peer_id();
+        let mut cached: Vec<PeerRecord> = self
+            .store
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.peer_id != me && !self.swarm.is_connected(&r.peer_id))
+            .collect();
+        cached.shuffle(&mut rand::rng());
+        for rec in cached.into_iter().take(n) {
+            tracing::debug!(peer = %rec.peer_id, "no topic peer has brought anything: trying a cached peer");
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(rec.peer_id)
+                .addresses(rec.addrs)
+                .build();
+            let _ = self.swarm.dial(opts);
         }
     }
 

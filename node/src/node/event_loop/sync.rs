@@ -339,6 +339,7 @@ impl EventLoop {
             Err(e) => return self.sync_fault(id, peer, &e.to_string()),
         };
         let mut new = 0u64;
+        let served = entries.len() as u64;
         for entry in entries {
             match self.chain_check(id, &author, entry.seq(), entry.id(), entry.prev()) {
                 Ok(ChainCheck::New) => {}
@@ -375,8 +376,13 @@ impl EventLoop {
             self.in_flight.insert(key, pid);
         }
         let now = Instant::now();
+        if new > 0
+            && let Some(state) = self.channels.get_mut(id)
+        {
+            state.note_useful(peer, now);
+        }
         if let Some(st) = self.sync.get_mut(id) {
-            st.delivered(new);
+            st.delivered(served);
             if continued.is_none() {
                 let next = st.next_range(now);
                 self.follow_next(id, next);
