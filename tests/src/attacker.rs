@@ -144,6 +144,8 @@ enum Cmd {
     Provide(Vec<Vec<u8>>, oneshot::Sender<Result<()>>),
     PutRecords(Vec<(Vec<u8>, Vec<u8>)>, oneshot::Sender<usize>),
     Connected(PeerId, oneshot::Sender<bool>),
+    Providing(oneshot::Sender<usize>),
+    Providers(Vec<u8>, oneshot::Sender<Vec<PeerId>>),
 }
 
 /// Handle to the hostile peer (its swarm runs on its own thread).
@@ -174,6 +176,8 @@ struct State {
     /// of queries at once slow its own Kademlia to a crawl).
     provide_queue: std::collections::VecDeque<Vec<u8>>,
     providing: usize,
+    /// Provider lookups in flight: what they found so far, and who waits for it.
+    lookups: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
 }
 
 /// Announcements in flight at once.
@@ -357,6 +361,16 @@ impl Attacker {
         self.call(|r| Cmd::Provide(keys, r))?
     }
 
+    /// Looks up the providers of a DHT key, as any node would.
+    pub fn providers(&self, key: &[u8]) -> Result<Vec<PeerId>> {
+        self.call(|r| Cmd::Providers(key.to_vec(), r))
+    }
+
+    /// Announcements still queued or in flight.
+    pub fn providing(&self) -> Result<usize> {
+        self.call(Cmd::Providing)
+    }
+
     /// Stores these (key, value) records in the DHT as their publisher; returns how many
     /// queries started.
     pub fn put_records(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<usize> {
@@ -431,8 +445,10 @@ impl Attacker {
         let mut taken = 0;
         let envelopes: Vec<v1::DmEnvelope> = (0..count)
             .map(|i| {
-                let mut junk = vec![0x4a; size.max(8)];
-                junk[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                // Distinct per attacker and per envelope (holders keep one copy of each).
+                let mut junk = self.peer_id.to_bytes();
+                junk.extend_from_slice(&(i as u64).to_be_bytes());
+                junk.resize(size.max(junk.len()), 0x4a);
                 v1::DmEnvelope {
                     sender: self.peer_id.to_bytes(),
                     recipient: recipient.to_bytes(),
@@ -588,6 +604,7 @@ async fn run(
         stall_files: false,
         provide_queue: Default::default(),
         providing: 0,
+        lookups: HashMap::new(),
     };
     let mut pending_listen: Option<oneshot::Sender<Result<Multiaddr>>> = None;
     loop {
@@ -744,6 +761,16 @@ fn on_command(
         Cmd::Connected(p, r) => {
             let _ = r.send(swarm.is_connected(&p));
         }
+        Cmd::Providing(r) => {
+            let _ = r.send(st.provide_queue.len().saturating_add(st.providing));
+        }
+        Cmd::Providers(key, r) => {
+            let q = swarm
+                .behaviour_mut()
+                .kad
+                .get_providers(kad::RecordKey::new(&key));
+            st.lookups.insert(q, (Vec::new(), r));
+        }
     }
 }
 
@@ -772,6 +799,23 @@ fn on_event(
         })) if step.last => {
             st.providing = st.providing.saturating_sub(1);
             pump_provide(swarm, st);
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetProviders(res),
+            step,
+            ..
+        })) => {
+            if let (Some((found, _)), Ok(kad::GetProvidersOk::FoundProviders { providers, .. })) =
+                (st.lookups.get_mut(&id), res)
+            {
+                found.extend(providers);
+            }
+            if step.last
+                && let Some((found, reply)) = st.lookups.remove(&id)
+            {
+                let _ = reply.send(found);
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
             peer_id,

@@ -213,8 +213,7 @@ impl DhtStore {
             .records
             .get(&record.key)
             .is_some_and(|k| k.source == source);
-        if !replaces_own
-            && self.records_by_source.count(&source) >= self.limits.records_per_source
+        if !replaces_own && self.records_by_source.count(&source) >= self.limits.records_per_source
         {
             self.drops.records = self.drops.records.saturating_add(1);
             return Err(Error::MaxRecords);

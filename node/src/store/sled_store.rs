@@ -586,7 +586,6 @@ impl Store for SledStore {
         Ok(self.posts.scan_prefix(self.ch16(channel)).keys().count() as u64)
     }
 
-
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError> {
         let mut out = Vec::new();
         for (k, author) in self.channel_authors(channel)? {

@@ -385,7 +385,11 @@ mod tests {
             posts: vec![late.header().wire],
             next_seq: 7,
         };
-        assert!(check_page(&id, &author, 6, 9, &cont, 0).expect("ok").is_empty());
+        assert!(
+            check_page(&id, &author, 6, 9, &cont, 0)
+                .expect("ok")
+                .is_empty()
+        );
         let got = check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 1_000).expect("proof");
         assert_eq!(got, vec![Entry::Expired(h3)]);
         // The header of a post that never expires never proves an expiry.

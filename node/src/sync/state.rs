@@ -538,7 +538,11 @@ mod tests {
         let mut s: ChannelSync<u32> = ChannelSync::new(false, Counters::default());
         s.started(a, 1, t0);
         s.requested(([0; 32], 1, 10), 2);
-        assert_eq!(s.poll(t0 + HEADS_DEADLINE, &[a, b], 0), (false, None), "pages flow");
+        assert_eq!(
+            s.poll(t0 + HEADS_DEADLINE, &[a, b], 0),
+            (false, None),
+            "pages flow"
+        );
         assert_eq!(s.poll(t0 + SESSION_BUDGET, &[a, b], 0), (true, Some(b)));
     }
 

@@ -1363,5 +1363,4 @@ impl EventLoop {
             self.dm.collected_from.clear();
         }
     }
-
 }

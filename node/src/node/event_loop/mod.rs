@@ -1501,7 +1501,11 @@ impl EventLoop {
     /// grow them without bound. Once a minute.
     fn prune_peer_tables(&mut self) {
         let now = Instant::now();
-        self.swarm.behaviour_mut().kad.store_mut().prune_expired(now);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .prune_expired(now);
         self.peer_saved
             .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(60));
         self.px_asked
@@ -1700,7 +1704,9 @@ impl EventLoop {
             && state.record.role != Role::Owner
             && state.fallback_rounds < FALLBACK_ROUNDS
             && now_ms().saturating_sub(state.record.followed_at_ms) >= 60_000
-            && state.last_fallback.is_none_or(|t| t.elapsed() >= FALLBACK_EVERY);
+            && state
+                .last_fallback
+                .is_none_or(|t| t.elapsed() >= FALLBACK_EVERY);
         let key = channel::provider_key(id);
         let kad = &mut self.swarm.behaviour_mut().kad;
         if provide_due && let Err(e) = kad.start_providing(key.clone()) {
