@@ -190,7 +190,16 @@ fn print_value(v: &Value, depth: usize) {
     }
 }
 
-/// Path of a workspace binary in `target/release`, built first (a no-op when current).
+/// The cargo profile the node binaries are built with: `release`, or `SAMIZDAT_BENCH_PROFILE`
+/// (CI's smoke run uses `ci`, whose artifacts the tests have just built).
+fn profile() -> String {
+    std::env::var("SAMIZDAT_BENCH_PROFILE")
+        .ok()
+        .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or_else(|| "release".into())
+}
+
+/// Path of a workspace binary in `target/<profile>`, built first (a no-op when current).
 pub fn binary(name: &str) -> Result<std::path::PathBuf> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -217,7 +226,8 @@ pub fn binary(name: &str) -> Result<std::path::PathBuf> {
             .args([
                 "build",
                 "--quiet",
-                "--release",
+                "--profile",
+                &profile(),
                 "-p",
                 "samizdat-bench",
                 "-p",
@@ -237,5 +247,5 @@ pub fn binary(name: &str) -> Result<std::path::PathBuf> {
     if let Err(e) = built {
         anyhow::bail!("building {name}: {e}");
     }
-    Ok(root.join("target/release").join(name))
+    Ok(root.join("target").join(profile()).join(name))
 }

@@ -315,7 +315,7 @@ fn spawn_sybil(
         )?
         .with_behaviour(|key| {
             let cfg = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
                 // Nothing it receives is ever validated: nothing is forwarded.
                 .validate_messages()
                 .message_id_fn(|m: &gossipsub::Message| {
@@ -329,7 +329,7 @@ fn spawn_sybil(
                 identify: samizdat_node::net::identify(key, "samizdat/0.1.0"),
                 kad: samizdat_node::net::kademlia(peer_id, Some(kad::Mode::Server)),
                 gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub::MessageAuthenticity::Anonymous,
                     cfg,
                 )?,
                 sync: request_response::Behaviour::with_codec(

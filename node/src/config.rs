@@ -73,6 +73,9 @@ pub struct Config {
     pub idle_connection_timeout: Duration,
     /// Largest file this node adds or fetches, in bytes.
     pub max_file_bytes: u64,
+    /// Disk this node may fill with attachments it fetches by itself (from accepted
+    /// conversations and groups, before anyone opens them), in bytes.
+    pub max_prefetch_bytes: u64,
 }
 
 /// Connection limits (see SECURITY.md for why these numbers).
@@ -123,6 +126,7 @@ impl Default for Config {
             limits: Limits::default(),
             idle_connection_timeout: Duration::from_secs(60),
             max_file_bytes: 4 * 1024 * 1024 * 1024,
+            max_prefetch_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -204,6 +208,11 @@ idle_connection_timeout = "{idle}"
 # Largest file this node adds or fetches, in bytes.
 max_file_bytes = {max_file}
 
+# Disk that attachments fetched by themselves (up to 64 MiB each, from accepted conversations
+# and groups, before anyone opens them) may take in all, in bytes. Beyond it they wait until
+# opened. Requests from strangers fetch nothing.
+max_prefetch_bytes = {max_prefetch}
+
 [limits]
 max_connections = {mc}
 max_connections_per_peer = {mcp}
@@ -227,6 +236,7 @@ max_memory_fraction = {mmf}
             use_relays = self.use_relays,
             idle = humantime::format_duration(self.idle_connection_timeout),
             max_file = self.max_file_bytes,
+            max_prefetch = self.max_prefetch_bytes,
             mc = self.limits.max_connections,
             mcp = self.limits.max_connections_per_peer,
             mpi = self.limits.max_pending_incoming,

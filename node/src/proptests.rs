@@ -59,6 +59,7 @@ fn follow(s: &SledStore, id: ChannelId) {
         admin_cert: None,
         followed_at_ms: 0,
         certs: Vec::new(),
+        revocations: Vec::new(),
     })
     .expect("channel");
 }

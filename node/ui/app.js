@@ -205,9 +205,34 @@ async function errorText(res) {
   return `${res.status} ${res.statusText}`.trim();
 }
 
+// The session: kept in sessionStorage (this origin only, port included; gone with the tab)
+// and sent in a header, never as a cookie, which browsers would also hand to other local ports.
+const SESSION_KEY = 'samizdat:session';
+let session = null;
+try { session = sessionStorage.getItem(SESSION_KEY); } catch { /* storage disabled */ }
+
+function authHeaders(headers = {}) {
+  return session ? { ...headers, 'x-samizdat-session': session } : { ...headers };
+}
+
+/** Spends the one-time login token `samizdat ui` put in the address's fragment, if any. */
+async function takeLogin() {
+  const m = /^#login=([0-9a-fA-F]{1,128})$/.exec(location.hash);
+  if (!m) return;
+  history.replaceState(null, '', '/');
+  const res = await fetch('/ui/session', {
+    method: 'POST', credentials: 'omit', cache: 'no-store',
+    headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: m[1] }),
+  });
+  if (!res.ok) throw new ApiError(res.status, await errorText(res));
+  const j = await res.json();
+  session = j.session;
+  try { sessionStorage.setItem(SESSION_KEY, session); } catch { /* kept in memory only */ }
+}
+
 async function api(path, { method = 'GET', body, headers = {} } = {}) {
   if (S.expired) throw new ApiError(401, 'session expired');
-  const opts = { method, credentials: 'same-origin', headers: { ...headers } };
+  const opts = { method, credentials: 'omit', headers: authHeaders(headers) };
   if (body !== undefined) {
     opts.headers['content-type'] = 'application/json';
     opts.body = JSON.stringify(body);
@@ -237,6 +262,7 @@ function uploadFile(file, priv, onProgress) {
     const name = file.name || 'file';
     xhr.open('POST', `/v1/files?name=${enc(name)}${priv ? '&private=true' : ''}`);
     xhr.setRequestHeader('content-type', 'application/octet-stream');
+    if (session) xhr.setRequestHeader('x-samizdat-session', session);
     xhr.upload.addEventListener('progress', (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
     });
@@ -305,6 +331,8 @@ const S = {
   es: null,
   localSeq: 0,
   card: null,
+  eventsDown: false,
+  requests: [],
 };
 
 function getConv(kind, id) {
@@ -653,28 +681,12 @@ function scheduleListReload() {
 function connectEvents() {
   if (S.expired) return;
   if (S.es) S.es.close();
-  const es = new EventSource('/v1/events');
+  // EventSource cannot send a header, so the stream is read with fetch.
+  const ctl = new AbortController();
+  const es = { close: () => ctl.abort() };
   S.es = es;
-  let wasDown = false;
-  es.addEventListener('open', () => {
-    if (wasDown) reloadAll();
-    wasDown = false;
-  });
-  es.addEventListener('error', () => {
-    wasDown = true;
-    if (es.readyState === EventSource.CLOSED) {
-      // Refused (401 when the session is gone): find out which, then try again.
-      api('/v1/node').then(
-        () => setTimeout(connectEvents, 1000),
-        () => { if (!S.expired) setTimeout(connectEvents, 3000); },
-      );
-    }
-  });
-  const on = (name, fn) => es.addEventListener(name, (e) => {
-    let data;
-    try { data = JSON.parse(e.data); } catch { data = e.data; }
-    try { fn(data); } catch (err) { console.error(`event ${name}`, err); }
-  });
+  const handlers = new Map();
+  const on = (name, fn) => handlers.set(name, fn);
   on('post', (d) => onPost(d.post));
   on('post_expired', (d) => removeMsg(getConv('channel', d.channel), d.id));
   on('direct_message', (d) => onDirectMessage(d.message));
@@ -685,7 +697,66 @@ function connectEvents() {
   on('file_progress', (d) => onFileProgress(d.status));
   on('peer_connected', (d) => { S.connected.add(d.peer_id); onPeersChanged(); });
   on('peer_disconnected', (d) => { S.connected.delete(d.peer_id); onPeersChanged(); });
+  on('requests_changed', () => loadRequests());
   on('lagged', () => reloadAll());
+  const again = (ms) => { if (!S.expired && S.es === es) setTimeout(connectEvents, ms); };
+  (async () => {
+    let res;
+    try {
+      res = await fetch('/v1/events', {
+        credentials: 'omit', cache: 'no-store', signal: ctl.signal,
+        headers: authHeaders({ accept: 'text/event-stream' }),
+      });
+    } catch {
+      if (!ctl.signal.aborted) { S.eventsDown = true; again(3000); }
+      return;
+    }
+    if (res.status === 401) { sessionExpired(); return; }
+    if (!res.ok || !res.body) { S.eventsDown = true; again(3000); return; }
+    if (S.eventsDown) reloadAll();
+    S.eventsDown = false;
+    try {
+      await readEvents(res.body, (name, raw) => {
+        const fn = handlers.get(name);
+        if (!fn) return;
+        let data;
+        try { data = JSON.parse(raw); } catch { data = raw; }
+        try { fn(data); } catch (err) { console.error(`event ${name}`, err); }
+      });
+    } catch { /* the stream broke: reconnect below */ }
+    if (ctl.signal.aborted) return;
+    S.eventsDown = true;
+    again(1000);
+  })();
+}
+
+/** Reads a text/event-stream body, calling `emit(event, data)` for each event. */
+async function readEvents(body, emit) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  let name = 'message';
+  let data = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, '');
+      buf = buf.slice(nl + 1);
+      if (line === '') {
+        if (data.length) emit(name, data.join('\n'));
+        name = 'message';
+        data = [];
+      } else if (line.startsWith('event:')) {
+        name = line.slice(6).trim();
+      } else if (line.startsWith('data:')) {
+        data.push(line.slice(5).replace(/^ /, ''));
+      }
+      // Comments (keep-alives) and other fields are ignored.
+    }
+    if (buf.length > (4 << 20)) throw new Error('event too large');
+  }
 }
 
 let peersTimer = 0;
@@ -710,10 +781,16 @@ function onSync(st) {
 // ---------------------------------------------------------------------------------------------
 // Session and node liveness
 
-function sessionExpired() {
+function sessionExpired(message) {
   if (S.expired) return;
   S.expired = true;
   if (S.es) S.es.close();
+  session = null;
+  try { sessionStorage.removeItem(SESSION_KEY); } catch { /* storage disabled */ }
+  if (message) {
+    $('expired-title').textContent = 'Not logged in';
+    $('expired-text').textContent = message;
+  }
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
   $('app').hidden = true;
   $('boot').hidden = true;
@@ -873,7 +950,7 @@ function route() {
   const [a, kind] = parts;
   const id = decodeURIComponent(parts.slice(2).join('/'));
   if (a === 'c' && ['channel', 'group', 'dm'].includes(kind) && id) showConv(kind, id);
-  else if (a === 'contacts' || a === 'network') showPanel(a);
+  else if (a === 'contacts' || a === 'network' || a === 'requests') showPanel(a);
   else showNothing();
 }
 
@@ -882,6 +959,7 @@ function hideMain() {
   $('conv-view').hidden = true;
   $('panel-contacts').hidden = true;
   $('panel-network').hidden = true;
+  $('panel-requests').hidden = true;
 }
 
 function setOpen(key) {
@@ -915,6 +993,56 @@ function showPanel(name) {
   updateFootActive();
   if (name === 'contacts') { loadCard(); renderContacts(); api('/v1/contacts').then((l) => { S.contacts = new Map(l.map((c) => [c.peer_id, c])); renderContacts(); }, () => {}); }
   if (name === 'network') renderNetwork();
+  if (name === 'requests') loadRequests();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message requests
+
+/** Loads the pending requests and shows their count; the panel too when it is open. */
+async function loadRequests() {
+  try { S.requests = await api('/v1/requests'); } catch { return; }
+  renderRequests();
+}
+
+function renderRequests() {
+  const n = S.requests.length;
+  $('btn-requests').hidden = n === 0;
+  $('requests-count').textContent = String(n);
+  $('btn-requests').setAttribute('aria-label', `${n} message request${n === 1 ? '' : 's'}`);
+  if (S.panel !== 'requests') return;
+  $('request-empty').hidden = n > 0;
+  $('request-list').replaceChildren(...S.requests.map((r) => {
+    const what = r.kind === 'group' ? `invites you to the group “${r.preview}”` : 'wants to message you';
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const act = (action) => async () => {
+      err.hidden = true;
+      try {
+        await api(`/v1/requests/${enc(r.peer_id)}/${action}`, { method: 'POST' });
+      } catch (e) {
+        err.textContent = e.message;
+        err.hidden = false;
+        return;
+      }
+      await loadRequests();
+      if (action === 'accept') {
+        await loadLists().catch(() => {});
+        renderSidebar();
+        if (r.kind === 'dm') go(getConv('dm', r.peer_id).hash);
+        else if (r.group_id) go(getConv('group', r.group_id).hash);
+      }
+    };
+    return h('li', { class: 'request', 'data-testid': 'request', 'data-peer': r.peer_id },
+      h('div', { class: 'request-text' },
+        h('code', { class: 'wrap-any' }, r.peer_id),
+        h('span', { class: 'muted small' }, ` ${what} · ${fmtWhen(r.received_at)}`),
+        r.kind === 'dm' && r.preview ? h('p', { class: 'request-preview' }, r.preview) : null),
+      h('div', { class: 'row' },
+        h('button', { type: 'button', class: 'btn primary small', 'data-testid': 'request-accept', onclick: act('accept') }, 'Accept'),
+        h('button', { type: 'button', class: 'btn small', 'data-testid': 'request-decline', onclick: act('decline') }, 'Decline'),
+        h('button', { type: 'button', class: 'btn small danger', 'data-testid': 'request-block', onclick: act('block') }, 'Block')),
+      err);
+  }));
 }
 
 function updateFootActive() {
@@ -1371,10 +1499,10 @@ function loadBlob(f, onProgress, alive, maxBytes) {
   if (job) return job;
   job = (async () => {
     await ensureHeld(f, (st) => onProgress('fetch', st), alive, maxBytes);
-    const headers = f.key ? { 'x-samizdat-key': f.key } : {};
+    const headers = authHeaders(f.key ? { 'x-samizdat-key': f.key } : {});
     let res;
     try {
-      res = await fetch(`/v1/files/${enc(f.cid)}/content`, { credentials: 'same-origin', headers });
+      res = await fetch(`/v1/files/${enc(f.cid)}/content`, { credentials: 'omit', headers });
     } catch {
       setNodeDown(true);
       throw new ApiError(0, 'your node does not answer');
@@ -1445,12 +1573,6 @@ function mountFile(conv, box, f, kind) {
   const have = Files.urls.get(f.cid);
   if (have) { showLoaded(conv, box, f, kind, have); return; }
   if (kind === 'image' && (f.size || 0) <= AUTO_IMAGE_BYTES) { startLoad(conv, box, f, kind, false); return; }
-  if (kind === 'file' && !f.key) {
-    // A public file: a plain link once the node holds it.
-    fileStatus(f.cid).then((st) => {
-      if (st?.complete) box.replaceChildren(fileChip(f, { href: `/v1/files/${enc(f.cid)}/content` }));
-    }, () => {});
-  }
   box.replaceChildren(fileChip(f, {
     action: kind === 'file' ? 'Download' : (kind === 'video' ? 'Load video' : 'Load audio'),
     onAction: () => startLoad(conv, box, f, kind, true),
@@ -1473,14 +1595,6 @@ function startLoad(conv, box, f, kind, asked) {
       label.textContent = `loading · ${fmtSize(st.got)} of ${fmtSize(st.total)}`;
     }
   };
-  if (kind === 'file' && !f.key) {
-    ensureHeld(f, (st) => progress('fetch', st), alive).then(() => {
-      const href = `/v1/files/${enc(f.cid)}/content`;
-      box.replaceChildren(fileChip(f, { href }));
-      if (asked) h('a', { href, download: f.name || 'file' }).click();
-    }, (e) => loadFailed(conv, box, f, kind, e));
-    return;
-  }
   // Sealed attachments are 16 bytes a MiB larger than the file.
   const auto = asked ? undefined : AUTO_IMAGE_BYTES + Math.ceil(AUTO_IMAGE_BYTES / 4096) + 4096;
   loadBlob(f, progress, alive, auto).then((r) => {
@@ -2077,7 +2191,8 @@ async function loadCard() {
     S.card = await api('/v1/contacts/card');
     $('card-link').textContent = S.card.link;
     $('card-peer').textContent = S.card.peer_id;
-    $('card-qr').src = '/v1/contacts/card/qr.svg';
+    const svg = await api('/v1/contacts/card/qr.svg');
+    $('card-qr').src = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
   } catch (e) {
     $('card-link').textContent = `could not load: ${e.message}`;
   }
@@ -2230,6 +2345,7 @@ function setupUi() {
   $('conv-back').addEventListener('click', () => go('#/'));
   for (const b of document.querySelectorAll('[data-back]')) b.addEventListener('click', () => go('#/'));
   $('btn-contacts').addEventListener('click', () => go('#/contacts'));
+  $('btn-requests').addEventListener('click', () => go('#/requests'));
   $('btn-network').addEventListener('click', () => go('#/network'));
   $('card-copy').addEventListener('click', () => S.card && copyText(S.card.link));
   $('conv-filter').addEventListener('input', (e) => {
@@ -2299,6 +2415,16 @@ function setupUi() {
 async function start() {
   setupUi();
   try {
+    await takeLogin();
+  } catch (e) {
+    sessionExpired(`Login failed: ${e.message}`);
+    return;
+  }
+  if (!session) {
+    sessionExpired('Not logged in: run samizdat ui and open the link it prints.');
+    return;
+  }
+  try {
     S.me = await api('/v1/node');
   } catch (e) {
     if (S.expired) return;
@@ -2335,6 +2461,7 @@ async function boot() {
   $('app').hidden = false;
   renderSidebar();
   connectEvents();
+  loadRequests();
   refreshNetSummary();
   route();
   primeUnread(firstRun);

@@ -20,6 +20,7 @@ use samizdat_node::net::wire::{
     DM_PROTOCOL, FILE_PROTOCOL, Frame, PX_PROTOCOL, ProtoCodec, SYNC_PROTOCOL,
 };
 use samizdat_proto::v1;
+use sha2::Digest as _;
 use tokio::sync::{mpsc, oneshot};
 
 /// How the attacker answers history sync requests.
@@ -132,6 +133,7 @@ enum Cmd {
     Received(oneshot::Sender<Vec<Vec<u8>>>),
     SetSync(SyncMode, oneshot::Sender<()>),
     SyncRequests(oneshot::Sender<usize>),
+    SyncRequestsFrom(PeerId, oneshot::Sender<usize>),
     JoinDht(Multiaddr, oneshot::Sender<Result<()>>),
     ProvideCorrupted {
         provider: PeerId,
@@ -162,6 +164,8 @@ struct State {
     received: Vec<Vec<u8>>,
     sync_mode: SyncMode,
     sync_requests: usize,
+    /// Sync requests received, per asking peer.
+    sync_requests_by: HashMap<PeerId, usize>,
     manifests: HashMap<[u8; 32], Vec<u8>>,
     pending_manifest:
         HashMap<request_response::OutboundRequestId, ([u8; 32], oneshot::Sender<Result<()>>)>,
@@ -313,6 +317,11 @@ impl Attacker {
     /// How many sync requests it has answered.
     pub fn sync_requests(&self) -> Result<usize> {
         self.call(Cmd::SyncRequests)
+    }
+
+    /// How many sync requests `peer` sent it.
+    pub fn sync_requests_from(&self, peer: PeerId) -> Result<usize> {
+        self.call(|r| Cmd::SyncRequestsFrom(peer, r))
     }
 
     /// Joins the DHT through a bootstrap peer (full multiaddr with /p2p/).
@@ -476,6 +485,53 @@ impl Attacker {
     }
 }
 
+impl Attacker {
+    /// A channel post signed with this peer's key, as an admin holding `cert` (or as anyone,
+    /// without one): the `ChannelMessage` bytes to publish, and the post's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_post(
+        &self,
+        channel: &[u8; 32],
+        cert: Option<v1::AdminCert>,
+        seq: u64,
+        prev: Option<[u8; 32]>,
+        timestamp_ms: u64,
+        text: &str,
+    ) -> (Vec<u8>, [u8; 32]) {
+        use prost::Message;
+        use sha2::Digest;
+        let content = v1::PostContent {
+            text: text.into(),
+            file: None,
+        }
+        .encode_to_vec();
+        let body = v1::PostBody {
+            channel: channel.to_vec(),
+            author: self.key.public().to_bytes().to_vec(),
+            seq,
+            prev: prev.map(|p| p.to_vec()).unwrap_or_default(),
+            timestamp_ms,
+            content_hash: sha2::Sha256::digest(&content).to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let id: [u8; 32] = sha2::Sha256::digest(&body).into();
+        let mut msg = b"samizdat/v2/post".to_vec();
+        msg.extend_from_slice(&body);
+        let sp = v1::SignedPost {
+            signature: self.key.sign(&msg),
+            body,
+            cert,
+            content,
+        };
+        let bytes = v1::ChannelMessage {
+            kind: Some(v1::channel_message::Kind::Post(sp)),
+        }
+        .encode_to_vec();
+        (bytes, id)
+    }
+}
+
 /// The bytes of an MLS `PrivateMessage` (RFC 9420, TLS encoding) of `group` claiming `epoch`,
 /// with a ciphertext that decrypts under no key: what anyone can put on a group's topic once
 /// it knows the group id.
@@ -522,15 +578,18 @@ fn build(key: libp2p::identity::ed25519::Keypair) -> Result<libp2p::Swarm<Behavi
         )
         .map_err(|e| anyhow!("{e}"))?
         .with_behaviour(|key| {
+            // Anonymous, like the nodes (they drop messages that name their publisher).
             let cfg = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(1024 * 1024)
                 .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+                })
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                cfg,
-            )?;
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)?;
             let peer_id = key.public().to_peer_id();
             let rr =
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30));
@@ -594,6 +653,7 @@ async fn run(
         received: Vec::new(),
         sync_mode: SyncMode::Refuse,
         sync_requests: 0,
+        sync_requests_by: HashMap::new(),
         manifests: HashMap::new(),
         pending_manifest: HashMap::new(),
         chunks_served: 0,
@@ -700,6 +760,9 @@ fn on_command(
         Cmd::StallFiles(stall, r) => {
             st.stall_files = stall;
             let _ = r.send(());
+        }
+        Cmd::SyncRequestsFrom(peer, r) => {
+            let _ = r.send(st.sync_requests_by.get(&peer).copied().unwrap_or(0));
         }
         Cmd::SyncRequests(r) => {
             let _ = r.send(st.sync_requests);
@@ -856,12 +919,14 @@ fn on_event(
             _ => {}
         },
         SwarmEvent::Behaviour(BehaviourEvent::Sync(E::Message {
+            peer,
             message: M::Request {
                 request, channel, ..
             },
             ..
         })) => {
             st.sync_requests += 1;
+            *st.sync_requests_by.entry(peer).or_default() += 1;
             let Frame::Valid(request) = request else {
                 return;
             };

@@ -478,6 +478,24 @@ impl NodeProc {
         )?)
     }
 
+    /// Waits for a message request from `peer` (a direct message or a group invitation from
+    /// a peer this node does not know) and accepts it.
+    pub fn accept_request_from(&self, peer: &str) -> Result<()> {
+        wait_for(
+            &format!("{} to get a request from {peer}", self.name),
+            Duration::from_secs(90),
+            || {
+                self.json(&["requests", "list"])
+                    .ok()?
+                    .as_array()?
+                    .iter()
+                    .any(|r| r["peer_id"] == peer)
+                    .then_some(())
+            },
+        )?;
+        self.cli_ok(&["requests", "accept", peer]).map(|_| ())
+    }
+
     /// Waits until the channel's history holds `n` posts; returns them.
     pub fn wait_history(&self, channel: &str, n: usize, timeout: Duration) -> Result<Vec<Value>> {
         wait_for(&format!("{} to hold {n} posts", self.name), timeout, || {

@@ -81,6 +81,10 @@ fn ten_nodes_read_the_group_and_a_removed_member_reads_nothing_posted_after() ->
         );
     }
     eprintln!("nine members added {:.1?} after start", t0.elapsed());
+    // None of them knows the owner: each invitation waits as a message request until accepted.
+    for n in &nodes[1..] {
+        n.accept_request_from(&ids[0])?;
+    }
     for n in &nodes[1..] {
         let entry = wait_for(&format!("{} to list the group", n.name), LONG, || {
             group_entry(n, &group)
@@ -188,6 +192,7 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
     wait_for("bob to be added", LONG, || {
         alice.json(&["group", "invite", &group, &b]).ok()
     })?;
+    bob.accept_request_from(&a)?;
     wait_for("bob to list the group", LONG, || group_entry(&bob, &group))?;
     post(&alice, &group, "first chapter")?;
     wait_text(&bob, &group, "first chapter")?;
@@ -321,6 +326,9 @@ fn a_member_away_catches_up_and_disappearing_messages_vanish_everywhere() -> Res
         wait_for("a member to be added", LONG, || {
             alice.json(&["group", "invite", &group, p]).ok()
         })?;
+    }
+    for n in [&bob, &carol] {
+        n.accept_request_from(&a)?;
     }
     wait_for("carol to list the group", LONG, || {
         group_entry(&carol, &group)
@@ -468,6 +476,7 @@ fn attachments_are_encrypted_end_to_end_in_dms_and_groups() -> Result<()> {
     wait_for("bob to be added", LONG, || {
         alice.json(&["group", "invite", &group, &b]).ok()
     })?;
+    bob.accept_request_from(&a)?;
     wait_for("bob to list the group", LONG, || group_entry(&bob, &group))?;
     alice.json(&["group", "post", &group, "album", "--file", &p])?;
     let h = wait_text(&bob, &group, "album")?;

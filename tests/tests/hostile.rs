@@ -466,6 +466,7 @@ fn forged_group_epochs_neither_panic_nor_stop_a_group() -> Result<()> {
     wait_for("the member to join", LONG, || {
         owner.json(&["group", "invite", &group, &m]).ok()
     })?;
+    member.accept_request_from(&owner.peer_id()?)?;
     owner.json(&["group", "post", &group, "before"])?;
     wait_for("the member to read the group", LONG, || {
         let h = member.json(&["group", "history", &group]).ok()?;

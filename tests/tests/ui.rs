@@ -119,6 +119,7 @@ fn two_browsers_share_a_channel_an_image_and_a_direct_message() -> Result<()> {
     for name in [
         "a-channel.png",
         "b-channel-with-image.png",
+        "a-requests.png",
         "a-dm-unread.png",
         "a-dm.png",
         "b-phone.png",

@@ -129,6 +129,58 @@ function shot(page, dir, name) {
   return page.screenshot({ path: path.join(dir, name), fullPage: false });
 }
 
+/**
+ * A web server on another port of the same host, as a local app or dev server the user once
+ * visited: it records every header the browser sends it (a cookie of the node's would be among
+ * them) and what its page can read of the browser's storage, then tries the node's API with a
+ * stolen session id.
+ */
+function startCapturingServer(target, stolen) {
+  const captured = { cookies: [], storage: null, browserTry: null };
+  const html = `<!doctype html><meta charset=utf-8><title>local app</title><p>a local app</p>
+<script>
+(async () => {
+  const out = { cookie: document.cookie, session: Object.keys(sessionStorage), local: Object.keys(localStorage) };
+  try {
+    const r = await fetch(${JSON.stringify(target)}, { headers: { 'x-samizdat-session': ${JSON.stringify(stolen)} } });
+    out.browserTry = 'status ' + r.status;
+  } catch (e) {
+    out.browserTry = 'blocked: ' + e.message;
+  }
+  await fetch('/report', { method: 'POST', body: JSON.stringify(out) });
+})();
+</script>`;
+  const server = http.createServer((req, res) => {
+    if (req.headers.cookie) captured.cookies.push(req.headers.cookie);
+    if (req.url === '/report') {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => { try { Object.assign(captured, { storage: JSON.parse(body) }); } catch { /* ignore */ } res.end('ok'); });
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(html);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({ server, captured }));
+  });
+}
+
+/** A request to the node from outside any browser (curl-like), with the given headers. */
+function rawRequest(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers }, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body: data }));
+    });
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
 /** A tiny web server on another port: a page of another origin that tries to drive the node. */
 function startCrossOriginServer(target) {
   const html = `<!doctype html><meta charset=utf-8><title>elsewhere</title><p>another site</p>
@@ -178,10 +230,15 @@ async function crossOriginAttempt(context, origin) {
   }
 }
 
-/** GET from inside a logged-in page (same origin, the session cookie). */
+/** The session id a logged-in page keeps (in its sessionStorage). */
+function pageSession(page) {
+  return page.evaluate(() => sessionStorage.getItem('samizdat:session'));
+}
+
+/** GET from inside a logged-in page (same origin, with the page's session header). */
 function pageGet(page, url) {
   return page.evaluate(async (u) => {
-    const r = await fetch(u, { credentials: 'same-origin' });
+    const r = await fetch(u, { headers: { 'x-samizdat-session': sessionStorage.getItem('samizdat:session') || '' } });
     return { status: r.status, body: await r.json().catch(() => null) };
   }, url);
 }
@@ -192,9 +249,12 @@ async function login(context, url, who) {
   const origin = new URL(url).origin;
   const res = await page.goto(url);
   check(res && res.ok(), `the login link answered ${res && res.status()}`);
-  await page.waitForURL(`${origin}/`, { timeout: WAIT }).catch(() => {});
-  check(page.url() === `${origin}/`, `login did not land on ${origin}/ but on ${page.url()}`);
   await page.getByTestId('new-channel').waitFor({ state: 'visible', timeout: WAIT });
+  // The token left the address bar, and the session is not a cookie.
+  check(page.url() === `${origin}/`, `login did not land on ${origin}/ but on ${page.url()}`);
+  const cookies = await context.cookies();
+  check(cookies.length === 0, `the login set cookies: ${JSON.stringify(cookies)}`);
+  check(await pageSession(page), 'the logged-in page keeps no session');
   return page;
 }
 
@@ -243,10 +303,13 @@ async function main() {
     const page = await ctx.newPage();
     watch(page, 'fresh');
     for (const origin of [originA, originB]) {
-      const root = await page.goto(`${origin}/`);
-      check(root.status() === 401, `GET ${origin}/ without a session answered ${root.status()}, not 401`);
-      const html = await root.text();
-      check(!/app\.js|data-testid/.test(html), `the 401 page of ${origin}/ carries the UI: ${html.slice(0, 200)}`);
+      // The page itself is the same code for everyone; without a session it shows nothing of
+      // the node and says how to log in.
+      await page.goto(`${origin}/`);
+      await until(`the "not logged in" notice on ${origin}/`, () => page.locator('#expired').isVisible());
+      const text = (await page.locator('body').textContent()) || '';
+      check(text.includes('Not logged in') && !text.includes(PEER_A) && !text.includes(PEER_B),
+        `${origin}/ without a session shows: ${text.slice(0, 300)}`);
       const api = await page.goto(`${origin}/v1/node`);
       check(api.status() === 401, `GET ${origin}/v1/node without a session answered ${api.status()}, not 401`);
       const body = await api.text();
@@ -256,6 +319,10 @@ async function main() {
     wrong.searchParams.set('token', '0'.repeat(64));
     const res = await page.goto(wrong.href);
     check(res.status() === 401, `a login link with a wrong token answered ${res.status()}, not 401`);
+    // A login token in the fragment, wrong: the page says so and holds no session.
+    await page.goto(`${originA}/#login=${'0'.repeat(64)}`);
+    await until('the refused login notice', () => page.locator('#expired').isVisible());
+    check(!(await pageSession(page)), 'a wrong login token left a session in the page');
     const cookies = await ctx.cookies();
     check(cookies.length === 0, `a wrong login set cookies: ${JSON.stringify(cookies)}`);
     await shot(page, SHOTS, 'a-login-refused.png');
@@ -290,6 +357,43 @@ async function main() {
       return t.startsWith('samizdat://channel/') ? t.trim() : null;
     });
     return `cross-origin with A's cookie: ${result.json}; no-cors: ${result['no-cors']}; no channel "x"`;
+  });
+
+  await step('a credential captured on another port of the host is refused', async () => {
+    const stolen = await pageSession(pageA);
+    const { server, captured } = await startCapturingServer(`${originA}/v1/dm`, stolen);
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const page = await ctxA.newPage();
+    foreignPages.add(page);
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await until('the local app to report what it could read', () => captured.storage);
+    await page.close();
+    // The browser handed the other port nothing of A's session.
+    check(captured.cookies.length === 0, `the browser sent the other port cookies: ${captured.cookies.join(' | ')}`);
+    check(!captured.storage.cookie && captured.storage.session.length === 0,
+      `the other port's page could read: ${JSON.stringify(captured.storage)}`);
+    check(!/^status 2/.test(captured.storage.browserTry),
+      `the other port's page used A's session: ${captured.storage.browserTry}`);
+    // Even the real session id, replayed the way a local server would (no browser), is refused.
+    const attempts = {
+      'header, no Sec-Fetch-Site': { 'x-samizdat-session': stolen },
+      'header, Sec-Fetch-Site same-site': { 'x-samizdat-session': stolen, 'sec-fetch-site': 'same-site' },
+      'as a cookie': { cookie: `samizdat_session_${new URL(originA).port}=${stolen}`, 'sec-fetch-site': 'same-origin' },
+    };
+    const seen = [];
+    for (const [how, headers] of Object.entries(attempts)) {
+      const get = await rawRequest(`${originA}/v1/dm`, { headers });
+      const post = await rawRequest(`${originA}/v1/channels`, {
+        method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: '{"name":"stolen"}',
+      });
+      check(get.status === 401 && post.status === 401,
+        `a replay (${how}) answered GET /v1/dm ${get.status}, POST /v1/channels ${post.status}`);
+      seen.push(`${how}: ${get.status}/${post.status}`);
+    }
+    // The page that owns it still works.
+    const ok = await pageGet(pageA, '/v1/dm');
+    check(ok.status === 200, `A's own page was refused after the replays: ${ok.status}`);
+    return `browser on the other port: ${captured.storage.browserTry}; replays ${seen.join('; ')}`;
   });
 
   await step('B logs in and follows the invite link', async () => {
@@ -338,7 +442,7 @@ async function main() {
     return `post file type ${withFile.file.mime}; unknown file → ${unknown.status}`;
   });
 
-  await step('B writes to A; A sees an unread badge, opens the conversation, the badge goes', async () => {
+  await step('B, a stranger, writes to A: a message request A accepts', async () => {
     await pageB.getByTestId('new-dm').click();
     await pageB.getByTestId('new-dm-peer').fill(PEER_A);
     await pageB.getByTestId('new-dm-submit').click();
@@ -347,13 +451,37 @@ async function main() {
     await composer.fill('hi A');
     await composer.press('Enter');
     await until('"hi A" on B\'s page', () => messageVisible(pageB, 'hi A'));
+    const requests = pageA.getByTestId('requests');
+    await until('a message request on A', async () =>
+      (await requests.isVisible()) && ((await pageA.getByTestId('requests-count').textContent()) || '').trim() === '1');
+    // Not a conversation yet, and nothing announced.
+    check(await convItem(pageA, 'dm', PEER_B).count() === 0, 'the stranger\'s message is already a conversation on A');
+    check(!/^\(\d+\)/.test(await pageA.title()), `A's title announces the request: ${await pageA.title()}`);
+    await requests.click();
+    const req = pageA.locator(`[data-testid=request][data-peer="${PEER_B}"]`);
+    await until('B\'s request with its preview', async () => ((await req.textContent()) || '').includes('hi A'));
+    await shot(pageA, SHOTS, 'a-requests.png');
+    await req.getByTestId('request-accept').click();
+    await until('the conversation to open on A with "hi A"', () => messageVisible(pageA, 'hi A'));
+    await until('the request to go', async () => !(await requests.isVisible()));
+    const list = await pageGet(pageA, '/v1/requests');
+    check(list.status === 200 && list.body.length === 0, `requests left after accepting: ${JSON.stringify(list.body)}`);
+  });
+
+  await step('B writes again; A sees an unread badge, opens the conversation, the badge goes', async () => {
+    // A looks elsewhere.
+    await convItem(pageA, 'channel').filter({ hasText: 'news' }).first().click();
+    const composer = pageB.getByTestId('composer');
+    await composer.fill('are you there?');
+    await composer.press('Enter');
+    await until('"are you there?" on B\'s page', () => messageVisible(pageB, 'are you there?'));
     const item = convItem(pageA, 'dm', PEER_B);
     const badge = item.getByTestId('unread');
     await until('an unread badge "1" on A\'s conversation with B', async () =>
       (await badge.isVisible()) && (await badge.textContent()).trim() === '1');
     await shot(pageA, SHOTS, 'a-dm-unread.png');
     await item.click();
-    await until('"hi A" on A\'s page', () => messageVisible(pageA, 'hi A'));
+    await until('"are you there?" on A\'s page', () => messageVisible(pageA, 'are you there?'));
     await until('the badge to go', async () => !(await badge.isVisible()));
     await until('B\'s message to show as delivered on B', async () =>
       (await pageB.locator('[data-testid=message].mine .status').last().textContent()) === '✓✓');

@@ -21,6 +21,10 @@ pub struct CreateChannelRequest {
     /// Optional description.
     #[serde(default)]
     pub description: String,
+    /// Put this node's own addresses in the invite link (whoever gets the link learns where
+    /// the node is); by default the link names only bootstrap peers and relays.
+    #[serde(default)]
+    pub include_my_address: bool,
 }
 
 /// Body of `POST /v1/channels/follow`.

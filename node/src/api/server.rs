@@ -96,7 +96,13 @@ pub async fn serve(
             "/v1/channels/{id}/posts",
             get(history).post(post_to_channel),
         )
-        .route("/v1/channels/{id}/admins", post(add_admin))
+        .route("/v1/requests", get(requests))
+        .route("/v1/requests/{peer}/{action}", post(answer_request))
+        .route("/v1/channels/{id}/admins", get(admins).post(add_admin))
+        .route(
+            "/v1/channels/{id}/admins/{peer}",
+            axum::routing::delete(remove_admin),
+        )
         .route("/v1/channels/{id}/sync", get(sync_status))
         .route(
             "/v1/files",
@@ -113,6 +119,7 @@ pub async fn serve(
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/v1/health", get(|| async { "ok" }))
         .route("/ui/login", get(ui::login))
+        .route("/ui/session", post(ui::session))
         .route("/", get(ui::page))
         .route("/{file}", get(ui::page))
         .layer(middleware::from_fn_with_state(state.clone(), same_origin))
@@ -169,10 +176,7 @@ async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) -> R
         .is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())) == s.token_hash)
     {
         Some(AuthorizedBy::Token)
-    } else if presented.is_none()
-        && ui::from_own_page(headers)
-        && ui::has_session(&s.ui, headers, s.port)
-    {
+    } else if presented.is_none() && ui::has_session(&s.ui, headers) {
         Some(AuthorizedBy::Session)
     } else {
         None
@@ -473,18 +477,32 @@ async fn channels(State(s): State<AppState>) -> Result<Json<Vec<ChannelView>>, A
     Ok(Json(s.node.channels().await?))
 }
 
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    include_my_address: bool,
+}
+
 async fn channel(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
 ) -> Result<Json<ChannelView>, ApiError> {
-    Ok(Json(s.node.channel(parse_channel(&id)?).await?))
+    Ok(Json(
+        s.node
+            .channel_with_link(parse_channel(&id)?, q.include_my_address)
+            .await?,
+    ))
 }
 
 async fn create_channel(
     State(s): State<AppState>,
     Body(req): Body<CreateChannelRequest>,
 ) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
-    let view = s.node.create_channel(req.name, req.description).await?;
+    let view = s
+        .node
+        .create_channel_with_link(req.name, req.description, req.include_my_address)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -608,6 +626,52 @@ async fn add_admin(
     Ok(Json(serde_json::json!({})))
 }
 
+async fn requests(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<crate::node::views::RequestView>>, ApiError> {
+    Ok(Json(s.node.requests().await?))
+}
+
+async fn answer_request(
+    State(s): State<AppState>,
+    Path((peer, action)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::node::RequestAction;
+    let peer = peer
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("not a peer id: {peer}")))?;
+    let action = match action.as_str() {
+        "accept" => RequestAction::Accept,
+        "decline" => RequestAction::Decline,
+        "block" => RequestAction::Block,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown action {other:?}: accept, decline or block"
+            )));
+        }
+    };
+    let n = s.node.answer_requests(peer, action).await?;
+    Ok(Json(serde_json::json!({ "requests": n })))
+}
+
+async fn admins(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::node::views::AdminView>>, ApiError> {
+    Ok(Json(s.node.admins(parse_channel(&id)?).await?))
+}
+
+async fn remove_admin(
+    State(s): State<AppState>,
+    Path((id, peer)): Path<(String, String)>,
+) -> Result<Json<crate::node::views::AdminView>, ApiError> {
+    let channel = parse_channel(&id)?;
+    let peer = peer
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("not a peer id: {peer}")))?;
+    Ok(Json(s.node.remove_admin(channel, peer).await?))
+}
+
 async fn events(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
@@ -639,6 +703,7 @@ fn event_name(ev: &crate::node::views::Event) -> &'static str {
         Event::GroupMessage { .. } => "group_message",
         Event::GroupChanged { .. } => "group_changed",
         Event::FileProgress { .. } => "file_progress",
+        Event::RequestsChanged { .. } => "requests_changed",
     }
 }
 

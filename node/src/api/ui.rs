@@ -1,10 +1,17 @@
 //! The web UI: its files, embedded in the binary, and the login that turns a one-time token
-//! printed by `samizdat ui` into a session cookie. The UI is a client of the same API.
+//! printed by `samizdat ui` into a browser session. The UI is a client of the same API.
+//!
+//! The session is not a cookie: browsers send a host's cookies to every port of it, so any
+//! local web server the user visits would receive one. The page keeps the session id in
+//! `sessionStorage` (isolated per origin, port included, and gone with the tab) and sends it
+//! in a header, which the browser never adds by itself. A request carrying it must say it came
+//! from this origin (`Sec-Fetch-Site: same-origin`), and it lapses after hours of idleness.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,11 +20,15 @@ use sha2::{Digest, Sha256};
 
 /// How long a login link works (it works once).
 const LOGIN_TTL: Duration = Duration::from_secs(300);
-/// How long a browser session lasts (sessions also end when the node stops).
-const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long an unused browser session lives: the open UI touches it every few seconds.
+pub(super) const SESSION_IDLE: Duration = Duration::from_secs(2 * 3600);
+/// How long a browser session lives at most, used or not.
+const SESSION_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Most login links outstanding, and most sessions held: the oldest go first.
 const MAX_LOGINS: usize = 16;
 const MAX_SESSIONS: usize = 64;
+/// The request header that carries the session id.
+pub(super) const SESSION_HEADER: &str = "x-samizdat-session";
 
 /// The UI's files: name, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
@@ -58,8 +69,21 @@ pub(super) struct UiSessions {
 struct Sessions {
     /// SHA-256 of a login token → when it stops working.
     logins: HashMap<[u8; 32], Instant>,
-    /// SHA-256 of a session id → when it ends.
-    sessions: HashMap<[u8; 32], Instant>,
+    /// SHA-256 of a session id → its lifetime.
+    sessions: HashMap<[u8; 32], Session>,
+}
+
+/// A browser session's lifetime: idle expiry, pushed back by each use, within a hard end.
+#[derive(Clone, Copy)]
+struct Session {
+    idle_until: Instant,
+    ends: Instant,
+}
+
+impl Session {
+    fn until(&self) -> Instant {
+        self.idle_until.min(self.ends)
+    }
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -71,10 +95,15 @@ fn random_token() -> String {
 }
 
 /// Drops expired entries, then the soonest-expiring ones beyond `max`.
-fn prune(map: &mut HashMap<[u8; 32], Instant>, max: usize, now: Instant) {
-    map.retain(|_, until| *until > now);
+fn prune<V>(
+    map: &mut HashMap<[u8; 32], V>,
+    max: usize,
+    now: Instant,
+    until: impl Fn(&V) -> Instant,
+) {
+    map.retain(|_, v| until(v) > now);
     while map.len() > max {
-        let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k) else {
+        let Some(oldest) = map.iter().min_by_key(|(_, v)| until(v)).map(|(k, _)| *k) else {
             break;
         };
         map.remove(&oldest);
@@ -93,70 +122,80 @@ impl UiSessions {
         let now = Instant::now();
         let mut s = self.lock();
         s.logins.insert(digest(&token), now + LOGIN_TTL);
-        prune(&mut s.logins, MAX_LOGINS, now);
+        prune(&mut s.logins, MAX_LOGINS, now, |t| *t);
         token
+    }
+
+    /// Whether a login token is live (without spending it).
+    fn login_is_live(&self, token: &str) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .logins
+            .get(&digest(token))
+            .is_some_and(|until| *until > now)
     }
 
     /// Spends a login token: a new session id, or None if the token is unknown or used.
     fn redeem(&self, token: &str) -> Option<String> {
-        let now = Instant::now();
+        self.redeem_at(token, Instant::now())
+    }
+
+    fn redeem_at(&self, token: &str, now: Instant) -> Option<String> {
         let mut s = self.lock();
         let until = s.logins.remove(&digest(token))?;
         if until <= now {
             return None;
         }
         let session = random_token();
-        s.sessions.insert(digest(&session), now + SESSION_TTL);
-        prune(&mut s.sessions, MAX_SESSIONS, now);
+        s.sessions.insert(
+            digest(&session),
+            Session {
+                idle_until: now + SESSION_IDLE,
+                ends: now + SESSION_MAX,
+            },
+        );
+        prune(&mut s.sessions, MAX_SESSIONS, now, Session::until);
         Some(session)
     }
 
-    /// Whether this session id is live.
+    /// Whether this session id is live; a live one's idle expiry starts again.
     pub(super) fn is_session(&self, id: &str) -> bool {
-        let now = Instant::now();
-        self.lock()
-            .sessions
-            .get(&digest(id))
-            .is_some_and(|until| *until > now)
+        self.touch_at(id, Instant::now())
+    }
+
+    fn touch_at(&self, id: &str, now: Instant) -> bool {
+        let mut s = self.lock();
+        let key = digest(id);
+        match s.sessions.get_mut(&key) {
+            Some(session) if session.until() > now => {
+                session.idle_until = now + SESSION_IDLE;
+                true
+            }
+            Some(_) => {
+                s.sessions.remove(&key);
+                false
+            }
+            None => false,
+        }
     }
 }
 
-/// The session cookie's name: it carries the port because browsers share cookies between the
-/// ports of one host, and two nodes on one machine must not log each other's browsers out.
-pub(super) fn cookie_name(port: u16) -> String {
-    format!("samizdat_session_{port}")
+/// Whether the request carries a live session of this node, sent by a page of this origin.
+/// The browser sets `Sec-Fetch-Site` itself and a page cannot change it; a request without it
+/// did not come from a browser page, so a session id replayed from elsewhere is refused.
+pub(super) fn has_session(ui: &UiSessions, headers: &HeaderMap) -> bool {
+    from_own_page(headers)
+        && headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|id| ui.is_session(id))
 }
 
-/// The session ids the request's cookies carry under this node's name (a page on another
-/// port of the host can plant a cookie of the same name, so every one is looked at).
-pub(super) fn session_cookies(headers: &HeaderMap, port: u16) -> Vec<String> {
-    let name = cookie_name(port);
+/// Whether the browser says this request comes from a page of this origin (port included).
+fn from_own_page(headers: &HeaderMap) -> bool {
     headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .collect()
-}
-
-/// Whether the request carries a live session of this node.
-pub(super) fn has_session(ui: &UiSessions, headers: &HeaderMap, port: u16) -> bool {
-    session_cookies(headers, port)
-        .iter()
-        .any(|id| ui.is_session(id))
-}
-
-/// Whether the browser says this request comes from a page of this origin (or was typed):
-/// a page of another port on the same host is "same-site", and must not ride on the cookie.
-pub(super) fn from_own_page(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-site").map(|v| v.to_str()) {
-        None => true,
-        Some(Ok(site)) => site == "same-origin" || site == "none",
-        Some(Err(_)) => false,
-    }
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin")
 }
 
 #[derive(Deserialize)]
@@ -164,54 +203,76 @@ pub(super) struct LoginQuery {
     token: Option<String>,
 }
 
-/// `GET /ui/login?token=...`: spends the token, sets the session cookie, and sends the browser
-/// on to the UI (so the token leaves the address bar). The hop to `/` starts from this page,
-/// not from a redirect: a SameSite=Strict cookie is withheld from a redirect chain that began
-/// elsewhere (a file `samizdat ui` opened, a link clicked in another app).
+/// `GET /ui/login?token=...`: sends the browser on to the UI with the token in the address's
+/// fragment (which browsers never send to a server), where the page spends it. A wrong or
+/// used token gets a page that says so.
 pub(super) async fn login(
     State(s): State<super::server::AppState>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
-    let Some(session) = q.token.as_deref().and_then(|t| s.ui.redeem(t)) else {
+    let token = q.token.unwrap_or_default();
+    let plain =
+        !token.is_empty() && token.len() <= 128 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    if !plain || !s.ui.login_is_live(&token) {
         return refused(
             "This login link is wrong, expired or already used. Run `samizdat ui` for a new one.",
         );
-    };
-    let cookie = format!(
-        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        cookie_name(s.port),
-        SESSION_TTL.as_secs()
-    );
-    let page = "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0;url=/\">\
-                <title>Samizdat</title><p><a href=\"/\">Open Samizdat</a>";
-    let mut res = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    let mut res = (StatusCode::SEE_OTHER, "").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/#login={token}")) {
+        res.headers_mut().insert(header::LOCATION, v);
     }
     secure_headers(&mut res);
     res
 }
 
-/// `GET /` and `GET /{file}`: the UI, for a browser holding a session.
-pub(super) async fn page(
+/// The body of `POST /ui/session`.
+#[derive(Deserialize)]
+pub(super) struct SessionRequest {
+    login: String,
+}
+
+/// `POST /ui/session`: the page spends a login token for a session id it keeps to itself.
+pub(super) async fn session(
     State(s): State<super::server::AppState>,
-    file: Option<Path<String>>,
     headers: HeaderMap,
+    Json(req): Json<SessionRequest>,
 ) -> Response {
-    let logged_in = has_session(&s.ui, &headers, s.port);
-    if !logged_in {
-        return refused("Not logged in. Run `samizdat ui` and open the link it prints.");
+    let refused = |message: &str| {
+        let mut res = super::ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+        .into_response();
+        secure_headers(&mut res);
+        res
+    };
+    if !from_own_page(&headers) {
+        return refused("a session is given to the UI's own page only");
     }
+    let Some(session) = s.ui.redeem(&req.login) else {
+        return refused("this login link is wrong, expired or already used: run `samizdat ui`");
+    };
+    let mut res = Json(serde_json::json!({
+        "session": session,
+        "idle_timeout_s": SESSION_IDLE.as_secs(),
+    }))
+    .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure_headers(&mut res);
+    res
+}
+
+/// `GET /` and `GET /{file}`: the UI's files. They hold no data of this node (the page asks
+/// the API for everything with its session), so they are served to anyone who can reach the
+/// loopback port.
+pub(super) async fn page(file: Option<Path<String>>) -> Response {
     let name = file.map_or_else(|| "index.html".to_string(), |Path(f)| f);
     match asset(&name) {
         Some((mime, body)) => {
             let mut res = ([(header::CONTENT_TYPE, mime)], body).into_response();
-            // The files change with the binary; a session lasts longer than one binary.
+            // The files change with the binary.
             res.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             secure_headers(&mut res);
@@ -328,40 +389,50 @@ mod tests {
         assert!(ui.redeem(&first).is_none());
     }
 
-    #[test]
-    fn the_cookie_is_found_among_others() {
+    fn headers(session: &str, site: Option<&'static str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
-            header::COOKIE,
-            HeaderValue::from_static(
-                "a=1; samizdat_session_7420=junk; samizdat_session_7421=x; samizdat_session_7420=abc",
-            ),
+            SESSION_HEADER,
+            HeaderValue::from_str(session).expect("header"),
         );
-        assert_eq!(session_cookies(&h, 7420), ["junk", "abc"]);
-        assert_eq!(session_cookies(&h, 7421), ["x"]);
-        assert!(session_cookies(&h, 7422).is_empty());
-        // A planted cookie of the same name does not hide the real one.
-        let ui = UiSessions::default();
-        let session = ui.redeem(&ui.issue_login()).expect("session");
-        let mut h = HeaderMap::new();
-        let planted = format!("samizdat_session_7420=junk; samizdat_session_7420={session}");
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&planted).expect("header"),
-        );
-        assert!(has_session(&ui, &h, 7420));
+        if let Some(site) = site {
+            h.insert("sec-fetch-site", HeaderValue::from_static(site));
+        }
+        h
     }
 
     #[test]
-    fn only_own_pages_ride_on_the_cookie() {
-        let mut h = HeaderMap::new();
-        assert!(from_own_page(&h));
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(from_own_page(&h));
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
-        assert!(!from_own_page(&h));
-        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!from_own_page(&h));
+    fn a_session_counts_only_from_the_own_origin() {
+        let ui = UiSessions::default();
+        let session = ui.redeem(&ui.issue_login()).expect("session");
+        assert!(has_session(&ui, &headers(&session, Some("same-origin"))));
+        // Replayed by a tool (no Sec-Fetch-Site), or sent by a page of another port.
+        assert!(!has_session(&ui, &headers(&session, None)));
+        assert!(!has_session(&ui, &headers(&session, Some("same-site"))));
+        assert!(!has_session(&ui, &headers(&session, Some("cross-site"))));
+        assert!(!has_session(&ui, &headers(&session, Some("none"))));
+        assert!(!has_session(&ui, &headers("junk", Some("same-origin"))));
+        assert!(!has_session(&ui, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_idle_session_lapses_and_use_keeps_it() {
+        let ui = UiSessions::default();
+        let t0 = Instant::now();
+        let idle = ui.redeem_at(&ui.issue_login(), t0).expect("session");
+        let used = ui.redeem_at(&ui.issue_login(), t0).expect("session");
+        let half = SESSION_IDLE / 2;
+        assert!(ui.touch_at(&used, t0 + half));
+        assert!(ui.touch_at(&used, t0 + half * 2));
+        assert!(!ui.touch_at(&idle, t0 + SESSION_IDLE + Duration::from_secs(1)));
+        assert!(ui.touch_at(&used, t0 + half * 3));
+        // Use does not stretch a session past its hard end.
+        let mut t = t0 + half * 3;
+        while t < t0 + SESSION_MAX {
+            t += half;
+            ui.touch_at(&used, t);
+        }
+        assert!(!ui.touch_at(&used, t0 + SESSION_MAX + Duration::from_secs(1)));
     }
 
     #[test]

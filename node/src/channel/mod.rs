@@ -3,15 +3,17 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+mod admins;
 mod cert;
 mod id;
 mod invite;
 mod manifest;
 mod post;
 
-pub use cert::{AdminCert, CertError};
+pub use admins::{Admins, MAX_ADMINS};
+pub use cert::{AdminCert, AdminRevocation, CERT_LIFETIME_MS, CertError, peek_cert};
 pub use id::{ChannelId, IdParseError, PostId};
-pub use invite::{Invite, InviteError};
+pub use invite::{Invite, InviteError, MAX_LINK_ADDRS};
 pub use manifest::{Manifest, ManifestError};
 pub use post::{
     Author, FileRef, MAX_HEADER_BYTES, MAX_POST_BYTES, MAX_TEXT_BYTES, Post, PostDraft, PostError,

@@ -71,6 +71,10 @@ enum Command {
     /// Private groups: end-to-end encrypted (MLS); the owner invites and removes members.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Message requests: direct messages and group invitations from peers you do not know
+    /// wait here (nothing of them is shown or fetched) until you accept them.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
     /// Files: add, fetch, inspect.
     #[command(subcommand)]
     File(FileCommand),
@@ -119,6 +123,28 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum RequestsCommand {
+    /// Pending requests: `[{"peer_id","kind","received_at","preview"}]`, oldest first.
+    List,
+    /// Accept a peer's requests: its messages show, its invitations are joined, and it is
+    /// known from now on.
+    Accept {
+        /// Its peer id.
+        peer_id: String,
+    },
+    /// Decline a peer's requests: they are dropped (a later message asks again).
+    Decline {
+        /// Its peer id.
+        peer_id: String,
+    },
+    /// Decline a peer's requests and block it.
+    Block {
+        /// Its peer id.
+        peer_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ContactCommand {
     /// Show this node's contact card: `{"link", "peer_id"}`.
     Card {
@@ -158,6 +184,9 @@ enum DmCommand {
         /// The peer's id.
         peer_id: String,
     },
+    /// Conversations, the most recently active first: `[{"peer","name","last","count"}]`
+    /// (message requests are under `samizdat requests`).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +241,10 @@ enum ChannelCommand {
         /// A description.
         #[arg(long, default_value = "")]
         description: String,
+        /// Put this node's own addresses in the invite link: whoever gets the link learns
+        /// where this node is. By default the link names bootstrap peers and relays only.
+        #[arg(long)]
+        include_my_address: bool,
     },
     /// Follow a channel by invite link or id.
     Follow {
@@ -255,6 +288,9 @@ enum ChannelCommand {
     Show {
         /// Channel id.
         id: String,
+        /// Put this node's own addresses in the invite link shown (see `create`).
+        #[arg(long)]
+        include_my_address: bool,
     },
     /// Manage the channel's admins.
     #[command(subcommand)]
@@ -290,12 +326,26 @@ enum FileCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Let another node post to this channel.
+    /// Let another node post to this channel (its certificate lasts 7 days and is renewed
+    /// while this node is online).
     Add {
         /// Channel id.
         id: String,
         /// The admin's peer id.
         peer_id: String,
+    },
+    /// Revoke an admin: its posts so far stay, anything it posts later is refused everywhere
+    /// (and removed where it already arrived).
+    Remove {
+        /// Channel id.
+        id: String,
+        /// The admin's peer id.
+        peer_id: String,
+    },
+    /// The channel's admins: `[{"peer_id","expires_at","revoked","last_seq"}]`.
+    List {
+        /// Channel id.
+        id: String,
     },
 }
 
@@ -390,6 +440,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Contact(cmd) => contact(&home, &out, cmd).await,
         Command::Dm(cmd) => dm(&home, &out, cmd).await,
         Command::Group(cmd) => group(&home, &out, cmd).await,
+        Command::Requests(cmd) => requests(&home, &out, cmd).await,
         Command::File(cmd) => file(&home, &out, cmd).await,
         Command::Block { peer_id } | Command::Unblock { peer_id } => {
             let block = matches!(cli.command, Command::Block { .. });
@@ -541,6 +592,25 @@ async fn dm(home: &Home, out: &Output, cmd: &DmCommand) -> Result<()> {
             let list: Vec<DmView> = client(home)?.get(&format!("/v1/dm/{peer}")).await?;
             out.value(&list, || output::dm_history(&list))
         }
+        DmCommand::List => {
+            let list: Vec<crate::dm::DmConversationView> = client(home)?.get("/v1/dm").await?;
+            out.value(&list, || {
+                if list.is_empty() {
+                    return "no conversations".to_string();
+                }
+                list.iter()
+                    .map(|c| {
+                        format!(
+                            "{} {} ({} messages)",
+                            c.peer,
+                            c.name.as_deref().unwrap_or(""),
+                            c.count
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
     }
 }
 
@@ -618,16 +688,22 @@ fn path_peer(s: &str) -> Result<libp2p::PeerId> {
 async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> {
     let api = client(home)?;
     match cmd {
-        ChannelCommand::Create { name, description } => {
+        ChannelCommand::Create {
+            name,
+            description,
+            include_my_address,
+        } => {
             let ch: ChannelView = api
                 .post(
                     "/v1/channels",
                     &CreateChannelRequest {
                         name: name.clone(),
                         description: description.clone(),
+                        include_my_address: *include_my_address,
                     },
                 )
                 .await?;
+            warn_about_link(&ch);
             out.value(&ch, || output::channel_created(&ch))
         }
         ChannelCommand::Follow { target } => {
@@ -706,8 +782,21 @@ async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> 
             let list: Vec<ChannelView> = api.get("/v1/channels").await?;
             out.value(&list, || output::channels(&list))
         }
-        ChannelCommand::Show { id } => {
-            let ch: ChannelView = api.get(&format!("/v1/channels/{}", path_id(id)?)).await?;
+        ChannelCommand::Show {
+            id,
+            include_my_address,
+        } => {
+            let path = format!(
+                "/v1/channels/{}{}",
+                path_id(id)?,
+                if *include_my_address {
+                    "?include_my_address=true"
+                } else {
+                    ""
+                }
+            );
+            let ch: ChannelView = api.get(&path).await?;
+            warn_about_link(&ch);
             out.value(&ch, || output::channel(&ch))
         }
         ChannelCommand::Admin(AdminCommand::Add { id, peer_id }) => {
@@ -721,6 +810,88 @@ async fn channel(home: &Home, out: &Output, cmd: &ChannelCommand) -> Result<()> 
                 .await?;
             out.value(&v, || format!("{peer_id} may now post to {id}"))
         }
+        ChannelCommand::Admin(AdminCommand::Remove { id, peer_id }) => {
+            let v: serde_json::Value = api
+                .delete(&format!("/v1/channels/{}/admins/{peer_id}", path_id(id)?))
+                .await?;
+            out.value(&v, || {
+                format!(
+                    "{peer_id} revoked: its posts up to seq {} stay, later ones are refused",
+                    v["last_seq"].as_u64().unwrap_or(0)
+                )
+            })
+        }
+        ChannelCommand::Admin(AdminCommand::List { id }) => {
+            let v: Vec<crate::node::views::AdminView> = api
+                .get(&format!("/v1/channels/{}/admins", path_id(id)?))
+                .await?;
+            out.value(&v, || {
+                if v.is_empty() {
+                    return "no admins".to_string();
+                }
+                v.iter()
+                    .map(|a| {
+                        if a.revoked {
+                            format!(
+                                "{} revoked (posts up to seq {})",
+                                a.peer_id,
+                                a.last_seq.unwrap_or(0)
+                            )
+                        } else {
+                            format!(
+                                "{} certificate expires {}",
+                                a.peer_id,
+                                a.expires_at.map_or("never".to_string(), |t| t.to_string())
+                            )
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+    }
+}
+
+async fn requests(home: &Home, out: &Output, cmd: &RequestsCommand) -> Result<()> {
+    let api = client(home)?;
+    let (peer, action) = match cmd {
+        RequestsCommand::List => {
+            let list: Vec<crate::node::views::RequestView> = api.get("/v1/requests").await?;
+            return out.value(&list, || {
+                if list.is_empty() {
+                    return "no message requests".to_string();
+                }
+                list.iter()
+                    .map(|r| format!("{} {} {}: {}", r.received_at, r.kind, r.peer_id, r.preview))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        RequestsCommand::Accept { peer_id } => (peer_id, "accept"),
+        RequestsCommand::Decline { peer_id } => (peer_id, "decline"),
+        RequestsCommand::Block { peer_id } => (peer_id, "block"),
+    };
+    let _: libp2p::PeerId = peer
+        .parse()
+        .map_err(|_| anyhow::anyhow!("not a peer id: {peer:?}"))?;
+    let v: serde_json::Value = api
+        .post(
+            &format!("/v1/requests/{peer}/{action}"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    out.value(&v, || {
+        format!(
+            "{action}ed {} request(s) from {peer}",
+            v["requests"].as_u64().unwrap_or(0)
+        )
+    })
+}
+
+/// Says on stderr what an invite link gives away or lacks (stdout stays the link or JSON).
+fn warn_about_link(ch: &ChannelView) {
+    if let Some(w) = &ch.link_warning {
+        eprintln!("warning: {w}");
     }
 }
 

@@ -63,8 +63,12 @@ impl NodeBehaviour {
     ) -> Result<Self, NetError> {
         let peer_id = key.public().to_peer_id();
         let gossip_cfg = gossipsub::ConfigBuilder::default()
-            // Every message must carry its publisher's signature; unsigned ones are dropped.
-            .validation_mode(gossipsub::ValidationMode::Strict)
+            // Messages name no publisher: a post is signed by its channel or admin key and a
+            // group message by MLS, so gossipsub's `from`, sequence number and signature would
+            // only tell every subscriber, however many hops away, which node published each
+            // post: where a channel's owner or a group member is. Messages that carry them
+            // are dropped.
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
             // Nothing is forwarded until the node has checked the post (accept/reject/ignore).
             .validate_messages()
             // Content-addressed ids: the same post republished (outbox, sync) is one message.
@@ -79,11 +83,9 @@ impl NodeBehaviour {
             .duplicate_cache_time(std::time::Duration::from_secs(10 * 60))
             .build()
             .map_err(|e| NetError::Behaviour(format!("gossipsub config: {e}")))?;
-        let mut gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossip_cfg,
-        )
-        .map_err(|e| NetError::Behaviour(format!("gossipsub: {e}")))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg)
+                .map_err(|e| NetError::Behaviour(format!("gossipsub: {e}")))?;
         // Peers that send invalid messages lose score and stop being heard (net/scoring.rs);
         // topics get their parameters when the node subscribes.
         gossipsub

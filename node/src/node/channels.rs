@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::identity::ed25519;
 
-use crate::channel::{self, AdminCert, ChannelId, Manifest, PostId};
+use crate::channel::{self, AdminCert, Admins, ChannelId, Manifest, PostId};
 use crate::store::{ChannelRecord, Role};
 
 /// How this node may sign posts in a channel.
@@ -33,6 +33,8 @@ pub(crate) struct ChannelState {
     pub topic: IdentTopic,
     pub record: ChannelRecord,
     pub manifest: Option<Manifest>,
+    /// Who may post besides the owner: certificates and revocations.
+    pub admins: Admins,
     pub signer: Option<Signer>,
     /// Set once read from the store (lazily, on the first post).
     pub head: Option<Head>,
@@ -80,11 +82,13 @@ impl ChannelState {
             }),
             Role::Follower => None,
         };
+        let admins = Admins::from_stored(record.id, &record.certs, &record.revocations);
         Self {
             id: record.id,
             topic: channel::topic(&record.id),
             record,
             manifest,
+            admins,
             signer,
             head: None,
             last_provide: None,

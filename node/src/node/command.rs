@@ -4,7 +4,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use super::NodeError;
-use super::views::{ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
+use super::views::{AdminView, ChannelView, NodeInfo, PeerView, PostView, SyncStatus};
 use crate::channel::{ChannelId, Invite, PostDraft};
 use crate::files::{Cid, DownloadStatus};
 
@@ -15,6 +15,17 @@ pub enum FollowTarget {
     Invite(Box<Invite>),
     /// A bare channel id (the manifest is fetched from the DHT).
     Id(ChannelId),
+}
+
+/// What to do with a peer's message requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Show them; the peer is known from now on.
+    Accept,
+    /// Drop them.
+    Decline,
+    /// Drop them and block the peer.
+    Block,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -28,8 +39,10 @@ pub(crate) enum Command {
     LearnContact(crate::contact::ContactCard),
     Peers(Reply<Vec<PeerView>>),
     Channels(Reply<Vec<ChannelView>>),
-    Channel(ChannelId, Reply<ChannelView>),
+    /// A channel's view; its link carries this node's own addresses when the flag is set.
+    Channel(ChannelId, bool, Reply<ChannelView>),
     CreateChannel {
+        include_my_address: bool,
         name: String,
         description: String,
         reply: Reply<ChannelView>,
@@ -51,6 +64,18 @@ pub(crate) enum Command {
         channel: ChannelId,
         peer: PeerId,
         reply: Reply<()>,
+    },
+    RemoveAdmin {
+        channel: ChannelId,
+        peer: PeerId,
+        reply: Reply<AdminView>,
+    },
+    Admins(ChannelId, Reply<Vec<AdminView>>),
+    Requests(Reply<Vec<super::views::RequestView>>),
+    AnswerRequests {
+        peer: PeerId,
+        action: RequestAction,
+        reply: Reply<usize>,
     },
     Dial {
         addr: Multiaddr,

@@ -7,7 +7,7 @@ mod reputation;
 pub mod views;
 mod writer;
 
-pub use command::FollowTarget;
+pub use command::{FollowTarget, RequestAction};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -262,16 +262,39 @@ impl NodeHandle {
 
     /// One channel.
     pub async fn channel(&self, id: ChannelId) -> Result<ChannelView, NodeError> {
-        self.call(|r| Command::Channel(id, r)).await
+        self.channel_with_link(id, false).await
     }
 
-    /// Creates a channel owned by this node.
+    /// One channel, its link carrying this node's own addresses if `include_my_address`.
+    pub async fn channel_with_link(
+        &self,
+        id: ChannelId,
+        include_my_address: bool,
+    ) -> Result<ChannelView, NodeError> {
+        self.call(|r| Command::Channel(id, include_my_address, r))
+            .await
+    }
+
+    /// Creates a channel owned by this node (its link names bootstrap peers and relays).
     pub async fn create_channel(
         &self,
         name: String,
         description: String,
     ) -> Result<ChannelView, NodeError> {
+        self.create_channel_with_link(name, description, false)
+            .await
+    }
+
+    /// Creates a channel owned by this node, its link carrying this node's own addresses if
+    /// `include_my_address` (whoever gets the link then learns where this node is).
+    pub async fn create_channel_with_link(
+        &self,
+        name: String,
+        description: String,
+        include_my_address: bool,
+    ) -> Result<ChannelView, NodeError> {
         self.call(|reply| Command::CreateChannel {
+            include_my_address,
             name,
             description,
             reply,
@@ -308,6 +331,44 @@ impl NodeHandle {
             reply,
         })
         .await
+    }
+
+    /// Message requests waiting for the user.
+    pub async fn requests(&self) -> Result<Vec<views::RequestView>, NodeError> {
+        self.call(Command::Requests).await
+    }
+
+    /// Accepts, declines or blocks a peer's message requests; returns how many there were.
+    pub async fn answer_requests(
+        &self,
+        peer: PeerId,
+        action: RequestAction,
+    ) -> Result<usize, NodeError> {
+        self.call(|reply| Command::AnswerRequests {
+            peer,
+            action,
+            reply,
+        })
+        .await
+    }
+
+    /// Revokes an admin of a channel this node owns.
+    pub async fn remove_admin(
+        &self,
+        channel: ChannelId,
+        peer: PeerId,
+    ) -> Result<views::AdminView, NodeError> {
+        self.call(|reply| Command::RemoveAdmin {
+            channel,
+            peer,
+            reply,
+        })
+        .await
+    }
+
+    /// A channel's admins, current and revoked.
+    pub async fn admins(&self, channel: ChannelId) -> Result<Vec<views::AdminView>, NodeError> {
+        self.call(|reply| Command::Admins(channel, reply)).await
     }
 
     /// Dials an address.
@@ -578,6 +639,7 @@ impl NodeHandle {
             mime: mime.clone(),
             complete: true,
             added_at_ms: crate::channel::now_ms(),
+            prefetched: false,
         };
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.put_file(&rec))

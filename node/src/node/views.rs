@@ -73,12 +73,33 @@ pub struct ChannelView {
     pub description: Option<String>,
     /// "owner", "admin" or "follower".
     pub role: String,
-    /// Invite link (`samizdat://channel/...`); null until the manifest is known.
+    /// Invite link (`samizdat://channel/...`); null until the manifest is known. It names
+    /// this node's bootstrap peers and relays as ways in, never this node's own addresses
+    /// unless asked (`include_my_address`).
     pub link: Option<String>,
+    /// What the link gives away or lacks, when it matters: it names no way into the network,
+    /// or it carries this node's own addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_warning: Option<String>,
     /// Posts held locally.
     pub posts: u64,
     /// Peers currently connected on this channel's topic.
     pub peers: usize,
+}
+
+/// An admin of a channel as clients see it (`channel admin list`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AdminView {
+    /// The admin's peer id.
+    pub peer_id: String,
+    /// When its current certificate expires (ms since the epoch); null: never (issued by an
+    /// older version) or revoked.
+    pub expires_at: Option<u64>,
+    /// Whether the owner revoked it.
+    pub revoked: bool,
+    /// For a revoked admin: its posts up to this seq stay; later ones are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
 }
 
 /// This node's contact card as clients see it.
@@ -254,4 +275,26 @@ pub enum Event {
         /// The group now.
         group: crate::group::GroupView,
     },
+    /// The number of pending message requests changed (nothing of them is told here).
+    RequestsChanged {
+        /// Requests waiting for the user.
+        pending: usize,
+    },
+}
+
+/// A message request as clients see it (`samizdat requests list`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestView {
+    /// Who asked (peer id).
+    pub peer_id: String,
+    /// "dm" (a direct message) or "group" (an invitation to a group).
+    pub kind: String,
+    /// When it arrived (ms since the epoch): the newest message's time, or when the
+    /// invitation came.
+    pub received_at: u64,
+    /// The start of the newest message, or the group's name.
+    pub preview: String,
+    /// For a group invitation, the group's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
 }

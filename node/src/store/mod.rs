@@ -3,6 +3,7 @@
 
 mod migrate;
 mod records;
+mod sealed;
 mod sled_store;
 
 pub use records::{ChannelRecord, FileRecord, PeerRecord, Role};
@@ -100,6 +101,15 @@ pub struct ExpiredPost {
     pub id: PostId,
 }
 
+/// What removing a revoked admin's later posts removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retracted {
+    /// Posts removed.
+    pub posts: u64,
+    /// Expiry proofs removed.
+    pub tombstones: u64,
+}
+
 /// A key and its (opened) value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -124,6 +134,30 @@ pub enum Private {
 }
 
 impl Private {
+    /// Every private tree.
+    pub const ALL: [Private; 7] = [
+        Private::Messages,
+        Private::Seen,
+        Private::Outbox,
+        Private::Mailbox,
+        Private::Mls,
+        Private::GroupMessages,
+        Private::GroupLog,
+    ];
+
+    /// Its place in [`Private::ALL`].
+    fn slot(self) -> usize {
+        match self {
+            Private::Messages => 0,
+            Private::Seen => 1,
+            Private::Outbox => 2,
+            Private::Mailbox => 3,
+            Private::Mls => 4,
+            Private::GroupMessages => 5,
+            Private::GroupLog => 6,
+        }
+    }
+
     /// The sled tree name.
     pub fn name(self) -> &'static str {
         match self {
@@ -215,6 +249,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records expired slots from their verified headers (expiry proofs learned from peers):
     /// only into free slots, like posts (not yet durable: call [`Store::flush`]).
     fn insert_tombstones(&self, headers: &[PostHeader]) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// Removes an author's slots after `after_seq` (an admin the owner revoked: they were never
+    /// valid), and makes the removal durable.
+    fn retract(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        after_seq: u64,
+    ) -> Result<Retracted, StoreError>;
     /// Deletes every post whose expiry is at or before `now_ms`; leaves tombstones so they are
     /// never accepted or fetched again.
     fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError>;

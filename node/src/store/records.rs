@@ -32,8 +32,11 @@ pub struct ChannelRecord {
     /// When this node started following (ms).
     pub followed_at_ms: u64,
     /// Admin certificates of the channel this node knows (issued here, or learned from peers and
-    /// verified): served with sync heads, so an admin appointed while away learns it.
+    /// verified), the newest per admin: served with sync heads, so an admin appointed while
+    /// away learns it.
     pub certs: Vec<Vec<u8>>,
+    /// Revocations of admins (signed by the channel key), served with sync heads.
+    pub revocations: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ChannelRecord {
@@ -61,6 +64,8 @@ struct ChannelRecordPb {
     followed_at_ms: u64,
     #[prost(bytes = "vec", repeated, tag = "7")]
     certs: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    revocations: Vec<Vec<u8>>,
 }
 
 impl ChannelRecord {
@@ -77,6 +82,7 @@ impl ChannelRecord {
             admin_cert: self.admin_cert.clone(),
             followed_at_ms: self.followed_at_ms,
             certs: self.certs.clone(),
+            revocations: self.revocations.clone(),
         };
         let out = zeroize::Zeroizing::new(pb.encode_to_vec());
         if let Some(mut k) = pb.secret_key {
@@ -101,6 +107,7 @@ impl ChannelRecord {
             admin_cert: pb.admin_cert.take(),
             followed_at_ms: pb.followed_at_ms,
             certs: std::mem::take(&mut pb.certs),
+            revocations: std::mem::take(&mut pb.revocations),
         })
     }
 }
@@ -174,6 +181,9 @@ pub struct FileRecord {
     pub complete: bool,
     /// When added or first requested (ms).
     pub added_at_ms: u64,
+    /// Fetched by the node itself (an attachment nobody opened yet): counts against the
+    /// prefetch quota.
+    pub prefetched: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -190,6 +200,8 @@ struct FileRecordPb {
     complete: bool,
     #[prost(uint64, tag = "6")]
     added_at_ms: u64,
+    #[prost(bool, tag = "7")]
+    prefetched: bool,
 }
 
 impl FileRecord {
@@ -201,6 +213,7 @@ impl FileRecord {
             mime: self.mime.clone(),
             complete: self.complete,
             added_at_ms: self.added_at_ms,
+            prefetched: self.prefetched,
         }
         .encode_to_vec()
     }
@@ -214,6 +227,7 @@ impl FileRecord {
             mime: pb.mime,
             complete: pb.complete,
             added_at_ms: pb.added_at_ms,
+            prefetched: pb.prefetched,
         })
     }
 }

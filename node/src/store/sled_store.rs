@@ -1,42 +1,46 @@
-//! [`Store`] on sled 0.34, with every value sealed by the data key.
+//! [`Store`] on sled 0.34, every tree sealed (see [`super::sealed`]): on disk, keys are keyed
+//! hashes and values are sealed, so the files show no ids, times, sequence numbers or order.
 //!
-//! Trees and keys (`h16(x)` is the first 16 bytes of the data key's keyed hash of `x`):
-//! - `channels`: h16(channel) → sealed ChannelRecord
-//! - `posts`: h16(channel) | timestamp(8) | h8(channel, author) | seq(8) → sealed StoredPost
-//! - `chain`: h16(channel) | h16(channel, author) | seq(8) → posts key (empty once expired)
-//! - `tombstones`: chain key → sealed header of an expired post (the proof that it expired)
-//! - `authors`: h16(channel) | h16(channel, author) → sealed author public key
+//! Trees and their (real, sealed) keys (`h16(x)` is the first 16 bytes of the data key's keyed
+//! hash of `x`); trees marked *ordered* keep their keys in memory, rebuilt at open:
+//! - `channels`: h16(channel) → ChannelRecord
+//! - `posts` (ordered): h16(channel) | timestamp(8) | h8(channel, author) | seq(8) → StoredPost
+//! - `chain` (ordered): h16(channel) | h16(channel, author) | seq(8) → posts key (empty once
+//!   expired)
+//! - `tombstones`: chain key → header of an expired post (the proof that it expired)
+//! - `authors` (ordered): h16(channel) | h16(channel, author) → author public key
 //! - `ids`: h16(post id) → posts key
-//! - `expiry`: expires_at(8) | posts key → chain key | ids key (the sweep's index)
-//! - `outbox`: posts key → ()
-//! - `peers`: h16(peer id) → sealed PeerRecord
-//! - `files`: h16(cid) → sealed FileRecord
-//! - `blocked`: h16(peer id) → sealed peer id
-//!
-//! Values are sealed with the tree name and key as associated data, so a record moved to
-//! another key or tree fails to open instead of being silently misread.
+//! - `expiry` (ordered): expires_at(8) | posts key → chain key | ids key (the sweep's index)
+//! - `outbox` (ordered): posts key → ()
+//! - `peers`: h16(peer id) → PeerRecord
+//! - `files`: h16(cid) → FileRecord
+//! - `blocked`: h16(peer id) → peer id
+//! - `contacts`: h16(peer id) → Contact
+//! - the private trees ([`Private`], ordered): keys chosen by their users.
 
 #![warn(clippy::arithmetic_side_effects)]
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Transactional, Tree};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
 
 use super::records::StoredPostPb;
+use super::sealed::{SealedTree, tx_result};
 use super::{
     AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord,
-    Private, Slot, Store, StoreError,
+    Private, Retracted, Slot, Store, StoreError,
 };
 use crate::channel::{ChannelId, Post, PostHeader, PostId, now_ms};
 use crate::crypto::DataKey;
 
-/// Version 2: posts are signed headers with their content beside them (wire protocol 2), and
-/// expired slots keep the header as proof.
-const FORMAT_VERSION: &[u8] = b"2";
-/// Trees of a channel's history: cleared when a store of format 1 is opened, since posts of
+/// Version 3: every tree sealed, keys included. Version 2 had keys in the clear (times and
+/// sequence numbers among them); version 1 also had posts of wire protocol 1.
+const FORMAT_VERSION: &[u8] = b"3";
+/// Trees of a channel's history: cleared when a store of format 1 is upgraded, since posts of
 /// wire protocol 1 are not valid under protocol 2 (the history is synced again from peers).
 const HISTORY_TREES: [&str; 7] = [
     "posts",
@@ -47,23 +51,39 @@ const HISTORY_TREES: [&str; 7] = [
     "expiry",
     "tombstones",
 ];
+/// Every tree of formats 1 and 2 besides the private ones, and whether its values were sealed.
+const LEGACY_TREES: [(&str, bool); 12] = [
+    ("channels", true),
+    ("posts", true),
+    ("chain", false),
+    ("tombstones", true),
+    ("authors", true),
+    ("ids", false),
+    ("outbox", false),
+    ("peers", true),
+    ("expiry", false),
+    ("files", true),
+    ("blocked", true),
+    ("contacts", true),
+];
 
 /// The sled-backed store.
 pub struct SledStore {
     db: sled::Db,
     key: Arc<DataKey>,
-    channels: Tree,
-    posts: Tree,
-    chain: Tree,
-    tombstones: Tree,
-    authors: Tree,
-    ids: Tree,
-    outbox: Tree,
-    peers: Tree,
-    expiry: Tree,
-    files: Tree,
-    blocked: Tree,
-    contacts: Tree,
+    channels: SealedTree,
+    posts: SealedTree,
+    chain: SealedTree,
+    tombstones: SealedTree,
+    authors: SealedTree,
+    ids: SealedTree,
+    outbox: SealedTree,
+    peers: SealedTree,
+    expiry: SealedTree,
+    files: SealedTree,
+    blocked: SealedTree,
+    contacts: SealedTree,
+    private: [SealedTree; 7],
 }
 
 impl std::fmt::Debug for SledStore {
@@ -81,81 +101,232 @@ fn map_open_err(e: sled::Error) -> StoreError {
     }
 }
 
-impl SledStore {
-    /// Opens (or creates) the store at `dir`, sealed with `key`.
-    pub fn open(dir: &Path, key: Arc<DataKey>) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            // Durability comes from explicit flushes (group commit in the writer); the
-            // background flush only bounds what an idle node could lose.
-            .flush_every_ms(Some(1000));
-        // A store closed a moment ago in this process may still be locked by sled's flusher
-        // thread, which lets go shortly after the last handle is dropped: retry briefly
-        // before concluding that another process holds it.
-        let mut attempts = 0u32;
-        let db = loop {
-            match config.open().map_err(map_open_err) {
-                Err(StoreError::Locked) if attempts < 30 => {
-                    attempts = attempts.saturating_add(1);
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                other => break other?,
+/// Opens the sled database at `dir`.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        // Durability comes from explicit flushes (group commit in the writer); the
+        // background flush only bounds what an idle node could lose.
+        .flush_every_ms(Some(1000));
+    // A store closed a moment ago in this process may still be locked by sled's flusher
+    // thread, which lets go shortly after the last handle is dropped: retry briefly
+    // before concluding that another process holds it.
+    let mut attempts = 0u32;
+    let db = loop {
+        match config.open().map_err(map_open_err) {
+            Err(StoreError::Locked) if attempts < 30 => {
+                attempts = attempts.saturating_add(1);
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Contents are sealed, but sizes and timing of files are nobody else's business.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            other => break other?,
         }
-        let store = Self {
-            channels: db.open_tree("channels")?,
-            posts: db.open_tree("posts")?,
-            chain: db.open_tree("chain")?,
-            tombstones: db.open_tree("tombstones")?,
-            authors: db.open_tree("authors")?,
-            ids: db.open_tree("ids")?,
-            outbox: db.open_tree("outbox")?,
-            peers: db.open_tree("peers")?,
-            expiry: db.open_tree("expiry")?,
-            files: db.open_tree("files")?,
-            blocked: db.open_tree("blocked")?,
-            contacts: db.open_tree("contacts")?,
-            db,
-            key,
-        };
-        match store.db.get("format")? {
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Contents are sealed, but sizes and timing of files are nobody else's business.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(db)
+}
+
+/// The canary's associated data: a record sealed at creation that proves the key opens the
+/// store before anything else is read.
+const CANARY_AAD: &[u8] = b"meta/canary";
+
+/// Checks that `key` opens `db` (creating the canary in a new store).
+fn check_key(db: &sled::Db, key: &DataKey) -> Result<(), StoreError> {
+    match db.get("canary")? {
+        None => {
+            db.insert("canary", key.seal(CANARY_AAD, b"samizdat"))?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(v) => key
+            .open(CANARY_AAD, &v)
+            .map(|_| ())
+            .map_err(|source| StoreError::Sealed {
+                tree: "meta",
+                source,
+            }),
+    }
+}
+
+/// `dir` with `suffix` added to its name.
+fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store at `dir`, sealed with `key`. A store of an older format
+    /// is upgraded first: copied, record by record, into a new store of this format that
+    /// then takes its place, so nothing of the old layout stays in the files.
+    pub fn open(dir: &Path, key: Arc<DataKey>) -> Result<Self, StoreError> {
+        Self::upgrade(dir, &key)?;
+        let db = open_db(dir)?;
+        match db.get("format")? {
             None => {
-                store.db.insert("format", FORMAT_VERSION)?;
-                store.db.flush()?;
+                db.insert("format", FORMAT_VERSION)?;
+                db.flush()?;
             }
             Some(v) if v.as_ref() == FORMAT_VERSION => {}
-            Some(v) if v.as_ref() == b"1" => {
-                store.check_key()?;
-                let own = store.resign_owner_posts()?;
-                for tree in HISTORY_TREES {
-                    store.db.open_tree(tree)?.clear()?;
-                }
-                let mut carried = 0;
-                for r in own {
-                    store.insert_posts(&r.posts)?;
-                    store.insert_tombstones(&r.tombstones)?;
-                    carried = r.posts.len().saturating_add(carried);
-                }
-                store.db.insert("format", FORMAT_VERSION)?;
-                store.db.flush()?;
-                tracing::warn!(
-                    carried,
-                    "store of format 1 upgraded to protocol 2: the channels this node owns keep \
-                     their posts, signed again; other posts of protocol 1 were dropped and are \
-                     synced again from peers (channels, keys, contacts and private messages are \
-                     kept)"
-                );
-            }
             Some(_) => return Err(StoreError::Corrupt("format version")),
         }
-        store.check_key()?;
-        Ok(store)
+        check_key(&db, &key)?;
+        Self::with_trees(db, key)
+    }
+
+    fn with_trees(db: sled::Db, key: Arc<DataKey>) -> Result<Self, StoreError> {
+        let t =
+            |name: &'static str, ordered: bool| SealedTree::open(&db, name, key.clone(), ordered);
+        let private = [
+            t(Private::ALL[0].name(), true)?,
+            t(Private::ALL[1].name(), true)?,
+            t(Private::ALL[2].name(), true)?,
+            t(Private::ALL[3].name(), true)?,
+            t(Private::ALL[4].name(), true)?,
+            t(Private::ALL[5].name(), true)?,
+            t(Private::ALL[6].name(), true)?,
+        ];
+        Ok(Self {
+            channels: t("channels", false)?,
+            posts: t("posts", true)?,
+            chain: t("chain", true)?,
+            tombstones: t("tombstones", false)?,
+            authors: t("authors", true)?,
+            ids: t("ids", false)?,
+            outbox: t("outbox", true)?,
+            peers: t("peers", false)?,
+            expiry: t("expiry", true)?,
+            files: t("files", false)?,
+            blocked: t("blocked", false)?,
+            contacts: t("contacts", false)?,
+            private,
+            db,
+            key,
+        })
+    }
+
+    fn tree(&self, name: &str) -> Option<&SealedTree> {
+        Some(match name {
+            "channels" => &self.channels,
+            "posts" => &self.posts,
+            "chain" => &self.chain,
+            "tombstones" => &self.tombstones,
+            "authors" => &self.authors,
+            "ids" => &self.ids,
+            "outbox" => &self.outbox,
+            "peers" => &self.peers,
+            "expiry" => &self.expiry,
+            "files" => &self.files,
+            "blocked" => &self.blocked,
+            "contacts" => &self.contacts,
+            _ => return None,
+        })
+    }
+
+    fn private_tree(&self, tree: Private) -> &SealedTree {
+        &self.private[tree.slot()]
+    }
+
+    /// Upgrades a store of format 1 or 2 at `dir` (see [`SledStore::open`]); finishes an
+    /// upgrade a crash interrupted.
+    fn upgrade(dir: &Path, key: &Arc<DataKey>) -> Result<(), StoreError> {
+        let new = sibling(dir, ".upgrading");
+        let old = sibling(dir, ".old");
+        if !dir.exists() && new.join("db").exists() {
+            // Crashed between the two renames: the new store is complete.
+            std::fs::rename(&new, dir).map_err(sled::Error::Io)?;
+        }
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(sled::Error::Io)?;
+        }
+        if !dir.join("db").exists() {
+            return Ok(());
+        }
+        let legacy = open_db(dir)?;
+        let format = match legacy.get("format")? {
+            None => return Ok(()),
+            Some(v) if v.as_ref() == FORMAT_VERSION => return Ok(()),
+            Some(v) if v.as_ref() == b"1" || v.as_ref() == b"2" => v,
+            Some(_) => return Err(StoreError::Corrupt("format version")),
+        };
+        // A wrong key must not get as far as writing anything.
+        check_key(&legacy, key)?;
+        if new.exists() {
+            std::fs::remove_dir_all(&new).map_err(sled::Error::Io)?;
+        }
+        let mut copied = 0usize;
+        {
+            let db = open_db(&new)?;
+            check_key(&db, key)?;
+            let store = Self::with_trees(db, key.clone())?;
+            let names = LEGACY_TREES
+                .iter()
+                .copied()
+                .chain(Private::ALL.iter().map(|p| (p.name(), true)));
+            for (name, sealed) in names {
+                let target = match store.tree(name) {
+                    Some(t) => t,
+                    None => Private::ALL
+                        .iter()
+                        .find(|p| p.name() == name)
+                        .map(|p| store.private_tree(*p))
+                        .ok_or(StoreError::Corrupt("tree"))?,
+                };
+                for item in legacy.open_tree(name)?.iter() {
+                    let (k, v) = item?;
+                    let plain = if sealed {
+                        key.open(&aad(name, &k), &v)
+                            .map_err(|source| StoreError::Sealed { tree: name, source })?
+                    } else {
+                        v.to_vec()
+                    };
+                    target.insert(&k, &plain)?;
+                    copied = copied.saturating_add(1);
+                }
+            }
+            if format.as_ref() == b"1" {
+                store.upgrade_protocol_1()?;
+            }
+            store.db.insert("format", FORMAT_VERSION)?;
+            store.db.flush()?;
+        }
+        drop(legacy);
+        std::fs::rename(dir, &old).map_err(sled::Error::Io)?;
+        std::fs::rename(&new, dir).map_err(sled::Error::Io)?;
+        std::fs::remove_dir_all(&old).map_err(sled::Error::Io)?;
+        tracing::info!(
+            copied,
+            "store upgraded to format 3: every key sealed (the old files are removed)"
+        );
+        Ok(())
+    }
+
+    /// Drops posts of wire protocol 1, keeping the channels this node owns signed again.
+    fn upgrade_protocol_1(&self) -> Result<(), StoreError> {
+        let own = self.resign_owner_posts()?;
+        for tree in HISTORY_TREES {
+            if let Some(t) = self.tree(tree) {
+                t.clear()?;
+            }
+        }
+        let mut carried = 0;
+        for r in own {
+            self.insert_posts(&r.posts)?;
+            self.insert_tombstones(&r.tombstones)?;
+            carried = r.posts.len().saturating_add(carried);
+        }
+        tracing::warn!(
+            carried,
+            "store of format 1 upgraded to protocol 2: the channels this node owns keep \
+             their posts, signed again; other posts of protocol 1 were dropped and are \
+             synced again from peers (channels, keys, contacts and private messages are \
+             kept)"
+        );
+        Ok(())
     }
 
     /// The protocol-1 chains of the channels this node owns, signed again (see `migrate`).
@@ -172,18 +343,16 @@ impl SledStore {
                 continue;
             };
             let mut slots = Vec::new();
-            for item in self
+            for (ck, pk) in self
                 .chain
-                .scan_prefix(self.chain_prefix(&rec.id, rec.id.as_bytes()))
+                .scan_prefix(&self.chain_prefix(&rec.id, rec.id.as_bytes()))?
             {
-                let (ck, pk) = item?;
                 let slot = if pk.is_empty() {
                     OldSlot::Expired
                 } else {
-                    let Some(v) = self.posts.get(&pk)? else {
+                    let Some(plain) = self.posts.get(&pk)? else {
                         continue;
                     };
-                    let plain = self.open_value("posts", &pk, &v)?;
                     let wire = StoredPostPb::decode(plain.as_slice())
                         .map_err(|_| StoreError::Corrupt("posts"))?
                         .wire;
@@ -194,26 +363,6 @@ impl SledStore {
             out.push(resign_owner_chain(&rec.id, &key, slots));
         }
         Ok(out)
-    }
-
-    /// Confirms the data key opens this store (a canary sealed at creation).
-    fn check_key(&self) -> Result<(), StoreError> {
-        const AAD: &[u8] = b"meta/canary";
-        match self.db.get("canary")? {
-            None => {
-                self.db.insert("canary", self.key.seal(AAD, b"samizdat"))?;
-                self.db.flush()?;
-                Ok(())
-            }
-            Some(v) => self
-                .key
-                .open(AAD, &v)
-                .map(|_| ())
-                .map_err(|source| StoreError::Sealed {
-                    tree: "meta",
-                    source,
-                }),
-        }
     }
 
     fn h(&self, domain: &[u8], data: &[u8]) -> [u8; 32] {
@@ -259,30 +408,10 @@ impl SledStore {
         first::<16>(&self.h(b"post", id.as_bytes()))
     }
 
-    fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
-        self.key.seal(&aad(tree, key), value)
-    }
-
-    fn open_value(
-        &self,
-        tree: &'static str,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        self.key
-            .open(&aad(tree, key), value)
-            .map_err(|source| StoreError::Sealed { tree, source })
-    }
-
     /// A channel's authors: each one's chain prefix (its `authors` key) and its key.
-    fn channel_authors(
-        &self,
-        channel: &ChannelId,
-    ) -> Result<Vec<(sled::IVec, [u8; 32])>, StoreError> {
+    fn channel_authors(&self, channel: &ChannelId) -> Result<Vec<AuthorEntry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.authors.scan_prefix(self.ch16(channel)) {
-            let (k, v) = item?;
-            let plain = self.open_value("authors", &k, &v)?;
+        for (k, plain) in self.authors.scan_prefix(&self.ch16(channel))? {
             let author: [u8; 32] = plain
                 .as_slice()
                 .try_into()
@@ -293,17 +422,19 @@ impl SledStore {
     }
 
     fn load_post(&self, posts_key: &[u8]) -> Result<Option<Post>, StoreError> {
-        let Some(v) = self.posts.get(posts_key)? else {
-            return Ok(None);
-        };
-        decode_post(&self.open_value("posts", posts_key, &v)?).map(Some)
+        match self.posts.get(posts_key)? {
+            Some(plain) => decode_post(&plain).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The header of the newest slot of a chain (its `authors` key) with something to show
     /// for it: a post, or a proven expiry.
     fn newest_slot(&self, chain_prefix: &[u8]) -> Result<Option<PostHeader>, StoreError> {
-        for entry in self.chain.scan_prefix(chain_prefix).rev() {
-            let (ck, pk) = entry?;
+        for ck in self.chain.prefix_keys(chain_prefix, true, usize::MAX) {
+            let Some(pk) = self.chain.get(&ck)? else {
+                continue;
+            };
             let header = if pk.is_empty() {
                 self.load_tombstone(&ck)?
             } else {
@@ -318,27 +449,47 @@ impl SledStore {
 
     /// The header kept for an expired slot (none for slots expired before headers were kept).
     fn load_tombstone(&self, chain_key: &[u8]) -> Result<Option<PostHeader>, StoreError> {
-        let Some(v) = self.tombstones.get(chain_key)? else {
+        let Some(wire) = self.tombstones.get(chain_key)? else {
             return Ok(None);
         };
-        let wire = self.open_value("tombstones", chain_key, &v)?;
         PostHeader::from_store(wire)
             .map(Some)
             .map_err(|_| StoreError::Corrupt("tombstones"))
     }
+
+    /// Posts of a channel whose keys lie in `range`, in order (or reverse order).
+    fn posts_in(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Post)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, plain) in self.posts.records(self.posts.keys(range, rev, limit))? {
+            let post = decode_post(&plain)?;
+            let c: [u8; 24] = k
+                .get(16..40)
+                .and_then(|c| c.try_into().ok())
+                .ok_or(StoreError::Corrupt("posts"))?;
+            out.push((Cursor(c), post));
+        }
+        Ok(out)
+    }
 }
+
+/// An author of a channel: its chain prefix (its `authors` key) and its public key.
+type AuthorEntry = (Vec<u8>, [u8; 32]);
 
 fn decode_post(plain: &[u8]) -> Result<Post, StoreError> {
     let pb = StoredPostPb::decode(plain).map_err(|_| StoreError::Corrupt("posts"))?;
     Post::from_store(pb.wire).map_err(|_| StoreError::Corrupt("posts"))
 }
 
-/// An author's chain prefix in a channel, and its sealed `authors` value.
-type AuthorKeys = ([u8; 32], Vec<u8>);
-
 fn seq_of(chain_key: &[u8]) -> u64 {
     let mut s = [0u8; 8];
-    s.copy_from_slice(&chain_key[32..40]);
+    if let Some(b) = chain_key.get(32..40) {
+        s.copy_from_slice(b);
+    }
     u64::from_be_bytes(s)
 }
 
@@ -348,6 +499,7 @@ fn first<const N: usize>(h: &[u8; 32]) -> [u8; N] {
     out
 }
 
+/// Associated data of a value sealed by formats 1 and 2 (for the upgrade).
 fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
     let mut a = Vec::with_capacity(tree.len().saturating_add(key.len()).saturating_add(1));
     a.extend_from_slice(tree.as_bytes());
@@ -358,19 +510,16 @@ fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
 
 impl Store for SledStore {
     fn put_channel(&self, rec: &ChannelRecord) -> Result<(), StoreError> {
-        let k = self.ch16(&rec.id);
-        self.channels
-            .insert(k, self.seal("channels", &k, &rec.encode()))?;
+        self.channels.insert(&self.ch16(&rec.id), &rec.encode())?;
         self.db.flush()?;
         Ok(())
     }
 
     fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        let k = self.ch16(id);
-        let Some(v) = self.channels.get(k)? else {
+        let Some(v) = self.channels.get(&self.ch16(id))? else {
             return Ok(None);
         };
-        let plain = zeroize::Zeroizing::new(self.open_value("channels", &k, &v)?);
+        let plain = zeroize::Zeroizing::new(v);
         ChannelRecord::decode(&plain)
             .map(Some)
             .ok_or(StoreError::Corrupt("channels"))
@@ -378,43 +527,38 @@ impl Store for SledStore {
 
     fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.channels.iter() {
-            let (k, v) = item?;
-            let plain = zeroize::Zeroizing::new(self.open_value("channels", &k, &v)?);
+        for (_, v) in self.channels.all()? {
+            let plain = zeroize::Zeroizing::new(v);
             out.push(ChannelRecord::decode(&plain).ok_or(StoreError::Corrupt("channels"))?);
         }
         Ok(out)
     }
 
     fn insert_posts(&self, posts: &[Post]) -> Result<Vec<InsertOutcome>, StoreError> {
+        use super::sealed::Prepared as Rec;
         // Everything that needs the data key is computed before the transaction, which sled
         // may run more than once.
         struct Prepared {
-            posts_key: [u8; 40],
+            post: Rec,
+            chain: Rec,
             chain_key: [u8; 40],
-            author_key: [u8; 32],
-            author_value: Vec<u8>,
+            author: Rec,
+            id: Rec,
             id_key: [u8; 16],
-            sealed: Vec<u8>,
-            expiry: Option<([u8; 48], [u8; 56])>,
+            expiry: Option<Rec>,
         }
         let received_at_ms = now_ms();
         // Keyed hashes of (channel, author) are the same for a whole batch of one author:
         // compute them once, not three times per post.
-        let mut prefixes: std::collections::HashMap<(ChannelId, [u8; 32]), AuthorKeys> =
+        let mut prefixes: std::collections::HashMap<(ChannelId, [u8; 32]), [u8; 32]> =
             std::collections::HashMap::new();
         let prepared: Vec<Prepared> = posts
             .iter()
             .map(|p| {
                 let author = p.author_key.to_bytes();
-                let (author_key, author_value) = prefixes
+                let author_key = *prefixes
                     .entry((p.channel, author))
-                    .or_insert_with(|| {
-                        let k = self.chain_prefix(&p.channel, &author);
-                        let v = self.seal("authors", &k, &author);
-                        (k, v)
-                    })
-                    .clone();
+                    .or_insert_with(|| self.chain_prefix(&p.channel, &author));
                 let mut posts_key = [0u8; 40];
                 posts_key[..16].copy_from_slice(&author_key[..16]);
                 posts_key[16..24].copy_from_slice(&p.timestamp_ms.to_be_bytes());
@@ -436,31 +580,31 @@ impl Store for SledStore {
                     let mut v = [0u8; 56];
                     v[..40].copy_from_slice(&chain_key);
                     v[40..].copy_from_slice(&id_key);
-                    (k, v)
+                    self.expiry.prepare(&k, &v)
                 });
                 Prepared {
-                    posts_key,
+                    post: self.posts.prepare(&posts_key, &value),
+                    chain: self.chain.prepare(&chain_key, &posts_key),
                     chain_key,
-                    author_value,
-                    author_key,
+                    author: self.authors.prepare(&author_key, &author),
+                    id: self.ids.prepare(&id_key, &posts_key),
                     id_key,
-                    sealed: self.seal("posts", &posts_key, &value),
                     expiry,
                 }
             })
             .collect();
 
         let result = (
-            &self.posts,
-            &self.chain,
-            &self.ids,
-            &self.authors,
-            &self.expiry,
+            self.posts.raw(),
+            self.chain.raw(),
+            self.ids.raw(),
+            self.authors.raw(),
+            self.expiry.raw(),
         )
             .transaction(|(posts, chain, ids, authors, expiry)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in &prepared {
-                    if let Some(existing) = ids.get(p.id_key)? {
+                    if let Some(existing) = self.ids.tx_get(ids, &p.id_key)? {
                         outcomes.push(if existing.is_empty() {
                             InsertOutcome::Expired
                         } else {
@@ -468,28 +612,35 @@ impl Store for SledStore {
                         });
                         continue;
                     }
-                    if chain.get(p.chain_key)?.is_some() {
+                    if self.chain.tx_contains(chain, &p.chain_key)? {
                         outcomes.push(InsertOutcome::Conflict);
                         continue;
                     }
-                    posts.insert(&p.posts_key[..], p.sealed.as_slice())?;
-                    chain.insert(&p.chain_key[..], &p.posts_key[..])?;
-                    ids.insert(&p.id_key[..], &p.posts_key[..])?;
-                    if authors.get(p.author_key)?.is_none() {
-                        authors.insert(&p.author_key[..], p.author_value.as_slice())?;
+                    SealedTree::tx_insert(posts, &p.post)?;
+                    SealedTree::tx_insert(chain, &p.chain)?;
+                    SealedTree::tx_insert(ids, &p.id)?;
+                    if !self.authors.tx_contains(authors, p.author.key())? {
+                        SealedTree::tx_insert(authors, &p.author)?;
                     }
-                    if let Some((k, v)) = &p.expiry {
-                        expiry.insert(&k[..], &v[..])?;
+                    if let Some(e) = &p.expiry {
+                        SealedTree::tx_insert(expiry, e)?;
                     }
                     outcomes.push(InsertOutcome::Inserted);
                 }
-                Ok::<_, ConflictableTransactionError<()>>(outcomes)
+                Ok::<_, ConflictableTransactionError<StoreError>>(outcomes)
             });
-        match result {
-            Ok(o) => Ok(o),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("transaction")),
+        let outcomes = tx_result(result)?;
+        for (p, o) in prepared.iter().zip(&outcomes) {
+            if *o == InsertOutcome::Inserted {
+                self.posts.indexed(p.post.key());
+                self.chain.indexed(p.chain.key());
+                self.authors.indexed(p.author.key());
+                if let Some(e) = &p.expiry {
+                    self.expiry.indexed(e.key());
+                }
+            }
         }
+        Ok(outcomes)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -503,14 +654,14 @@ impl Store for SledStore {
         author: &[u8; 32],
         seq: u64,
     ) -> Result<Option<Post>, StoreError> {
-        match self.chain.get(self.chain_key(channel, author, seq))? {
+        match self.chain.get(&self.chain_key(channel, author, seq))? {
             Some(pk) if !pk.is_empty() => self.load_post(&pk),
             _ => Ok(None),
         }
     }
 
     fn contains(&self, id: &PostId) -> Result<bool, StoreError> {
-        Ok(self.ids.contains_key(self.id_key(id))?)
+        self.ids.contains_key(&self.id_key(id))
     }
 
     fn history(
@@ -522,28 +673,16 @@ impl Store for SledStore {
         let prefix = self.ch16(channel);
         let mut end = [0xffu8; 40];
         end[..16].copy_from_slice(&prefix);
-        use std::ops::Bound;
-        let start = match after {
+        let mut start = [0u8; 40];
+        start[..16].copy_from_slice(&prefix);
+        let lower = match after {
             Some(c) => {
-                let mut start = [0u8; 40];
-                start[..16].copy_from_slice(&prefix);
                 start[16..].copy_from_slice(&c.0);
-                Bound::Excluded(start.to_vec())
+                Bound::Excluded(&start[..])
             }
-            None => Bound::Included(prefix.to_vec()),
+            None => Bound::Included(&prefix[..]),
         };
-        let iter = self
-            .posts
-            .range::<Vec<u8>, _>((start, Bound::Included(end.to_vec())));
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item?;
-            let post = decode_post(&self.open_value("posts", &k, &v)?)?;
-            let mut c = [0u8; 24];
-            c.copy_from_slice(&k[16..40]);
-            out.push((Cursor(c), post));
-        }
-        Ok(out)
+        self.posts_in((lower, Bound::Included(&end[..])), false, limit)
     }
 
     fn history_before(
@@ -553,37 +692,22 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<(Cursor, Post)>, StoreError> {
         let prefix = self.ch16(channel);
-        use std::ops::Bound;
-        let end = match before {
+        let mut end = [0xffu8; 40];
+        end[..16].copy_from_slice(&prefix);
+        let upper = match before {
             Some(c) => {
-                let mut end = [0u8; 40];
-                end[..16].copy_from_slice(&prefix);
                 end[16..].copy_from_slice(&c.0);
-                Bound::Excluded(end.to_vec())
+                Bound::Excluded(&end[..])
             }
-            None => {
-                let mut end = [0xffu8; 40];
-                end[..16].copy_from_slice(&prefix);
-                Bound::Included(end.to_vec())
-            }
+            None => Bound::Included(&end[..]),
         };
-        let iter = self
-            .posts
-            .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end));
-        let mut out = Vec::new();
-        for item in iter.rev().take(limit) {
-            let (k, v) = item?;
-            let post = decode_post(&self.open_value("posts", &k, &v)?)?;
-            let mut c = [0u8; 24];
-            c.copy_from_slice(&k[16..40]);
-            out.push((Cursor(c), post));
-        }
+        let mut out = self.posts_in((Bound::Included(&prefix[..]), upper), true, limit)?;
         out.reverse();
         Ok(out)
     }
 
     fn count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
-        Ok(self.posts.scan_prefix(self.ch16(channel)).keys().count() as u64)
+        Ok(self.posts.prefix_count(&self.ch16(channel)) as u64)
     }
 
     fn authors(&self, channel: &ChannelId) -> Result<Vec<AuthorState>, StoreError> {
@@ -592,8 +716,7 @@ impl Store for SledStore {
             let mut max_seq = 0;
             let mut held = 0u64;
             let mut expired = 0u64;
-            for entry in self.chain.scan_prefix(&k) {
-                let (key, value) = entry?;
+            for (key, value) in self.chain.scan_prefix(&k)? {
                 max_seq = max_seq.max(seq_of(&key));
                 held = held.saturating_add(1);
                 if value.is_empty() {
@@ -614,10 +737,11 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for (k, author) in self.channel_authors(channel)? {
             // Chain keys end in the big-endian seq: the last key is the head.
-            let max_seq = match self.chain.scan_prefix(&k).next_back() {
-                Some(entry) => seq_of(&entry?.0),
-                None => 0,
-            };
+            let max_seq = self
+                .chain
+                .prefix_keys(&k, true, 1)
+                .first()
+                .map_or(0, |k| seq_of(k));
             out.push((author, max_seq));
         }
         Ok(out)
@@ -658,9 +782,13 @@ impl Store for SledStore {
     ) -> Result<Vec<(u64, Slot)>, StoreError> {
         let start = self.chain_key(channel, author, from);
         let end = self.chain_key(channel, author, to);
+        let keys = self.chain.keys(
+            (Bound::Included(&start[..]), Bound::Included(&end[..])),
+            false,
+            limit,
+        );
         let mut out = Vec::new();
-        for item in self.chain.range(start..=end).take(limit) {
-            let (k, pk) = item?;
+        for (k, pk) in self.chain.records(keys)? {
             let seq = seq_of(&k);
             if pk.is_empty() {
                 if let Some(h) = self.load_tombstone(&k)? {
@@ -684,10 +812,9 @@ impl Store for SledStore {
         let mut next = Some(1u64);
         for k in self
             .chain
-            .scan_prefix(self.chain_prefix(channel, author))
-            .keys()
+            .prefix_keys(&self.chain_prefix(channel, author), false, usize::MAX)
         {
-            let seq = seq_of(&k?);
+            let seq = seq_of(&k);
             if seq > upto {
                 break;
             }
@@ -707,12 +834,14 @@ impl Store for SledStore {
     }
 
     fn insert_tombstones(&self, headers: &[PostHeader]) -> Result<Vec<InsertOutcome>, StoreError> {
+        use super::sealed::Prepared as Rec;
         struct Prepared {
+            chain: Rec,
             chain_key: [u8; 40],
-            author_key: [u8; 32],
-            author_value: Vec<u8>,
+            author: Rec,
+            id: Rec,
             id_key: [u8; 16],
-            sealed: Vec<u8>,
+            tombstone: Rec,
         }
         let prepared: Vec<Prepared> = headers
             .iter()
@@ -720,20 +849,27 @@ impl Store for SledStore {
                 let author = h.author_key.to_bytes();
                 let author_key = self.chain_prefix(&h.channel, &author);
                 let chain_key = self.chain_key(&h.channel, &author, h.seq);
+                let id_key = self.id_key(&h.id);
                 Prepared {
-                    author_value: self.seal("authors", &author_key, &author),
-                    author_key,
-                    id_key: self.id_key(&h.id),
-                    sealed: self.seal("tombstones", &chain_key, &h.wire),
+                    chain: self.chain.prepare(&chain_key, &[]),
                     chain_key,
+                    author: self.authors.prepare(&author_key, &author),
+                    id: self.ids.prepare(&id_key, &[]),
+                    id_key,
+                    tombstone: self.tombstones.prepare(&chain_key, &h.wire),
                 }
             })
             .collect();
-        let result = (&self.chain, &self.ids, &self.authors, &self.tombstones).transaction(
-            |(chain, ids, authors, tombstones)| {
+        let result = (
+            self.chain.raw(),
+            self.ids.raw(),
+            self.authors.raw(),
+            self.tombstones.raw(),
+        )
+            .transaction(|(chain, ids, authors, tombstones)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in &prepared {
-                    if let Some(existing) = ids.get(p.id_key)? {
+                    if let Some(existing) = self.ids.tx_get(ids, &p.id_key)? {
                         // Held (its own expiry sweep turns it into a tombstone) or expired.
                         outcomes.push(if existing.is_empty() {
                             InsertOutcome::Expired
@@ -742,34 +878,85 @@ impl Store for SledStore {
                         });
                         continue;
                     }
-                    if chain.get(p.chain_key)?.is_some() {
+                    if self.chain.tx_contains(chain, &p.chain_key)? {
                         outcomes.push(InsertOutcome::Conflict);
                         continue;
                     }
-                    chain.insert(&p.chain_key[..], &[][..])?;
-                    ids.insert(&p.id_key[..], &[][..])?;
-                    tombstones.insert(&p.chain_key[..], p.sealed.as_slice())?;
-                    if authors.get(p.author_key)?.is_none() {
-                        authors.insert(&p.author_key[..], p.author_value.as_slice())?;
+                    SealedTree::tx_insert(chain, &p.chain)?;
+                    SealedTree::tx_insert(ids, &p.id)?;
+                    SealedTree::tx_insert(tombstones, &p.tombstone)?;
+                    if !self.authors.tx_contains(authors, p.author.key())? {
+                        SealedTree::tx_insert(authors, &p.author)?;
                     }
                     outcomes.push(InsertOutcome::Inserted);
                 }
-                Ok::<_, ConflictableTransactionError<()>>(outcomes)
-            },
-        );
-        match result {
-            Ok(o) => Ok(o),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("transaction")),
+                Ok::<_, ConflictableTransactionError<StoreError>>(outcomes)
+            });
+        let outcomes = tx_result(result)?;
+        for (p, o) in prepared.iter().zip(&outcomes) {
+            if *o == InsertOutcome::Inserted {
+                self.chain.indexed(p.chain.key());
+                self.authors.indexed(p.author.key());
+            }
         }
+        Ok(outcomes)
+    }
+
+    fn retract(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        after_seq: u64,
+    ) -> Result<Retracted, StoreError> {
+        let mut out = Retracted::default();
+        let Some(from) = after_seq.checked_add(1) else {
+            return Ok(out);
+        };
+        let start = self.chain_key(channel, author, from);
+        let end = self.chain_key(channel, author, u64::MAX);
+        let keys = self.chain.keys(
+            (Bound::Included(&start[..]), Bound::Included(&end[..])),
+            false,
+            usize::MAX,
+        );
+        for (ck, pk) in self.chain.records(keys)? {
+            if pk.is_empty() {
+                if let Some(h) = self.load_tombstone(&ck)? {
+                    self.ids.remove(&self.id_key(&h.id))?;
+                }
+                self.tombstones.remove(&ck)?;
+                out.tombstones = out.tombstones.saturating_add(1);
+            } else {
+                if let Some(p) = self.load_post(&pk)? {
+                    self.ids.remove(&self.id_key(&p.id))?;
+                    if let Some(at) = p.expires_at_ms {
+                        let mut k = at.to_be_bytes().to_vec();
+                        k.extend_from_slice(&pk);
+                        self.expiry.remove(&k)?;
+                    }
+                }
+                self.posts.remove(&pk)?;
+                self.outbox.remove(&pk)?;
+                out.posts = out.posts.saturating_add(1);
+            }
+            self.chain.remove(&ck)?;
+        }
+        if out != Retracted::default() {
+            self.db.flush()?;
+        }
+        Ok(out)
     }
 
     fn expire_due(&self, now_ms: u64) -> Result<Vec<ExpiredPost>, StoreError> {
         let mut end = [0xffu8; 48];
         end[..8].copy_from_slice(&now_ms.to_be_bytes());
         let mut out = Vec::new();
-        for item in self.expiry.range(..=end.to_vec()) {
-            let (k, v) = item?;
+        let due = self.expiry.keys(
+            (Bound::Unbounded, Bound::Included(&end[..])),
+            false,
+            usize::MAX,
+        );
+        for (k, v) in self.expiry.records(due)? {
             if v.len() != 56 || k.len() != 48 {
                 self.expiry.remove(&k)?;
                 continue;
@@ -778,33 +965,35 @@ impl Store for SledStore {
             let post = self.load_post(posts_key)?;
             let (chain_key, id_key) = v.split_at(40);
             // What stays of the post: its signed header, served as the proof that it expired.
-            let sealed_header = post
+            let tombstone = post
                 .as_ref()
-                .map(|p| self.seal("tombstones", chain_key, &p.header().wire));
+                .map(|p| self.tombstones.prepare(chain_key, &p.header().wire));
+            let chain_entry = self.chain.prepare(chain_key, &[]);
+            let id_entry = self.ids.prepare(id_key, &[]);
             let r = (
-                &self.posts,
-                &self.chain,
-                &self.ids,
-                &self.expiry,
-                &self.outbox,
-                &self.tombstones,
+                self.posts.raw(),
+                self.chain.raw(),
+                self.ids.raw(),
+                self.expiry.raw(),
+                self.outbox.raw(),
+                self.tombstones.raw(),
             )
                 .transaction(|(posts, chain, ids, expiry, outbox, tombstones)| {
-                    posts.remove(posts_key)?;
-                    chain.insert(chain_key, &[][..])?;
-                    ids.insert(id_key, &[][..])?;
-                    expiry.remove(&k)?;
-                    outbox.remove(posts_key)?;
-                    if let Some(h) = &sealed_header {
-                        tombstones.insert(chain_key, h.as_slice())?;
+                    self.posts.tx_remove(posts, posts_key)?;
+                    SealedTree::tx_insert(chain, &chain_entry)?;
+                    SealedTree::tx_insert(ids, &id_entry)?;
+                    self.expiry.tx_remove(expiry, &k)?;
+                    self.outbox.tx_remove(outbox, posts_key)?;
+                    if let Some(t) = &tombstone {
+                        SealedTree::tx_insert(tombstones, t)?;
                     }
-                    Ok::<_, ConflictableTransactionError<()>>(())
+                    Ok::<_, ConflictableTransactionError<StoreError>>(())
                 });
-            match r {
-                Ok(()) => {}
-                Err(TransactionError::Storage(e)) => return Err(e.into()),
-                Err(TransactionError::Abort(())) => return Err(StoreError::Corrupt("expiry")),
-            }
+            tx_result(r)?;
+            self.posts.unindexed(posts_key);
+            self.expiry.unindexed(&k);
+            self.outbox.unindexed(posts_key);
+            self.chain.indexed(chain_key);
             if let Some(p) = post {
                 out.push(ExpiredPost {
                     channel: p.channel,
@@ -819,86 +1008,80 @@ impl Store for SledStore {
     }
 
     fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.expiry.first()?.and_then(|(k, _)| {
-            let b: [u8; 8] = k.get(..8)?.try_into().ok()?;
-            Some(u64::from_be_bytes(b))
-        }))
+        Ok(self
+            .expiry
+            .keys((Bound::Unbounded, Bound::Unbounded), false, 1)
+            .first()
+            .and_then(|k| {
+                let b: [u8; 8] = k.get(..8)?.try_into().ok()?;
+                Some(u64::from_be_bytes(b))
+            }))
     }
 
     fn put_file(&self, rec: &FileRecord) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"file", &rec.cid));
-        self.files
-            .insert(k, self.seal("files", &k, &rec.encode()))?;
+        self.files.insert(&k, &rec.encode())?;
         self.db.flush()?;
         Ok(())
     }
 
     fn file(&self, cid: &[u8; 32]) -> Result<Option<FileRecord>, StoreError> {
         let k = first::<16>(&self.h(b"file", cid));
-        let Some(v) = self.files.get(k)? else {
+        let Some(v) = self.files.get(&k)? else {
             return Ok(None);
         };
-        FileRecord::decode(&self.open_value("files", &k, &v)?)
+        FileRecord::decode(&v)
             .map(Some)
             .ok_or(StoreError::Corrupt("files"))
     }
 
     fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.files.iter() {
-            let (k, v) = item?;
-            out.push(
-                FileRecord::decode(&self.open_value("files", &k, &v)?)
-                    .ok_or(StoreError::Corrupt("files"))?,
-            );
-        }
-        Ok(out)
+        self.files
+            .all()?
+            .into_iter()
+            .map(|(_, v)| FileRecord::decode(&v).ok_or(StoreError::Corrupt("files")))
+            .collect()
     }
 
     fn set_blocked(&self, peer: &libp2p::PeerId, blocked: bool) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"blocked", &peer.to_bytes()));
         if blocked {
-            self.blocked
-                .insert(k, self.seal("blocked", &k, &peer.to_bytes()))?;
+            self.blocked.insert(&k, &peer.to_bytes())?;
         } else {
-            self.blocked.remove(k)?;
+            self.blocked.remove(&k)?;
         }
         self.db.flush()?;
         Ok(())
     }
 
     fn blocked_peers(&self) -> Result<Vec<libp2p::PeerId>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.blocked.iter() {
-            let (k, v) = item?;
-            let bytes = self.open_value("blocked", &k, &v)?;
-            out.push(
-                libp2p::PeerId::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("blocked"))?,
-            );
-        }
-        Ok(out)
+        self.blocked
+            .all()?
+            .into_iter()
+            .map(|(_, v)| {
+                libp2p::PeerId::from_bytes(&v).map_err(|_| StoreError::Corrupt("blocked"))
+            })
+            .collect()
     }
 
     fn outbox_add(&self, post: &Post) -> Result<(), StoreError> {
-        self.outbox.insert(self.posts_key(post), &[])?;
-        Ok(())
+        self.outbox.insert(&self.posts_key(post), &[])
     }
 
     fn outbox_remove(&self, post: &Post) -> Result<(), StoreError> {
-        self.outbox.remove(self.posts_key(post))?;
-        Ok(())
+        self.outbox.remove(&self.posts_key(post))
     }
 
     fn outbox(&self) -> Result<Vec<Post>, StoreError> {
         let mut out = Vec::new();
-        for k in self.outbox.iter().keys() {
-            let k = k?;
+        for k in self
+            .outbox
+            .keys((Bound::Unbounded, Bound::Unbounded), false, usize::MAX)
+        {
             match self.load_post(&k)? {
                 Some(p) => out.push(p),
                 // Expired or removed meanwhile: nothing left to publish.
-                None => {
-                    self.outbox.remove(&k)?;
-                }
+                None => self.outbox.remove(&k)?,
             }
         }
         Ok(out)
@@ -906,16 +1089,12 @@ impl Store for SledStore {
 
     fn put_peer(&self, rec: &PeerRecord) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"peer", &rec.peer_id.to_bytes()));
-        self.peers
-            .insert(k, self.seal("peers", &k, &rec.encode()))?;
-        Ok(())
+        self.peers.insert(&k, &rec.encode())
     }
 
     fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.peers.iter() {
-            let (k, v) = item?;
-            let plain = self.open_value("peers", &k, &v)?;
+        for (_, plain) in self.peers.all()? {
             out.push(PeerRecord::decode(&plain).ok_or(StoreError::Corrupt("peers"))?);
         }
         out.sort_by_key(|p| std::cmp::Reverse(p.last_seen_ms));
@@ -924,17 +1103,14 @@ impl Store for SledStore {
 
     fn put_contact(&self, contact: &crate::contact::Contact) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"contact", &contact.card.peer_id.to_bytes()));
-        self.contacts
-            .insert(k, self.seal("contacts", &k, &contact.encode()))?;
+        self.contacts.insert(&k, &contact.encode())?;
         self.contacts.flush()?;
         Ok(())
     }
 
     fn contacts(&self) -> Result<Vec<crate::contact::Contact>, StoreError> {
         let mut out = Vec::new();
-        for item in self.contacts.iter() {
-            let (k, v) = item?;
-            let plain = self.open_value("contacts", &k, &v)?;
+        for (_, plain) in self.contacts.all()? {
             out.push(
                 crate::contact::Contact::decode(&plain)
                     .map_err(|_| StoreError::Corrupt("contacts"))?,
@@ -949,22 +1125,18 @@ impl Store for SledStore {
     }
 
     fn private_put(&self, tree: Private, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let t = self.db.open_tree(tree.name())?;
-        t.insert(key, self.seal(tree.name(), key, value))?;
+        let t = self.private_tree(tree);
+        t.insert(key, value)?;
         t.flush()?;
         Ok(())
     }
 
     fn private_get(&self, tree: Private, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = self.db.open_tree(tree.name())?;
-        t.get(key)?
-            .map(|v| self.open_value(tree.name(), key, &v))
-            .transpose()
+        self.private_tree(tree).get(key)
     }
 
     fn private_remove(&self, tree: Private, key: &[u8]) -> Result<(), StoreError> {
-        self.db.open_tree(tree.name())?.remove(key)?;
-        Ok(())
+        self.private_tree(tree).remove(key)
     }
 
     fn private_scan(
@@ -972,13 +1144,7 @@ impl Store for SledStore {
         tree: Private,
         prefix: &[u8],
     ) -> Result<Vec<super::KeyValue>, StoreError> {
-        let t = self.db.open_tree(tree.name())?;
-        let mut out = Vec::new();
-        for item in t.scan_prefix(prefix) {
-            let (k, v) = item?;
-            out.push((k.to_vec(), self.open_value(tree.name(), &k, &v)?));
-        }
-        Ok(out)
+        self.private_tree(tree).scan_prefix(prefix)
     }
 
     fn prune_peers(&self, keep: usize) -> Result<usize, StoreError> {
@@ -986,7 +1152,7 @@ impl Store for SledStore {
         let mut removed = 0usize;
         for p in peers.iter().skip(keep) {
             let k = first::<16>(&self.h(b"peer", &p.peer_id.to_bytes()));
-            self.peers.remove(k)?;
+            self.peers.remove(&k)?;
             removed = removed.saturating_add(1);
         }
         Ok(removed)
@@ -1250,11 +1416,12 @@ mod tests {
                 admin_cert: None,
                 followed_at_ms: 0,
                 certs: Vec::new(),
+                revocations: Vec::new(),
             })
             .expect("channel");
-            s.db.insert("format", b"1").expect("format");
             s.flush().expect("flush");
         }
+        downgrade(dir.path(), &key, b"1");
         let s = open(dir.path(), &key);
         assert_eq!(
             s.count(&id).expect("count"),
@@ -1308,6 +1475,7 @@ mod tests {
                 admin_cert: None,
                 followed_at_ms: 0,
                 certs: Vec::new(),
+                revocations: Vec::new(),
             })
             .expect("channel");
             // Seq 1 and 3 held, seq 2 expired (protocol 1 kept an empty chain entry).
@@ -1330,19 +1498,17 @@ mod tests {
                     received_at_ms: 0,
                 }
                 .encode_to_vec();
-                s.posts
-                    .insert(pk, s.seal("posts", &pk, &value))
-                    .expect("post");
+                s.posts.insert(&pk, &value).expect("post");
                 s.chain
-                    .insert(s.chain_key(&id, &author, seq), &pk[..])
+                    .insert(&s.chain_key(&id, &author, seq), &pk[..])
                     .expect("chain");
             }
             s.chain
-                .insert(s.chain_key(&id, &author, 2), &[][..])
+                .insert(&s.chain_key(&id, &author, 2), &[][..])
                 .expect("expired");
-            s.db.insert("format", b"1").expect("format");
             s.flush().expect("flush");
         }
+        downgrade(dir.path(), &key, b"1");
         let s = open(dir.path(), &key);
         let h = s.history(&id, None, 10).expect("history");
         assert_eq!(
@@ -1358,6 +1524,142 @@ mod tests {
             s.chain_head(&id, &author).expect("head").map(|p| p.seq),
             Some(3)
         );
+    }
+
+    /// Writes the store at `dir` again in the layout of format 1 or 2: keys in the clear,
+    /// values sealed with (tree, key) as associated data, chain/ids/outbox/expiry values plain.
+    fn downgrade(dir: &Path, key: &Arc<DataKey>, format: &[u8]) {
+        let legacy_dir = sibling(dir, ".legacy");
+        {
+            let s = open(dir, key);
+            let db = sled::Config::new()
+                .path(&legacy_dir)
+                .open()
+                .expect("legacy");
+            let names = LEGACY_TREES
+                .iter()
+                .copied()
+                .chain(Private::ALL.iter().map(|p| (p.name(), true)));
+            for (name, sealed) in names {
+                let t = s.tree(name).unwrap_or_else(|| {
+                    let p = Private::ALL
+                        .iter()
+                        .find(|p| p.name() == name)
+                        .expect("tree");
+                    s.private_tree(*p)
+                });
+                let raw = db.open_tree(name).expect("tree");
+                for (k, v) in t.all().expect("all") {
+                    let v = if sealed {
+                        key.seal(&aad(name, &k), &v)
+                    } else {
+                        v
+                    };
+                    raw.insert(k, v).expect("insert");
+                }
+            }
+            db.insert("format", format).expect("format");
+            db.insert("canary", key.seal(CANARY_AAD, b"samizdat"))
+                .expect("canary");
+            db.flush().expect("flush");
+        }
+        std::fs::remove_dir_all(dir).expect("rm");
+        std::fs::rename(&legacy_dir, dir).expect("rename");
+    }
+
+    #[test]
+    fn a_store_of_format_2_is_upgraded_and_then_shows_no_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let home = dir.path().join("store");
+        let key = Arc::new(DataKey::generate());
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        // Times a real clock would give: their big-endian bytes are what format 2 showed.
+        let base = 1_764_000_000_000u64;
+        let posts: Vec<Post> = {
+            let mut prev = None;
+            (1..=20u64)
+                .map(|seq| {
+                    let p = Post::sign(
+                        &id,
+                        &ck,
+                        None,
+                        seq,
+                        prev,
+                        base + seq * 1000,
+                        PostDraft {
+                            text: format!("post {seq}"),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("sign");
+                    prev = Some(p.id);
+                    p
+                })
+                .collect()
+        };
+        {
+            let s = open(&home, &key);
+            s.insert_posts(&posts).expect("insert");
+            for i in [3u64, 1, 2] {
+                let mut k = b"conv".to_vec();
+                k.extend_from_slice(&(base + i).to_be_bytes());
+                s.private_put(Private::Messages, &k, &i.to_le_bytes())
+                    .expect("private");
+            }
+            s.flush().expect("flush");
+        }
+        downgrade(&home, &key, b"2");
+        let stamp = (base + 5000).to_be_bytes();
+        let shows = |dir: &Path| {
+            walk(dir).iter().any(|f| {
+                std::fs::read(f)
+                    .expect("read")
+                    .windows(8)
+                    .any(|w| w == stamp)
+            })
+        };
+        assert!(shows(&home), "the format-2 copy shows its timestamps");
+        // A wrong key refuses, and leaves the old store as it was.
+        assert!(SledStore::open(&home, Arc::new(DataKey::generate())).is_err());
+        assert!(shows(&home));
+        let s = open(&home, &key);
+        let h = s.history(&id, None, 100).expect("history");
+        assert_eq!(h.len(), 20);
+        assert!(h.windows(2).all(|w| w[0].1.seq < w[1].1.seq), "in order");
+        assert_eq!(s.heads(&id).expect("heads"), [(ck.public().to_bytes(), 20)]);
+        let msgs = s.private_scan(Private::Messages, b"conv").expect("scan");
+        assert_eq!(
+            msgs.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "private records kept, in order"
+        );
+        drop(s);
+        assert!(!shows(&home), "a timestamp in the upgraded files");
+        assert!(!sibling(&home, ".old").exists() && !sibling(&home, ".upgrading").exists());
+        // And it stays upgraded.
+        let s = open(&home, &key);
+        assert_eq!(s.count(&id).expect("count"), 20);
+    }
+
+    #[test]
+    fn an_upgrade_cut_between_its_renames_is_finished() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let home = dir.path().join("store");
+        let key = Arc::new(DataKey::generate());
+        let ck = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&ck.public());
+        {
+            let s = open(&home, &key);
+            s.insert_posts(&chain_of(3, &ck, "kept")).expect("insert");
+            s.flush().expect("flush");
+        }
+        // The state after `store → store.old`, before `store.upgrading → store`.
+        std::fs::rename(&home, sibling(&home, ".upgrading")).expect("rename");
+        std::fs::create_dir_all(sibling(&home, ".old")).expect("old");
+        let s = open(&home, &key);
+        assert_eq!(s.count(&id).expect("count"), 3);
+        assert!(!sibling(&home, ".old").exists());
     }
 
     #[test]
@@ -1389,6 +1691,7 @@ mod tests {
                 admin_cert: None,
                 followed_at_ms: 0,
                 certs: Vec::new(),
+                revocations: Vec::new(),
             })
             .expect("channel");
             s.flush().expect("flush");

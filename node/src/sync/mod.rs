@@ -82,6 +82,12 @@ pub fn serve(
                     .take(MAX_CERTS)
                     .filter_map(|c| v1::AdminCert::decode(c.as_slice()).ok())
                     .collect(),
+                revocations: record
+                    .revocations
+                    .iter()
+                    .take(MAX_CERTS)
+                    .filter_map(|r| v1::AdminRevocation::decode(r.as_slice()).ok())
+                    .collect(),
             })
         }
         Some(Kind::Range(r)) => {
@@ -170,6 +176,7 @@ mod tests {
             admin_cert: None,
             followed_at_ms: 0,
             certs: Vec::new(),
+            revocations: Vec::new(),
         })
         .expect("channel");
         let mut prev = None;

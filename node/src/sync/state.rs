@@ -167,6 +167,15 @@ impl<R: Copy + Eq> ChannelSync<R> {
         self.counters.expired = self.counters.expired.saturating_add(1);
     }
 
+    /// An author's slots after `last_seq` were removed (a revoked admin's).
+    pub fn note_retracted(&mut self, author: [u8; 32], last_seq: u64, posts: u64, proofs: u64) {
+        self.counters.have = self.counters.have.saturating_sub(posts);
+        self.counters.expired = self.counters.expired.saturating_sub(proofs);
+        if let Some(h) = self.counters.heads.get_mut(&author) {
+            *h = (*h).min(last_seq);
+        }
+    }
+
     /// A held post expired here and became its own proof.
     pub fn note_expired(&mut self) {
         self.counters.have = self.counters.have.saturating_sub(1);

@@ -82,6 +82,11 @@ struct Conversation {
     next_seq: u64,
     last_sent_ms: u64,
     sent_since_update: u64,
+    /// Started by a peer this node does not know (not a contact, never accepted, never
+    /// written to): a message request. Its messages are kept but not shown or announced, and
+    /// nothing they mention is fetched, until the user accepts.
+    #[serde(default)]
+    request: bool,
 }
 
 impl Conversation {
@@ -138,6 +143,8 @@ pub(crate) struct Direct {
     pub(super) mls: MlsClient,
     mailbox: Mailbox,
     conversations: HashMap<PeerId, Conversation>,
+    /// Peers whose message requests the user accepted (they are known from then on).
+    accepted: std::collections::HashSet<PeerId>,
     waiting: HashMap<PeerId, Delivery>,
     /// Peers with messages waiting for their KeyPackage, and when it was last looked up.
     pub(super) need_kp: HashMap<PeerId, Option<Instant>>,
@@ -184,6 +191,12 @@ impl Direct {
                 conversations.insert(peer, c);
             }
         }
+        let mut accepted = std::collections::HashSet::new();
+        for (_, v) in store.private_scan(Private::Mls, b"a")? {
+            if let Ok(peer) = PeerId::from_bytes(&v) {
+                accepted.insert(peer);
+            }
+        }
         let mut waiting = HashMap::new();
         for (_, v) in store.private_scan(Private::Outbox, b"E")? {
             if let Some((_, env)) = decode_outgoing(&v)
@@ -204,6 +217,7 @@ impl Direct {
             mls,
             mailbox: Mailbox::open(store.clone())?,
             conversations,
+            accepted,
             waiting,
             need_kp,
             kp_queries: HashMap::new(),
@@ -249,7 +263,7 @@ fn decode_outgoing(v: &[u8]) -> Option<(Vec<u8>, v1::DmEnvelope)> {
 }
 
 impl EventLoop {
-    fn dm_index(&self, peer: &PeerId) -> [u8; 16] {
+    pub(super) fn dm_index(&self, peer: &PeerId) -> [u8; 16] {
         self.store.index(b"dm", &peer.to_bytes())
     }
 
@@ -259,7 +273,7 @@ impl EventLoop {
         Ok(())
     }
 
-    fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
+    pub(super) fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
         if let Some(c) = self.dm.conversations.get(peer) {
             let mut k = b"c".to_vec();
             k.extend_from_slice(&self.dm_index(peer));
@@ -291,6 +305,10 @@ impl EventLoop {
                 "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
                 text.len()
             )));
+        }
+        if self.dm.conversations.get(&peer).is_some_and(|c| c.request) {
+            // Answering a message request accepts it.
+            self.accept_requests(&peer)?;
         }
         let conv = self
             .dm
@@ -481,7 +499,7 @@ impl EventLoop {
             .map(|c| (c.card.peer_id, c.name))
             .collect();
         let mut list = Vec::with_capacity(self.dm.conversations.len());
-        for peer in self.dm.conversations.keys() {
+        for (peer, _) in self.dm.conversations.iter().filter(|(_, c)| !c.request) {
             let mut history = self.dm_history(peer)?;
             list.push(crate::dm::DmConversationView {
                 peer: peer.to_string(),
@@ -1235,7 +1253,11 @@ impl EventLoop {
             .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes());
         match incoming {
             Incoming::Joined { group } => {
+                let stranger = !self.is_known_peer(from);
                 let conv = self.dm.conversations.entry(*from).or_default();
+                if conv.groups.is_empty() && conv.next_seq == 0 && stranger {
+                    conv.request = true;
+                }
                 conv.peer = from.to_string();
                 if !conv.groups.contains(&group) {
                     conv.groups.push(group.clone());
@@ -1263,6 +1285,11 @@ impl EventLoop {
                 };
                 self.store_dm(&stored)
                     .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                if self.dm.conversations.get(from).is_some_and(|c| c.request) {
+                    // A message request: kept, not announced, nothing fetched.
+                    self.requests_changed();
+                    return Ok(());
+                }
                 if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
                     self.prefetch_attachment(a);
                 }
@@ -1362,5 +1389,85 @@ impl EventLoop {
         if self.dm.collected_from.len() > 4096 {
             self.dm.collected_from.clear();
         }
+    }
+
+    /// Whether `peer` is someone this node knows: a contact, a peer whose request the user
+    /// accepted, or one it has written to.
+    pub(super) fn is_known_peer(&self, peer: &PeerId) -> bool {
+        self.dm.accepted.contains(peer)
+            || self
+                .dm
+                .conversations
+                .get(peer)
+                .is_some_and(|c| c.next_seq > 0 && !c.request)
+            || self
+                .store
+                .contacts()
+                .map(|cs| cs.iter().any(|c| c.card.peer_id == *peer))
+                .unwrap_or(false)
+    }
+
+    /// Direct conversations held as requests: (peer, newest message, when it arrived).
+    pub(super) fn dm_requests(&self) -> Vec<(PeerId, Option<DmView>, u64)> {
+        self.dm
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.request)
+            .filter_map(|(p, _)| {
+                // A declined request keeps its conversation, empty, until the peer writes again.
+                let last = self.dm_history(p).ok().and_then(|mut h| h.pop())?;
+                let at = last.timestamp;
+                Some((*p, Some(last), at))
+            })
+            .collect()
+    }
+
+    /// Remembers that the user accepted `peer` (it is known from now on) and shows what its
+    /// request held: its messages are announced and their attachments fetched.
+    pub(super) fn accept_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
+        if self.dm.accepted.insert(*peer) {
+            let mut k = b"a".to_vec();
+            k.extend_from_slice(&self.dm_index(peer));
+            self.store.private_put(Private::Mls, &k, &peer.to_bytes())?;
+        }
+        let Some(c) = self.dm.conversations.get_mut(peer).filter(|c| c.request) else {
+            return Ok(false);
+        };
+        c.request = false;
+        self.save_conversation(peer)?;
+        let me = *self.swarm.local_peer_id();
+        for (_, v) in self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+        {
+            let Ok(stored) = v1::StoredDm::decode(v.as_slice()) else {
+                continue;
+            };
+            if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
+                self.prefetch_attachment(a);
+            }
+            if let Some(view) = DmView::of(&me, &stored) {
+                let _ = self.events.send(Event::DirectMessage { message: view });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Declines `peer`'s direct-message request: its messages go. The conversation's keys
+    /// stay (hidden), so that if the peer writes again its message is readable and asks
+    /// again, as a new request.
+    pub(super) fn decline_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
+        if !self.dm.conversations.get(peer).is_some_and(|c| c.request) {
+            return Ok(false);
+        }
+        let mut dropped = false;
+        for (k, _) in self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+        {
+            self.store.private_remove(Private::Messages, &k)?;
+            dropped = true;
+        }
+        Ok(dropped)
     }
 }

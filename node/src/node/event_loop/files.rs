@@ -31,6 +31,8 @@ pub(super) struct Fetch {
     /// Dropped if the manifest says the file is larger (fetches nobody explicitly asked for:
     /// an attachment's claimed size is only the sender's word).
     pub max_bytes: Option<u64>,
+    /// Started by the node itself (an attachment prefetch): counts against the quota.
+    pub prefetch: bool,
 }
 
 impl EventLoop {
@@ -73,11 +75,45 @@ impl EventLoop {
         // The sealed file is the plaintext plus 16 bytes a segment (1 MiB): a manifest much
         // larger than the size the message claims is not fetched.
         let bound = a.size.saturating_add(a.size / 4096 + 4096);
-        if a.size <= PREFETCH_BYTES
-            && let Ok(cid) = a.cid.parse::<Cid>()
-            && let Err(e) = self.fetch_file(cid, a.name.clone(), Some(bound))
-        {
-            tracing::debug!("attachment not fetched: {e}");
+        if a.size > PREFETCH_BYTES {
+            return;
+        }
+        // All prefetches together stay within the quota (files held, and fetches running).
+        let held: u64 = self
+            .store
+            .files()
+            .unwrap_or_default()
+            .iter()
+            .filter(|f| f.prefetched)
+            .filter_map(|f| {
+                prost::Message::decode(f.manifest.as_slice())
+                    .ok()
+                    .map(|m: samizdat_proto::v1::FileManifest| m.size)
+            })
+            .fold(0u64, u64::saturating_add);
+        let running: u64 = self
+            .fetches
+            .values()
+            .filter(|f| f.prefetch && f.download.manifest().is_none())
+            .filter_map(|f| f.max_bytes)
+            .fold(0u64, u64::saturating_add);
+        if held.saturating_add(running).saturating_add(bound) > self.max_prefetch_bytes {
+            tracing::info!(
+                size = a.size,
+                "attachment not fetched in advance: the prefetch quota (max_prefetch_bytes) is reached"
+            );
+            return;
+        }
+        if let Ok(cid) = a.cid.parse::<Cid>() {
+            let asked_already = self.fetches.contains_key(&cid);
+            match self.fetch_file(cid, a.name.clone(), Some(bound)) {
+                Ok(_) => {
+                    if let Some(f) = self.fetches.get_mut(&cid).filter(|_| !asked_already) {
+                        f.prefetch = true;
+                    }
+                }
+                Err(e) => tracing::debug!("attachment not fetched: {e}"),
+            }
         }
     }
 
@@ -111,6 +147,7 @@ impl EventLoop {
                 download,
                 last_lookup: None,
                 max_bytes,
+                prefetch: false,
             },
         );
         self.lookup_file_providers(&cid);
@@ -352,6 +389,7 @@ impl EventLoop {
                             mime: crate::files::mime_from_name(&f.download.name).to_string(),
                             complete: false,
                             added_at_ms: now_ms(),
+                            prefetched: f.prefetch,
                         };
                         f.download.set_manifest(m, have);
                         if let Err(e) = self.store.put_file(&rec) {
@@ -430,6 +468,7 @@ impl EventLoop {
                 mime: crate::files::mime_from_name(&f.download.name).to_string(),
                 complete: true,
                 added_at_ms: now_ms(),
+                prefetched: f.prefetch,
             };
             if let Err(e) = self.store.put_file(&rec) {
                 tracing::warn!("store: {e}");

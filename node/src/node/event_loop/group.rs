@@ -74,6 +74,10 @@ struct GroupRecord {
     join_epoch: u64,
     active: bool,
     next_seq: u64,
+    /// An invitation from a peer this node does not know: joined (so that its name can be
+    /// shown) but not followed — no topic, no catch-up, nothing fetched — until accepted.
+    #[serde(default)]
+    request: bool,
 }
 
 /// A group in memory.
@@ -178,7 +182,7 @@ impl EventLoop {
             return;
         };
         let topic = topic(&id);
-        if record.active {
+        if record.active && !record.request {
             if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
                 tracing::warn!("cannot subscribe to a group topic: {e:?}");
             }
@@ -288,6 +292,7 @@ impl EventLoop {
             join_epoch: 0,
             active: true,
             next_seq: 1,
+            request: false,
         };
         self.install_group(id.clone(), record);
         self.save_group(&id)?;
@@ -303,8 +308,9 @@ impl EventLoop {
         let mut out: Vec<GroupView> = self
             .groups
             .groups
-            .keys()
-            .filter_map(|g| self.group_view(g).ok())
+            .iter()
+            .filter(|(_, s)| !s.record.request)
+            .filter_map(|(g, _)| self.group_view(g).ok())
             .collect();
         out.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
         out
@@ -508,6 +514,11 @@ impl EventLoop {
                 "this node is no longer a member of the group".into(),
             ));
         }
+        if s.record.request {
+            return Err(NodeError::NotAllowed(
+                "accept the invitation first (`samizdat requests accept`)".into(),
+            ));
+        }
         let now = now_ms();
         let seq = s.record.next_seq.max(1);
         s.record.next_seq = seq.saturating_add(1);
@@ -661,14 +672,14 @@ impl EventLoop {
             Ok(true) => MessageAcceptance::Accept,
             Ok(false) => MessageAcceptance::Ignore,
             Err(DmError::FutureEpoch) => {
-                // Its commit did not reach us yet: catch up from the member that sent it.
-                if let Some(source) = message.source {
-                    self.group_sync_with(&group, source, false);
-                }
+                // Its commit did not reach us yet: catch up from the neighbour that passed it
+                // on (messages name no publisher; a peer on a group's topic is a member, or
+                // one that refuses catch-up to non-members anyway).
+                self.group_sync_with(&group, propagation_source, false);
                 MessageAcceptance::Ignore
             }
             Err(e) => {
-                tracing::debug!(group = %group_hex(&group), source = ?message.source, "group message rejected: {e}");
+                tracing::debug!(group = %group_hex(&group), via = %propagation_source, "group message rejected: {e}");
                 MessageAcceptance::Reject
             }
         }
@@ -843,7 +854,9 @@ impl EventLoop {
             join_epoch: epoch,
             active: true,
             next_seq: 1,
+            request: !self.is_known_peer(from),
         };
+        let request = record.request;
         // Catch up from the invitation's time: what was sent since is readable.
         let since = env.sent_ms.saturating_sub(SYNC_SLACK_MS);
         self.install_group(group.clone(), record);
@@ -851,6 +864,11 @@ impl EventLoop {
             s.synced_ms = since;
         }
         self.save_group(&group).map_err(store)?;
+        if request {
+            tracing::info!(group = %group_hex(&group), owner = %from, "group invitation from a stranger held as a request");
+            self.requests_changed();
+            return Ok(());
+        }
         tracing::info!(group = %group_hex(&group), owner = %from, "joined a group");
         if let Ok(view) = self.group_view(&group) {
             let _ = self.events.send(Event::GroupChanged { group: view });
@@ -874,6 +892,7 @@ impl EventLoop {
         };
         if peer == me
             || !s.record.active
+            || s.record.request
             || s.sync_in_flight
             || (!force && s.last_sync.is_some_and(|t| t.elapsed() < SYNC_MIN_GAP))
         {
@@ -1016,7 +1035,7 @@ impl EventLoop {
             let Some(s) = self.groups.groups.get(&id) else {
                 continue;
             };
-            if !s.record.active {
+            if !s.record.active || s.record.request {
                 continue;
             }
             let connected: Vec<PeerId> = s
@@ -1121,6 +1140,77 @@ impl EventLoop {
     /// Group messages dropped while waiting for their commit, since start.
     pub(super) fn groups_early_dropped(&self) -> u64 {
         self.groups.early.dropped()
+    }
+
+    /// Group invitations held as requests: (group id, owner, name, when).
+    pub(super) fn group_requests(&self) -> Vec<(Vec<u8>, PeerId, String, u64)> {
+        self.groups
+            .groups
+            .iter()
+            .filter(|(_, s)| s.record.request)
+            .map(|(g, s)| {
+                (
+                    g.clone(),
+                    s.owner,
+                    s.record.name.clone(),
+                    s.record.joined_ms,
+                )
+            })
+            .collect()
+    }
+
+    /// Accepts the group invitations `owner` sent: the groups are followed from now on.
+    pub(super) fn accept_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
+        let ids: Vec<Vec<u8>> = self
+            .groups
+            .groups
+            .iter()
+            .filter(|(_, s)| s.record.request && s.owner == *owner)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for id in &ids {
+            let Some(s) = self.groups.groups.get_mut(id) else {
+                continue;
+            };
+            s.record.request = false;
+            let topic = s.topic.clone();
+            self.save_group(id)?;
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                tracing::warn!("cannot subscribe to a group topic: {e:?}");
+            }
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_topic_params(topic, crate::net::scoring::topic_params());
+            if let Ok(view) = self.group_view(id) {
+                let _ = self.events.send(Event::GroupChanged { group: view });
+            }
+            self.group_sync_with(id, *owner, true);
+        }
+        Ok(ids.len())
+    }
+
+    /// Declines the group invitations `owner` sent: their state and record are dropped.
+    pub(super) fn decline_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
+        let ids: Vec<Vec<u8>> = self
+            .groups
+            .groups
+            .iter()
+            .filter(|(_, s)| s.record.request && s.owner == *owner)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for id in &ids {
+            if let Some(s) = self.groups.groups.remove(id) {
+                self.groups.topics.remove(&s.topic.hash());
+            }
+            self.groups.early.forget_group(id);
+            if self.dm.mls.forget(id).is_ok() {
+                self.save_mls()?;
+            }
+            self.store.private_remove(Private::Mls, &record_key(id))?;
+        }
+        Ok(ids.len())
     }
 }
 

@@ -2,10 +2,12 @@
 //! arrives from the network, hands writes to the group-commit writer, and publishes posts once
 //! they are durable. History sync and files live in the child modules.
 
+mod admins;
 mod dm;
 mod files;
 mod group;
 mod reach;
+mod requests;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -30,11 +32,12 @@ use super::reputation::{CUT_OFF, Offence, Reputation};
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
 use super::writer::{Item, Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
-    self, AdminCert, ChannelId, Invite, Manifest, Post, PostDraft, PostError, PostId, now_ms,
+    self, AdminCert, AdminRevocation, ChannelId, Invite, Manifest, Post, PostDraft, PostError,
+    PostId, now_ms,
 };
 use crate::config::Config;
 use crate::files::{BlobStore, Cid};
-use crate::identity::{Identity, ed25519_of};
+use crate::identity::Identity;
 use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use crate::net::rate_limit::RateLimiter;
 use crate::net::{
@@ -62,6 +65,9 @@ const PROVIDE_WHEN_SPARSE: Duration = Duration::from_secs(30);
 /// Direct peers wanted on each channel topic (gossipsub's mesh degree): enough that the
 /// channel survives losing any few of them, or the bootstrap peers.
 const WANT_TOPIC_PEERS: usize = 6;
+/// How old a post arriving by gossip may be (its author's timestamp against this node's
+/// clock); older ones come by history sync.
+const LIVE_WINDOW_MS: u64 = 3600 * 1000;
 /// Dial at most this many discovered providers per lookup.
 const DIALS_PER_LOOKUP: usize = 8;
 /// While no topic peer of a channel has brought anything valid, cached peers are dialed this
@@ -89,6 +95,8 @@ pub(crate) struct EventLoop {
     internal_tx: mpsc::UnboundedSender<Internal>,
     blobs: BlobStore,
     max_file_bytes: u64,
+    /// Disk attachments fetched in advance may take in all.
+    max_prefetch_bytes: u64,
     identity: Arc<Identity>,
     channels: HashMap<ChannelId, ChannelState>,
     topics: HashMap<TopicHash, ChannelId>,
@@ -100,7 +108,7 @@ pub(crate) struct EventLoop {
     /// Own posts stored but not yet published (no topic peer was there).
     unpublished: HashMap<ChannelId, Vec<Post>>,
     /// Admin certificates to publish once the channel has topic peers.
-    unpublished_certs: HashMap<ChannelId, Vec<AdminCert>>,
+    unpublished_meta: HashMap<ChannelId, Vec<v1::channel_message::Kind>>,
     bootstrap: Vec<Multiaddr>,
     announce_listen: bool,
     external: Vec<Multiaddr>,
@@ -227,6 +235,7 @@ impl EventLoop {
             internal_tx,
             blobs,
             max_file_bytes: config.max_file_bytes,
+            max_prefetch_bytes: config.max_prefetch_bytes,
             identity,
             channels: HashMap::new(),
             topics: HashMap::new(),
@@ -234,7 +243,7 @@ impl EventLoop {
             provider_queries: HashMap::new(),
             in_flight: HashMap::new(),
             unpublished: HashMap::new(),
-            unpublished_certs: HashMap::new(),
+            unpublished_meta: HashMap::new(),
             bootstrap: config.bootstrap.clone(),
             announce_listen: config.announce_listen_addresses,
             external: config.external_addresses.clone(),
@@ -353,18 +362,22 @@ impl EventLoop {
             Command::Channels(reply) => {
                 let mut ids: Vec<ChannelId> = self.channels.keys().copied().collect();
                 ids.sort_by_key(|id| self.channels[id].record.followed_at_ms);
-                let views = ids.iter().map(|id| self.channel_view(id)).collect();
+                let views = ids.iter().map(|id| self.channel_view(id, false)).collect();
                 let _ = reply.send(views);
             }
-            Command::Channel(id, reply) => {
-                let _ = reply.send(self.channel_view(&id));
+            Command::Channel(id, include_my_address, reply) => {
+                let _ = reply.send(self.channel_view(&id, include_my_address));
             }
             Command::CreateChannel {
+                include_my_address,
                 name,
                 description,
                 reply,
             } => {
-                let _ = reply.send(self.create_channel(&name, &description));
+                let _ = reply.send(
+                    self.create_channel(&name, &description)
+                        .and_then(|id| self.channel_view(&id, include_my_address)),
+                );
             }
             Command::Follow { target, reply } => {
                 let _ = reply.send(self.follow(target));
@@ -383,6 +396,26 @@ impl EventLoop {
                 reply,
             } => {
                 let _ = reply.send(self.add_admin(&channel, peer));
+            }
+            Command::RemoveAdmin {
+                channel,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.remove_admin(&channel, peer));
+            }
+            Command::Admins(channel, reply) => {
+                let _ = reply.send(self.admin_list(&channel));
+            }
+            Command::Requests(reply) => {
+                let _ = reply.send(Ok(self.requests()));
+            }
+            Command::AnswerRequests {
+                peer,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.answer_requests(peer, action));
             }
             Command::Dial { addr, reply } => {
                 let r = self
@@ -410,7 +443,7 @@ impl EventLoop {
                 let _ = reply.send(self.file_status(&cid));
             }
             Command::Block { peer, block, reply } => {
-                let _ = reply.send(self.block(peer, block));
+                let _ = reply.send(self.block_peer(peer, block));
             }
             Command::DmSend {
                 peer,
@@ -452,7 +485,7 @@ impl EventLoop {
         }
     }
 
-    fn block(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+    fn block_peer(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
         if peer == *self.swarm.local_peer_id() {
             return Err(NodeError::InvalidInput("a node cannot block itself".into()));
         }
@@ -572,19 +605,28 @@ impl EventLoop {
         out
     }
 
-    fn channel_view(&self, id: &ChannelId) -> Result<ChannelView, NodeError> {
+    fn channel_view(
+        &self,
+        id: &ChannelId,
+        include_my_address: bool,
+    ) -> Result<ChannelView, NodeError> {
         let state = self
             .channels
             .get(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         let posts = self.store.count(id)?;
         let peers = self.topic_peers(&state.topic.hash());
+        let link = state
+            .manifest
+            .as_ref()
+            .map(|m| self.invite_link(m, include_my_address));
         Ok(ChannelView {
             id: id.to_string(),
             name: state.manifest.as_ref().map(|m| m.name.clone()),
             description: state.manifest.as_ref().map(|m| m.description.clone()),
             role: state.role_name().to_string(),
-            link: state.manifest.as_ref().map(|m| self.invite_link(m)),
+            link: link.as_ref().map(|(l, _)| l.clone()),
+            link_warning: link.and_then(|(_, w)| w),
             posts,
             peers,
         })
@@ -607,19 +649,59 @@ impl EventLoop {
         own
     }
 
-    fn invite_link(&self, manifest: &Manifest) -> String {
+    /// An invite link: the manifest and ways into the network — the bootstrap peers this node
+    /// knows and the relays it holds reservations on, and this node's own addresses only when
+    /// asked. With what it gives away or lacks, as a warning.
+    fn invite_link(
+        &self,
+        manifest: &Manifest,
+        include_my_address: bool,
+    ) -> (String, Option<String>) {
         let me = *self.swarm.local_peer_id();
-        let mut addrs: Vec<Multiaddr> = self.bootstrap.clone();
-        addrs.extend(
-            self.own_addrs()
-                .into_iter()
-                .map(|a| a.with(Protocol::P2p(me))),
-        );
-        Invite {
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        let mut push = |a: Multiaddr| {
+            if addrs.len() < crate::channel::MAX_LINK_ADDRS && !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        };
+        if include_my_address {
+            for a in self.own_addrs() {
+                push(a.with(Protocol::P2p(me)));
+            }
+        }
+        for a in &self.bootstrap {
+            if split_peer_addr(a).0 != Some(me) {
+                push(a.clone());
+            }
+        }
+        for (relay, addrs) in &self.relays {
+            if self.relay_listeners.contains_key(relay)
+                && let Some(a) = addrs.first()
+            {
+                push(a.clone().with(Protocol::P2p(*relay)));
+            }
+        }
+        let warning = if include_my_address {
+            Some(
+                "this link carries your node's own addresses: whoever gets it learns where \
+                 your node is (its IP addresses)"
+                    .to_string(),
+            )
+        } else if addrs.is_empty() {
+            Some(
+                "this link names no bootstrap peer or relay: whoever opens it needs another way \
+                 into the network (a bootstrap address of their own, or a peer on their LAN)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let link = Invite {
             manifest: manifest.clone(),
             bootstrap: addrs,
         }
-        .to_string()
+        .to_string();
+        (link, warning)
     }
 
     fn topic_peers(&self, topic: &TopicHash) -> usize {
@@ -631,7 +713,7 @@ impl EventLoop {
             .count()
     }
 
-    fn create_channel(&mut self, name: &str, description: &str) -> Result<ChannelView, NodeError> {
+    fn create_channel(&mut self, name: &str, description: &str) -> Result<ChannelId, NodeError> {
         let key = libp2p::identity::ed25519::Keypair::generate();
         let manifest = Manifest::sign(&key, name, description, now_ms(), 1)
             .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
@@ -643,13 +725,14 @@ impl EventLoop {
             admin_cert: None,
             followed_at_ms: now_ms(),
             certs: Vec::new(),
+            revocations: Vec::new(),
         };
         self.store.put_channel(&record)?;
         let id = record.id;
         self.install_channel(ChannelState::from_record(record));
         self.publish_manifest_record(&manifest);
         tracing::info!(channel = %id, "channel created");
-        self.channel_view(&id)
+        Ok(id)
     }
 
     fn follow(&mut self, target: FollowTarget) -> Result<ChannelView, NodeError> {
@@ -670,7 +753,7 @@ impl EventLoop {
                 state.manifest = Some(m);
                 self.store.put_channel(&state.record)?;
             }
-            return self.channel_view(&id);
+            return self.channel_view(&id, false);
         }
         let record = ChannelRecord {
             id,
@@ -680,6 +763,7 @@ impl EventLoop {
             admin_cert: None,
             followed_at_ms: now_ms(),
             certs: Vec::new(),
+            revocations: Vec::new(),
         };
         self.store.put_channel(&record)?;
         self.install_channel(ChannelState::from_record(record));
@@ -692,7 +776,7 @@ impl EventLoop {
             self.manifest_queries.insert(q, id);
         }
         tracing::info!(channel = %id, "following channel");
-        self.channel_view(&id)
+        self.channel_view(&id, false)
     }
 
     fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
@@ -766,7 +850,15 @@ impl EventLoop {
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         let (key, cert) = match &state.signer {
             Some(Signer::Owner(k)) => (k.clone(), None),
-            Some(Signer::Admin(c)) => (identity.signing().clone(), Some(c.clone())),
+            Some(Signer::Admin(c)) => {
+                if !c.valid_at(now_ms()) {
+                    return Err(NodeError::NotAllowed(format!(
+                        "this node's admin certificate for channel {id} has expired; the \
+                         owner's node renews it when it is online"
+                    )));
+                }
+                (identity.signing().clone(), Some(c.clone()))
+            }
             None => {
                 return Err(NodeError::NotAllowed(format!(
                     "only the owner or an admin of channel {id} can post to it"
@@ -811,35 +903,6 @@ impl EventLoop {
             last_ts: ts,
         });
         Ok(post)
-    }
-
-    fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
-        let state = self
-            .channels
-            .get(id)
-            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
-        let Some(Signer::Owner(key)) = &state.signer else {
-            return Err(NodeError::NotAllowed(
-                "only the channel owner can add admins".into(),
-            ));
-        };
-        let admin = ed25519_of(&peer).ok_or_else(|| {
-            NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
-        })?;
-        if state.record.certs.len() >= crate::sync::MAX_CERTS {
-            return Err(NodeError::NotAllowed(format!(
-                "a channel has at most {} admin certificates",
-                crate::sync::MAX_CERTS
-            )));
-        }
-        let cert = AdminCert::issue(key, &admin, now_ms(), None);
-        if let Some(state) = self.channels.get_mut(id) {
-            state.record.certs.push(cert.signed.encode_to_vec());
-            self.store.put_channel(&state.record)?;
-        }
-        self.unpublished_certs.entry(*id).or_default().push(cert);
-        self.flush_unpublished(id);
-        Ok(())
     }
 
     // ----- writes ---------------------------------------------------------------------------
@@ -898,7 +961,7 @@ impl EventLoop {
     fn flush_unpublished(&mut self, id: &ChannelId) {
         let Some(state) = self.channels.get(id) else {
             self.unpublished.remove(id);
-            self.unpublished_certs.remove(id);
+            self.unpublished_meta.remove(id);
             return;
         };
         let topic = state.topic.clone();
@@ -907,18 +970,18 @@ impl EventLoop {
         if self.topic_peers(&topic.hash()) == 0 {
             return;
         }
-        if let Some(certs) = self.unpublished_certs.remove(id) {
+        if let Some(meta) = self.unpublished_meta.remove(id) {
             let mut keep = Vec::new();
-            for cert in certs {
+            for kind in meta {
                 let msg = v1::ChannelMessage {
-                    kind: Some(v1::channel_message::Kind::AdminCert(cert.signed.clone())),
+                    kind: Some(kind.clone()),
                 };
                 if !self.publish(&topic, msg.encode_to_vec()) {
-                    keep.push(cert);
+                    keep.push(kind);
                 }
             }
             if !keep.is_empty() {
-                self.unpublished_certs.insert(*id, keep);
+                self.unpublished_meta.insert(*id, keep);
             }
         }
         let Some(mut posts) = self.unpublished.remove(id) else {
@@ -1222,7 +1285,7 @@ impl EventLoop {
         if let Err(e) = self.store.put_channel(&state.record) {
             tracing::warn!("store: {e}");
         }
-        if let Ok(view) = self.channel_view(&id) {
+        if let Ok(view) = self.channel_view(&id, false) {
             let _ = self.events.send(Event::ChannelUpdated { channel: view });
         }
         true
@@ -1281,13 +1344,13 @@ impl EventLoop {
             return MessageAcceptance::Ignore;
         };
         let Ok(msg) = v1::ChannelMessage::decode(message.data.as_slice()) else {
-            tracing::debug!(channel = %id, source = ?message.source, "malformed channel message rejected");
+            tracing::debug!(channel = %id, "malformed channel message rejected");
             return MessageAcceptance::Reject;
         };
         // One message, one encoding: a copy with padding, unknown fields or reordered fields
         // would be a new gossipsub message (ids hash the bytes) that every node forwards.
         if msg.encode_to_vec() != message.data {
-            tracing::debug!(channel = %id, source = ?message.source, "non-canonical channel message rejected");
+            tracing::debug!(channel = %id, "non-canonical channel message rejected");
             return MessageAcceptance::Reject;
         }
         match msg.kind {
@@ -1312,6 +1375,21 @@ impl EventLoop {
                     }
                     Err(e) => {
                         tracing::debug!(channel = %id, "admin certificate rejected: {e}");
+                        MessageAcceptance::Reject
+                    }
+                }
+            }
+            Some(v1::channel_message::Kind::Revocation(r)) => {
+                if !self.revocation_is_news(&id, &r) {
+                    return MessageAcceptance::Ignore;
+                }
+                match AdminRevocation::verify(r, &id) {
+                    Ok(r) => {
+                        self.adopt_revocation(r);
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %id, "admin revocation rejected: {e}");
                         MessageAcceptance::Reject
                     }
                 }
@@ -1358,10 +1436,21 @@ impl EventLoop {
                 };
             }
         };
-        if post.is_expired(now_ms()) {
+        let now = now_ms();
+        if post.is_expired(now) {
+            return MessageAcceptance::Ignore;
+        }
+        // Live posts come from now: an old timestamp on gossip is either a post that waited in
+        // an outbox (history sync brings it) or one back-dated into an admin certificate's
+        // lifetime; neither is taken live.
+        if post.timestamp_ms.saturating_add(LIVE_WINDOW_MS) < now {
             return MessageAcceptance::Ignore;
         }
         let author = post.author_key.to_bytes();
+        // A revoked admin's later posts are never taken (the forwarder may not know yet).
+        if self.revoked_post(id, &author, post.seq) {
+            return MessageAcceptance::Ignore;
+        }
         match self.chain_check(id, &author, post.seq, post.id, post.prev) {
             Ok(ChainCheck::New) => {}
             Ok(ChainCheck::Duplicate) => return MessageAcceptance::Ignore,
@@ -1445,41 +1534,6 @@ impl EventLoop {
         Ok(ChainCheck::New)
     }
 
-    /// Whether an encoded certificate is one this channel does not hold yet (worth verifying).
-    pub(super) fn cert_is_news(&self, id: &ChannelId, c: &v1::AdminCert) -> bool {
-        let bytes = c.encode_to_vec();
-        self.channels.get(id).is_some_and(|s| {
-            s.record.certs.len() < crate::sync::MAX_CERTS && !s.record.certs.contains(&bytes)
-        })
-    }
-
-    /// Keeps a verified certificate of a channel (served to peers with sync heads), and makes
-    /// this node an admin if it names this node.
-    fn adopt_cert(&mut self, cert: AdminCert) {
-        let me = self.identity.signing().public();
-        let Some(state) = self.channels.get_mut(&cert.channel) else {
-            return;
-        };
-        let bytes = cert.signed.encode_to_vec();
-        let mut changed = false;
-        if !state.record.certs.contains(&bytes) && state.record.certs.len() < crate::sync::MAX_CERTS
-        {
-            state.record.certs.push(bytes.clone());
-            changed = true;
-        }
-        if cert.admin == me && state.record.role == Role::Follower {
-            tracing::info!(channel = %cert.channel, "this node is now an admin of the channel");
-            state.record.role = Role::Admin;
-            state.record.admin_cert = Some(bytes);
-            state.signer = Some(Signer::Admin(cert));
-            state.head = None;
-            changed = true;
-        }
-        if changed && let Err(e) = self.store.put_channel(&state.record) {
-            tracing::warn!("store: {e}");
-        }
-    }
-
     /// Records an offence of `peer` outside gossip: its gossipsub standing falls with it, and
     /// at [`CUT_OFF`] points it is disconnected and refused for a while.
     pub(super) fn penalise(&mut self, peer: PeerId, offence: Offence) {
@@ -1558,7 +1612,7 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in &ids {
-            if self.unpublished.contains_key(id) || self.unpublished_certs.contains_key(id) {
+            if self.unpublished.contains_key(id) || self.unpublished_meta.contains_key(id) {
                 self.flush_unpublished(id);
             }
             self.discover(id, false);
@@ -1573,6 +1627,7 @@ impl EventLoop {
         if self.last_prune.elapsed() >= Duration::from_secs(60) {
             self.last_prune = Instant::now();
             self.prune_peer_tables();
+            self.renew_certs();
         }
         self.log_drops();
     }

@@ -268,7 +268,12 @@ impl EventLoop {
     }
 
     fn on_heads(&mut self, id: &ChannelId, peer: PeerId, heads: v1::SyncHeadsResponse) {
-        if let Err(why) = self.learn_channel_meta(id, heads.manifest.as_ref(), &heads.certs) {
+        if let Err(why) = self.learn_channel_meta(
+            id,
+            heads.manifest.as_ref(),
+            &heads.certs,
+            &heads.revocations,
+        ) {
             return self.sync_fault(id, peer, why);
         }
         let Some(st) = self.sync.get(id) else {
@@ -279,6 +284,23 @@ impl EventLoop {
             Ok(p) => p,
             Err(e) => return self.sync_fault(id, peer, &e.to_string()),
         };
+        // A revoked admin's chain ends where the owner said (the peer may not know yet).
+        let proven: Vec<_> = proven
+            .into_iter()
+            .map(|mut h| {
+                if let Some(last) = self.channels.get(id).and_then(|s| {
+                    s.admins
+                        .refuses(&h.author, h.max_seq)
+                        .then(|| s.admins.revocation(&h.author).map(|r| r.last_seq))
+                        .flatten()
+                }) {
+                    h.max_seq = last;
+                    h.proof = None;
+                }
+                h
+            })
+            .filter(|h| h.max_seq > 0)
+            .collect();
         let store = self.store.clone();
         let Some(st) = self.sync.get_mut(id) else {
             return;
@@ -341,6 +363,9 @@ impl EventLoop {
         let mut new = 0u64;
         let served = entries.len() as u64;
         for entry in entries {
+            if self.revoked_post(id, &author, entry.seq()) {
+                continue;
+            }
             match self.chain_check(id, &author, entry.seq(), entry.id(), entry.prev()) {
                 Ok(ChainCheck::New) => {}
                 Ok(ChainCheck::Duplicate) => continue,
@@ -398,9 +423,18 @@ impl EventLoop {
         id: &ChannelId,
         manifest: Option<&v1::ChannelManifest>,
         certs: &[v1::AdminCert],
+        revocations: &[v1::AdminRevocation],
     ) -> Result<(), &'static str> {
-        if certs.len() > crate::sync::MAX_CERTS {
-            return Err("too many certificates");
+        if certs.len() > crate::sync::MAX_CERTS || revocations.len() > crate::sync::MAX_CERTS {
+            return Err("too many certificates or revocations");
+        }
+        // Revocations first: a certificate they withdraw is then no news.
+        for r in revocations {
+            if self.revocation_is_news(id, r) {
+                let r = crate::channel::AdminRevocation::verify(r.clone(), id)
+                    .map_err(|_| "a forged admin revocation")?;
+                self.adopt_revocation(r);
+            }
         }
         if let Some(m) = manifest
             && self.manifest_is_news(id, m)
