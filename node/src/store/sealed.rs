@@ -1,10 +1,11 @@
 //! A sled tree that shows nothing on disk: each record's key is a keyed hash of its real key,
-//! and its value carries the real key and value, each sealed with the data key. Whoever holds
+//! and its value carries the real key and value, sealed together with the data key. Whoever holds
 //! the files sees random-looking keys in random order and sealed values: no timestamps, no
 //! sequence numbers, no ids, no grouping by channel or conversation.
 //!
 //! Trees that are read in key order keep an index of their real keys in memory, rebuilt when
-//! the store opens (only the small sealed keys are opened for that, not the values).
+//! the store opens (by opening every record: one seal per record keeps writes cheap, and
+//! opening is fast next to reading from disk).
 
 #![warn(clippy::arithmetic_side_effects)]
 
@@ -33,6 +34,7 @@ pub(super) struct SealedTree {
 }
 
 /// A record made ready to be written (inside a transaction, which sled may run again).
+#[derive(Clone)]
 pub(super) struct Prepared {
     disk_key: [u8; DISK_KEY_LEN],
     sealed: Vec<u8>,
@@ -73,7 +75,7 @@ impl SealedTree {
             let mut index = BTreeSet::new();
             for item in t.tree.iter() {
                 let (dk, v) = item?;
-                index.insert(t.open_key(&dk, &v)?);
+                index.insert(t.open_record(&dk, &v)?.0);
             }
             t.index = Some(RwLock::new(index));
         }
@@ -97,80 +99,55 @@ impl SealedTree {
         out
     }
 
-    fn aad(&self, disk_key: &[u8], part: u8) -> Vec<u8> {
+    fn aad(&self, disk_key: &[u8]) -> Vec<u8> {
         let mut a = Vec::with_capacity(
             self.name
                 .len()
                 .saturating_add(disk_key.len())
-                .saturating_add(2),
+                .saturating_add(1),
         );
         a.extend_from_slice(self.name.as_bytes());
         a.push(0);
         a.extend_from_slice(disk_key);
-        a.push(part);
         a
     }
 
-    /// The record for (key, value): its disk key, and the sealed key and value.
+    /// The record for (key, value): its disk key, and the key and value sealed together.
     pub(super) fn prepare(&self, key: &[u8], value: &[u8]) -> Prepared {
         let disk_key = self.disk_key(key);
-        let sealed_key = self.key.seal(&self.aad(&disk_key, b'k'), key);
-        let sealed_value = self.key.seal(&self.aad(&disk_key, b'v'), value);
-        // Sealed keys are short (a few dozen bytes above the key): two bytes hold their length.
-        let len = u16::try_from(sealed_key.len()).unwrap_or(u16::MAX);
-        let mut sealed = Vec::with_capacity(
-            2usize
-                .saturating_add(sealed_key.len())
-                .saturating_add(sealed_value.len()),
-        );
-        sealed.extend_from_slice(&len.to_be_bytes());
-        sealed.extend_from_slice(&sealed_key);
-        sealed.extend_from_slice(&sealed_value);
+        // Real keys are short (at most a few dozen bytes): two bytes hold their length.
+        let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(
+            2usize.saturating_add(key.len()).saturating_add(value.len()),
+        ));
+        plain.extend_from_slice(&len.to_be_bytes());
+        plain.extend_from_slice(key);
+        plain.extend_from_slice(value);
         Prepared {
             disk_key,
-            sealed,
+            sealed: self.key.seal(&self.aad(&disk_key), &plain),
             key: key.to_vec(),
         }
     }
 
-    fn split<'a>(&self, stored: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), StoreError> {
-        let corrupt = StoreError::Corrupt(self.name);
-        let len_bytes: [u8; 2] = stored
-            .get(..2)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(StoreError::Corrupt(self.name))?;
-        let len = usize::from(u16::from_be_bytes(len_bytes));
-        let rest = stored.get(2..).ok_or(StoreError::Corrupt(self.name))?;
-        if rest.len() < len {
-            return Err(corrupt);
-        }
-        Ok(rest.split_at(len))
-    }
-
-    fn open_key(&self, disk_key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let (k, _) = self.split(stored)?;
-        self.key
-            .open(&self.aad(disk_key, b'k'), k)
-            .map_err(|source| StoreError::Sealed {
-                tree: self.name,
-                source,
-            })
-    }
-
-    fn open_record(
-        &self,
-        disk_key: &[u8],
-        stored: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-        let key = self.open_key(disk_key, stored)?;
-        let (_, v) = self.split(stored)?;
-        let value = self
+    fn open_record(&self, disk_key: &[u8], stored: &[u8]) -> Result<KeyValue, StoreError> {
+        let mut plain = self
             .key
-            .open(&self.aad(disk_key, b'v'), v)
+            .open(&self.aad(disk_key), stored)
             .map_err(|source| StoreError::Sealed {
                 tree: self.name,
                 source,
             })?;
+        let len_bytes: [u8; 2] = plain
+            .get(..2)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(StoreError::Corrupt(self.name))?;
+        let len = usize::from(u16::from_be_bytes(len_bytes));
+        let key = plain
+            .get(2..len.saturating_add(2))
+            .ok_or(StoreError::Corrupt(self.name))?
+            .to_vec();
+        let value = plain.split_off(len.saturating_add(2));
         Ok((key, value))
     }
 
@@ -330,29 +307,27 @@ impl SealedTree {
         self.records(self.prefix_keys(prefix, false, usize::MAX))
     }
 
-    /// The value under `key` within a transaction.
-    pub(super) fn tx_get(
+    /// The value of a prepared record's key as held now, within a transaction.
+    pub(super) fn tx_get_at(
         &self,
         tx: &TransactionalTree,
-        key: &[u8],
+        p: &Prepared,
     ) -> Result<Option<Vec<u8>>, ConflictableTransactionError<StoreError>> {
-        let dk = self.disk_key(key);
-        match tx.get(dk)? {
+        match tx.get(p.disk_key)? {
             Some(stored) => self
-                .open_for(key, &dk, &stored)
+                .open_for(&p.key, &p.disk_key, &stored)
                 .map(Some)
                 .map_err(ConflictableTransactionError::Abort),
             None => Ok(None),
         }
     }
 
-    /// Whether `key` is held, within a transaction.
-    pub(super) fn tx_contains(
-        &self,
+    /// Whether a prepared record's key is held now, within a transaction.
+    pub(super) fn tx_contains_at(
         tx: &TransactionalTree,
-        key: &[u8],
+        p: &Prepared,
     ) -> Result<bool, ConflictableTransactionError<StoreError>> {
-        Ok(tx.get(self.disk_key(key))?.is_some())
+        Ok(tx.get(p.disk_key)?.is_some())
     }
 
     /// Writes a prepared record within a transaction (index it once the transaction commits).

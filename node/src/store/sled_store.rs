@@ -541,24 +541,27 @@ impl Store for SledStore {
         struct Prepared {
             post: Rec,
             chain: Rec,
-            chain_key: [u8; 40],
             author: Rec,
             id: Rec,
-            id_key: [u8; 16],
             expiry: Option<Rec>,
         }
         let received_at_ms = now_ms();
-        // Keyed hashes of (channel, author) are the same for a whole batch of one author:
-        // compute them once, not three times per post.
-        let mut prefixes: std::collections::HashMap<(ChannelId, [u8; 32]), [u8; 32]> =
+        // Keyed hashes of (channel, author), and its `authors` record, are the same for a
+        // whole batch of one author: computed once, not for every post.
+        let mut prefixes: std::collections::HashMap<(ChannelId, [u8; 32]), ([u8; 32], Rec)> =
             std::collections::HashMap::new();
         let prepared: Vec<Prepared> = posts
             .iter()
             .map(|p| {
                 let author = p.author_key.to_bytes();
-                let author_key = *prefixes
+                let (author_key, author_rec) = prefixes
                     .entry((p.channel, author))
-                    .or_insert_with(|| self.chain_prefix(&p.channel, &author));
+                    .or_insert_with(|| {
+                        let k = self.chain_prefix(&p.channel, &author);
+                        let rec = self.authors.prepare(&k, &author);
+                        (k, rec)
+                    })
+                    .clone();
                 let mut posts_key = [0u8; 40];
                 posts_key[..16].copy_from_slice(&author_key[..16]);
                 posts_key[16..24].copy_from_slice(&p.timestamp_ms.to_be_bytes());
@@ -585,10 +588,8 @@ impl Store for SledStore {
                 Prepared {
                     post: self.posts.prepare(&posts_key, &value),
                     chain: self.chain.prepare(&chain_key, &posts_key),
-                    chain_key,
-                    author: self.authors.prepare(&author_key, &author),
+                    author: author_rec,
                     id: self.ids.prepare(&id_key, &posts_key),
-                    id_key,
                     expiry,
                 }
             })
@@ -604,7 +605,7 @@ impl Store for SledStore {
             .transaction(|(posts, chain, ids, authors, expiry)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in &prepared {
-                    if let Some(existing) = self.ids.tx_get(ids, &p.id_key)? {
+                    if let Some(existing) = self.ids.tx_get_at(ids, &p.id)? {
                         outcomes.push(if existing.is_empty() {
                             InsertOutcome::Expired
                         } else {
@@ -612,14 +613,14 @@ impl Store for SledStore {
                         });
                         continue;
                     }
-                    if self.chain.tx_contains(chain, &p.chain_key)? {
+                    if SealedTree::tx_contains_at(chain, &p.chain)? {
                         outcomes.push(InsertOutcome::Conflict);
                         continue;
                     }
                     SealedTree::tx_insert(posts, &p.post)?;
                     SealedTree::tx_insert(chain, &p.chain)?;
                     SealedTree::tx_insert(ids, &p.id)?;
-                    if !self.authors.tx_contains(authors, p.author.key())? {
+                    if !SealedTree::tx_contains_at(authors, &p.author)? {
                         SealedTree::tx_insert(authors, &p.author)?;
                     }
                     if let Some(e) = &p.expiry {
@@ -837,10 +838,8 @@ impl Store for SledStore {
         use super::sealed::Prepared as Rec;
         struct Prepared {
             chain: Rec,
-            chain_key: [u8; 40],
             author: Rec,
             id: Rec,
-            id_key: [u8; 16],
             tombstone: Rec,
         }
         let prepared: Vec<Prepared> = headers
@@ -852,10 +851,8 @@ impl Store for SledStore {
                 let id_key = self.id_key(&h.id);
                 Prepared {
                     chain: self.chain.prepare(&chain_key, &[]),
-                    chain_key,
                     author: self.authors.prepare(&author_key, &author),
                     id: self.ids.prepare(&id_key, &[]),
-                    id_key,
                     tombstone: self.tombstones.prepare(&chain_key, &h.wire),
                 }
             })
@@ -869,7 +866,7 @@ impl Store for SledStore {
             .transaction(|(chain, ids, authors, tombstones)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in &prepared {
-                    if let Some(existing) = self.ids.tx_get(ids, &p.id_key)? {
+                    if let Some(existing) = self.ids.tx_get_at(ids, &p.id)? {
                         // Held (its own expiry sweep turns it into a tombstone) or expired.
                         outcomes.push(if existing.is_empty() {
                             InsertOutcome::Expired
@@ -878,14 +875,14 @@ impl Store for SledStore {
                         });
                         continue;
                     }
-                    if self.chain.tx_contains(chain, &p.chain_key)? {
+                    if SealedTree::tx_contains_at(chain, &p.chain)? {
                         outcomes.push(InsertOutcome::Conflict);
                         continue;
                     }
                     SealedTree::tx_insert(chain, &p.chain)?;
                     SealedTree::tx_insert(ids, &p.id)?;
                     SealedTree::tx_insert(tombstones, &p.tombstone)?;
-                    if !self.authors.tx_contains(authors, p.author.key())? {
+                    if !SealedTree::tx_contains_at(authors, &p.author)? {
                         SealedTree::tx_insert(authors, &p.author)?;
                     }
                     outcomes.push(InsertOutcome::Inserted);
