@@ -182,8 +182,11 @@ impl FromStr for ContactCard {
 /// A contact this node added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
-    /// Its verified card.
-    pub card: ContactCard,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Its verified card; none for a peer that became a contact by an accepted message
+    /// request (adding its card later fills it in).
+    pub card: Option<ContactCard>,
     /// The name this user gave it.
     pub name: String,
     /// When it was added (ms since the epoch).
@@ -194,9 +197,14 @@ impl Contact {
     /// Bytes for the store.
     pub fn encode(&self) -> Vec<u8> {
         v1::StoredContact {
-            card: Some(self.card.to_proto()),
+            card: self.card.as_ref().map(ContactCard::to_proto),
             name: self.name.clone(),
             added_ms: self.added_ms,
+            peer_id: if self.card.is_some() {
+                Vec::new()
+            } else {
+                self.peer_id.to_bytes()
+            },
         }
         .encode_to_vec()
     }
@@ -204,8 +212,14 @@ impl Contact {
     /// From the store's bytes (the card is verified again).
     pub fn decode(bytes: &[u8]) -> Result<Self, ContactError> {
         let pb = v1::StoredContact::decode(bytes).map_err(|_| ContactError::Malformed)?;
+        let card = pb.card.map(ContactCard::from_proto).transpose()?;
+        let peer_id = match &card {
+            Some(c) => c.peer_id,
+            None => PeerId::from_bytes(&pb.peer_id).map_err(|_| ContactError::Malformed)?,
+        };
         Ok(Self {
-            card: ContactCard::from_proto(pb.card.ok_or(ContactError::Malformed)?)?,
+            peer_id,
+            card,
             name: pb.name,
             added_ms: pb.added_ms,
         })
@@ -222,6 +236,34 @@ mod tests {
         let addr: Multiaddr = "/ip4/192.0.2.7/tcp/4001".parse().expect("addr");
         let card = ContactCard::own(&id, [addr]);
         (id, card)
+    }
+
+    #[test]
+    fn contacts_with_and_without_a_card_round_trip() {
+        let (_, card) = card();
+        let with = Contact {
+            peer_id: card.peer_id,
+            card: Some(card.clone()),
+            name: "Ana".into(),
+            added_ms: 5,
+        };
+        let back = Contact::decode(&with.encode()).expect("decode");
+        assert_eq!(back.peer_id, card.peer_id);
+        assert_eq!(back.card.map(|c| c.to_string()), Some(card.to_string()));
+        let accepted = Contact {
+            peer_id: PeerId::random(),
+            card: None,
+            name: String::new(),
+            added_ms: 6,
+        };
+        let back = Contact::decode(&accepted.encode()).expect("decode");
+        assert_eq!(
+            (back.peer_id, back.card.is_none()),
+            (accepted.peer_id, true)
+        );
+        // Neither a card nor a peer id: refused.
+        let empty = v1::StoredContact::default().encode_to_vec();
+        assert!(Contact::decode(&empty).is_err());
     }
 
     #[test]

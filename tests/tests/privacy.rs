@@ -316,6 +316,14 @@ fn strangers_wait_at_the_door_as_message_requests() -> Result<()> {
             .ok()
             .filter(|st| st["complete"] == true)
     })?;
+    // Accepted senders become contacts (without a card until one is added).
+    let contacts = victim.json(&["contact", "list"])?;
+    assert!(
+        contacts
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["peer_id"] == s.as_str())),
+        "the accepted sender is not a contact: {contacts}"
+    );
     // Accepted is known: the next message is an ordinary one.
     stranger.json(&["dm", "send", &v, "thanks"])?;
     wait_for("the next message", LONG, || {

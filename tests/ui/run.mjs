@@ -341,7 +341,7 @@ async function main() {
 
   await step('A logs in and creates the channel "news"', async () => {
     pageA = await login(ctxA, UI_A, 'A');
-    // Logged in, a page of another origin still cannot drive A's node with A's cookie.
+    // Logged in, a page of another origin still cannot drive A's node with A's session.
     const result = await crossOriginAttempt(ctxA, originA);
     const list = await pageGet(pageA, '/v1/channels');
     check(list.status === 200, `GET /v1/channels from A's page answered ${list.status}`);
@@ -356,7 +356,7 @@ async function main() {
       const t = (await pageA.getByTestId('invite-link').textContent()) || '';
       return t.startsWith('samizdat://channel/') ? t.trim() : null;
     });
-    return `cross-origin with A's cookie: ${result.json}; no-cors: ${result['no-cors']}; no channel "x"`;
+    return `cross-origin with A's session: ${result.json}; no-cors: ${result['no-cors']}; no channel "x"`;
   });
 
   await step('a credential captured on another port of the host is refused', async () => {

@@ -229,8 +229,9 @@ impl NodeHandle {
             .store
             .contacts()?
             .into_iter()
-            .find(|c| c.card.peer_id == card.peer_id);
+            .find(|c| c.peer_id == card.peer_id);
         let contact = crate::contact::Contact {
+            peer_id: card.peer_id,
             name: name
                 .filter(|n| !n.trim().is_empty())
                 .or_else(|| existing.as_ref().map(|c| c.name.clone()))
@@ -238,7 +239,7 @@ impl NodeHandle {
             added_ms: existing
                 .map(|c| c.added_ms)
                 .unwrap_or_else(crate::channel::now_ms),
-            card: card.clone(),
+            card: Some(card.clone()),
         };
         self.store.put_contact(&contact)?;
         let _ = self.commands.send(Command::LearnContact(card)).await;

@@ -118,7 +118,8 @@ pub struct ContactView {
     pub peer_id: String,
     /// The name given to it (may be empty).
     pub name: String,
-    /// Its card, as a link.
+    /// Its card, as a link; empty for a peer that became a contact by an accepted message
+    /// request (until its card is added).
     pub link: String,
     /// When it was added (ms since the epoch).
     pub added_at: u64,
@@ -127,9 +128,9 @@ pub struct ContactView {
 impl From<&crate::contact::Contact> for ContactView {
     fn from(c: &crate::contact::Contact) -> Self {
         Self {
-            peer_id: c.card.peer_id.to_string(),
+            peer_id: c.peer_id.to_string(),
             name: c.name.clone(),
-            link: c.card.to_string(),
+            link: c.card.as_ref().map(ToString::to_string).unwrap_or_default(),
             added_at: c.added_ms,
         }
     }

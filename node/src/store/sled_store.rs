@@ -1099,7 +1099,7 @@ impl Store for SledStore {
     }
 
     fn put_contact(&self, contact: &crate::contact::Contact) -> Result<(), StoreError> {
-        let k = first::<16>(&self.h(b"contact", &contact.card.peer_id.to_bytes()));
+        let k = first::<16>(&self.h(b"contact", &contact.peer_id.to_bytes()));
         self.contacts.insert(&k, &contact.encode())?;
         self.contacts.flush()?;
         Ok(())

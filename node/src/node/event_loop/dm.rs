@@ -496,7 +496,7 @@ impl EventLoop {
             .store
             .contacts()?
             .into_iter()
-            .map(|c| (c.card.peer_id, c.name))
+            .map(|c| (c.peer_id, c.name))
             .collect();
         let mut list = Vec::with_capacity(self.dm.conversations.len());
         for (peer, _) in self.dm.conversations.iter().filter(|(_, c)| !c.request) {
@@ -1403,7 +1403,7 @@ impl EventLoop {
             || self
                 .store
                 .contacts()
-                .map(|cs| cs.iter().any(|c| c.card.peer_id == *peer))
+                .map(|cs| cs.iter().any(|c| c.peer_id == *peer))
                 .unwrap_or(false)
     }
 

@@ -65,10 +65,20 @@ impl EventLoop {
         Ok(n)
     }
 
-    /// Accepts `peer`'s requests (direct and group): it is known from now on.
+    /// Accepts `peer`'s requests (direct and group): it is a contact from now on (without a
+    /// card until the user adds one; its name is empty).
     pub(super) fn accept_requests(&mut self, peer: &PeerId) -> Result<usize, NodeError> {
         let dm = usize::from(self.accept_dm_requests(peer)?);
-        Ok(dm.saturating_add(self.accept_group_requests(peer)?))
+        let n = dm.saturating_add(self.accept_group_requests(peer)?);
+        if n > 0 && !self.store.contacts()?.iter().any(|c| c.peer_id == *peer) {
+            self.store.put_contact(&crate::contact::Contact {
+                peer_id: *peer,
+                card: None,
+                name: String::new(),
+                added_ms: crate::channel::now_ms(),
+            })?;
+        }
+        Ok(n)
     }
 
     /// Tells clients how many requests wait (no content: it is not a notification of them).
