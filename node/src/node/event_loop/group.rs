@@ -1159,15 +1159,19 @@ impl EventLoop {
             .collect()
     }
 
-    /// Accepts the group invitations `owner` sent: the groups are followed from now on.
-    pub(super) fn accept_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
-        let ids: Vec<Vec<u8>> = self
-            .groups
+    /// The groups whose invitations from `owner` wait as requests.
+    fn group_requests_from(&self, owner: &PeerId) -> Vec<Vec<u8>> {
+        self.groups
             .groups
             .iter()
             .filter(|(_, s)| s.record.request && s.owner == *owner)
             .map(|(g, _)| g.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Accepts the group invitations `owner` sent: the groups are followed from now on.
+    pub(super) fn accept_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
+        let ids = self.group_requests_from(owner);
         for id in &ids {
             let Some(s) = self.groups.groups.get_mut(id) else {
                 continue;
@@ -1193,13 +1197,7 @@ impl EventLoop {
 
     /// Declines the group invitations `owner` sent: their state and record are dropped.
     pub(super) fn decline_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
-        let ids: Vec<Vec<u8>> = self
-            .groups
-            .groups
-            .iter()
-            .filter(|(_, s)| s.record.request && s.owner == *owner)
-            .map(|(g, _)| g.clone())
-            .collect();
+        let ids = self.group_requests_from(owner);
         for id in &ids {
             if let Some(s) = self.groups.groups.remove(id) {
                 self.groups.topics.remove(&s.topic.hash());
