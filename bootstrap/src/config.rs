@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use samizdat_node::config::Limits;
+use samizdat_net::Limits;
 use serde::Deserialize;
 
 /// Errors reading the config file.
@@ -64,7 +64,7 @@ impl Default for RelayLimits {
 impl Default for BootstrapConfig {
     fn default() -> Self {
         Self {
-            listen: samizdat_node::config::default_listen(4001),
+            listen: samizdat_net::default_listen(4001),
             peers: Vec::new(),
             metrics: None,
             limits: Limits {

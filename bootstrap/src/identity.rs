@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use libp2p::identity::Keypair;
-use samizdat_node::home::write_private;
+use samizdat_net::os::write_private;
 
 /// Errors loading or creating the identity.
 #[derive(Debug, thiserror::Error)]

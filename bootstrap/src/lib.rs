@@ -14,7 +14,7 @@ use std::path::Path;
 
 use libp2p::Multiaddr;
 use libp2p::metrics::Registry;
-use samizdat_node::net::bootstrap_peer::{BootstrapPeer, BootstrapPeerConfig};
+use samizdat_net::bootstrap_peer::{BootstrapPeer, BootstrapPeerConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Errors starting a bootstrap peer.
@@ -25,7 +25,7 @@ pub enum BootstrapError {
     Identity(#[from] IdentityError),
     /// Network problem.
     #[error(transparent)]
-    Net(#[from] samizdat_node::net::NetError),
+    Net(#[from] samizdat_net::NetError),
     /// The metrics address could not be bound.
     #[error("cannot bind metrics on {addr}: {source}")]
     Metrics {

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     // Thousands of connections need thousands of descriptors (the unit sets LimitNOFILE too).
-    match samizdat_node::os::raise_open_files_limit() {
+    match samizdat_net::os::raise_open_files_limit() {
         Ok(n) => tracing::debug!(limit = n, "open files"),
         Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
         out.flush()?;
     }
     tracing::info!(peer_id = %daemon.peer.peer_id, metrics = ?daemon.metrics_addr, "bootstrap peer running");
-    samizdat_node::daemon::termination_signal().await;
+    samizdat_net::os::termination_signal().await;
     tracing::info!("stopping");
     shutdown.cancel();
     daemon.stopped().await;

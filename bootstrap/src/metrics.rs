@@ -13,7 +13,7 @@ use libp2p::metrics::Registry;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use samizdat_node::net::bootstrap_peer::BootstrapStats;
+use samizdat_net::bootstrap_peer::BootstrapStats;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

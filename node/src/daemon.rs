@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::home::{Home, write_private};
 use crate::node::{Node, NodeError, NodeOptions};
 
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub use samizdat_net::os::termination_signal;
+
 /// Errors starting the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -95,28 +98,5 @@ impl Daemon {
         }
         self.node.stopped().await;
         let _ = std::fs::remove_file(self.home.api_addr_file());
-    }
-}
-
-/// Resolves when the process receives SIGINT or SIGTERM.
-pub async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -4,6 +4,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use samizdat_net::os::sync_dir;
+pub use samizdat_net::os::write_private;
+
 /// Errors locating or preparing the home directory.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
@@ -106,19 +109,6 @@ impl Home {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file + rename), readable by the owner only (0600).
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    // tempfile creates files 0600 on Unix; set it explicitly so the guarantee does not
-    // depend on that crate's defaults.
-    restrict_file(tmp.path())?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
 /// Writes a non-secret file atomically (temp file + rename).
 pub fn write_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -132,22 +122,6 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    // Makes the rename itself durable: without it a power cut can lose a new key file.
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-fn restrict_file(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 fn restrict_dir(path: &Path) -> io::Result<()> {

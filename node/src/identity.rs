@@ -110,18 +110,7 @@ impl Identity {
     }
 }
 
-/// The ed25519 public key inside a PeerId, when it has one inline (all Samizdat peers do).
-pub fn ed25519_of(peer: &PeerId) -> Option<ed25519::PublicKey> {
-    let mh = peer.as_ref();
-    // Code 0x00 is the identity multihash: the digest is the protobuf-encoded public key.
-    if mh.code() != 0x00 {
-        return None;
-    }
-    identity::PublicKey::try_decode_protobuf(mh.digest())
-        .ok()?
-        .try_into_ed25519()
-        .ok()
-}
+pub use samizdat_net::records::signed::ed25519_of;
 
 /// The PeerId of an ed25519 public key.
 pub fn peer_id_of(key: &ed25519::PublicKey) -> PeerId {

@@ -14,7 +14,8 @@ pub struct IdParseError {
 }
 
 fn encode(bytes: &[u8; 32]) -> String {
-    BASE32_NOPAD.encode(bytes).to_ascii_lowercase()
+    // The same text form names channels in DHT keys.
+    samizdat_net::records::manifest::channel_text(bytes)
 }
 
 fn decode(s: &str, what: &'static str) -> Result<[u8; 32], IdParseError> {

@@ -4,32 +4,10 @@ use libp2p::identity::ed25519;
 use prost::Message;
 use samizdat_proto::v1;
 
-use super::{ChannelId, sign, verify};
+use super::{ChannelId, sign};
 
-const DOMAIN: &[u8] = b"samizdat/v1/channel-manifest";
-/// Longest channel name, in bytes of UTF-8.
-pub const MAX_NAME_BYTES: usize = 128;
-/// Longest channel description, in bytes of UTF-8.
-pub const MAX_DESCRIPTION_BYTES: usize = 1024;
-
-/// Why a manifest was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ManifestError {
-    /// Not a protobuf ChannelManifest.
-    #[error("malformed channel manifest")]
-    Malformed,
-    /// The channel key in the body is not a valid ed25519 key.
-    #[error("channel manifest names an invalid channel key")]
-    BadChannel,
-    /// The signature does not verify under the channel key.
-    #[error("channel manifest signature is invalid")]
-    BadSignature,
-    /// Name or description too long, or the name is empty.
-    #[error(
-        "channel name must be 1..={MAX_NAME_BYTES} bytes and description at most {MAX_DESCRIPTION_BYTES}"
-    )]
-    BadLength,
-}
+pub use samizdat_net::records::manifest::ManifestError;
+use samizdat_net::records::manifest::{MANIFEST_DOMAIN as DOMAIN, check_lengths, open_manifest};
 
 /// A verified channel manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,24 +50,15 @@ impl Manifest {
 
     /// Verifies a manifest received from anywhere.
     pub fn verify(signed: v1::ChannelManifest) -> Result<Self, ManifestError> {
-        let body = v1::ChannelManifestBody::decode(signed.body.as_slice())
-            .map_err(|_| ManifestError::Malformed)?;
-        let channel = ChannelId::from_slice(&body.channel).ok_or(ManifestError::BadChannel)?;
-        if !verify(
-            &channel.public_key(),
-            DOMAIN,
-            &signed.body,
-            &signed.signature,
-        ) {
-            return Err(ManifestError::BadSignature);
-        }
-        check_lengths(&body.name, &body.description)?;
+        let opened = open_manifest(&signed)?;
+        let channel =
+            ChannelId::from_slice(&opened.channel_key).ok_or(ManifestError::BadChannel)?;
         Ok(Self {
             channel,
-            name: body.name,
-            description: body.description,
-            created_at_ms: body.created_at_ms,
-            version: body.version,
+            name: opened.body.name,
+            description: opened.body.description,
+            created_at_ms: opened.body.created_at_ms,
+            version: opened.body.version,
             signed,
         })
     }
@@ -104,16 +73,6 @@ impl Manifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.signed.encode_to_vec()
     }
-}
-
-fn check_lengths(name: &str, description: &str) -> Result<(), ManifestError> {
-    if name.trim().is_empty()
-        || name.len() > MAX_NAME_BYTES
-        || description.len() > MAX_DESCRIPTION_BYTES
-    {
-        return Err(ManifestError::BadLength);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

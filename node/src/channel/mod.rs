@@ -20,8 +20,6 @@ pub use post::{
     PostHeader,
 };
 
-use libp2p::identity::ed25519;
-
 /// The gossipsub topic of a channel.
 pub fn topic(channel: &ChannelId) -> libp2p::gossipsub::IdentTopic {
     libp2p::gossipsub::IdentTopic::new(format!("samizdat/channel/{channel}"))
@@ -34,7 +32,7 @@ pub fn provider_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
 
 /// The Kademlia key of a channel's signed manifest record.
 pub fn manifest_key(channel: &ChannelId) -> libp2p::kad::RecordKey {
-    libp2p::kad::RecordKey::new(&format!("/samizdat/channel-manifest/{channel}"))
+    samizdat_net::records::manifest::manifest_key(channel.as_bytes())
 }
 
 /// The `ChannelMessage` carrying an encoded `SignedPost`, built without re-encoding the post
@@ -47,22 +45,8 @@ pub fn post_envelope(signed_post: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Signs `body` for `domain`: the signature covers DOMAIN || body.
-pub(crate) fn sign(key: &ed25519::Keypair, domain: &[u8], body: &[u8]) -> Vec<u8> {
-    key.sign(&domained(domain, body))
-}
-
-/// Checks a signature made by [`sign`].
-pub(crate) fn verify(key: &ed25519::PublicKey, domain: &[u8], body: &[u8], sig: &[u8]) -> bool {
-    key.verify(&domained(domain, body), sig)
-}
-
-fn domained(domain: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(domain.len().saturating_add(body.len()));
-    msg.extend_from_slice(domain);
-    msg.extend_from_slice(body);
-    msg
-}
+/// Domain-separated signatures (DOMAIN || body), shared with the network layer's records.
+pub(crate) use samizdat_net::records::signed::{sign, verify};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -13,8 +13,10 @@ use libp2p::kad::RecordKey;
 use prost::Message as _;
 use samizdat_proto::v1;
 
-use crate::channel::{now_ms, sign, verify};
-use crate::identity::ed25519_of;
+use samizdat_net::records::keypackage::{self, KEYPACKAGE_DOMAIN};
+pub use samizdat_net::records::keypackage::{KeyPackageRecord, is_keypackage_key, keypackage_key};
+
+use crate::channel::{now_ms, sign};
 
 /// Most bytes of a message's text.
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -28,8 +30,6 @@ pub const MAX_ENVELOPES_PER_REQUEST: usize = 64;
 pub const MAX_DM_FRAME: usize = 3 * 1024 * 1024;
 /// How long an envelope may be held for an offline recipient.
 pub const MAX_HOLD_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Signature domain of KeyPackage records.
-const KEYPACKAGE_DOMAIN: &[u8] = b"samizdat/v1/keypackage";
 
 /// Errors of direct messaging.
 #[derive(Debug, thiserror::Error)]
@@ -72,19 +72,9 @@ pub enum DmError {
     Mls(String),
 }
 
-/// The DHT key of a peer's KeyPackage record.
-pub fn keypackage_key(peer: &PeerId) -> RecordKey {
-    RecordKey::new(&format!("/samizdat/keypackage/{peer}"))
-}
-
 /// The DHT key whose closest peers hold a peer's mail while it is offline.
 pub fn mailbox_key(peer: &PeerId) -> Vec<u8> {
     RecordKey::new(&format!("/samizdat/mailbox/{peer}")).to_vec()
-}
-
-/// Whether a DHT key is a KeyPackage record's.
-pub fn is_keypackage_key(key: &RecordKey) -> bool {
-    key.as_ref().starts_with(b"/samizdat/keypackage/")
 }
 
 /// A KeyPackage record as published: signed by the peer's identity key.
@@ -102,39 +92,9 @@ pub fn sign_keypackage_record(
     v1::KeyPackageRecord { body, signature }.encode_to_vec()
 }
 
-/// A verified KeyPackage record.
-#[derive(Debug, Clone)]
-pub struct KeyPackageRecord {
-    /// Whose it is.
-    pub peer: PeerId,
-    /// The KeyPackage (TLS bytes; MLS validates it again when it is used).
-    pub key_package: Vec<u8>,
-    /// When it was made.
-    pub created_ms: u64,
-}
-
 /// Checks a KeyPackage record found under `key`.
 pub fn open_keypackage_record(key: &RecordKey, bytes: &[u8]) -> Result<KeyPackageRecord, DmError> {
-    let rec =
-        v1::KeyPackageRecord::decode(bytes).map_err(|_| DmError::BadRecord("not a record"))?;
-    let body = v1::KeyPackageRecordBody::decode(rec.body.as_slice())
-        .map_err(|_| DmError::BadRecord("body does not decode"))?;
-    let peer = PeerId::from_bytes(&body.peer_id).map_err(|_| DmError::BadRecord("bad peer id"))?;
-    if *key != keypackage_key(&peer) {
-        return Err(DmError::BadRecord("stored under another peer's key"));
-    }
-    let public = ed25519_of(&peer).ok_or(DmError::BadRecord("peer id without ed25519 key"))?;
-    if !verify(&public, KEYPACKAGE_DOMAIN, &rec.body, &rec.signature) {
-        return Err(DmError::BadRecord("bad signature"));
-    }
-    if body.key_package.len() > MAX_MLS_BYTES {
-        return Err(DmError::BadRecord("key package too large"));
-    }
-    Ok(KeyPackageRecord {
-        peer,
-        key_package: body.key_package,
-        created_ms: body.created_ms,
-    })
+    keypackage::open_keypackage_record(key, bytes).map_err(|e| DmError::BadRecord(e.0))
 }
 
 /// A private attachment as clients see it (the key is theirs: it decrypts the file).

@@ -1180,7 +1180,7 @@ impl EventLoop {
         match event {
             kad::Event::InboundRequest { request } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
-                accept_inbound_kad(kad, request);
+                accept_inbound_kad(kad, request, &crate::net::SamizdatRecords);
                 let drops = kad.store_mut().drops();
                 if drops != self.dht_drops {
                     tracing::debug!(?drops, "DHT store at a bound: records refused or evicted");

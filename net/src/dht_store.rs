@@ -136,7 +136,15 @@ pub struct DhtStore {
 impl DhtStore {
     /// An empty store of peer `local`.
     pub fn new(local: PeerId, limits: DhtLimits) -> Self {
-        let seed = u64::from_le_bytes(crate::crypto::random_bytes::<8>()) | 1;
+        let mut seed = [0u8; 8];
+        // Unpredictability only spreads replacements; a clock seed is an acceptable fallback.
+        if getrandom::fill(&mut seed).is_err() {
+            seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                .to_le_bytes();
+        }
+        let seed = u64::from_le_bytes(seed) | 1;
         Self {
             local,
             limits,

@@ -20,8 +20,10 @@ use libp2p::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{NetError, accept_inbound_kad, build_swarm, learn_from_identify, split_peer_addr};
-use crate::config::Limits;
+use super::{
+    Limits, NetError, SamizdatRecords, accept_inbound_kad, build_swarm, learn_from_identify,
+    split_peer_addr,
+};
 
 /// What a bootstrap peer speaks.
 #[derive(NetworkBehaviour)]
@@ -66,7 +68,7 @@ pub struct BootstrapPeerConfig {
 impl Default for BootstrapPeerConfig {
     fn default() -> Self {
         Self {
-            listen: crate::config::default_listen(0),
+            listen: crate::default_listen(0),
             peers: Vec::new(),
             limits: Limits {
                 max_connections: 4096,
@@ -197,7 +199,7 @@ impl BootstrapPeer {
 }
 
 /// Waits for `n` listeners to report an address each (wildcards expand to several).
-pub(crate) async fn wait_for_listeners<B: NetworkBehaviour>(
+pub async fn wait_for_listeners<B: NetworkBehaviour>(
     swarm: &mut Swarm<B>,
     n: usize,
 ) -> Result<Vec<Multiaddr>, NetError> {
@@ -287,7 +289,7 @@ async fn run(
                     if matches!(request, kad::InboundRequest::AddProvider { .. }) {
                         stats.dht_provider_adds.fetch_add(1, Ordering::Relaxed);
                     }
-                    accept_inbound_kad(&mut swarm.behaviour_mut().kad, request);
+                    accept_inbound_kad(&mut swarm.behaviour_mut().kad, request, &SamizdatRecords);
                     let store = swarm.behaviour_mut().kad.store_mut();
                     let (records, providers) = store.held();
                     let drops = store.drops();
