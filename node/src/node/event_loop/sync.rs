@@ -11,7 +11,8 @@ use libp2p::request_response::{self, OutboundRequestId};
 use prost::Message as _;
 use samizdat_proto::v1;
 
-use super::{ChainCheck, EventLoop, Internal};
+use super::channels::ChainCheck;
+use super::{EventLoop, Internal};
 use crate::channel::{AdminCert, ChannelId, Manifest, now_ms};
 use crate::net::wire::Frame;
 use crate::node::views::{Event, SyncStatus};

@@ -1,0 +1,623 @@
+//! Channels: creating, following, posting, publishing, and validating what arrives on their topics.
+
+use super::*;
+
+impl EventLoop {
+    pub(super) fn create_channel(
+        &mut self,
+        name: &str,
+        description: &str,
+    ) -> Result<ChannelId, NodeError> {
+        let key = libp2p::identity::ed25519::Keypair::generate();
+        let manifest = Manifest::sign(&key, name, description, now_ms(), 1)
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let record = ChannelRecord {
+            id: manifest.channel,
+            role: Role::Owner,
+            manifest: Some(manifest.to_bytes()),
+            secret_key: Some(zeroize::Zeroizing::new(key.to_bytes().to_vec())),
+            admin_cert: None,
+            followed_at_ms: now_ms(),
+            certs: Vec::new(),
+            revocations: Vec::new(),
+        };
+        self.store.put_channel(&record)?;
+        let id = record.id;
+        self.install_channel(ChannelState::from_record(record));
+        self.publish_manifest_record(&manifest);
+        tracing::info!(channel = %id, "channel created");
+        Ok(id)
+    }
+
+    pub(super) fn follow(&mut self, target: FollowTarget) -> Result<ChannelView, NodeError> {
+        let (id, manifest, addrs) = match target {
+            FollowTarget::Invite(inv) => (inv.channel(), Some(inv.manifest), inv.bootstrap),
+            FollowTarget::Id(id) => (id, None, Vec::new()),
+        };
+        self.add_bootstrap_addrs(&addrs);
+        if let Some(state) = self.channels.get_mut(&id) {
+            // Already here: adopt a newer manifest from the link, if any.
+            if let Some(m) = manifest
+                && state
+                    .manifest
+                    .as_ref()
+                    .is_none_or(|o| o.version < m.version)
+            {
+                state.record.manifest = Some(m.to_bytes());
+                state.manifest = Some(m);
+                self.store.put_channel(&state.record)?;
+            }
+            return self.channel_view(&id, false);
+        }
+        let record = ChannelRecord {
+            id,
+            role: Role::Follower,
+            manifest: manifest.as_ref().map(|m| m.to_bytes()),
+            secret_key: None,
+            admin_cert: None,
+            followed_at_ms: now_ms(),
+            certs: Vec::new(),
+            revocations: Vec::new(),
+        };
+        self.store.put_channel(&record)?;
+        self.install_channel(ChannelState::from_record(record));
+        if manifest.is_none() {
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_record(channel::manifest_key(&id));
+            self.manifest_queries.insert(q, id);
+        }
+        tracing::info!(channel = %id, "following channel");
+        self.channel_view(&id, false)
+    }
+
+    pub(super) fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
+        let state = self
+            .channels
+            .remove(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        self.topics.remove(&state.topic.hash());
+        self.sync.remove(id);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&state.topic);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .stop_providing(&channel::provider_key(id));
+        Ok(())
+    }
+
+    /// Subscribes to the channel's topic and starts finding its other followers.
+    pub(super) fn install_channel(&mut self, state: ChannelState) {
+        let id = state.id;
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&state.topic) {
+            tracing::error!(channel = %id, "cannot subscribe: {e:?}");
+        }
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_topic_params(state.topic.clone(), crate::net::scoring::topic_params());
+        self.topics.insert(state.topic.hash(), id);
+        let owner = state.record.role == Role::Owner;
+        self.channels.insert(id, state);
+        self.sync_init(&id, owner);
+        self.discover(&id, true);
+        // Peers already on the topic sent their subscriptions before this node joined it:
+        // no Subscribed event will come for them, so ask now.
+        self.want_sync(&id, None);
+    }
+
+    pub(super) fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
+        match self.sign_post(&id, draft) {
+            Ok(post) => {
+                let key = (post.channel, post.author_key.to_bytes(), post.seq);
+                self.in_flight.insert(key, post.id);
+                if let Err(origin) = self
+                    .writer
+                    .submit(WriteRequest::post(post, Origin::Local(reply)))
+                {
+                    self.in_flight.remove(&key);
+                    if let Some(s) = self.channels.get_mut(&id) {
+                        s.head = None; // re-read from the store next time
+                    }
+                    if let Origin::Local(reply) = origin {
+                        let _ = reply.send(Err(NodeError::Busy));
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    pub(super) fn sign_post(
+        &mut self,
+        id: &ChannelId,
+        draft: PostDraft,
+    ) -> Result<Post, NodeError> {
+        let identity = self.identity.clone();
+        let state = self
+            .channels
+            .get_mut(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        let (key, cert) = match &state.signer {
+            Some(Signer::Owner(k)) => (k.clone(), None),
+            Some(Signer::Admin(c)) => {
+                if !c.valid_at(now_ms()) {
+                    return Err(NodeError::NotAllowed(format!(
+                        "this node's admin certificate for channel {id} has expired; the \
+                         owner's node renews it when it is online"
+                    )));
+                }
+                (identity.signing().clone(), Some(c.clone()))
+            }
+            None => {
+                return Err(NodeError::NotAllowed(format!(
+                    "only the owner or an admin of channel {id} can post to it"
+                )));
+            }
+        };
+        let head = match state.head {
+            Some(h) => h,
+            None => {
+                // The newest slot, expired or not: an expired post still holds its seq.
+                let h = self.store.chain_head(id, &key.public().to_bytes())?;
+                let h = h.map_or(
+                    Head {
+                        next_seq: 1,
+                        prev: None,
+                        last_ts: 0,
+                    },
+                    |p| Head {
+                        next_seq: p.seq.saturating_add(1),
+                        prev: Some(p.id),
+                        last_ts: p.timestamp_ms,
+                    },
+                );
+                // Posts of ours still in the writer are past the stored head.
+                let mut h = h;
+                while let Some(pid) =
+                    self.in_flight
+                        .get(&(*id, key.public().to_bytes(), h.next_seq))
+                {
+                    h.prev = Some(*pid);
+                    h.next_seq += 1;
+                }
+                h
+            }
+        };
+        // Never go back in time within one author's chain, so history order follows seq.
+        let ts = now_ms().max(head.last_ts);
+        let post = Post::sign(id, &key, cert.as_ref(), head.next_seq, head.prev, ts, draft)?;
+        state.head = Some(Head {
+            next_seq: head.next_seq + 1,
+            prev: Some(post.id),
+            last_ts: ts,
+        });
+        Ok(post)
+    }
+
+    pub(super) fn on_written(&mut self, batch: Vec<WriteDone<PostReply>>) {
+        for done in batch {
+            let post = match done.item {
+                Item::Post(p) => p,
+                Item::Tombstone(h) => {
+                    self.in_flight
+                        .remove(&(h.channel, h.author_key.to_bytes(), h.seq));
+                    if matches!(done.result, Ok(InsertOutcome::Inserted)) {
+                        self.note_tombstone(&h.channel);
+                    }
+                    continue;
+                }
+            };
+            self.in_flight
+                .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
+            match (done.result, done.origin) {
+                (Ok(InsertOutcome::Inserted), origin) => {
+                    self.note_seen(&post.channel, post.author_key.to_bytes(), post.seq);
+                    self.note_inserted(&post.channel);
+                    let view = PostView::from(&post);
+                    let _ = self.events.send(Event::Post { post: view.clone() });
+                    if let Origin::Local(reply) = origin {
+                        let id = post.channel;
+                        self.unpublished.entry(id).or_default().push(post);
+                        self.flush_unpublished(&id);
+                        let _ = reply.send(Ok(view));
+                    }
+                }
+                (Ok(outcome), Origin::Local(reply)) => {
+                    // Our own chain disagrees with the store: re-read it on the next post.
+                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                        s.head = None;
+                    }
+                    let _ = reply.send(Err(NodeError::InvalidInput(format!(
+                        "post not stored ({outcome:?}); try again"
+                    ))));
+                }
+                (Ok(_), Origin::Remote) => {}
+                (Err(e), origin) => {
+                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                        s.head = None;
+                    }
+                    if let Origin::Local(reply) = origin {
+                        let _ = reply.send(Err(NodeError::from(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes what is waiting for a channel; keeps what cannot go out yet.
+    pub(super) fn flush_unpublished(&mut self, id: &ChannelId) {
+        let Some(state) = self.channels.get(id) else {
+            self.unpublished.remove(id);
+            self.unpublished_meta.remove(id);
+            return;
+        };
+        let topic = state.topic.clone();
+        // Nobody to send to: trying would only sign and drop every message (gossipsub signs
+        // before it looks for peers), which made a long outbox quadratic.
+        if self.topic_peers(&topic.hash()) == 0 {
+            return;
+        }
+        if let Some(meta) = self.unpublished_meta.remove(id) {
+            let mut keep = Vec::new();
+            for kind in meta {
+                let msg = v1::ChannelMessage {
+                    kind: Some(kind.clone()),
+                };
+                if !self.publish(&topic, msg.encode_to_vec()) {
+                    keep.push(kind);
+                }
+            }
+            if !keep.is_empty() {
+                self.unpublished_meta.insert(*id, keep);
+            }
+        }
+        let Some(mut posts) = self.unpublished.remove(id) else {
+            return;
+        };
+        // A long backlog is for history sync, which the new peer starts as soon as it sees
+        // this node on the topic: flooding the mesh with it would cost every peer far more.
+        if posts.len() > OUTBOX_GOSSIP {
+            for p in posts.drain(..posts.len() - OUTBOX_GOSSIP) {
+                if let Err(e) = self.store.outbox_remove(&p) {
+                    tracing::warn!("outbox: {e}");
+                }
+            }
+        }
+        let mut sent = 0;
+        for post in &posts {
+            if !self.publish(&topic, channel::post_envelope(&post.wire)) {
+                break; // the rest would fail the same way: keep them, in order
+            }
+            if let Err(e) = self.store.outbox_remove(post) {
+                tracing::warn!("outbox: {e}");
+            }
+            sent += 1;
+        }
+        posts.drain(..sent);
+        if !posts.is_empty() {
+            self.unpublished.insert(*id, posts);
+        }
+    }
+
+    /// Publishes on a topic; false when it must be retried later.
+    pub(super) fn publish(&mut self, topic: &gossipsub::IdentTopic, data: Vec<u8>) -> bool {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), data)
+        {
+            Ok(_) | Err(PublishError::Duplicate) => true,
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
+                false
+            }
+            Err(e) => {
+                tracing::warn!("publish failed: {e}");
+                true // not retryable
+            }
+        }
+    }
+
+    pub(super) fn adopt_manifest_record(&mut self, id: &ChannelId, record: &Record) {
+        if check_record(record, None) != RecordVerdict::Store {
+            return;
+        }
+        let Ok(m) = Manifest::from_bytes(&record.value) else {
+            return;
+        };
+        if m.channel != *id {
+            return;
+        }
+        self.adopt_manifest(m);
+    }
+
+    /// Adopts a verified manifest if it is newer than the one held; true if it was.
+    pub(super) fn adopt_manifest(&mut self, m: Manifest) -> bool {
+        let id = m.channel;
+        let Some(state) = self.channels.get_mut(&id) else {
+            return false;
+        };
+        if state
+            .manifest
+            .as_ref()
+            .is_some_and(|o| o.version >= m.version)
+        {
+            return false;
+        }
+        state.record.manifest = Some(m.to_bytes());
+        state.manifest = Some(m);
+        if let Err(e) = self.store.put_channel(&state.record) {
+            tracing::warn!("store: {e}");
+        }
+        if let Ok(view) = self.channel_view(&id, false) {
+            let _ = self.events.send(Event::ChannelUpdated { channel: view });
+        }
+        true
+    }
+
+    pub(super) fn publish_manifest_record(&mut self, m: &Manifest) {
+        let record = Record::new(channel::manifest_key(&m.channel), m.to_bytes());
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+        {
+            tracing::debug!("manifest record not stored locally: {e}");
+        }
+    }
+
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.validate(&message, propagation_source);
+                let rejected = matches!(verdict, MessageAcceptance::Reject);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                // The score changed just now: act before the peer can send much more.
+                if rejected {
+                    self.police_peer(propagation_source, Instant::now());
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.group_on_subscribed(peer_id, &topic);
+                if let Some(id) = self.topics.get(&topic).copied() {
+                    self.flush_unpublished(&id);
+                    // A peer joined: it may hold what this node missed, or miss what it holds
+                    // (an admin appointed while it was away learns its certificate from the
+                    // heads it asks for).
+                    self.want_sync(&id, Some(peer_id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Decides what happens to a message on a channel topic; stores accepted posts.
+    pub(super) fn validate(
+        &mut self,
+        message: &gossipsub::Message,
+        source: PeerId,
+    ) -> MessageAcceptance {
+        if self.is_group_topic(&message.topic) {
+            return self.validate_group(message, source);
+        }
+        let Some(id) = self.topics.get(&message.topic).copied() else {
+            return MessageAcceptance::Ignore;
+        };
+        let Ok(msg) = v1::ChannelMessage::decode(message.data.as_slice()) else {
+            tracing::debug!(channel = %id, "malformed channel message rejected");
+            return MessageAcceptance::Reject;
+        };
+        // One message, one encoding: a copy with padding, unknown fields or reordered fields
+        // would be a new gossipsub message (ids hash the bytes) that every node forwards.
+        if msg.encode_to_vec() != message.data {
+            tracing::debug!(channel = %id, "non-canonical channel message rejected");
+            return MessageAcceptance::Reject;
+        }
+        match msg.kind {
+            Some(v1::channel_message::Kind::Post(sp)) => {
+                let verdict = self.validate_post(&id, sp);
+                if matches!(verdict, MessageAcceptance::Accept)
+                    && let Some(state) = self.channels.get_mut(&id)
+                {
+                    state.note_useful(source, Instant::now());
+                }
+                verdict
+            }
+            Some(v1::channel_message::Kind::AdminCert(c)) => {
+                // Replays of what is held are dropped before any signature is checked.
+                if !self.cert_is_news(&id, &c) {
+                    return MessageAcceptance::Ignore;
+                }
+                match AdminCert::verify(c, &id) {
+                    Ok(cert) => {
+                        self.adopt_cert(cert);
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %id, "admin certificate rejected: {e}");
+                        MessageAcceptance::Reject
+                    }
+                }
+            }
+            Some(v1::channel_message::Kind::Revocation(r)) => {
+                if !self.revocation_is_news(&id, &r) {
+                    return MessageAcceptance::Ignore;
+                }
+                match AdminRevocation::verify(r, &id) {
+                    Ok(r) => {
+                        self.adopt_revocation(r);
+                        MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %id, "admin revocation rejected: {e}");
+                        MessageAcceptance::Reject
+                    }
+                }
+            }
+            Some(v1::channel_message::Kind::Manifest(m)) => {
+                if !self.manifest_is_news(&id, &m) {
+                    return MessageAcceptance::Ignore;
+                }
+                match Manifest::verify(m) {
+                    Ok(m) if m.channel == id => {
+                        if self.adopt_manifest(m) {
+                            MessageAcceptance::Accept
+                        } else {
+                            // Valid, but no newer than the one held: not forwarded.
+                            MessageAcceptance::Ignore
+                        }
+                    }
+                    _ => MessageAcceptance::Reject,
+                }
+            }
+            None => MessageAcceptance::Reject,
+        }
+    }
+
+    pub(super) fn validate_post(
+        &mut self,
+        id: &ChannelId,
+        sp: v1::SignedPost,
+    ) -> MessageAcceptance {
+        // A replay of a post held is dropped before its signature is checked: replays cost a
+        // hash and a lookup, not a verification.
+        if self
+            .store
+            .contains(&PostId::of_body(&sp.body))
+            .unwrap_or(false)
+        {
+            return MessageAcceptance::Ignore;
+        }
+        let wire = sp.encode_to_vec();
+        let post = match Post::verify(&wire, Some(id), now_ms()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(channel = %id, "post rejected: {e}");
+                return match e {
+                    // Clock skew is not proof of malice: drop without penalty.
+                    PostError::FromFuture => MessageAcceptance::Ignore,
+                    _ => MessageAcceptance::Reject,
+                };
+            }
+        };
+        let now = now_ms();
+        if post.is_expired(now) {
+            return MessageAcceptance::Ignore;
+        }
+        // Live posts come from now: an old timestamp on gossip is either a post that waited in
+        // an outbox (history sync brings it) or one back-dated into an admin certificate's
+        // lifetime; neither is taken live.
+        if post.timestamp_ms.saturating_add(LIVE_WINDOW_MS) < now {
+            return MessageAcceptance::Ignore;
+        }
+        let author = post.author_key.to_bytes();
+        // A revoked admin's later posts are never taken (the forwarder may not know yet).
+        if self.revoked_post(id, &author, post.seq) {
+            return MessageAcceptance::Ignore;
+        }
+        match self.chain_check(id, &author, post.seq, post.id, post.prev) {
+            Ok(ChainCheck::New) => {}
+            Ok(ChainCheck::Duplicate) => return MessageAcceptance::Ignore,
+            Ok(ChainCheck::Conflict) => {
+                // An author signed two different posts for one place in its chain. The
+                // forwarder may be honest (it saw only one), so no penalty; keep the first.
+                tracing::warn!(channel = %id, author = %post.author_string(), seq = post.seq, "conflicting post ignored");
+                return MessageAcceptance::Ignore;
+            }
+            Err(e) => {
+                tracing::warn!("store read failed during validation: {e}");
+                return MessageAcceptance::Ignore;
+            }
+        }
+        // An admin's post carries its certificate: learn it (it is verified already).
+        if let Some(c) = v1::SignedPost::decode(post.wire.as_slice())
+            .ok()
+            .and_then(|sp| sp.cert)
+            && self.cert_is_news(id, &c)
+            && let Ok(cert) = AdminCert::verify(c, id)
+        {
+            self.adopt_cert(cert);
+        }
+        self.note_seen(id, author, post.seq);
+        let key = (post.channel, author, post.seq);
+        self.in_flight.insert(key, post.id);
+        if self
+            .writer
+            .submit(WriteRequest::post(post, Origin::Remote))
+            .is_err()
+        {
+            // Writer saturated: drop without forwarding; history sync fills the gap later.
+            self.in_flight.remove(&key);
+            return MessageAcceptance::Ignore;
+        }
+        MessageAcceptance::Accept
+    }
+
+    /// Where a verified slot (a post or an expiry proof) stands against the chain held.
+    pub(super) fn chain_check(
+        &self,
+        channel: &ChannelId,
+        author: &[u8; 32],
+        seq: u64,
+        id: PostId,
+        prev: Option<PostId>,
+    ) -> Result<ChainCheck, crate::store::StoreError> {
+        let slot =
+            |seq: u64| -> Result<Option<(PostId, Option<PostId>)>, crate::store::StoreError> {
+                if let Some(id) = self.in_flight.get(&(*channel, *author, seq)) {
+                    return Ok(Some((*id, None)));
+                }
+                Ok(self
+                    .store
+                    .post_at(channel, author, seq)?
+                    .map(|p| (p.id, p.prev)))
+            };
+        if let Some((existing, _)) = slot(seq)? {
+            return Ok(if existing == id {
+                ChainCheck::Duplicate
+            } else {
+                ChainCheck::Conflict
+            });
+        }
+        if self.store.contains(&id)? {
+            return Ok(ChainCheck::Duplicate);
+        }
+        if let Some(prev) = prev
+            && let Some(before) = seq.checked_sub(1)
+            && let Some((held, _)) = slot(before)?
+            && held != prev
+        {
+            return Ok(ChainCheck::Conflict);
+        }
+        if let Some(after) = seq.checked_add(1)
+            && let Some((_, Some(next_prev))) = slot(after)?
+            && next_prev != id
+        {
+            return Ok(ChainCheck::Conflict);
+        }
+        Ok(ChainCheck::New)
+    }
+}
+
+pub(super) enum ChainCheck {
+    New,
+    Duplicate,
+    Conflict,
+}

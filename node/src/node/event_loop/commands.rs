@@ -1,0 +1,380 @@
+//! The local API's commands: what the loop answers and the views it builds.
+
+use super::*;
+
+impl EventLoop {
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ContactCard(reply) => {
+                let card = crate::contact::ContactCard::own(&self.identity, self.own_addrs());
+                let _ = reply.send(Ok(card));
+            }
+            Command::LearnContact(card) => {
+                for a in &card.addrs {
+                    let (_, base) = split_peer_addr(a);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&card.peer_id, base);
+                }
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(Ok(self.info()));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(Ok(self.peers()));
+            }
+            Command::Channels(reply) => {
+                let mut ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                ids.sort_by_key(|id| self.channels[id].record.followed_at_ms);
+                let views = ids.iter().map(|id| self.channel_view(id, false)).collect();
+                let _ = reply.send(views);
+            }
+            Command::Channel(id, include_my_address, reply) => {
+                let _ = reply.send(self.channel_view(&id, include_my_address));
+            }
+            Command::CreateChannel {
+                include_my_address,
+                name,
+                description,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.create_channel(&name, &description)
+                        .and_then(|id| self.channel_view(&id, include_my_address)),
+                );
+            }
+            Command::Follow { target, reply } => {
+                let _ = reply.send(self.follow(target));
+            }
+            Command::Unfollow { channel, reply } => {
+                let _ = reply.send(self.unfollow(&channel));
+            }
+            Command::Post {
+                channel,
+                draft,
+                reply,
+            } => self.post(channel, draft, reply),
+            Command::AddAdmin {
+                channel,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.add_admin(&channel, peer));
+            }
+            Command::RemoveAdmin {
+                channel,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.remove_admin(&channel, peer));
+            }
+            Command::Admins(channel, reply) => {
+                let _ = reply.send(self.admin_list(&channel));
+            }
+            Command::Requests(reply) => {
+                let _ = reply.send(Ok(self.requests()));
+            }
+            Command::AnswerRequests {
+                peer,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.answer_requests(peer, action));
+            }
+            Command::Dial { addr, reply } => {
+                let r = self
+                    .swarm
+                    .dial(addr)
+                    .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")));
+                let _ = reply.send(r);
+            }
+            Command::SyncStatus(id, reply) => {
+                let _ = reply.send(
+                    self.sync_status(&id)
+                        .ok_or_else(|| NodeError::UnknownChannel(id.to_string())),
+                );
+            }
+            Command::AnnounceFile(cid) => self.announce_file(&cid),
+            Command::FetchFile {
+                cid,
+                name,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.fetch_file(cid, name, max_bytes));
+            }
+            Command::FileStatus(cid, reply) => {
+                let _ = reply.send(self.file_status(&cid));
+            }
+            Command::Block { peer, block, reply } => {
+                let _ = reply.send(self.block_peer(peer, block));
+            }
+            Command::DmSend {
+                peer,
+                text,
+                expires_in,
+                attachment,
+                reply,
+            } => {
+                let _ = reply.send(self.dm_send(peer, text, expires_in, attachment));
+            }
+            Command::DmHistory(peer, reply) => {
+                let _ = reply.send(self.dm_history(&peer));
+            }
+            Command::DmConversations(reply) => {
+                let _ = reply.send(self.dm_conversations());
+            }
+            Command::GroupCreate { name, reply } => {
+                let _ = reply.send(self.group_create(name));
+            }
+            Command::GroupInvite { group, peer, reply } => self.group_invite(group, peer, reply),
+            Command::GroupRemove { group, peer, reply } => {
+                let _ = reply.send(self.group_remove(group, peer));
+            }
+            Command::GroupPost {
+                group,
+                text,
+                expires_in,
+                attachment,
+                reply,
+            } => {
+                let _ = reply.send(self.group_post(group, text, expires_in, attachment));
+            }
+            Command::GroupHistory(group, reply) => {
+                let _ = reply.send(self.group_history(&group));
+            }
+            Command::GroupList(reply) => {
+                let _ = reply.send(Ok(self.group_list()));
+            }
+        }
+    }
+
+    pub(super) fn block_peer(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+        if peer == *self.swarm.local_peer_id() {
+            return Err(NodeError::InvalidInput("a node cannot block itself".into()));
+        }
+        self.store.set_blocked(&peer, block)?;
+        let b = &mut self.swarm.behaviour_mut().blocked;
+        if block {
+            b.block_peer(peer);
+            tracing::info!(%peer, "peer blocked");
+        } else {
+            b.unblock_peer(peer);
+            tracing::info!(%peer, "peer unblocked");
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::SyncRespond(channel, resp) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+            }
+            Internal::FileRespond(channel, resp) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .files
+                    .send_response(channel, resp);
+            }
+            Internal::ChunkStored {
+                cid,
+                index,
+                peer,
+                ok,
+            } => self.on_chunk_stored(cid, index, peer, ok),
+        }
+    }
+
+    pub(super) fn on_report(&mut self, report: Report<PostReply>) {
+        match report {
+            Report::Written(batch) => self.on_written(batch),
+            Report::Expired(gone) => {
+                for e in gone {
+                    self.note_expired(&e.channel);
+                    tracing::debug!(channel = %e.channel, post = %e.id, "post expired and deleted");
+                    let _ = self.events.send(Event::PostExpired {
+                        channel: e.channel.to_string(),
+                        id: e.id.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn info(&self) -> NodeInfo {
+        let peer_id = *self.swarm.local_peer_id();
+        let listen: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+        NodeInfo {
+            peer_id: peer_id.to_string(),
+            listen_addrs: listen.iter().map(|a| a.to_string()).collect(),
+            addrs: listen
+                .iter()
+                .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
+                .collect(),
+            connected_peers: self.swarm.connected_peers().count(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            reachability: match self.reachability {
+                reach::Reachability::Public => "public",
+                reach::Reachability::Private => "private",
+                reach::Reachability::Unknown => "unknown",
+            }
+            .to_string(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
+            graylisted_peers: self.graylisted_total,
+            refused_connections: self.refused_connections,
+            dropped: self.dropped(),
+            bootstrap: self
+                .bootstrap
+                .iter()
+                .map(|a| crate::node::views::BootstrapView {
+                    addr: a.to_string(),
+                    connected: match a.iter().last() {
+                        Some(Protocol::P2p(p)) => self.swarm.is_connected(&p),
+                        _ => false,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn dropped(&self) -> crate::node::views::DroppedView {
+        crate::node::views::DroppedView {
+            dht: self
+                .dht_drops
+                .records
+                .saturating_add(self.dht_drops.providers),
+            held_messages: self.held_dropped(),
+            mail: self.dm_mail_evicted(),
+        }
+    }
+
+    pub(super) fn peers(&self) -> Vec<PeerView> {
+        let mut out: Vec<PeerView> = self
+            .connections
+            .iter()
+            .map(|(p, conns)| PeerView {
+                peer_id: p.to_string(),
+                addrs: conns.iter().map(|(_, a)| a.to_string()).collect(),
+                agent: self.agents.get(p).cloned(),
+                relayed: conns.iter().all(|(_, a)| crate::net::is_relayed(a)),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    pub(super) fn channel_view(
+        &self,
+        id: &ChannelId,
+        include_my_address: bool,
+    ) -> Result<ChannelView, NodeError> {
+        let state = self
+            .channels
+            .get(id)
+            .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
+        let posts = self.store.count(id)?;
+        let peers = self.topic_peers(&state.topic.hash());
+        let link = state
+            .manifest
+            .as_ref()
+            .map(|m| self.invite_link(m, include_my_address));
+        Ok(ChannelView {
+            id: id.to_string(),
+            name: state.manifest.as_ref().map(|m| m.name.clone()),
+            description: state.manifest.as_ref().map(|m| m.description.clone()),
+            role: state.role_name().to_string(),
+            link: link.as_ref().map(|(l, _)| l.clone()),
+            link_warning: link.and_then(|(_, w)| w),
+            posts,
+            peers,
+        })
+    }
+
+    /// This node's own reachable addresses for links and cards: confirmed external ones, else
+    /// listen addresses; non-loopback first, so a link works from other machines, then
+    /// loopback for peers on this one.
+    pub(super) fn own_addrs(&self) -> Vec<Multiaddr> {
+        let mut own: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        if own.is_empty() {
+            own = self
+                .swarm
+                .listeners()
+                .filter(|a| !is_unspecified(a))
+                .cloned()
+                .collect();
+        }
+        own.sort_by_key(is_loopback);
+        own
+    }
+
+    /// An invite link: the manifest and ways into the network — the bootstrap peers this node
+    /// knows and the relays it holds reservations on, and this node's own addresses only when
+    /// asked. With what it gives away or lacks, as a warning.
+    pub(super) fn invite_link(
+        &self,
+        manifest: &Manifest,
+        include_my_address: bool,
+    ) -> (String, Option<String>) {
+        let me = *self.swarm.local_peer_id();
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        let mut push = |a: Multiaddr| {
+            if addrs.len() < crate::channel::MAX_LINK_ADDRS && !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        };
+        if include_my_address {
+            for a in self.own_addrs() {
+                push(a.with(Protocol::P2p(me)));
+            }
+        }
+        for a in &self.bootstrap {
+            if split_peer_addr(a).0 != Some(me) {
+                push(a.clone());
+            }
+        }
+        for (relay, addrs) in &self.relays {
+            if self.relay_listeners.contains_key(relay)
+                && let Some(a) = addrs.first()
+            {
+                push(a.clone().with(Protocol::P2p(*relay)));
+            }
+        }
+        let warning = if include_my_address {
+            Some(
+                "this link carries your node's own addresses: whoever gets it learns where \
+                 your node is (its IP addresses)"
+                    .to_string(),
+            )
+        } else if addrs.is_empty() {
+            Some(
+                "this link names no bootstrap peer or relay: whoever opens it needs another way \
+                 into the network (a bootstrap address of their own, or a peer on their LAN)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let link = Invite {
+            manifest: manifest.clone(),
+            bootstrap: addrs,
+        }
+        .to_string();
+        (link, warning)
+    }
+
+    pub(super) fn topic_peers(&self, topic: &TopicHash) -> usize {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .count()
+    }
+}

@@ -1,0 +1,678 @@
+//! Direct messages in the event loop: starting conversations from KeyPackage records, sending
+//! (straight to the peer, else through mailbox holders), receiving, and holding mail for
+//! others. The cryptography is in [`crate::dm::mls`]; this is delivery and bookkeeping.
+//!
+//! Store layout (all values sealed): `Private::Messages` `index(peer) || sent_ms || id` →
+//! StoredDm; `Private::Outbox` `E || index(peer) || sent_ms || envelope id` → envelope waiting
+//! for delivery, `Q || index(peer) || sent_ms || id` → a message waiting for the peer's
+//! KeyPackage, `X || expires_ms || message key` → expiry index; `Private::Mls` `state` →
+//! MLS state, `kp` → own KeyPackage record, `c || index(peer)` → conversation.
+
+#![warn(clippy::arithmetic_side_effects)]
+
+mod delivery;
+mod inbound;
+
+use crate::net::wire::Frame;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::kad::{self, QueryId, Quorum, Record};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use prost::Message as _;
+use samizdat_proto::v1;
+
+use super::EventLoop;
+use crate::channel::now_ms;
+use crate::dm::held::{Held, NotHeld};
+use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
+use crate::dm::mls::{Incoming, MlsClient};
+use crate::dm::{
+    DmError, DmView, MAX_ENVELOPES_PER_REQUEST, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body,
+    keypackage_key, mailbox_key, open_keypackage_record, sign_keypackage_record,
+};
+use crate::node::NodeError;
+use crate::node::views::Event;
+use crate::store::{Private, Store, StoreError};
+
+/// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
+const DELIVER_BYTES: usize = 2 * 1024 * 1024;
+/// How long an undelivered envelope is kept (and held by mailboxes).
+const HOLD_MS: u64 = MAX_HOLD_MS;
+/// Mailbox holders an envelope is deposited with.
+const HOLDERS: usize = 4;
+/// How long to wait for a direct delivery before depositing with holders.
+const DEPOSIT_AFTER: Duration = Duration::from_secs(3);
+/// How often envelopes still undelivered are deposited again (holders deduplicate).
+const REDEPOSIT_EVERY: Duration = Duration::from_secs(300);
+/// How often an offline peer is dialed for direct delivery.
+const REDIAL_EVERY: Duration = Duration::from_secs(20);
+/// How often a missing KeyPackage is looked up.
+const KP_LOOKUP_EVERY: Duration = Duration::from_secs(5);
+/// How often the own KeyPackage record is published again.
+const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// Longest pause between two visits to this node's mailbox holders.
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
+/// A conversation's creator renews its keys after this many messages it sent.
+const UPDATE_EVERY: u64 = 50;
+/// How long this side's key-update proposal may wait for the committer's commit.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is
+/// a few KiB, and an honest peer has at most a handful on the way before its Welcome.
+const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
+    per_peer: 32,
+    per_peer_bytes: 512 * 1024,
+    total: 256,
+    total_bytes: 4 * 1024 * 1024,
+    max_item_bytes: 64 * 1024,
+    ttl: Duration::from_secs(600),
+};
+/// How long a sender waits after a peer answered `busy` before delivering to it again.
+const BUSY_BACKOFF: Duration = Duration::from_secs(30);
+/// How long processed message ids are remembered (longer than any holder keeps mail).
+const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
+
+/// A conversation with one peer, as stored.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Conversation {
+    peer: String,
+    /// Its MLS groups (two when both sides started one at once); the smallest id is the one
+    /// both sides send on.
+    groups: Vec<Vec<u8>>,
+    /// Groups this node created (it is their committer).
+    created: Vec<Vec<u8>>,
+    next_seq: u64,
+    last_sent_ms: u64,
+    sent_since_update: u64,
+    /// Started by a peer this node does not know (not a contact, never accepted, never
+    /// written to): a message request. Its messages are kept but not shown or announced, and
+    /// nothing they mention is fetched, until the user accepts.
+    #[serde(default)]
+    request: bool,
+}
+
+impl Conversation {
+    fn send_group(&self) -> Option<&Vec<u8>> {
+        self.groups.iter().min()
+    }
+}
+
+/// Delivery state of a peer with envelopes in the outbox.
+#[derive(Debug)]
+struct Delivery {
+    since: Instant,
+    in_flight: bool,
+    /// No delivery attempt before this (after a failed one).
+    retry_at: Option<Instant>,
+    last_dial: Option<Instant>,
+    last_deposit: Option<Instant>,
+}
+
+impl Delivery {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            in_flight: false,
+            retry_at: None,
+            last_dial: None,
+            last_deposit: None,
+        }
+    }
+}
+
+/// What a `/samizdat/dm/1` request in flight was.
+#[derive(Debug)]
+pub(super) enum Sent {
+    Deliver {
+        peer: PeerId,
+        keys: Vec<Vec<u8>>,
+    },
+    Deposit,
+    Collect,
+    /// A private group's catch-up.
+    GroupSync(Vec<u8>),
+}
+
+/// What a closest-peers query was for.
+#[derive(Debug, Clone, Copy)]
+enum MailboxQuery {
+    Deposit(PeerId),
+    Collect,
+}
+
+/// Direct-message state of the event loop.
+pub(crate) struct Direct {
+    pub(super) mls: MlsClient,
+    mailbox: Mailbox,
+    conversations: HashMap<PeerId, Conversation>,
+    /// Peers whose message requests the user accepted (they are known from then on).
+    accepted: std::collections::HashSet<PeerId>,
+    waiting: HashMap<PeerId, Delivery>,
+    /// Peers with messages waiting for their KeyPackage, and when it was last looked up.
+    pub(super) need_kp: HashMap<PeerId, Option<Instant>>,
+    kp_queries: HashMap<QueryId, PeerId>,
+    mailbox_queries: HashMap<QueryId, MailboxQuery>,
+    pub(super) requests: HashMap<OutboundRequestId, Sent>,
+    /// Messages of conversations this node has not joined yet (their Welcome is on its way)
+    /// or of an epoch it has not reached, with their senders.
+    early: Held<(PeerId, v1::DmEnvelope)>,
+    /// When the own KeyPackage record is next published (None: as soon as the DHT is up).
+    next_publish: Option<Instant>,
+    publish_query: Option<QueryId>,
+    last_collect: Option<Instant>,
+    collect_every: Duration,
+    last_housekeeping: Instant,
+    /// Own key-update proposals waiting for the committer, by peer.
+    proposed: HashMap<PeerId, (Vec<u8>, Instant)>,
+    /// When the next direct message expires (None: not known, look).
+    next_expiry: Option<u64>,
+    /// Connected peers that speak `/samizdat/dm/1` (candidate mailbox holders).
+    capable: std::collections::HashSet<PeerId>,
+    /// Peers asked for this node's mail since it started.
+    collected_from: std::collections::HashSet<PeerId>,
+    limiter: crate::net::rate_limit::RateLimiter,
+}
+
+impl Direct {
+    /// Loads the MLS state, conversations and outbox from the store.
+    pub(crate) fn open(
+        store: &std::sync::Arc<dyn Store>,
+        key: libp2p::identity::ed25519::Keypair,
+    ) -> Result<Self, NodeError> {
+        // The plaintext state holds private keys: wiped once the client has parsed it.
+        let state = store
+            .private_get(Private::Mls, b"state")?
+            .map(zeroize::Zeroizing::new);
+        let mls = MlsClient::new(key, state.as_ref().map(|s| s.as_slice()))
+            .map_err(|e| NodeError::InvalidInput(format!("direct messages: {e}")))?;
+        let mut conversations = HashMap::new();
+        for (_, v) in store.private_scan(Private::Mls, b"c")? {
+            let c: Conversation =
+                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("conversations"))?;
+            if let Ok(peer) = c.peer.parse::<PeerId>() {
+                conversations.insert(peer, c);
+            }
+        }
+        let mut accepted = std::collections::HashSet::new();
+        for (_, v) in store.private_scan(Private::Mls, b"a")? {
+            if let Ok(peer) = PeerId::from_bytes(&v) {
+                accepted.insert(peer);
+            }
+        }
+        let mut waiting = HashMap::new();
+        for (_, v) in store.private_scan(Private::Outbox, b"E")? {
+            if let Some((_, env)) = decode_outgoing(&v)
+                && let Ok(peer) = PeerId::from_bytes(&env.recipient)
+            {
+                waiting.insert(peer, Delivery::new());
+            }
+        }
+        let mut need_kp = HashMap::new();
+        for (_, v) in store.private_scan(Private::Outbox, b"Q")? {
+            if let Ok(s) = v1::StoredDm::decode(v.as_slice())
+                && let Ok(peer) = PeerId::from_bytes(&s.peer)
+            {
+                need_kp.insert(peer, None);
+            }
+        }
+        Ok(Self {
+            mls,
+            mailbox: Mailbox::open(store.clone())?,
+            conversations,
+            accepted,
+            waiting,
+            need_kp,
+            kp_queries: HashMap::new(),
+            mailbox_queries: HashMap::new(),
+            requests: HashMap::new(),
+            early: Held::new(EARLY),
+            next_publish: None,
+            publish_query: None,
+            last_collect: None,
+            collect_every: Duration::from_secs(5),
+            last_housekeeping: Instant::now(),
+            proposed: HashMap::new(),
+            next_expiry: None,
+            capable: Default::default(),
+            collected_from: Default::default(),
+            // Per peer: 20 requests/s, bursts of 60 (each carries at most 64 envelopes).
+            limiter: crate::net::rate_limit::RateLimiter::new(20.0, 60.0),
+        })
+    }
+}
+
+/// An outbox envelope's value: the key of the message it carries (empty for a Welcome or a
+/// commit), then the envelope.
+fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
+    let mut v = Vec::with_capacity(
+        message_key
+            .len()
+            .saturating_add(env.encoded_len())
+            .saturating_add(2),
+    );
+    v.extend_from_slice(&(message_key.len() as u16).to_be_bytes());
+    v.extend_from_slice(message_key);
+    env.encode(&mut v).ok();
+    v
+}
+
+fn decode_outgoing(v: &[u8]) -> Option<(Vec<u8>, v1::DmEnvelope)> {
+    let len = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
+    let end = len.checked_add(2)?;
+    let key = v.get(2..end)?.to_vec();
+    let env = v1::DmEnvelope::decode(v.get(end..)?).ok()?;
+    Some((key, env))
+}
+
+impl EventLoop {
+    pub(super) fn dm_index(&self, peer: &PeerId) -> [u8; 16] {
+        self.store.index(b"dm", &peer.to_bytes())
+    }
+
+    pub(super) fn save_mls(&self) -> Result<(), NodeError> {
+        self.store
+            .private_put(Private::Mls, b"state", &self.dm.mls.export())?;
+        Ok(())
+    }
+
+    pub(super) fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
+        if let Some(c) = self.dm.conversations.get(peer) {
+            let mut k = b"c".to_vec();
+            k.extend_from_slice(&self.dm_index(peer));
+            let v = serde_json::to_vec(c).map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            self.store.private_put(Private::Mls, &k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a direct message: stored at once, delivered when a route exists.
+    pub(super) fn dm_send(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        expires_in: Option<Duration>,
+        attachment: Option<v1::Attachment>,
+    ) -> Result<DmView, NodeError> {
+        let me = *self.swarm.local_peer_id();
+        if peer == me {
+            return Err(NodeError::InvalidInput(
+                "a direct message needs another peer".into(),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(NodeError::InvalidInput("empty message".into()));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(NodeError::InvalidInput(format!(
+                "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
+                text.len()
+            )));
+        }
+        if self.dm.conversations.get(&peer).is_some_and(|c| c.request) {
+            // Answering a message request accepts it.
+            self.accept_requests(&peer)?;
+        }
+        let conv = self
+            .dm
+            .conversations
+            .entry(peer)
+            .or_insert_with(|| Conversation {
+                peer: peer.to_string(),
+                ..Default::default()
+            });
+        let sent_ms = now_ms().max(conv.last_sent_ms.saturating_add(1));
+        conv.last_sent_ms = sent_ms;
+        conv.next_seq = conv.next_seq.saturating_add(1);
+        let body = v1::DmBody {
+            id: crate::crypto::random_bytes::<16>().to_vec(),
+            text,
+            sent_ms,
+            seq: conv.next_seq,
+            expires_at_ms: expires_in.map_or(0, |d| {
+                sent_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
+            attachment,
+        };
+        let has_group = conv.send_group().is_some();
+        self.save_conversation(&peer)?;
+        let stored = v1::StoredDm {
+            peer: peer.to_bytes(),
+            outgoing: true,
+            body: Some(body.clone()),
+            received_ms: 0,
+        };
+        let key = self.store_dm(&stored)?;
+        if !has_group || !self.encrypt_and_queue(&peer, &body, &key)? {
+            let mut q = b"Q".to_vec();
+            q.extend_from_slice(&key);
+            self.store
+                .private_put(Private::Outbox, &q, &stored.encode_to_vec())?;
+            if !has_group {
+                self.dm.need_kp.entry(peer).or_insert(None);
+                self.lookup_keypackages();
+            }
+        }
+        self.try_deliver(&peer);
+        DmView::of(&me, &stored).ok_or_else(|| NodeError::InvalidInput("bad message".into()))
+    }
+
+    /// Stores a message (either direction); returns its key.
+    fn store_dm(&mut self, stored: &v1::StoredDm) -> Result<Vec<u8>, NodeError> {
+        let peer = PeerId::from_bytes(&stored.peer)
+            .map_err(|_| NodeError::InvalidInput("bad peer".into()))?;
+        let body = stored.body.as_ref().ok_or(StoreError::Corrupt("dm"))?;
+        let mut key = self.dm_index(&peer).to_vec();
+        key.extend_from_slice(&body.sent_ms.to_be_bytes());
+        key.extend_from_slice(&body.id);
+        self.store
+            .private_put(Private::Messages, &key, &stored.encode_to_vec())?;
+        if body.expires_at_ms != 0 {
+            let mut x = b"X".to_vec();
+            x.extend_from_slice(&body.expires_at_ms.to_be_bytes());
+            x.extend_from_slice(&key);
+            self.store.private_put(Private::Outbox, &x, b"")?;
+            // (None means "not known yet": the next pass looks at every entry anyway.)
+            if let Some(next) = self.dm.next_expiry
+                && body.expires_at_ms < next
+            {
+                self.dm.next_expiry = Some(body.expires_at_ms);
+            }
+        }
+        Ok(key)
+    }
+
+    /// Encrypts a message into the outbox; false when it must wait (queued by the caller).
+    fn encrypt_and_queue(
+        &mut self,
+        peer: &PeerId,
+        body: &v1::DmBody,
+        message_key: &[u8],
+    ) -> Result<bool, NodeError> {
+        let Some(conv) = self.dm.conversations.get_mut(peer) else {
+            return Ok(false);
+        };
+        let Some(group) = conv.send_group().cloned() else {
+            return Ok(false);
+        };
+        let ct = match self.dm.mls.encrypt(&group, &body.encode_to_vec()) {
+            Ok(ct) => ct,
+            Err(DmError::PendingUpdate) => {
+                // (After a restart the proposal's time is unknown: it gets a fresh timeout.)
+                self.dm
+                    .proposed
+                    .entry(*peer)
+                    .or_insert_with(|| (group.clone(), Instant::now()));
+                return Ok(false);
+            }
+            Err(e) => return Err(NodeError::InvalidInput(format!("encrypt: {e}"))),
+        };
+        let Some(conv) = self.dm.conversations.get_mut(peer) else {
+            return Ok(false);
+        };
+        conv.sent_since_update = conv.sent_since_update.saturating_add(1);
+        let committer = conv.created.contains(&group);
+        // The other side proposes only while the committer is there to commit at once: its
+        // own messages wait until the commit arrives (MLS sends nothing over a proposal).
+        let update =
+            conv.sent_since_update >= UPDATE_EVERY && (committer || self.swarm.is_connected(peer));
+        // The ratchet moved: the state must be on disk before the ciphertext leaves, or a
+        // crash would make this node reuse a message key.
+        self.save_mls()?;
+        self.queue_envelope(peer, body.sent_ms, ct, message_key)?;
+        if update {
+            // Post-compromise security: the conversation's committer renews its keys with a
+            // commit; the other member proposes its renewal for the committer to commit (one
+            // committer per group, so the two sides never fork it).
+            let renewal = if committer {
+                self.dm.mls.update(&group)
+            } else {
+                self.dm.mls.propose_update(&group)
+            };
+            match renewal {
+                Ok(handshake) => {
+                    self.save_mls()?;
+                    let t = self.next_sent_ms(peer);
+                    self.queue_envelope(peer, t, handshake, b"")?;
+                    if let Some(c) = self.dm.conversations.get_mut(peer) {
+                        c.sent_since_update = 0;
+                    }
+                    if !committer {
+                        self.dm
+                            .proposed
+                            .insert(*peer, (group.clone(), Instant::now()));
+                    }
+                }
+                Err(e) => tracing::warn!("key update: {e}"),
+            }
+        }
+        self.save_conversation(peer)?;
+        Ok(true)
+    }
+
+    fn next_sent_ms(&mut self, peer: &PeerId) -> u64 {
+        let c = self.dm.conversations.entry(*peer).or_default();
+        c.last_sent_ms = now_ms().max(c.last_sent_ms.saturating_add(1));
+        c.last_sent_ms
+    }
+
+    fn queue_envelope(
+        &mut self,
+        peer: &PeerId,
+        sent_ms: u64,
+        mls_message: Vec<u8>,
+        message_key: &[u8],
+    ) -> Result<(), NodeError> {
+        self.queue_envelope_with(peer, sent_ms, mls_message, message_key, Vec::new())
+    }
+
+    /// Queues an envelope for `peer`; `group_invite` is set on a private group's Welcome.
+    pub(super) fn queue_envelope_with(
+        &mut self,
+        peer: &PeerId,
+        sent_ms: u64,
+        mls_message: Vec<u8>,
+        message_key: &[u8],
+        group_invite: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        let env = v1::DmEnvelope {
+            sender: self.swarm.local_peer_id().to_bytes(),
+            recipient: peer.to_bytes(),
+            sent_ms,
+            expires_ms: sent_ms.saturating_add(HOLD_MS),
+            mls_message,
+            group_invite,
+        };
+        let mut k = b"E".to_vec();
+        k.extend_from_slice(&self.dm_index(peer));
+        k.extend_from_slice(&sent_ms.to_be_bytes());
+        k.extend_from_slice(&envelope_id(&env)[..8]);
+        self.store
+            .private_put(Private::Outbox, &k, &encode_outgoing(message_key, &env))?;
+        self.dm.waiting.entry(*peer).or_insert_with(Delivery::new);
+        Ok(())
+    }
+
+    /// Every conversation this node has, the most recently active first.
+    pub(super) fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
+        let names: HashMap<PeerId, String> = self
+            .store
+            .contacts()?
+            .into_iter()
+            .map(|c| (c.peer_id, c.name))
+            .collect();
+        let mut list = Vec::with_capacity(self.dm.conversations.len());
+        for (peer, _) in self.dm.conversations.iter().filter(|(_, c)| !c.request) {
+            let mut history = self.dm_history(peer)?;
+            list.push(crate::dm::DmConversationView {
+                peer: peer.to_string(),
+                name: names.get(peer).filter(|n| !n.is_empty()).cloned(),
+                count: history.len(),
+                last: history.pop(),
+            });
+        }
+        list.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map_or(0, |m| m.timestamp)));
+        Ok(list)
+    }
+
+    /// A page of a conversation, oldest first.
+    pub(super) fn dm_history(&self, peer: &PeerId) -> Result<Vec<DmView>, NodeError> {
+        let me = *self.swarm.local_peer_id();
+        Ok(self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+            .into_iter()
+            .filter_map(|(_, v)| v1::StoredDm::decode(v.as_slice()).ok())
+            .filter_map(|s| DmView::of(&me, &s))
+            .collect())
+    }
+
+    // ----- delivery -------------------------------------------------------------------------
+
+    fn outbox_for(&self, peer: &PeerId) -> Vec<(Vec<u8>, Vec<u8>, v1::DmEnvelope)> {
+        let mut prefix = b"E".to_vec();
+        prefix.extend_from_slice(&self.dm_index(peer));
+        self.store
+            .private_scan(Private::Outbox, &prefix)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| decode_outgoing(&v).map(|(mk, env)| (k, mk, env)))
+            .collect()
+    }
+
+    pub(super) fn try_deliver(&mut self, peer: &PeerId) {
+        let connected = self.swarm.is_connected(peer);
+        let Some(d) = self.dm.waiting.get_mut(peer) else {
+            return;
+        };
+        if d.in_flight || d.retry_at.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
+        let dial = !connected && due(d.last_dial, REDIAL_EVERY);
+        let deposit = d.since.elapsed() >= DEPOSIT_AFTER && due(d.last_deposit, REDEPOSIT_EVERY);
+        if dial {
+            d.last_dial = Some(Instant::now());
+        }
+        if deposit {
+            d.last_deposit = Some(Instant::now());
+        }
+        if !connected && !dial && !deposit {
+            return;
+        }
+        let outbox = self.outbox_for(peer);
+        if outbox.is_empty() {
+            self.dm.waiting.remove(peer);
+            return;
+        }
+        if connected {
+            // Bounded by count and by bytes (a group's Welcome can be close to a megabyte).
+            let mut bytes = 0;
+            let batch: Vec<_> = outbox
+                .into_iter()
+                .take(MAX_ENVELOPES_PER_REQUEST)
+                .take_while(|(_, _, e)| {
+                    bytes = e.encoded_len().saturating_add(bytes);
+                    bytes <= DELIVER_BYTES || bytes == e.encoded_len()
+                })
+                .collect();
+            let keys = batch.iter().map(|(k, _, _)| k.clone()).collect();
+            let envelopes = batch.into_iter().map(|(_, _, e)| e).collect();
+            let req = v1::DmRequest {
+                kind: Some(v1::dm_request::Kind::Deliver(v1::DmDeliver { envelopes })),
+            };
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .dm
+                .send_request(peer, Frame::Valid(req));
+            self.dm
+                .requests
+                .insert(id, Sent::Deliver { peer: *peer, keys });
+            if let Some(d) = self.dm.waiting.get_mut(peer) {
+                d.in_flight = true;
+            }
+            return;
+        }
+        if dial {
+            // Addresses come from the contact card, the DHT and the peer cache.
+            let _ = self.swarm.dial(*peer);
+        }
+        if deposit {
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(mailbox_key(peer));
+            self.dm
+                .mailbox_queries
+                .insert(q, MailboxQuery::Deposit(*peer));
+        }
+    }
+
+    // ----- the protocol ---------------------------------------------------------------------
+
+    /// Direct conversations held as requests: (peer, newest message, when it arrived).
+    pub(super) fn dm_requests(&self) -> Vec<(PeerId, Option<DmView>, u64)> {
+        self.dm
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.request)
+            .filter_map(|(p, _)| {
+                // A declined request keeps its conversation, empty, until the peer writes again.
+                let last = self.dm_history(p).ok().and_then(|mut h| h.pop())?;
+                let at = last.timestamp;
+                Some((*p, Some(last), at))
+            })
+            .collect()
+    }
+
+    /// Remembers that the user accepted `peer` (it is known from now on) and shows what its
+    /// request held: its messages are announced and their attachments fetched.
+    pub(super) fn accept_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
+        if self.dm.accepted.insert(*peer) {
+            let mut k = b"a".to_vec();
+            k.extend_from_slice(&self.dm_index(peer));
+            self.store.private_put(Private::Mls, &k, &peer.to_bytes())?;
+        }
+        let Some(c) = self.dm.conversations.get_mut(peer).filter(|c| c.request) else {
+            return Ok(false);
+        };
+        c.request = false;
+        self.save_conversation(peer)?;
+        let me = *self.swarm.local_peer_id();
+        for (_, v) in self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+        {
+            let Ok(stored) = v1::StoredDm::decode(v.as_slice()) else {
+                continue;
+            };
+            if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
+                self.prefetch_attachment(a);
+            }
+            if let Some(view) = DmView::of(&me, &stored) {
+                let _ = self.events.send(Event::DirectMessage { message: view });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Declines `peer`'s direct-message request: its messages go. The conversation's keys
+    /// stay (hidden), so that if the peer writes again its message is readable and asks
+    /// again, as a new request.
+    pub(super) fn decline_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
+        if !self.dm.conversations.get(peer).is_some_and(|c| c.request) {
+            return Ok(false);
+        }
+        let mut dropped = false;
+        for (k, _) in self
+            .store
+            .private_scan(Private::Messages, &self.dm_index(peer))?
+        {
+            self.store.private_remove(Private::Messages, &k)?;
+            dropped = true;
+        }
+        Ok(dropped)
+    }
+}

@@ -1,0 +1,244 @@
+//! What arrives for groups: gossip validated and received, invitations, leaving.
+
+#![warn(clippy::arithmetic_side_effects)]
+
+use super::*;
+
+impl EventLoop {
+    /// Whether a gossip topic is a group's.
+    pub(crate) fn is_group_topic(&self, topic: &TopicHash) -> bool {
+        self.groups.topics.contains_key(topic)
+    }
+
+    /// Decides what happens to a message on a group topic.
+    pub(crate) fn validate_group(
+        &mut self,
+        message: &gossipsub::Message,
+        propagation_source: PeerId,
+    ) -> MessageAcceptance {
+        let Some(group) = self.groups.topics.get(&message.topic).cloned() else {
+            return MessageAcceptance::Ignore;
+        };
+        let Ok(wire) = v1::GroupWire::decode(message.data.as_slice()) else {
+            return MessageAcceptance::Reject;
+        };
+        // One message, one encoding (padded copies would each be new to gossipsub).
+        if wire.encode_to_vec() != message.data {
+            return MessageAcceptance::Reject;
+        }
+        match self.receive_group_wire(&group, wire, propagation_source) {
+            Ok(true) => MessageAcceptance::Accept,
+            Ok(false) => MessageAcceptance::Ignore,
+            Err(DmError::FutureEpoch) => {
+                // Its commit did not reach us yet: catch up from the neighbour that passed it
+                // on (messages name no publisher; a peer on a group's topic is a member, or
+                // one that refuses catch-up to non-members anyway).
+                self.group_sync_with(&group, propagation_source, false);
+                MessageAcceptance::Ignore
+            }
+            Err(e) => {
+                tracing::debug!(group = %group_hex(&group), via = %propagation_source, "group message rejected: {e}");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// Processes one message of a group, once, handed over by `via` (the gossip neighbour,
+    /// the member that answered a catch-up, or the envelope's sender). `Ok(true)`: new and
+    /// valid; `Ok(false)`: a duplicate or one this node cannot read by design (sent before it
+    /// joined, or too far ahead of it).
+    pub(crate) fn receive_group_wire(
+        &mut self,
+        group: &[u8],
+        mut wire: v1::GroupWire,
+        via: PeerId,
+    ) -> Result<bool, DmError> {
+        if wire.mls_message.len() > MAX_GROUP_MESSAGE_BYTES {
+            return Err(DmError::NotAllowed("group message too large"));
+        }
+        // The time is a sender's claim, used only to order the log: never in the future, so
+        // no one can push other members' catch-up past what they missed.
+        wire.sent_ms = wire.sent_ms.min(now_ms());
+        let id = wire_id(&wire);
+        if matches!(
+            self.store.private_get(Private::Seen, &id[..16]),
+            Ok(Some(_))
+        ) {
+            return Ok(false);
+        }
+        let (owner, active, join_epoch) = match self.groups.groups.get(group) {
+            Some(s) => (s.owner, s.record.active, s.record.join_epoch),
+            None => return Err(DmError::UnknownGroup),
+        };
+        if !active {
+            return Ok(false);
+        }
+        let h = header(&wire.mls_message).ok_or(DmError::Malformed)?;
+        if h.group != group {
+            return Err(DmError::NotAllowed("message of another group"));
+        }
+        let current = self.groups.groups.get(group).map_or(0, |s| s.epoch);
+        // Before this node joined, or older than the epochs whose keys are kept: unreadable
+        // by design, not a sign of malice. (The epoch is the sender's claim, up to u64::MAX.)
+        if h.epoch < join_epoch
+            || h.epoch
+                .saturating_add(crate::dm::mls::MAX_PAST_EPOCHS as u64)
+                < current
+            || h.epoch > current.saturating_add(MAX_EPOCHS_AHEAD)
+        {
+            return Ok(false);
+        }
+        let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
+            Err(DmError::FutureEpoch) => {
+                let len = wire.mls_message.len();
+                // Charged to the peer that handed it over (gossip neighbour, catch-up server),
+                // but not held against it: honest members relay whole epochs this node has not
+                // reached. The bound is what protects the node.
+                if let Err(NotHeld::PeerQuota) = self.groups.early.hold(
+                    via,
+                    group.to_vec(),
+                    h.epoch,
+                    id,
+                    len,
+                    wire,
+                    Instant::now(),
+                ) {
+                    tracing::debug!(peer = %via, "too many group messages waiting for a commit");
+                }
+                return Err(DmError::FutureEpoch);
+            }
+            other => other?,
+        };
+        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        self.save_mls().map_err(store)?;
+        self.store
+            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())
+            .map_err(|e| store(e.into()))?;
+        self.log_wire(group, &wire, &id).map_err(store)?;
+        match incoming {
+            GroupIncoming::Application { author, plaintext } => {
+                let body =
+                    v1::DmBody::decode(plaintext.as_slice()).map_err(|_| DmError::Malformed)?;
+                check_body(&body)?;
+                if body.expires_at_ms != 0 && body.expires_at_ms <= now_ms() {
+                    return Ok(true);
+                }
+                let stored = v1::StoredGroupMessage {
+                    group_id: group.to_vec(),
+                    author: author.to_bytes(),
+                    body: Some(body),
+                    received_ms: now_ms(),
+                };
+                self.store_group_message(&stored).map_err(store)?;
+                if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
+                    self.prefetch_attachment(a);
+                }
+                if let Some(view) = GroupMessageView::of(self.swarm.local_peer_id(), &stored) {
+                    let _ = self.events.send(Event::GroupMessage { message: view });
+                }
+            }
+            GroupIncoming::Commit { removed_me } => {
+                self.refresh_members(group);
+                if removed_me {
+                    self.leave_group(group);
+                } else {
+                    tracing::debug!(group = %group_hex(group), "group moved to a new epoch");
+                    self.retry_early(group);
+                }
+                if let Ok(view) = self.group_view(group) {
+                    let _ = self.events.send(Event::GroupChanged { group: view });
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Processes the held messages of the epochs a group has now reached.
+    pub(crate) fn retry_early(&mut self, group: &[u8]) {
+        let epoch = self.groups.groups.get(group).map_or(0, |s| s.epoch);
+        let mut mine = self.groups.early.release(group, epoch);
+        mine.sort_by_key(|(_, w)| order_key(w));
+        for (via, w) in mine {
+            let _ = self.receive_group_wire(group, w, via);
+        }
+    }
+
+    /// This node was removed: it stops following the group and keeps what it had read.
+    pub(crate) fn leave_group(&mut self, group: &[u8]) {
+        let Some(s) = self.groups.groups.get_mut(group) else {
+            return;
+        };
+        s.record.active = false;
+        let topic = s.topic.clone();
+        self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        self.groups.early.forget_group(group);
+        // Its MLS state can read nothing new; dropping it also lets a later invitation in.
+        if self.dm.mls.forget(group).is_ok() {
+            let _ = self.save_mls();
+        }
+        let _ = self.save_group(group);
+        tracing::info!(group = %group_hex(group), "removed from the group");
+    }
+
+    /// A Welcome into a group, with its sealed invitation, from `from`.
+    pub(crate) fn receive_group_invite(
+        &mut self,
+        from: &PeerId,
+        env: &v1::DmEnvelope,
+    ) -> Result<(), DmError> {
+        let (group, key) = self.dm.mls.group_join(from, &env.mls_message)?;
+        let invite = match open_invite(&key, &group, &env.group_invite).and_then(|i| {
+            let owner = PeerId::from_bytes(&i.owner).map_err(|_| DmError::Malformed)?;
+            if owner != *from {
+                return Err(DmError::NotAllowed("only the group's owner invites"));
+            }
+            crate::group::check_name(&i.name)?;
+            Ok(i)
+        }) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = self.dm.mls.forget(&group);
+                return Err(e);
+            }
+        };
+        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        self.save_mls().map_err(store)?;
+        let (_, epoch, _) = self.dm.mls.group_state(&group)?;
+        let record = GroupRecord {
+            name: invite.name,
+            owner: from.to_string(),
+            created_ms: invite.created_ms,
+            joined_ms: now_ms(),
+            join_epoch: epoch,
+            active: true,
+            next_seq: 1,
+            request: !self.is_known_peer(from),
+        };
+        let request = record.request;
+        // Catch up from the invitation's time: what was sent since is readable.
+        let since = env.sent_ms.saturating_sub(SYNC_SLACK_MS);
+        self.install_group(group.clone(), record);
+        if let Some(s) = self.groups.groups.get_mut(&group) {
+            s.synced_ms = since;
+        }
+        self.save_group(&group).map_err(store)?;
+        if request {
+            tracing::info!(group = %group_hex(&group), owner = %from, "group invitation from a stranger held as a request");
+            self.requests_changed();
+            return Ok(());
+        }
+        tracing::info!(group = %group_hex(&group), owner = %from, "joined a group");
+        if let Ok(view) = self.group_view(&group) {
+            let _ = self.events.send(Event::GroupChanged { group: view });
+        }
+        self.group_sync_with(&group, *from, true);
+        Ok(())
+    }
+
+    /// The group of this node an MLS message belongs to, if any (it must not be taken as a
+    /// direct message).
+    pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<Vec<u8>> {
+        crate::dm::mls::MlsClient::group_of(mls_message)
+            .filter(|g| self.groups.groups.contains_key(g))
+    }
+}

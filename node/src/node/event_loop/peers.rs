@@ -1,0 +1,408 @@
+//! Peers: policing offences, pruning peer tables, discovery and dialing.
+
+use super::*;
+
+impl EventLoop {
+    /// Records an offence of `peer` outside gossip: its gossipsub standing falls with it, and
+    /// at [`CUT_OFF`] points it is disconnected and refused for a while.
+    pub(super) fn penalise(&mut self, peer: PeerId, offence: Offence) {
+        let now = Instant::now();
+        let points = self.reputation.offend(peer, offence, now);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, -points);
+        if points >= CUT_OFF && !self.penalty_box.contains_key(&peer) {
+            tracing::warn!(%peer, ?offence, "peer refused (repeated offences): disconnected and refused for 10 minutes");
+            self.cut_off(peer, now);
+        } else {
+            self.police_peer(peer, now);
+        }
+    }
+
+    /// Forgets what tables keyed by peer no longer need: a stream of fresh identities must not
+    /// grow them without bound. Once a minute.
+    pub(super) fn prune_peer_tables(&mut self) {
+        let now = Instant::now();
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .prune_expired(now);
+        self.peer_saved
+            .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+        self.px_asked
+            .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(600));
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.direct_upgrades.retain(|p| connected.contains(p));
+        // Relays: those connected, and a few more to come back to.
+        if self.relays.len() > 64 {
+            let keep: Vec<PeerId> = self
+                .relays
+                .keys()
+                .filter(|p| !connected.contains(p))
+                .skip(32)
+                .copied()
+                .collect();
+            for p in keep {
+                self.relays.remove(&p);
+            }
+        }
+        self.dm_prune();
+    }
+
+    /// Logs what was dropped at the bounds on what peers may make this node keep, as a
+    /// warning at most every 10 s (a flood must not flood the log too).
+    pub(super) fn log_drops(&mut self) {
+        let now = self.dropped();
+        let (last, at) = &self.drops_logged;
+        if now == *last || at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        tracing::warn!(
+            dht = now.dht.saturating_sub(last.dht),
+            held_messages = now.held_messages.saturating_sub(last.held_messages),
+            mail = now.mail.saturating_sub(last.mail),
+            "dropped at a bound since the last report (peers sent more than they may make this node keep)"
+        );
+        self.drops_logged = (now, Some(Instant::now()));
+    }
+
+    /// Disconnects and refuses `peer` for [`crate::net::scoring::PENALTY_BOX`].
+    pub(super) fn cut_off(&mut self, peer: PeerId, now: Instant) {
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
+    }
+
+    /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
+    /// protocol abuse) and refuses them for a while; lets them back in afterwards.
+    pub(super) fn police_scores(&mut self) {
+        let now = Instant::now();
+        // Gossipsub keeps an application score as it was set: hand it the decayed points, so
+        // that an offence fades from a peer's standing as it fades here.
+        for (peer, points) in self.reputation.all(now) {
+            let score = if points < 0.5 { 0.0 } else { -points };
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, score);
+        }
+        let released: Vec<PeerId> = self
+            .penalty_box
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        self.reputation.prune(now);
+        let user_blocked = self.store.blocked_peers().unwrap_or_default();
+        for p in released {
+            self.penalty_box.remove(&p);
+            if !user_blocked.contains(&p) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+                tracing::info!(peer = %p, "graylisted peer let back in");
+            }
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            self.police_peer(p, now);
+        }
+    }
+
+    /// A peer sent a request frame that is oversized or not the protocol's message: after
+    /// `MAX_VIOLATIONS` within `VIOLATION_WINDOW`, it is disconnected and refused for 10
+    /// minutes, like a graylisted gossip peer (an honest peer never sends one).
+    pub(super) fn protocol_violation(&mut self, peer: PeerId, protocol: &str, why: &str) {
+        tracing::debug!(%peer, "malformed {protocol} request: {why}");
+        let now = Instant::now();
+        let entry = self.violations.entry(peer).or_insert((0, now));
+        if now.duration_since(entry.1) > VIOLATION_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 < MAX_VIOLATIONS || self.penalty_box.contains_key(&peer) {
+            return;
+        }
+        self.violations.remove(&peer);
+        tracing::warn!(
+            %peer,
+            "peer refused ({MAX_VIOLATIONS} malformed or oversized requests): disconnected and \
+             refused for 10 minutes"
+        );
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
+    }
+
+    /// Forgets violation counts whose window has passed (one bad frame per fresh identity must
+    /// not grow the table without bound).
+    pub(super) fn prune_violations(&mut self, now: Instant) {
+        self.violations
+            .retain(|_, (_, since)| now.duration_since(*since) <= VIOLATION_WINDOW);
+    }
+
+    /// Disconnects and refuses `peer` if its gossip score is below the graylist.
+    pub(super) fn police_peer(&mut self, peer: PeerId, now: Instant) {
+        let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
+            return;
+        };
+        if score >= crate::net::scoring::GRAYLIST || self.penalty_box.contains_key(&peer) {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            score,
+            "peer graylisted (invalid gossip): disconnected and refused for 10 minutes"
+        );
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.penalty_box
+            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
+        self.graylisted_total += 1;
+    }
+
+    /// Announces this node as a follower of the channel and looks up the others. Lookups go
+    /// on while fewer than two topic peers have brought anything valid lately (Sybils that
+    /// subscribe and forward nothing do not make a channel healthy); a node that no topic peer
+    /// has ever brought anything tries peers from its cache too (peer exchange), in case every
+    /// provider record it finds is hostile.
+    pub(super) fn discover(&mut self, id: &ChannelId, now: bool) {
+        let Some(state) = self.channels.get(id) else {
+            return;
+        };
+        let topic = state.topic.hash();
+        let topic_peers: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, t)| t.contains(&&topic))
+            .map(|(p, _)| *p)
+            .collect();
+        let peers = topic_peers.len();
+        let useful = state.useful_among(&topic_peers, Instant::now());
+        let sparse = peers < WANT_TOPIC_PEERS;
+        let lookup_every = if sparse || useful < 2 {
+            state.lookup_every
+        } else {
+            LOOKUP_WHEN_HEALTHY
+        };
+        let due =
+            |t: Option<Instant>, every: Duration| now || t.is_none_or(|t| t.elapsed() >= every);
+        let provide_due = due(
+            state.last_provide,
+            if sparse {
+                PROVIDE_WHEN_SPARSE
+            } else {
+                Duration::from_secs(3600)
+            },
+        );
+        let lookup_due = due(state.last_lookup, lookup_every);
+        let fallback_due = !state.ever_useful
+            && state.record.role != Role::Owner
+            && state.fallback_rounds < FALLBACK_ROUNDS
+            && now_ms().saturating_sub(state.record.followed_at_ms) >= 60_000
+            && state
+                .last_fallback
+                .is_none_or(|t| t.elapsed() >= FALLBACK_EVERY);
+        let key = channel::provider_key(id);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if provide_due && let Err(e) = kad.start_providing(key.clone()) {
+            tracing::debug!("cannot announce: {e}");
+        }
+        let mut lookup = None;
+        if lookup_due && !self.provider_queries.values().any(|(c, _)| c == id) {
+            lookup = Some(kad.get_providers(key));
+        }
+        if let Some(state) = self.channels.get_mut(id) {
+            if provide_due {
+                state.last_provide = Some(Instant::now());
+            }
+            if lookup_due {
+                state.last_lookup = Some(Instant::now());
+            }
+            if fallback_due {
+                state.last_fallback = Some(Instant::now());
+                state.fallback_rounds = state.fallback_rounds.saturating_add(1);
+            }
+        }
+        if let Some(q) = lookup {
+            self.provider_queries.insert(q, (*id, false));
+        }
+        if fallback_due {
+            self.dial_cached_peers(FALLBACK_DIALS);
+        }
+    }
+
+    /// Dials up to `n` peers of the peer cache that are not connected, at random.
+    pub(super) fn dial_cached_peers(&mut self, n: usize) {
+        use rand::seq::SliceRandom;
+        let me = *self.swarm.local_peer_id();
+        let mut cached: Vec<PeerRecord> = self
+            .store
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.peer_id != me && !self.swarm.is_connected(&r.peer_id))
+            .collect();
+        cached.shuffle(&mut rand::rng());
+        for rec in cached.into_iter().take(n) {
+            tracing::debug!(peer = %rec.peer_id, "no topic peer has brought anything: trying a cached peer");
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(rec.peer_id)
+                .addresses(rec.addrs)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
+    /// Remembers addresses (from an invite link) as bootstrap addresses and dials them.
+    pub(super) fn add_bootstrap_addrs(&mut self, addrs: &[Multiaddr]) {
+        let me = *self.swarm.local_peer_id();
+        let addrs: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| split_peer_addr(a).0 != Some(me))
+            .cloned()
+            .collect();
+        self.dial_addrs(&addrs);
+        for addr in addrs {
+            if !self.bootstrap.contains(&addr) {
+                self.bootstrap.push(addr);
+            }
+        }
+    }
+
+    /// Dials addresses: one dial per peer carrying all of that peer's addresses, so that a
+    /// transport the censor blackholes (a dial that can only time out) races the ones that
+    /// work instead of holding them up. Peers already connected or being dialed are skipped;
+    /// addresses with a /p2p/ id also go to Kademlia (bootstrap peers serve the DHT).
+    pub(super) fn dial_addrs(&mut self, addrs: &[Multiaddr]) {
+        use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+        let me = *self.swarm.local_peer_id();
+        let mut by_peer: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for addr in addrs {
+            match split_peer_addr(addr) {
+                (Some(p), _) if p == me => {}
+                (Some(p), base) => {
+                    self.swarm.behaviour_mut().kad.add_address(&p, base.clone());
+                    match by_peer.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, v)) => v.push(base),
+                        None => by_peer.push((p, vec![base])),
+                    }
+                }
+                (None, base) => {
+                    if let Err(e) = self
+                        .swarm
+                        .dial(DialOpts::unknown_peer_id().address(base).build())
+                    {
+                        tracing::debug!(%addr, "not dialing: {e}");
+                    }
+                }
+            }
+        }
+        for (peer, addrs) in by_peer {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%peer, "not dialing: {e}");
+            }
+        }
+    }
+
+    /// Dials a peer again after one of its addresses answered with another peer's key.
+    ///
+    /// libp2p fails the whole dial on the first wrong peer id (a stale or foreign address
+    /// reached somebody else, e.g. a remote peer's `127.0.0.1` reaching ourselves) even while
+    /// the peer's other addresses were still being tried. The bad address is forgotten and a
+    /// second dial uses the rest; at most once a minute per peer, so it cannot loop.
+    pub(super) fn redial_after_wrong_peer(&mut self, peer: PeerId, bad: &Multiaddr) {
+        use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+        let (_, bad) = split_peer_addr(bad);
+        self.swarm.behaviour_mut().kad.remove_address(&peer, &bad);
+        self.bootstrap
+            .retain(|a| split_peer_addr(a) != (Some(peer), bad.clone()));
+        if self.swarm.is_connected(&peer)
+            || self
+                .wrong_peer_redials
+                .get(&peer)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        if self.wrong_peer_redials.len() > 1024 {
+            self.wrong_peer_redials
+                .retain(|_, t| t.elapsed() < Duration::from_secs(60));
+        }
+        self.wrong_peer_redials.insert(peer, Instant::now());
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if self.swarm.dial(opts).is_ok() {
+            tracing::debug!(%peer, "redialing after a wrong peer id");
+        }
+    }
+
+    /// Whether a connected peer reaches us over loopback (so its loopback addresses are real).
+    pub(super) fn over_loopback(&self, peer: &PeerId) -> bool {
+        self.connections
+            .get(peer)
+            .is_some_and(|c| c.iter().any(|(_, a)| is_loopback(a)))
+    }
+
+    /// Dials the peer cache and the bootstrap peers: at startup, and with backoff whenever
+    /// the node has no connection at all.
+    pub(super) fn connect_to_network(&mut self, startup: bool) {
+        if !startup {
+            if self.swarm.connected_peers().next().is_some()
+                || self.last_redial.elapsed() < self.redial_backoff
+            {
+                return;
+            }
+            self.redial_backoff = (self.redial_backoff * 2).min(Duration::from_secs(60));
+            tracing::info!("no connections; redialing cached and bootstrap peers");
+        }
+        self.last_redial = Instant::now();
+        let me = *self.swarm.local_peer_id();
+        let cached = self.store.peers().unwrap_or_else(|e| {
+            tracing::warn!("peer cache unreadable: {e}");
+            Vec::new()
+        });
+        // The peer cache first: it holds peers that worked before, and survives the bootstrap
+        // peers being blocked.
+        let mut seen = HashSet::new();
+        for rec in cached.into_iter().take(STARTUP_DIALS) {
+            if rec.peer_id == me || !seen.insert(rec.peer_id) {
+                continue;
+            }
+            for a in &rec.addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&rec.peer_id, a.clone());
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(rec.peer_id)
+                .addresses(rec.addrs)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+        let bootstrap: Vec<Multiaddr> = self
+            .bootstrap
+            .iter()
+            .filter(|a| split_peer_addr(a).0.is_none_or(|p| !seen.contains(&p)))
+            .cloned()
+            .collect();
+        self.dial_addrs(&bootstrap);
+    }
+}
+
+pub(super) fn with_port_zero(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
