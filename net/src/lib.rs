@@ -10,6 +10,7 @@ mod limits;
 pub mod os;
 pub mod rate_limit;
 pub mod records;
+pub mod requests;
 pub mod scoring;
 pub mod wire;
 

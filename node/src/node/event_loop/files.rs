@@ -1,12 +1,13 @@
 //! Files in the event loop: announcing what this node holds, serving chunks, and driving
 //! downloads from several providers at once.
 
+use crate::net::requests::Exchange;
 use crate::net::wire::Frame;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::QueryId;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response;
 use samizdat_proto::v1;
 
 use super::{EventLoop, Internal};
@@ -251,54 +252,30 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Frame<v1::FileRequest>, v1::FileResponse>,
     ) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
+        match self.file_requests.on_event(event) {
+            Exchange::Malformed { peer, why } => self.protocol_violation(peer, "file", &why),
+            Exchange::Request {
                 peer,
-                message:
-                    M::Request {
-                        request: Frame::Invalid(why),
-                        ..
-                    },
-                ..
-            } => self.protocol_violation(peer, "file", &why),
-            E::Message {
-                peer,
-                message:
-                    M::Request {
-                        request: Frame::Valid(request),
-                        channel,
-                        ..
-                    },
-                ..
+                request,
+                channel,
             } => self.serve_file_request(peer, request, channel),
-            E::Message {
+            Exchange::Response {
                 peer,
-                message:
-                    M::Response {
-                        request_id,
-                        response,
-                    },
+                response,
+                context: (cid, ask),
                 ..
-            } => self.on_file_response(peer, request_id, response),
-            E::OutboundFailure {
+            } => self.on_file_response(peer, cid, ask, response),
+            Exchange::Failed {
                 peer,
-                request_id,
-                error,
+                context: (cid, ask),
                 ..
             } => {
-                if let Some((cid, ask)) = self.file_requests.remove(&request_id) {
-                    tracing::debug!(%cid, %peer, "file request failed: {error}");
-                    if let Some(f) = self.fetches.get_mut(&cid) {
-                        f.download.request_failed(ask, peer, Instant::now());
-                    }
-                    self.pump(&cid);
+                if let Some(f) = self.fetches.get_mut(&cid) {
+                    f.download.request_failed(ask, peer, Instant::now());
                 }
+                self.pump(&cid);
             }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound file request failed: {error}");
-            }
-            E::ResponseSent { .. } => {}
+            Exchange::Nothing => {}
         }
     }
 
@@ -364,10 +341,13 @@ impl EventLoop {
         });
     }
 
-    fn on_file_response(&mut self, peer: PeerId, rid: OutboundRequestId, resp: v1::FileResponse) {
-        let Some((cid, ask)) = self.file_requests.remove(&rid) else {
-            return;
-        };
+    fn on_file_response(
+        &mut self,
+        peer: PeerId,
+        cid: Cid,
+        ask: crate::files::Ask,
+        resp: v1::FileResponse,
+    ) {
         let now = Instant::now();
         let max = self.max_file_bytes;
         let Some(f) = self.fetches.get_mut(&cid) else {

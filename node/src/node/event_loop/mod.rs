@@ -43,12 +43,13 @@ use crate::files::{BlobStore, Cid};
 use crate::identity::Identity;
 use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use crate::net::rate_limit::RateLimiter;
+use crate::net::requests::Requests;
 use crate::net::{
     RecordVerdict, accept_inbound_kad, build_node_swarm, check_record, is_loopback, is_unspecified,
     learn_from_identify, split_peer_addr, worth_dialing,
 };
 use crate::store::{ChannelRecord, InsertOutcome, PeerRecord, Role, Store};
-use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::request_response::ResponseChannel;
 
 type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
@@ -126,11 +127,13 @@ pub(crate) struct EventLoop {
     kad_bootstrapped: bool,
     /// History sync per channel.
     sync: HashMap<ChannelId, sync::SyncState>,
-    sync_requests: HashMap<OutboundRequestId, ChannelId>,
+    sync_requests: Requests<ChannelId>,
     sync_limiter: RateLimiter,
     /// Downloads in progress.
     fetches: HashMap<Cid, files::Fetch>,
-    file_requests: HashMap<OutboundRequestId, (Cid, crate::files::Ask)>,
+    file_requests: Requests<(Cid, crate::files::Ask)>,
+    /// Peer exchanges asked.
+    px_requests: Requests<()>,
     file_queries: HashMap<QueryId, Cid>,
     file_limiter: RateLimiter,
     provided: HashSet<Cid>,
@@ -258,12 +261,13 @@ impl EventLoop {
             redial_backoff: Duration::from_secs(5),
             kad_bootstrapped: false,
             sync: HashMap::new(),
-            sync_requests: HashMap::new(),
+            sync_requests: Requests::new("sync"),
             // Per peer: 50 sync requests/s (a page each, up to 256 posts: 12,800 posts/s),
             // bursts of 100.
             sync_limiter: RateLimiter::new(50.0, 100.0),
             fetches: HashMap::new(),
-            file_requests: HashMap::new(),
+            file_requests: Requests::new("file"),
+            px_requests: Requests::new("peer-exchange"),
             file_queries: HashMap::new(),
             // Per peer: 256 chunk requests/s (256 MiB/s: bandwidth, not this, is the real
             // bound), bursts of 512.

@@ -2,6 +2,7 @@
 //! the DHT mode that follows it, relay reservations and hole punching, mDNS on the local
 //! network, and peer exchange that keeps the peer cache full.
 
+use crate::net::requests::Exchange;
 use crate::net::wire::Frame;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -207,44 +208,26 @@ impl EventLoop {
             return;
         }
         self.px_asked.insert(peer, Instant::now());
-        self.swarm
+        let id = self
+            .swarm
             .behaviour_mut()
             .px
             .send_request(&peer, Frame::Valid(v1::PeerExchangeRequest {}));
+        self.px_requests.insert(id, ());
     }
 
     pub(super) fn on_px_event(
         &mut self,
         event: request_response::Event<Frame<v1::PeerExchangeRequest>, v1::PeerExchangeResponse>,
     ) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
-                peer,
-                message:
-                    M::Request {
-                        request: Frame::Invalid(why),
-                        ..
-                    },
-                ..
-            } => self.protocol_violation(peer, "peer-exchange", &why),
-            E::Message {
-                peer,
-                message: M::Request { channel, .. },
-                ..
-            } => self.answer_px(peer, channel),
-            E::Message {
-                peer,
-                message: M::Response { response, .. },
-                ..
-            } => self.learn_px(peer, response),
-            E::OutboundFailure { peer, error, .. } => {
-                tracing::trace!(%peer, "peer exchange failed: {error}");
+        match self.px_requests.on_event(event) {
+            Exchange::Malformed { peer, why } => {
+                self.protocol_violation(peer, "peer-exchange", &why)
             }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound peer exchange request failed: {error}");
-            }
-            _ => {}
+            Exchange::Request { peer, channel, .. } => self.answer_px(peer, channel),
+            // Only answers to our own asking teach us peers.
+            Exchange::Response { peer, response, .. } => self.learn_px(peer, response),
+            Exchange::Failed { .. } | Exchange::Nothing => {}
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId};
+
+use crate::net::requests::Exchange;
 use prost::Message as _;
 use samizdat_proto::v1;
 
@@ -167,26 +169,12 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Frame<v1::SyncRequest>, v1::SyncResponse>,
     ) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
+        match self.sync_requests.on_event(event) {
+            Exchange::Malformed { peer, why } => self.protocol_violation(peer, "sync", &why),
+            Exchange::Request {
                 peer,
-                message:
-                    M::Request {
-                        request: Frame::Invalid(why),
-                        ..
-                    },
-                ..
-            } => self.protocol_violation(peer, "sync", &why),
-            E::Message {
-                peer,
-                message:
-                    M::Request {
-                        request: Frame::Valid(request),
-                        channel,
-                        ..
-                    },
-                ..
+                request,
+                channel,
             } => {
                 if !self.sync_limiter.allow(peer, Instant::now()) {
                     tracing::debug!(%peer, "sync request rate limited");
@@ -210,45 +198,39 @@ impl EventLoop {
                     let _ = tx.send(Internal::SyncRespond(channel, resp));
                 });
             }
-            E::Message {
+            Exchange::Response {
                 peer,
-                message:
-                    M::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => self.on_sync_response(peer, request_id, response),
-            E::OutboundFailure {
+                id: request_id,
+                response,
+                context: id,
+            } => self.on_sync_response(peer, request_id, id, response),
+            Exchange::Failed {
                 peer,
-                request_id,
-                error,
+                id: request_id,
+                context: id,
                 ..
             } => {
-                if let Some(id) = self.sync_requests.remove(&request_id) {
-                    tracing::debug!(channel = %id, %peer, "sync request failed: {error}");
-                    // Only if it is the current session's: one given up on may fail late.
-                    let current = self
-                        .sync
-                        .get(&id)
-                        .and_then(|s| s.current(request_id, &peer))
-                        .is_some();
-                    if current {
-                        self.finish_session(&id, false, Some(FAILURE_PENALTY));
-                    }
+                // Only if it is the current session's: one given up on may fail late.
+                let current = self
+                    .sync
+                    .get(&id)
+                    .and_then(|s| s.current(request_id, &peer))
+                    .is_some();
+                if current {
+                    self.finish_session(&id, false, Some(FAILURE_PENALTY));
                 }
             }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound sync request failed: {error}");
-            }
-            E::ResponseSent { .. } => {}
+            Exchange::Nothing => {}
         }
     }
 
-    fn on_sync_response(&mut self, peer: PeerId, rid: OutboundRequestId, resp: v1::SyncResponse) {
-        let Some(id) = self.sync_requests.remove(&rid) else {
-            return;
-        };
+    fn on_sync_response(
+        &mut self,
+        peer: PeerId,
+        rid: OutboundRequestId,
+        id: ChannelId,
+        resp: v1::SyncResponse,
+    ) {
         let Some(current) = self.sync.get(&id).and_then(|s| s.current(rid, &peer)) else {
             return;
         };

@@ -9,58 +9,32 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Frame<v1::DmRequest>, v1::DmResponse>,
     ) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
+        match self.dm.requests.on_event(event) {
+            Exchange::Malformed { peer, why } => {
+                self.protocol_violation(peer, "direct-message", &why)
+            }
+            Exchange::Request {
                 peer,
-                message:
-                    M::Request {
-                        request: Frame::Invalid(why),
-                        ..
-                    },
-                ..
-            } => self.protocol_violation(peer, "direct-message", &why),
-            E::Message {
-                peer,
-                message:
-                    M::Request {
-                        request: Frame::Valid(request),
-                        channel,
-                        ..
-                    },
-                ..
+                request,
+                channel,
             } => self.answer_dm(peer, request, channel),
-            E::Message {
+            Exchange::Response {
                 peer,
-                message:
-                    M::Response {
-                        request_id,
-                        response,
-                    },
+                response,
+                context,
                 ..
-            } => self.on_dm_response(peer, request_id, response),
-            E::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, "direct-message request failed: {error}");
-                match self.dm.requests.remove(&request_id) {
-                    Some(Sent::Deliver { peer, .. }) => {
-                        if let Some(d) = self.dm.waiting.get_mut(&peer) {
-                            d.in_flight = false;
-                            d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
-                        }
+            } => self.on_dm_response(peer, context, response),
+            Exchange::Failed { context, .. } => match context {
+                Sent::Deliver { peer, .. } => {
+                    if let Some(d) = self.dm.waiting.get_mut(&peer) {
+                        d.in_flight = false;
+                        d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
                     }
-                    Some(Sent::GroupSync(group)) => self.on_group_sync_failed(&group),
-                    _ => {}
                 }
-            }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "direct-message request from peer failed: {error}");
-            }
-            E::ResponseSent { .. } => {}
+                Sent::GroupSync(group) => self.on_group_sync_failed(&group),
+                Sent::Deposit | Sent::Collect => {}
+            },
+            Exchange::Nothing => {}
         }
     }
 
@@ -139,14 +113,9 @@ impl EventLoop {
         let _ = self.swarm.behaviour_mut().dm.send_response(channel, resp);
     }
 
-    pub(crate) fn on_dm_response(
-        &mut self,
-        peer: PeerId,
-        id: OutboundRequestId,
-        resp: v1::DmResponse,
-    ) {
-        match self.dm.requests.remove(&id) {
-            Some(Sent::Deliver { peer, keys }) => {
+    fn on_dm_response(&mut self, peer: PeerId, sent: Sent, resp: v1::DmResponse) {
+        match sent {
+            Sent::Deliver { peer, keys } => {
                 let taken = (resp.accepted as usize).min(keys.len());
                 for k in &keys[..taken] {
                     if let Ok(Some(v)) = self.store.private_get(Private::Outbox, k)
@@ -172,11 +141,11 @@ impl EventLoop {
                     self.try_deliver(&peer);
                 }
             }
-            Some(Sent::GroupSync(group)) => self.on_group_sync(peer, group, resp),
-            Some(Sent::Deposit) => {
+            Sent::GroupSync(group) => self.on_group_sync(peer, group, resp),
+            Sent::Deposit => {
                 tracing::debug!(%peer, accepted = resp.accepted, error = %resp.error, "deposit answered");
             }
-            Some(Sent::Collect) => {
+            Sent::Collect => {
                 let me = *self.swarm.local_peer_id();
                 let mut envs = resp.envelopes;
                 envs.truncate(4 * MAX_ENVELOPES_PER_REQUEST);
@@ -198,7 +167,6 @@ impl EventLoop {
                     tracing::debug!(%peer, got, "mail collected");
                 }
             }
-            None => {}
         }
     }
 

@@ -13,13 +13,14 @@
 mod delivery;
 mod inbound;
 
+use crate::net::requests::{Exchange, Requests};
 use crate::net::wire::Frame;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::{self, QueryId, Quorum, Record};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, ResponseChannel};
 use prost::Message as _;
 use samizdat_proto::v1;
 
@@ -153,7 +154,7 @@ pub(crate) struct Direct {
     pub(super) need_kp: HashMap<PeerId, Option<Instant>>,
     kp_queries: HashMap<QueryId, PeerId>,
     mailbox_queries: HashMap<QueryId, MailboxQuery>,
-    pub(super) requests: HashMap<OutboundRequestId, Sent>,
+    pub(super) requests: Requests<Sent>,
     /// Messages of conversations this node has not joined yet (their Welcome is on its way)
     /// or of an epoch it has not reached, with their senders.
     early: Held<(PeerId, v1::DmEnvelope)>,
@@ -225,7 +226,7 @@ impl Direct {
             need_kp,
             kp_queries: HashMap::new(),
             mailbox_queries: HashMap::new(),
-            requests: HashMap::new(),
+            requests: Requests::new("direct-message"),
             early: Held::new(EARLY),
             next_publish: None,
             publish_query: None,
