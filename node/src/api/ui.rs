@@ -37,10 +37,96 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/html; charset=utf-8",
         include_bytes!("../../ui/index.html"),
     ),
+    // The entry module; it imports the others (plain ES modules, no build step).
     (
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../ui/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/api.js"),
+    ),
+    (
+        "composer.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/composer.js"),
+    ),
+    (
+        "contacts.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/contacts.js"),
+    ),
+    (
+        "conversation.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/conversation.js"),
+    ),
+    (
+        "dialogs.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/dialogs.js"),
+    ),
+    (
+        "dom.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/dom.js"),
+    ),
+    (
+        "events.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/events.js"),
+    ),
+    (
+        "files.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/files.js"),
+    ),
+    (
+        "format.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/format.js"),
+    ),
+    (
+        "groups.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/groups.js"),
+    ),
+    (
+        "loading.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/loading.js"),
+    ),
+    (
+        "messages.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/messages.js"),
+    ),
+    (
+        "network.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/network.js"),
+    ),
+    (
+        "requests.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/requests.js"),
+    ),
+    (
+        "router.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/router.js"),
+    ),
+    (
+        "sidebar.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/sidebar.js"),
+    ),
+    (
+        "state.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/state.js"),
     ),
     (
         "style.css",
@@ -433,6 +519,62 @@ mod tests {
             ui.touch_at(&used, t);
         }
         assert!(!ui.touch_at(&used, t0 + SESSION_MAX + Duration::from_secs(1)));
+    }
+
+    /// The UI's JavaScript modules, as they sit in `node/ui`.
+    fn module_files() -> Vec<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ui");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("the ui directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".js"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_module_is_served_as_javascript_under_the_policy() {
+        let modules = module_files();
+        assert!(modules.len() > 1 && modules.iter().any(|n| n == "app.js"));
+        for name in &modules {
+            let embedded = FILES.iter().find(|(n, _, _)| n == name);
+            assert!(embedded.is_some(), "{name} is not embedded in FILES");
+            assert_eq!(
+                embedded.map(|f| f.1),
+                Some("text/javascript; charset=utf-8")
+            );
+            assert_eq!(mime_of(name), "text/javascript; charset=utf-8");
+            let res = futures::executor::block_on(page(Some(Path(name.clone()))));
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            let h = res.headers();
+            assert_eq!(
+                h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                Some("text/javascript; charset=utf-8"),
+                "{name}"
+            );
+            assert_eq!(
+                h.get(header::CONTENT_SECURITY_POLICY)
+                    .and_then(|v| v.to_str().ok()),
+                Some(CSP),
+                "{name}"
+            );
+        }
+        // Module scripts load under `script-src 'self'`; nothing inline or looser is allowed.
+        assert!(CSP.contains("script-src 'self';") && !CSP.contains("unsafe"));
+        // The page loads the entry as a module, and every module a module imports is embedded.
+        let index = std::str::from_utf8(include_bytes!("../../ui/index.html")).expect("utf-8");
+        assert!(index.contains(r#"<script type="module" src="/app.js"></script>"#));
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            let text = std::str::from_utf8(body).expect("utf-8");
+            for part in text.split(" from './").skip(1) {
+                let target = part.split('\'').next().unwrap_or_default();
+                assert!(
+                    FILES.iter().any(|(n, _, _)| *n == target),
+                    "{name} imports {target}, which is not embedded"
+                );
+            }
+        }
     }
 
     #[test]
