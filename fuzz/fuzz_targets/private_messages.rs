@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use samizdat_node::dm::mls::MlsClient;
+use samizdat_node::mls::MlsClient;
 use samizdat_node::dm::{keypackage_key, mailbox::check_envelope, open_keypackage_record};
 use samizdat_proto::v1;
 
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = c.receive(&peer, data);
     let _ = c.group_receive(g, &peer, data);
     let _ = c.group_join(&peer, data);
-    let _ = samizdat_node::group::mls::header(data);
+    let _ = samizdat_node::mls::group::header(data);
     let _ = MlsClient::group_of(data);
     let _ = samizdat_node::group::open_invite(&[6; 32], g, data);
 });

@@ -14,6 +14,7 @@ pub mod files;
 pub mod group;
 pub mod home;
 pub mod identity;
+pub mod mls;
 pub mod net;
 pub mod node;
 pub mod os;

@@ -397,7 +397,7 @@ impl Attacker {
     /// errors it gave.
     pub fn dm_junk(&self, peer: PeerId, count: usize, size: usize) -> Result<(usize, Vec<String>)> {
         use prost::Message;
-        let mls = samizdat_node::dm::mls::MlsClient::new(self.key.clone(), None)
+        let mls = samizdat_node::mls::MlsClient::new(self.key.clone(), None)
             .map_err(|e| anyhow!("mls: {e}"))?;
         let group = mls.group_create().map_err(|e| anyhow!("mls: {e}"))?;
         let now = samizdat_node::channel::now_ms();

@@ -207,17 +207,15 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
     wait_for("mallory to see bob on the topic", LONG, || {
         (mallory.topic_peers(&topic).ok()? > 0).then_some(())
     })?;
-    let fake = samizdat_node::dm::mls::MlsClient::new(
-        libp2p::identity::ed25519::Keypair::generate(),
-        None,
-    )?;
+    let fake =
+        samizdat_node::mls::MlsClient::new(libp2p::identity::ed25519::Keypair::generate(), None)?;
     fake.group_create_with_id(&gid)?;
     // One add puts the fake group in the real one's epoch (Bob's first), so Bob must actually
     // try, and fail, to decrypt rather than skip an epoch before his own.
     let extra_key = libp2p::identity::ed25519::Keypair::generate();
     let extra_peer =
         libp2p::PeerId::from_public_key(&libp2p::identity::PublicKey::from(extra_key.public()));
-    let extra = samizdat_node::dm::mls::MlsClient::new(extra_key, None)?;
+    let extra = samizdat_node::mls::MlsClient::new(extra_key, None)?;
     fake.group_add(&gid, &extra_peer, &extra.key_package()?)?;
     let body = v1::DmBody {
         id: vec![1; 16],

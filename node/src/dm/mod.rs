@@ -6,7 +6,6 @@
 
 pub mod held;
 pub mod mailbox;
-pub mod mls;
 
 use libp2p::PeerId;
 use libp2p::kad::RecordKey;
@@ -70,6 +69,24 @@ pub enum DmError {
     /// openmls reported an error.
     #[error("mls: {0}")]
     Mls(String),
+}
+
+impl From<crate::mls::MlsError> for DmError {
+    fn from(e: crate::mls::MlsError) -> Self {
+        use crate::mls::MlsError as M;
+        match e {
+            M::Malformed => Self::Malformed,
+            M::BadKeyPackage(why) => Self::BadKeyPackage(why),
+            M::UnknownGroup => Self::UnknownGroup,
+            M::NotAMember => Self::NotAMember,
+            M::Undecryptable(why) => Self::Undecryptable(why),
+            M::NotAllowed(why) => Self::NotAllowed(why),
+            M::PendingUpdate => Self::PendingUpdate,
+            M::FutureEpoch => Self::FutureEpoch,
+            M::CorruptState => Self::CorruptState,
+            M::Openmls(why) => Self::Mls(why),
+        }
+    }
 }
 
 /// The DHT key whose closest peers hold a peer's mail while it is offline.

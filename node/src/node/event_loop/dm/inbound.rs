@@ -220,7 +220,7 @@ impl EventLoop {
             return self.receive_group_wire(&group, wire, *via).map(|_| ());
         }
         let incoming = match self.dm.mls.receive(from, &env.mls_message) {
-            Err(DmError::UnknownGroup) => return self.hold_early(from, via, id, env),
+            Err(MlsError::UnknownGroup) => return self.hold_early(from, via, id, env),
             other => other?,
         };
         let _ = self.save_mls();
@@ -319,7 +319,7 @@ impl EventLoop {
         id: [u8; 32],
         env: v1::DmEnvelope,
     ) -> Result<(), DmError> {
-        let header = crate::group::mls::header(&env.mls_message).ok_or(DmError::Malformed)?;
+        let header = crate::mls::group::header(&env.mls_message).ok_or(DmError::Malformed)?;
         let len = env.mls_message.len();
         // Charged to the sender the envelope names (for a direct delivery, the peer itself), not
         // to a mail holder that carries it for many senders.

@@ -28,11 +28,11 @@ use super::EventLoop;
 use crate::channel::now_ms;
 use crate::dm::held::{Held, NotHeld};
 use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
-use crate::dm::mls::{Incoming, MlsClient};
 use crate::dm::{
     DmError, DmView, MAX_ENVELOPES_PER_REQUEST, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body,
     keypackage_key, mailbox_key, open_keypackage_record, sign_keypackage_record,
 };
+use crate::mls::{Incoming, MlsClient, MlsError};
 use crate::node::NodeError;
 use crate::node::views::Event;
 use crate::store::{Private, Store, StoreError};
@@ -398,7 +398,7 @@ impl EventLoop {
         };
         let ct = match self.dm.mls.encrypt(&group, &body.encode_to_vec()) {
             Ok(ct) => ct,
-            Err(DmError::PendingUpdate) => {
+            Err(MlsError::PendingUpdate) => {
                 // (After a restart the proposal's time is unknown: it gets a fresh timeout.)
                 self.dm
                     .proposed

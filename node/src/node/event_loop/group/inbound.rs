@@ -81,15 +81,13 @@ impl EventLoop {
         // Before this node joined, or older than the epochs whose keys are kept: unreadable
         // by design, not a sign of malice. (The epoch is the sender's claim, up to u64::MAX.)
         if h.epoch < join_epoch
-            || h.epoch
-                .saturating_add(crate::dm::mls::MAX_PAST_EPOCHS as u64)
-                < current
+            || h.epoch.saturating_add(crate::mls::MAX_PAST_EPOCHS as u64) < current
             || h.epoch > current.saturating_add(MAX_EPOCHS_AHEAD)
         {
             return Ok(false);
         }
         let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
-            Err(DmError::FutureEpoch) => {
+            Err(crate::mls::MlsError::FutureEpoch) => {
                 let len = wire.mls_message.len();
                 // Charged to the peer that handed it over (gossip neighbour, catch-up server),
                 // but not held against it: honest members relay whole epochs this node has not
@@ -238,7 +236,6 @@ impl EventLoop {
     /// The group of this node an MLS message belongs to, if any (it must not be taken as a
     /// direct message).
     pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<Vec<u8>> {
-        crate::dm::mls::MlsClient::group_of(mls_message)
-            .filter(|g| self.groups.groups.contains_key(g))
+        crate::mls::MlsClient::group_of(mls_message).filter(|g| self.groups.groups.contains_key(g))
     }
 }

@@ -28,11 +28,11 @@ use super::dm::Sent;
 use crate::channel::now_ms;
 use crate::dm::held::{Held, NotHeld};
 use crate::dm::{DmError, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body};
-use crate::group::mls::{GroupIncoming, header};
 use crate::group::{
     GroupMessageView, GroupView, MAX_GROUP_MESSAGE_BYTES, SYNC_PAGE, SYNC_PAGE_BYTES, check_name,
     group_hex, open_invite, seal_invite, topic,
 };
+use crate::mls::group::{GroupIncoming, header};
 use crate::node::NodeError;
 use crate::node::command::Reply;
 use crate::node::views::Event;
@@ -144,8 +144,8 @@ fn record_key(group: &[u8]) -> Vec<u8> {
     k
 }
 
-fn dm_err(e: DmError) -> NodeError {
-    match e {
+fn dm_err(e: impl Into<DmError>) -> NodeError {
+    match e.into() {
         DmError::UnknownGroup => NodeError::UnknownGroup("unknown group".into()),
         DmError::NotAllowed(m) => NodeError::NotAllowed(m.into()),
         e => NodeError::InvalidInput(e.to_string()),
@@ -423,7 +423,7 @@ impl EventLoop {
             let s = self.owned_active(group)?;
             (s.record.name.clone(), s.record.created_ms)
         };
-        let crate::group::mls::Added {
+        let crate::mls::group::Added {
             commit,
             welcome,
             invite_key,

@@ -1,8 +1,11 @@
-//! The node's MLS client (RFC 9420, `openmls`): KeyPackages, two-member groups for direct
-//! conversations, encryption and decryption, update commits. Its whole state (openmls'
+//! The node's MLS client (RFC 9420, `openmls`), shared by direct conversations and private
+//! groups: KeyPackages, two-member groups for direct conversations, encryption and
+//! decryption, update commits, and (in [`group`]) groups of many. Its whole state (openmls'
 //! storage) is exported as bytes so the node can keep it sealed in its store.
 
 #![warn(clippy::arithmetic_side_effects)]
+
+pub mod group;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -17,7 +20,6 @@ use openmls_traits::signatures::{Signer, SignerError};
 use prost::Message as _;
 use samizdat_proto::v1;
 
-use super::DmError;
 use crate::identity::ed25519_of;
 
 /// DESIGN.md's ciphersuite: X25519, ChaCha20-Poly1305, SHA-256, Ed25519.
@@ -28,6 +30,41 @@ pub(crate) const MAX_PAST_EPOCHS: usize = 4;
 const OUT_OF_ORDER: u32 = 64;
 /// Ciphertexts are padded to a multiple of this, so their size says less about the text.
 const PADDING: usize = 64;
+
+/// Why an MLS operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MlsError {
+    /// Bytes that are not an MLS message of a known group.
+    #[error("malformed message")]
+    Malformed,
+    /// A KeyPackage that cannot be used.
+    #[error("unusable key package: {0}")]
+    BadKeyPackage(&'static str),
+    /// A message for a group this client is not in.
+    #[error("unknown conversation")]
+    UnknownGroup,
+    /// The sender is not a member.
+    #[error("sender is not a member of the conversation")]
+    NotAMember,
+    /// Decryption or verification failed.
+    #[error("cannot decrypt: {0}")]
+    Undecryptable(String),
+    /// Something the group does not allow.
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    /// A key update of this client waits for the committer.
+    #[error("a key update is waiting to be committed")]
+    PendingUpdate,
+    /// A message of an epoch this client has not reached.
+    #[error("message of a later epoch")]
+    FutureEpoch,
+    /// The stored state does not decode.
+    #[error("the stored MLS state is corrupt")]
+    CorruptState,
+    /// openmls reported an error.
+    #[error("mls: {0}")]
+    Openmls(String),
+}
 
 /// openmls' crypto and storage, the storage owned here so it can be exported.
 pub(crate) struct Provider {
@@ -129,8 +166,8 @@ pub(crate) fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
-pub(crate) fn mls<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> DmError {
-    move |e| DmError::Mls(format!("{what}: {e:?}"))
+pub(crate) fn mls<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> MlsError {
+    move |e| MlsError::Openmls(format!("{what}: {e:?}"))
 }
 
 /// Whether an MLS credential and signature key are those of `peer`.
@@ -144,11 +181,11 @@ pub(crate) fn is_peer(credential: &Credential, signature_key: &[u8], peer: &Peer
 
 impl MlsClient {
     /// The client of the node with this identity key, from an exported state (or fresh).
-    pub fn new(key: ed25519::Keypair, state: Option<&[u8]>) -> Result<Self, DmError> {
+    pub fn new(key: ed25519::Keypair, state: Option<&[u8]>) -> Result<Self, MlsError> {
         let me = crate::identity::peer_id_of(&key.public());
         let mut values = HashMap::new();
         if let Some(bytes) = state {
-            let pb = v1::MlsState::decode(bytes).map_err(|_| DmError::CorruptState)?;
+            let pb = v1::MlsState::decode(bytes).map_err(|_| MlsError::CorruptState)?;
             for e in pb.entries {
                 values.insert(e.key, e.value);
             }
@@ -201,7 +238,7 @@ impl MlsClient {
 
     /// A new last-resort KeyPackage (TLS bytes): usable by several senders, so one published
     /// record serves everyone who starts a conversation while this node is offline.
-    pub fn key_package(&self) -> Result<Vec<u8>, DmError> {
+    pub fn key_package(&self) -> Result<Vec<u8>, MlsError> {
         let bundle = KeyPackage::builder()
             // The last-resort extension must be among the leaf's declared capabilities.
             .leaf_node_capabilities(Capabilities::new(
@@ -222,20 +259,20 @@ impl MlsClient {
 
     /// Starts a conversation with `peer` from its KeyPackage: returns the group id and the
     /// Welcome (TLS bytes of an MLSMessage) to send it.
-    pub fn start(&self, peer: &PeerId, key_package: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DmError> {
+    pub fn start(&self, peer: &PeerId, key_package: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
         let kp = KeyPackageIn::tls_deserialize_exact(key_package)
-            .map_err(|_| DmError::BadKeyPackage("does not decode"))?
+            .map_err(|_| MlsError::BadKeyPackage("does not decode"))?
             .validate(self.provider.crypto(), ProtocolVersion::Mls10)
             .map_err(|e| {
                 tracing::debug!("key package refused: {e:?}");
-                DmError::BadKeyPackage("signature or lifetime invalid")
+                MlsError::BadKeyPackage("signature or lifetime invalid")
             })?;
         if kp.ciphersuite() != SUITE {
-            return Err(DmError::BadKeyPackage("other ciphersuite"));
+            return Err(MlsError::BadKeyPackage("other ciphersuite"));
         }
         let leaf = kp.leaf_node();
         if !is_peer(leaf.credential(), leaf.signature_key().as_slice(), peer) {
-            return Err(DmError::BadKeyPackage("not the peer's key"));
+            return Err(MlsError::BadKeyPackage("not the peer's key"));
         }
         let mut group = MlsGroup::new(
             &self.provider,
@@ -254,10 +291,10 @@ impl MlsClient {
         Ok((group.group_id().to_vec(), welcome))
     }
 
-    pub(crate) fn load(&self, group: &[u8]) -> Result<MlsGroup, DmError> {
+    pub(crate) fn load(&self, group: &[u8]) -> Result<MlsGroup, MlsError> {
         MlsGroup::load(self.provider.storage(), &GroupId::from_slice(group))
             .map_err(mls("load group"))?
-            .ok_or(DmError::UnknownGroup)
+            .ok_or(MlsError::UnknownGroup)
     }
 
     /// Whether this client is a member of `group`.
@@ -266,29 +303,29 @@ impl MlsClient {
     }
 
     /// Encrypts an application message for `group` (TLS bytes of an MLSMessage).
-    pub fn encrypt(&self, group: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, DmError> {
+    pub fn encrypt(&self, group: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
         let mut g = self.load(group)?;
         g.create_message(&self.provider, &self.signer, plaintext)
             .map_err(|e| match e {
                 // MLS sends nothing new while a proposal waits for its commit.
                 CreateMessageError::GroupStateError(MlsGroupStateError::PendingProposal) => {
-                    DmError::PendingUpdate
+                    MlsError::PendingUpdate
                 }
-                e => DmError::Mls(format!("encrypt: {e:?}")),
+                e => MlsError::Openmls(format!("encrypt: {e:?}")),
             })?
             .to_bytes()
             .map_err(mls("encode"))
     }
 
     /// Withdraws this member's proposals that were not committed (the committer is away).
-    pub fn clear_proposals(&self, group: &[u8]) -> Result<(), DmError> {
+    pub fn clear_proposals(&self, group: &[u8]) -> Result<(), MlsError> {
         let mut g = self.load(group)?;
         g.clear_pending_proposals(self.provider.storage())
             .map_err(mls("clear proposals"))
     }
 
     /// A commit renewing this member's keys (post-compromise security), already merged here.
-    pub fn update(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+    pub fn update(&self, group: &[u8]) -> Result<Vec<u8>, MlsError> {
         let mut g = self.load(group)?;
         let bundle = g
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
@@ -301,7 +338,7 @@ impl MlsClient {
 
     /// A proposal to renew this member's keys, for a member that does not commit itself: its
     /// state heals once the committer commits the proposal.
-    pub fn propose_update(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+    pub fn propose_update(&self, group: &[u8]) -> Result<Vec<u8>, MlsError> {
         let mut g = self.load(group)?;
         let (proposal, _) = g
             .propose_self_update(&self.provider, &self.signer, LeafNodeParameters::default())
@@ -310,7 +347,7 @@ impl MlsClient {
     }
 
     /// A commit of the proposals received (the other member's key update), already merged.
-    pub fn commit_pending(&self, group: &[u8]) -> Result<Vec<u8>, DmError> {
+    pub fn commit_pending(&self, group: &[u8]) -> Result<Vec<u8>, MlsError> {
         let mut g = self.load(group)?;
         let (commit, _, _) = g
             .commit_to_pending_proposals(&self.provider, &self.signer)
@@ -336,13 +373,13 @@ impl MlsClient {
 
     /// Processes an MLS message that `from` sent: a Welcome into a conversation with it, or a
     /// message of a conversation with it. Anything else is refused.
-    pub fn receive(&self, from: &PeerId, message: &[u8]) -> Result<Incoming, DmError> {
-        let msg = MlsMessageIn::tls_deserialize_exact(message).map_err(|_| DmError::Malformed)?;
+    pub fn receive(&self, from: &PeerId, message: &[u8]) -> Result<Incoming, MlsError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(message).map_err(|_| MlsError::Malformed)?;
         let protocol = match msg.extract() {
             MlsMessageBodyIn::Welcome(welcome) => return self.join(from, welcome),
             MlsMessageBodyIn::PrivateMessage(m) => ProtocolMessage::from(m),
             // Conversations use ciphertext only: a plaintext handshake is not ours.
-            _ => return Err(DmError::Malformed),
+            _ => return Err(MlsError::Malformed),
         };
         let group_id = protocol.group_id().to_vec();
         let mut group = self.load(&group_id)?;
@@ -350,11 +387,11 @@ impl MlsClient {
             m.index != group.own_leaf_index() && is_peer(&m.credential, &m.signature_key, from)
         });
         if !other_is_sender {
-            return Err(DmError::NotAMember);
+            return Err(MlsError::NotAMember);
         }
         let processed = group
             .process_message(&self.provider, protocol)
-            .map_err(|e| DmError::Undecryptable(format!("{e:?}")))?;
+            .map_err(|e| MlsError::Undecryptable(format!("{e:?}")))?;
         let sender_ok = match processed.sender() {
             Sender::Member(index) => {
                 group
@@ -366,7 +403,7 @@ impl MlsClient {
             _ => false,
         };
         if !sender_ok {
-            return Err(DmError::NotAMember);
+            return Err(MlsError::NotAMember);
         }
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => Ok(Incoming::Application {
@@ -379,7 +416,7 @@ impl MlsClient {
                 if staged.add_proposals().next().is_some()
                     || staged.remove_proposals().next().is_some()
                 {
-                    return Err(DmError::NotAllowed("membership change in a conversation"));
+                    return Err(MlsError::NotAllowed("membership change in a conversation"));
                 }
                 group
                     .merge_staged_commit(&self.provider, *staged)
@@ -389,7 +426,7 @@ impl MlsClient {
             ProcessedMessageContent::ProposalMessage(p) => {
                 // Only a member's own key update is ever proposed in a conversation.
                 if !matches!(p.proposal(), Proposal::Update(_)) {
-                    return Err(DmError::NotAllowed(
+                    return Err(MlsError::NotAllowed(
                         "only key updates are proposed in conversations",
                     ));
                 }
@@ -398,13 +435,13 @@ impl MlsClient {
                     .map_err(mls("store proposal"))?;
                 Ok(Incoming::UpdateProposal { group: group_id })
             }
-            _ => Err(DmError::NotAllowed("not used in conversations")),
+            _ => Err(MlsError::NotAllowed("not used in conversations")),
         }
     }
 
-    fn join(&self, from: &PeerId, welcome: Welcome) -> Result<Incoming, DmError> {
+    fn join(&self, from: &PeerId, welcome: Welcome) -> Result<Incoming, MlsError> {
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .map_err(|e| DmError::Undecryptable(format!("welcome: {e:?}")))?;
+            .map_err(|e| MlsError::Undecryptable(format!("welcome: {e:?}")))?;
         // Exactly two members: the sender (who added us) and this node.
         let sender = staged.welcome_sender().map_err(mls("welcome sender"))?;
         let members: Vec<Member> = staged.members().collect();
@@ -415,7 +452,7 @@ impl MlsClient {
             || !me_ok
             || !is_peer(sender.credential(), sender.signature_key().as_slice(), from)
         {
-            return Err(DmError::NotAllowed(
+            return Err(MlsError::NotAllowed(
                 "a welcome into a conversation must come from its other member",
             ));
         }
@@ -426,7 +463,7 @@ impl MlsClient {
     }
 
     /// Forgets a group (its keys leave the state).
-    pub fn forget(&self, group: &[u8]) -> Result<(), DmError> {
+    pub fn forget(&self, group: &[u8]) -> Result<(), MlsError> {
         let mut g = self.load(group)?;
         g.delete(self.provider.storage())
             .map_err(mls("delete group"))
@@ -481,17 +518,17 @@ mod tests {
         // Carol is not a member, and cannot pretend Alice's message is hers.
         let c = client();
         assert!(c.receive(&a.me, &m).is_err());
-        assert!(matches!(b.receive(&c.me, &m), Err(DmError::NotAMember)));
+        assert!(matches!(b.receive(&c.me, &m), Err(MlsError::NotAMember)));
         // A KeyPackage presented as someone else's is refused.
         let kp = c.key_package().expect("kp");
         assert!(matches!(
             a.start(&b.me, &kp),
-            Err(DmError::BadKeyPackage(_))
+            Err(MlsError::BadKeyPackage(_))
         ));
         // Garbage.
         assert!(matches!(
             b.receive(&a.me, b"\x00\x01junk"),
-            Err(DmError::Malformed)
+            Err(MlsError::Malformed)
         ));
         // A Welcome for Bob is useless to Carol (encrypted to Bob's KeyPackage).
         let (_, welcome) = a

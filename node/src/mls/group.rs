@@ -9,9 +9,8 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls_traits::OpenMlsProvider;
 
-use super::{INVITE_LABEL, MAX_MEMBERS};
-use crate::dm::DmError;
-use crate::dm::mls::{MlsClient, SUITE, create_config, is_peer, join_config, mls};
+use super::{MlsClient, MlsError, SUITE, create_config, is_peer, join_config, mls};
+use crate::group::{INVITE_LABEL, MAX_MEMBERS};
 
 /// What a received group message turned out to be.
 #[derive(Debug)]
@@ -75,12 +74,12 @@ fn member_peer(m: &Member) -> Option<PeerId> {
 
 impl MlsClient {
     /// Creates a group with this node as its only member; returns its id.
-    pub fn group_create(&self) -> Result<Vec<u8>, DmError> {
+    pub fn group_create(&self) -> Result<Vec<u8>, MlsError> {
         self.group_create_with_id(&crate::crypto::random_bytes::<16>())
     }
 
     /// Creates a group with a chosen id (tests use it to impersonate a group).
-    pub fn group_create_with_id(&self, id: &[u8]) -> Result<Vec<u8>, DmError> {
+    pub fn group_create_with_id(&self, id: &[u8]) -> Result<Vec<u8>, MlsError> {
         let group = MlsGroup::new_with_group_id(
             &self.provider,
             &self.signer,
@@ -98,27 +97,27 @@ impl MlsClient {
         group: &[u8],
         peer: &PeerId,
         key_package: &[u8],
-    ) -> Result<Added, DmError> {
+    ) -> Result<Added, MlsError> {
         let kp = KeyPackageIn::tls_deserialize_exact(key_package)
-            .map_err(|_| DmError::BadKeyPackage("does not decode"))?
+            .map_err(|_| MlsError::BadKeyPackage("does not decode"))?
             .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-            .map_err(|_| DmError::BadKeyPackage("signature or lifetime invalid"))?;
+            .map_err(|_| MlsError::BadKeyPackage("signature or lifetime invalid"))?;
         if kp.ciphersuite() != SUITE {
-            return Err(DmError::BadKeyPackage("other ciphersuite"));
+            return Err(MlsError::BadKeyPackage("other ciphersuite"));
         }
         let leaf = kp.leaf_node();
         if !is_peer(leaf.credential(), leaf.signature_key().as_slice(), peer) {
-            return Err(DmError::BadKeyPackage("not the peer's key"));
+            return Err(MlsError::BadKeyPackage("not the peer's key"));
         }
         let mut g = self.load(group)?;
         if !g.is_active() {
-            return Err(DmError::NotAllowed("this node is no longer in the group"));
+            return Err(MlsError::NotAllowed("this node is no longer in the group"));
         }
         if g.members().any(|m| member_peer(&m).as_ref() == Some(peer)) {
-            return Err(DmError::NotAllowed("already a member"));
+            return Err(MlsError::NotAllowed("already a member"));
         }
         if g.members().count() >= MAX_MEMBERS {
-            return Err(DmError::NotAllowed("the group is full (5,000 members)"));
+            return Err(MlsError::NotAllowed("the group is full (5,000 members)"));
         }
         let (commit, welcome, _) = g
             .add_members(&self.provider, &self.signer, &[kp])
@@ -137,19 +136,19 @@ impl MlsClient {
 
     /// Removes `peer`: returns the commit, already merged here (a new epoch whose keys the
     /// removed member never learns).
-    pub fn group_remove(&self, group: &[u8], peer: &PeerId) -> Result<Vec<u8>, DmError> {
+    pub fn group_remove(&self, group: &[u8], peer: &PeerId) -> Result<Vec<u8>, MlsError> {
         let mut g = self.load(group)?;
         if !g.is_active() {
-            return Err(DmError::NotAllowed("this node is no longer in the group"));
+            return Err(MlsError::NotAllowed("this node is no longer in the group"));
         }
         if *peer == self.me {
-            return Err(DmError::NotAllowed("the owner cannot remove itself"));
+            return Err(MlsError::NotAllowed("the owner cannot remove itself"));
         }
         let index = g
             .members()
             .find(|m| member_peer(m).as_ref() == Some(peer))
             .map(|m| m.index)
-            .ok_or(DmError::NotAMember)?;
+            .ok_or(MlsError::NotAMember)?;
         let (commit, _, _) = g
             .remove_members(&self.provider, &self.signer, &[index])
             .map_err(mls("remove member"))?;
@@ -160,16 +159,20 @@ impl MlsClient {
 
     /// Joins a group from a Welcome that `from` sent: returns the group id and the key that
     /// opens the invitation.
-    pub fn group_join(&self, from: &PeerId, welcome: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DmError> {
-        let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| DmError::Malformed)?;
+    pub fn group_join(
+        &self,
+        from: &PeerId,
+        welcome: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
-            return Err(DmError::Malformed);
+            return Err(MlsError::Malformed);
         };
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .map_err(|e| DmError::Undecryptable(format!("welcome: {e:?}")))?;
+            .map_err(|e| MlsError::Undecryptable(format!("welcome: {e:?}")))?;
         let sender = staged.welcome_sender().map_err(mls("welcome sender"))?;
         if !is_peer(sender.credential(), sender.signature_key().as_slice(), from) {
-            return Err(DmError::NotAllowed(
+            return Err(MlsError::NotAllowed(
                 "a welcome must come from the member that added us",
             ));
         }
@@ -177,11 +180,13 @@ impl MlsClient {
             .members()
             .any(|m| is_peer(&m.credential, &m.signature_key, &self.me))
         {
-            return Err(DmError::NotAllowed("a welcome that does not add this node"));
+            return Err(MlsError::NotAllowed(
+                "a welcome that does not add this node",
+            ));
         }
         let id = staged.group_context().group_id().to_vec();
         if self.load(&id).is_ok() {
-            return Err(DmError::NotAllowed("already in this group"));
+            return Err(MlsError::NotAllowed("already in this group"));
         }
         let group = staged.into_group(&self.provider).map_err(mls("join"))?;
         let key = group
@@ -196,34 +201,34 @@ impl MlsClient {
         group: &[u8],
         owner: &PeerId,
         message: &[u8],
-    ) -> Result<GroupIncoming, DmError> {
-        let msg = MlsMessageIn::tls_deserialize_exact(message).map_err(|_| DmError::Malformed)?;
+    ) -> Result<GroupIncoming, MlsError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(message).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::PrivateMessage(m) = msg.extract() else {
             // Groups use ciphertext only.
-            return Err(DmError::Malformed);
+            return Err(MlsError::Malformed);
         };
         let protocol = ProtocolMessage::from(m);
         if protocol.group_id().as_slice() != group {
-            return Err(DmError::NotAllowed("message of another group"));
+            return Err(MlsError::NotAllowed("message of another group"));
         }
         let mut g = self.load(group)?;
         if !g.is_active() {
-            return Err(DmError::NotAllowed("this node is no longer in the group"));
+            return Err(MlsError::NotAllowed("this node is no longer in the group"));
         }
         if protocol.epoch() > g.epoch() {
-            return Err(DmError::FutureEpoch);
+            return Err(MlsError::FutureEpoch);
         }
         let processed = g
             .process_message(&self.provider, protocol)
-            .map_err(|e| DmError::Undecryptable(format!("{e:?}")))?;
+            .map_err(|e| MlsError::Undecryptable(format!("{e:?}")))?;
         let author = match processed.sender() {
             Sender::Member(index) => g
                 .member_at(*index)
                 .filter(|m| &m.credential == processed.credential())
                 .as_ref()
                 .and_then(member_peer)
-                .ok_or(DmError::NotAMember)?,
-            _ => return Err(DmError::NotAMember),
+                .ok_or(MlsError::NotAMember)?,
+            _ => return Err(MlsError::NotAMember),
         };
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => Ok(GroupIncoming::Application {
@@ -232,19 +237,19 @@ impl MlsClient {
             }),
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 if author != *owner {
-                    return Err(DmError::NotAllowed("only the group's owner commits"));
+                    return Err(MlsError::NotAllowed("only the group's owner commits"));
                 }
                 let removed_me = staged.self_removed();
                 g.merge_staged_commit(&self.provider, *staged)
                     .map_err(mls("merge commit"))?;
                 Ok(GroupIncoming::Commit { removed_me })
             }
-            _ => Err(DmError::NotAllowed("not used in groups")),
+            _ => Err(MlsError::NotAllowed("not used in groups")),
         }
     }
 
     /// A group's current members, and its epoch, as this node sees them.
-    pub fn group_state(&self, group: &[u8]) -> Result<(Vec<PeerId>, u64, bool), DmError> {
+    pub fn group_state(&self, group: &[u8]) -> Result<(Vec<PeerId>, u64, bool), MlsError> {
         let g = self.load(group)?;
         let members = if g.is_active() {
             g.members().filter_map(|m| member_peer(&m)).collect()
@@ -385,7 +390,7 @@ mod tests {
         };
         assert!(matches!(
             ms[1].group_receive(&g, &o.me, &commit),
-            Err(DmError::NotAllowed(_))
+            Err(MlsError::NotAllowed(_))
         ));
         assert!(ms[1].group_receive(&g, &o.me, b"\x00junk").is_err());
         // A Welcome claimed to come from someone else is refused.
@@ -426,7 +431,7 @@ mod tests {
         let later = o.encrypt(&g, b"y").expect("enc");
         assert!(matches!(
             ms[0].group_receive(&g, &o.me, &later),
-            Err(DmError::FutureEpoch)
+            Err(MlsError::FutureEpoch)
         ));
         ms[0].group_receive(&g, &o.me, &commit).expect("commit");
         assert_eq!(
