@@ -3,6 +3,7 @@
 mod channels;
 mod command;
 mod event_loop;
+mod police;
 mod reputation;
 pub mod views;
 mod writer;

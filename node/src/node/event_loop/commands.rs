@@ -227,7 +227,7 @@ impl EventLoop {
                 .map(|a| a.to_string())
                 .collect(),
             relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
-            graylisted_peers: self.graylisted_total,
+            graylisted_peers: self.police.refused_total(),
             refused_connections: self.refused_connections,
             dropped: self.dropped(),
             bootstrap: self

@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget};
-use super::reputation::{CUT_OFF, Offence, Reputation};
+use super::police::{Action as PoliceAction, Police};
+use super::reputation::Offence;
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
 use super::writer::{Item, Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
@@ -55,9 +56,6 @@ type PostReply = oneshot::Sender<Result<PostView, NodeError>>;
 
 /// How often housekeeping runs (outbox, discovery, reconnects).
 const TICK: Duration = Duration::from_secs(1);
-/// Malformed or oversized request frames a peer may send within `VIOLATION_WINDOW`.
-const MAX_VIOLATIONS: u32 = 10;
-const VIOLATION_WINDOW: Duration = Duration::from_secs(60);
 /// Look for more topic peers this often at first while a channel has fewer than
 /// [`WANT_TOPIC_PEERS`] (backing off to [`LOOKUP_WHEN_HEALTHY`] while lookups find nobody new).
 const LOOKUP_WHEN_SPARSE: Duration = Duration::from_secs(10);
@@ -155,20 +153,14 @@ pub(crate) struct EventLoop {
     dm: dm::Direct,
     /// Private groups: membership, delivery by gossip, catching up.
     groups: group::Groups,
-    /// Peers disconnected for a low gossip score, and until when they are refused.
-    penalty_box: HashMap<PeerId, Instant>,
-    /// Offences outside gossip (bad sync answers, floods), decaying.
-    reputation: Reputation,
+    /// Which peers are refused, and until when (offences, malformed frames, gossip scores).
+    police: Police,
     /// What the DHT store dropped at its bounds (read from it after each inbound request).
     dht_drops: crate::net::dht_store::DhtDrops,
     /// When tables keyed by peers that come and go were last pruned.
     last_prune: Instant,
     /// Drops at bounds as last logged, and when.
     drops_logged: (super::views::DroppedView, Option<Instant>),
-    /// Peers graylisted since start (reported by `info`).
-    graylisted_total: u64,
-    /// Malformed or oversized requests per peer, counted since the first in the window.
-    violations: HashMap<PeerId, (u32, Instant)>,
     /// Incoming connections refused at a limit since start, and when that was last logged.
     refused_connections: u64,
     last_refusal_log: Option<Instant>,
@@ -283,13 +275,10 @@ impl EventLoop {
             px_asked: HashMap::new(),
             dm,
             groups: group::Groups::default(),
-            penalty_box: HashMap::new(),
-            reputation: Reputation::default(),
+            police: Police::default(),
             dht_drops: Default::default(),
             last_prune: Instant::now(),
             drops_logged: Default::default(),
-            graylisted_total: 0,
-            violations: HashMap::new(),
             refused_connections: 0,
             last_refusal_log: None,
             shutdown,
@@ -586,7 +575,7 @@ impl EventLoop {
         self.dm_tick();
         self.group_tick();
         self.police_scores();
-        self.prune_violations(Instant::now());
+        self.police.prune(Instant::now());
         if self.last_prune.elapsed() >= Duration::from_secs(60) {
             self.last_prune = Instant::now();
             self.prune_peer_tables();

@@ -4,19 +4,31 @@ use super::*;
 
 impl EventLoop {
     /// Records an offence of `peer` outside gossip: its gossipsub standing falls with it, and
-    /// at [`CUT_OFF`] points it is disconnected and refused for a while.
+    /// at [`super::super::reputation::CUT_OFF`] points it is disconnected and refused for a while.
     pub(super) fn penalise(&mut self, peer: PeerId, offence: Offence) {
         let now = Instant::now();
-        let points = self.reputation.offend(peer, offence, now);
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .set_application_score(&peer, -points);
-        if points >= CUT_OFF && !self.penalty_box.contains_key(&peer) {
-            tracing::warn!(%peer, ?offence, "peer refused (repeated offences): disconnected and refused for 10 minutes");
-            self.cut_off(peer, now);
-        } else {
+        let actions = self.police.offence(peer, offence, now);
+        self.apply_police(actions);
+        if !self.police.is_refused(&peer) {
             self.police_peer(peer, now);
+        }
+    }
+
+    /// Carries out what the police core decided.
+    fn apply_police(&mut self, actions: impl IntoIterator<Item = PoliceAction>) {
+        let b = self.swarm.behaviour_mut();
+        for action in actions {
+            match action {
+                PoliceAction::Score(peer, score) => {
+                    let _ = b.gossipsub.set_application_score(&peer, score);
+                }
+                PoliceAction::Refuse(peer) => {
+                    b.blocked.block_peer(peer);
+                }
+                PoliceAction::Admit(peer) => {
+                    b.blocked.unblock_peer(peer);
+                }
+            }
         }
     }
 
@@ -68,79 +80,29 @@ impl EventLoop {
         self.drops_logged = (now, Some(Instant::now()));
     }
 
-    /// Disconnects and refuses `peer` for [`crate::net::scoring::PENALTY_BOX`].
-    pub(super) fn cut_off(&mut self, peer: PeerId, now: Instant) {
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        self.penalty_box
-            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
-        self.graylisted_total += 1;
-    }
-
-    /// Disconnects peers whose gossip score fell below the graylist (invalid messages,
-    /// protocol abuse) and refuses them for a while; lets them back in afterwards.
+    /// Hands gossipsub the decayed points, lets in peers whose refusal has run out, and
+    /// disconnects peers whose gossip score fell below the graylist.
     pub(super) fn police_scores(&mut self) {
         let now = Instant::now();
-        // Gossipsub keeps an application score as it was set: hand it the decayed points, so
-        // that an offence fades from a peer's standing as it fades here.
-        for (peer, points) in self.reputation.all(now) {
-            let score = if points < 0.5 { 0.0 } else { -points };
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .set_application_score(&peer, score);
-        }
-        let released: Vec<PeerId> = self
-            .penalty_box
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(p, _)| *p)
+        let user_blocked: HashSet<PeerId> = self
+            .store
+            .blocked_peers()
+            .unwrap_or_default()
+            .into_iter()
             .collect();
-        self.reputation.prune(now);
-        let user_blocked = self.store.blocked_peers().unwrap_or_default();
-        for p in released {
-            self.penalty_box.remove(&p);
-            if !user_blocked.contains(&p) {
-                self.swarm.behaviour_mut().blocked.unblock_peer(p);
-                tracing::info!(peer = %p, "graylisted peer let back in");
-            }
-        }
+        let actions = self.police.tick(now, &user_blocked);
+        self.apply_police(actions);
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in peers {
             self.police_peer(p, now);
         }
     }
 
-    /// A peer sent a request frame that is oversized or not the protocol's message: after
-    /// `MAX_VIOLATIONS` within `VIOLATION_WINDOW`, it is disconnected and refused for 10
-    /// minutes, like a graylisted gossip peer (an honest peer never sends one).
+    /// A peer sent a request frame that is oversized or not the protocol's message.
     pub(super) fn protocol_violation(&mut self, peer: PeerId, protocol: &str, why: &str) {
         tracing::debug!(%peer, "malformed {protocol} request: {why}");
-        let now = Instant::now();
-        let entry = self.violations.entry(peer).or_insert((0, now));
-        if now.duration_since(entry.1) > VIOLATION_WINDOW {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        if entry.0 < MAX_VIOLATIONS || self.penalty_box.contains_key(&peer) {
-            return;
-        }
-        self.violations.remove(&peer);
-        tracing::warn!(
-            %peer,
-            "peer refused ({MAX_VIOLATIONS} malformed or oversized requests): disconnected and \
-             refused for 10 minutes"
-        );
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        self.penalty_box
-            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
-        self.graylisted_total += 1;
-    }
-
-    /// Forgets violation counts whose window has passed (one bad frame per fresh identity must
-    /// not grow the table without bound).
-    pub(super) fn prune_violations(&mut self, now: Instant) {
-        self.violations
-            .retain(|_, (_, since)| now.duration_since(*since) <= VIOLATION_WINDOW);
+        let action = self.police.violation(peer, Instant::now());
+        self.apply_police(action);
     }
 
     /// Disconnects and refuses `peer` if its gossip score is below the graylist.
@@ -148,18 +110,8 @@ impl EventLoop {
         let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
             return;
         };
-        if score >= crate::net::scoring::GRAYLIST || self.penalty_box.contains_key(&peer) {
-            return;
-        }
-        tracing::warn!(
-            %peer,
-            score,
-            "peer graylisted (invalid gossip): disconnected and refused for 10 minutes"
-        );
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        self.penalty_box
-            .insert(peer, now + crate::net::scoring::PENALTY_BOX);
-        self.graylisted_total += 1;
+        let action = self.police.gossip_score(peer, score, now);
+        self.apply_police(action);
     }
 
     /// Announces this node as a follower of the channel and looks up the others. Lookups go
