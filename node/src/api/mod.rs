@@ -1,14 +1,25 @@
 //! The local API: HTTP + JSON and Server-Sent Events on 127.0.0.1, guarded by a bearer token.
 //! The CLI, the web UI and bots are its clients.
 
+mod auth;
+mod channels;
 mod client;
+mod contacts;
+mod dm;
 mod error;
+mod events;
+mod extract;
+mod files;
+mod groups;
+mod metrics;
+mod node;
+mod requests;
 mod server;
 mod ui;
 
+pub use channels::parse_follow_target;
 pub use client::{ApiClient, ClientError};
 pub use error::ApiError;
-pub use server::parse_follow_target;
 pub use server::serve;
 
 use serde::{Deserialize, Serialize};

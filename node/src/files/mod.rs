@@ -4,6 +4,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 mod blobs;
+pub mod content;
 mod download;
 mod import;
 pub mod sealed;
