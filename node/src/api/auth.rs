@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::error::ApiErrors;
 use super::extract::AppState;
 use super::ui;
 
@@ -88,6 +89,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// `POST /v1/ui/login`: a one-time login link for the web UI (API token only: a browser
 /// session cannot mint more sessions).
+#[utoipa::path(post, path = "/v1/ui/login", tag = "node", responses((status = 200, description = "`{\"url\": ...}`: a one-time login link for the web UI (API token only)", body = serde_json::Value), ApiErrors))]
 pub(super) async fn ui_login(
     State(s): State<AppState>,
     axum::Extension(by): axum::Extension<AuthorizedBy>,

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use super::error::ApiErrors;
 use super::extract::{AppState, Body, done, parse_channel, parse_cid, parse_cursor, parse_peer};
 use super::{
     AdminRequest, ApiError, CreateChannelRequest, FollowRequest, HistoryPage, PostRequest,
@@ -17,6 +18,7 @@ use crate::node::views::{AdminView, ChannelView, PostView, SyncStatus};
 const MAX_PAGE: usize = 1000;
 
 /// `GET /v1/channels`.
+#[utoipa::path(get, path = "/v1/channels", tag = "channels", responses((status = 200, description = "Channels owned or followed", body = Vec<ChannelView>), ApiErrors))]
 pub(super) async fn channels(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<ChannelView>>, ApiError> {
@@ -24,7 +26,8 @@ pub(super) async fn channels(
 }
 
 /// Query of `GET /v1/channels/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LinkQuery {
     /// Put this node's own addresses in the invite link.
     #[serde(default)]
@@ -32,6 +35,7 @@ pub(super) struct LinkQuery {
 }
 
 /// `GET /v1/channels/{id}`.
+#[utoipa::path(get, path = "/v1/channels/{id}", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)"), LinkQuery), responses((status = 200, description = "The channel", body = ChannelView), ApiErrors))]
 pub(super) async fn channel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -45,6 +49,7 @@ pub(super) async fn channel(
 }
 
 /// `POST /v1/channels`.
+#[utoipa::path(post, path = "/v1/channels", tag = "channels", request_body = CreateChannelRequest, responses((status = 201, description = "The new channel", body = ChannelView), ApiErrors))]
 pub(super) async fn create_channel(
     State(s): State<AppState>,
     Body(req): Body<CreateChannelRequest>,
@@ -57,6 +62,7 @@ pub(super) async fn create_channel(
 }
 
 /// `POST /v1/channels/follow`.
+#[utoipa::path(post, path = "/v1/channels/follow", tag = "channels", request_body = FollowRequest, responses((status = 200, description = "The followed channel", body = ChannelView), ApiErrors))]
 pub(super) async fn follow(
     State(s): State<AppState>,
     Body(req): Body<FollowRequest>,
@@ -80,6 +86,7 @@ pub fn parse_follow_target(s: &str) -> Result<FollowTarget, ApiError> {
 }
 
 /// `DELETE /v1/channels/{id}`.
+#[utoipa::path(delete, path = "/v1/channels/{id}", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)")), responses((status = 200, description = "Unfollowed: an empty object", body = serde_json::Value), ApiErrors))]
 pub(super) async fn unfollow(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -89,7 +96,8 @@ pub(super) async fn unfollow(
 }
 
 /// Query of `GET /v1/channels/{id}/posts`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct HistoryQuery {
     /// Oldest-first paging: posts after this cursor.
     after: Option<String>,
@@ -102,6 +110,7 @@ pub(super) struct HistoryQuery {
 }
 
 /// `GET /v1/channels/{id}/posts`.
+#[utoipa::path(get, path = "/v1/channels/{id}/posts", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)"), HistoryQuery), responses((status = 200, description = "A page of posts, oldest first", body = HistoryPage), ApiErrors))]
 pub(super) async fn history(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -139,6 +148,7 @@ pub(super) async fn history(
 }
 
 /// `POST /v1/channels/{id}/posts`.
+#[utoipa::path(post, path = "/v1/channels/{id}/posts", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)")), request_body = PostRequest, responses((status = 201, description = "The new post", body = PostView), ApiErrors))]
 pub(super) async fn post_to_channel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -166,6 +176,7 @@ pub(super) async fn post_to_channel(
 }
 
 /// `GET /v1/channels/{id}/admins`.
+#[utoipa::path(get, path = "/v1/channels/{id}/admins", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)")), responses((status = 200, description = "The channel's admins", body = Vec<AdminView>), ApiErrors))]
 pub(super) async fn admins(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -174,6 +185,7 @@ pub(super) async fn admins(
 }
 
 /// `POST /v1/channels/{id}/admins`.
+#[utoipa::path(post, path = "/v1/channels/{id}/admins", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)")), request_body = AdminRequest, responses((status = 200, description = "Added: an empty object", body = serde_json::Value), ApiErrors))]
 pub(super) async fn add_admin(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -185,6 +197,7 @@ pub(super) async fn add_admin(
 }
 
 /// `DELETE /v1/channels/{id}/admins/{peer}`.
+#[utoipa::path(delete, path = "/v1/channels/{id}/admins/{peer}", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)"), ("peer" = String, Path, description = "Peer id")), responses((status = 200, description = "The revoked admin", body = AdminView), ApiErrors))]
 pub(super) async fn remove_admin(
     State(s): State<AppState>,
     Path((id, peer)): Path<(String, String)>,
@@ -196,6 +209,7 @@ pub(super) async fn remove_admin(
 }
 
 /// `GET /v1/channels/{id}/sync`.
+#[utoipa::path(get, path = "/v1/channels/{id}/sync", tag = "channels", params(("id" = String, Path, description = "Channel id (base32)")), responses((status = 200, description = "How far history sync has come", body = SyncStatus), ApiErrors))]
 pub(super) async fn sync_status(
     State(s): State<AppState>,
     Path(id): Path<String>,

@@ -5,11 +5,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiErrors;
 use super::extract::{AppState, Body};
 use super::{AddContactRequest, ApiError, ui};
 use crate::node::views::{ContactCardView, ContactView};
 
 /// `GET /v1/contacts`.
+#[utoipa::path(get, path = "/v1/contacts", tag = "contacts", responses((status = 200, description = "Contacts", body = Vec<ContactView>), ApiErrors))]
 pub(super) async fn contacts(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<ContactView>>, ApiError> {
@@ -18,6 +20,7 @@ pub(super) async fn contacts(
 }
 
 /// `POST /v1/contacts`.
+#[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = AddContactRequest, responses((status = 200, description = "The contact", body = ContactView), ApiErrors))]
 pub(super) async fn add_contact(
     State(s): State<AppState>,
     Body(req): Body<AddContactRequest>,
@@ -27,6 +30,7 @@ pub(super) async fn add_contact(
 }
 
 /// `GET /v1/contacts/card`.
+#[utoipa::path(get, path = "/v1/contacts/card", tag = "contacts", responses((status = 200, description = "This node's contact card", body = ContactCardView), ApiErrors))]
 pub(super) async fn contact_card(
     State(s): State<AppState>,
 ) -> Result<Json<ContactCardView>, ApiError> {
@@ -38,6 +42,7 @@ pub(super) async fn contact_card(
 }
 
 /// `GET /v1/contacts/card/qr.svg`.
+#[utoipa::path(get, path = "/v1/contacts/card/qr.svg", tag = "contacts", responses((status = 200, description = "This node's contact card as a QR code", body = String, content_type = "image/svg+xml"), ApiErrors))]
 pub(super) async fn contact_card_qr(State(s): State<AppState>) -> Result<Response, ApiError> {
     let card = s.node.contact_card().await?;
     let svg = ui::qr_svg(&card.to_string()).map_err(|e| ApiError {

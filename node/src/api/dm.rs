@@ -4,11 +4,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::error::ApiErrors;
 use super::extract::{AppState, Body, parse_peer};
 use super::{ApiError, DmRequest};
 use crate::dm::{DmConversationView, DmView};
 
 /// `GET /v1/dm`.
+#[utoipa::path(get, path = "/v1/dm", tag = "dm", responses((status = 200, description = "Direct conversations", body = Vec<DmConversationView>), ApiErrors))]
 pub(super) async fn dm_conversations(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<DmConversationView>>, ApiError> {
@@ -16,6 +18,7 @@ pub(super) async fn dm_conversations(
 }
 
 /// `GET /v1/dm/{peer}`.
+#[utoipa::path(get, path = "/v1/dm/{peer}", tag = "dm", params(("peer" = String, Path, description = "Peer id")), responses((status = 200, description = "The conversation's messages", body = Vec<DmView>), ApiErrors))]
 pub(super) async fn dm_history(
     State(s): State<AppState>,
     Path(peer): Path<String>,
@@ -24,6 +27,7 @@ pub(super) async fn dm_history(
 }
 
 /// `POST /v1/dm/{peer}`.
+#[utoipa::path(post, path = "/v1/dm/{peer}", tag = "dm", params(("peer" = String, Path, description = "Peer id")), request_body = DmRequest, responses((status = 201, description = "The message sent", body = DmView), ApiErrors))]
 pub(super) async fn dm_send(
     State(s): State<AppState>,
     Path(peer): Path<String>,

@@ -10,10 +10,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::error::ApiErrors;
 use super::extract::AppState;
 use crate::node::views::Event;
 
 /// `GET /v1/events`: one SSE event per node event, named after its kind.
+#[utoipa::path(get, path = "/v1/events", tag = "events", responses((status = 200, description = "Server-Sent Events, one per node event, named after its `type` (and `lagged` when the client fell behind)", body = String, content_type = "text/event-stream"), ApiErrors))]
 pub(super) async fn events(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

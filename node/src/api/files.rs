@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::error::ApiErrors;
 use super::extract::{AppState, parse_cid};
 use super::{ApiError, KEY_HEADER};
 use crate::files::DownloadStatus;
@@ -13,7 +14,8 @@ use crate::files::content::{self, ContentError};
 use crate::node::FileAdded;
 
 /// Query of `POST /v1/files` and `POST /v1/files/{cid}/fetch`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AddFileQuery {
     /// The file's name.
     name: Option<String>,
@@ -25,6 +27,7 @@ pub(super) struct AddFileQuery {
 }
 
 /// `POST /v1/files`: the request body is the file.
+#[utoipa::path(post, path = "/v1/files", tag = "files", params(AddFileQuery), request_body(content = Vec<u8>, description = "The file's bytes", content_type = "application/octet-stream"), responses((status = 201, description = "The file, held here", body = FileAdded), ApiErrors))]
 pub(super) async fn add_file(
     State(s): State<AppState>,
     Query(q): Query<AddFileQuery>,
@@ -42,6 +45,7 @@ pub(super) async fn add_file(
 }
 
 /// `GET /v1/files/{cid}`.
+#[utoipa::path(get, path = "/v1/files/{cid}", tag = "files", params(("cid" = String, Path, description = "Content id (52 base32 characters)")), responses((status = 200, description = "What this node holds of the file", body = DownloadStatus), ApiErrors))]
 pub(super) async fn file_status(
     State(s): State<AppState>,
     Path(cid): Path<String>,
@@ -50,6 +54,7 @@ pub(super) async fn file_status(
 }
 
 /// `POST /v1/files/{cid}/fetch`.
+#[utoipa::path(post, path = "/v1/files/{cid}/fetch", tag = "files", params(("cid" = String, Path, description = "Content id (52 base32 characters)"), AddFileQuery), responses((status = 200, description = "The download, started or going on", body = DownloadStatus), ApiErrors))]
 pub(super) async fn fetch_file(
     State(s): State<AppState>,
     Path(cid): Path<String>,
@@ -65,6 +70,7 @@ pub(super) async fn fetch_file(
 
 /// `GET /v1/files/{cid}/content`: the file's bytes; a private attachment is decrypted on the
 /// way out when its key comes with the request.
+#[utoipa::path(get, path = "/v1/files/{cid}/content", tag = "files", params(("cid" = String, Path, description = "Content id (52 base32 characters)"), ("x-samizdat-key" = Option<String>, Header, description = "A private attachment's key (64 hex digits): the file is decrypted on the way out")), responses((status = 200, description = "The file's bytes", body = Vec<u8>, content_type = "application/octet-stream"), ApiErrors))]
 pub(super) async fn file_content(
     State(s): State<AppState>,
     Path(cid): Path<String>,

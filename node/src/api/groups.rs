@@ -4,16 +4,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::error::ApiErrors;
 use super::extract::{AppState, Body, parse_group, parse_peer};
 use super::{ApiError, CreateGroupRequest, DmRequest, InviteRequest};
 use crate::group::{GroupMessageView, GroupView};
 
 /// `GET /v1/groups`.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups", responses((status = 200, description = "Private groups", body = Vec<GroupView>), ApiErrors))]
 pub(super) async fn groups(State(s): State<AppState>) -> Result<Json<Vec<GroupView>>, ApiError> {
     Ok(Json(s.node.groups().await?))
 }
 
 /// `POST /v1/groups`.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = CreateGroupRequest, responses((status = 201, description = "The new group", body = GroupView), ApiErrors))]
 pub(super) async fn create_group(
     State(s): State<AppState>,
     Body(req): Body<CreateGroupRequest>,
@@ -25,6 +28,7 @@ pub(super) async fn create_group(
 }
 
 /// `POST /v1/groups/{id}/members`.
+#[utoipa::path(post, path = "/v1/groups/{id}/members", tag = "groups", params(("id" = String, Path, description = "Group id (32 hex digits)")), request_body = InviteRequest, responses((status = 200, description = "The group", body = GroupView), ApiErrors))]
 pub(super) async fn invite_member(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -39,6 +43,7 @@ pub(super) async fn invite_member(
 }
 
 /// `DELETE /v1/groups/{id}/members/{peer}`.
+#[utoipa::path(delete, path = "/v1/groups/{id}/members/{peer}", tag = "groups", params(("id" = String, Path, description = "Group id (32 hex digits)"), ("peer" = String, Path, description = "Peer id")), responses((status = 200, description = "The group", body = GroupView), ApiErrors))]
 pub(super) async fn remove_member(
     State(s): State<AppState>,
     Path((id, peer)): Path<(String, String)>,
@@ -48,6 +53,7 @@ pub(super) async fn remove_member(
 }
 
 /// `GET /v1/groups/{id}/messages`.
+#[utoipa::path(get, path = "/v1/groups/{id}/messages", tag = "groups", params(("id" = String, Path, description = "Group id (32 hex digits)")), responses((status = 200, description = "The group's messages", body = Vec<GroupMessageView>), ApiErrors))]
 pub(super) async fn group_history(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -56,6 +62,7 @@ pub(super) async fn group_history(
 }
 
 /// `POST /v1/groups/{id}/messages`.
+#[utoipa::path(post, path = "/v1/groups/{id}/messages", tag = "groups", params(("id" = String, Path, description = "Group id (32 hex digits)")), request_body = DmRequest, responses((status = 201, description = "The message sent", body = GroupMessageView), ApiErrors))]
 pub(super) async fn group_post(
     State(s): State<AppState>,
     Path(id): Path<String>,

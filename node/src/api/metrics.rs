@@ -5,9 +5,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use super::error::ApiErrors;
 use super::extract::AppState;
 
 /// `GET /v1/metrics`: the node's counters in the OpenMetrics text format, for Prometheus.
+#[utoipa::path(get, path = "/v1/metrics", tag = "node", responses((status = 200, description = "Counters in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"), ApiErrors))]
 pub(super) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::gauge::Gauge;

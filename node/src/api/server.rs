@@ -4,16 +4,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub(super) use super::extract::AppState;
 use super::ui::{self, UiSessions};
-use super::{
-    ApiError, auth, channels, contacts, dm, events, files, groups, metrics, node, requests,
-};
+use super::{ApiError, auth, openapi};
 use crate::node::NodeHandle;
 
 /// Largest request body accepted (a post is at most 16 KiB of text).
@@ -39,77 +37,18 @@ pub async fn serve(
         .await
 }
 
-/// Every route: the API behind the token or a UI session, then health and the UI's pages,
-/// all behind the same-origin guard.
+/// Every route: the documented API (behind the token or a UI session, but for health and the
+/// document itself), then the UI's pages, all behind the same-origin guard.
 pub(super) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/node", get(node::node_info))
-        .route("/v1/peers", get(node::peers))
-        .route("/v1/metrics", get(metrics::metrics))
-        .route(
-            "/v1/contacts",
-            get(contacts::contacts).post(contacts::add_contact),
-        )
-        .route("/v1/contacts/card", get(contacts::contact_card))
-        .route("/v1/contacts/card/qr.svg", get(contacts::contact_card_qr))
-        .route("/v1/ui/login", post(auth::ui_login))
-        .route("/v1/dm", get(dm::dm_conversations))
-        .route("/v1/dial", post(node::dial))
-        .route("/v1/dm/{peer}", get(dm::dm_history).post(dm::dm_send))
-        .route("/v1/groups", get(groups::groups).post(groups::create_group))
-        .route("/v1/groups/{id}/members", post(groups::invite_member))
-        .route(
-            "/v1/groups/{id}/members/{peer}",
-            delete(groups::remove_member),
-        )
-        .route(
-            "/v1/groups/{id}/messages",
-            get(groups::group_history).post(groups::group_post),
-        )
-        .route(
-            "/v1/channels",
-            get(channels::channels).post(channels::create_channel),
-        )
-        .route("/v1/channels/follow", post(channels::follow))
-        .route(
-            "/v1/channels/{id}",
-            get(channels::channel).delete(channels::unfollow),
-        )
-        .route(
-            "/v1/channels/{id}/posts",
-            get(channels::history).post(channels::post_to_channel),
-        )
-        .route("/v1/requests", get(requests::requests))
-        .route(
-            "/v1/requests/{peer}/{action}",
-            post(requests::answer_request),
-        )
-        .route(
-            "/v1/channels/{id}/admins",
-            get(channels::admins).post(channels::add_admin),
-        )
-        .route(
-            "/v1/channels/{id}/admins/{peer}",
-            delete(channels::remove_admin),
-        )
-        .route("/v1/channels/{id}/sync", get(channels::sync_status))
-        .route(
-            "/v1/files",
-            post(files::add_file).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/files/{cid}", get(files::file_status))
-        .route("/v1/files/{cid}/fetch", post(files::fetch_file))
-        .route("/v1/files/{cid}/content", get(files::file_content))
-        .route(
-            "/v1/peers/{peer}/block",
-            post(node::block_peer).delete(node::unblock_peer),
-        )
-        .route("/v1/events", get(events::events))
+    let (guarded, open) = openapi::routes();
+    let (guarded, _) = guarded.split_for_parts();
+    let (open, _) = open.split_for_parts();
+    guarded
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
         ))
-        .route("/v1/health", get(node::health))
+        .merge(open)
         .route("/ui/login", get(ui::login))
         .route("/ui/session", post(ui::session))
         .route("/", get(ui::page))

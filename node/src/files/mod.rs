@@ -11,7 +11,7 @@ pub mod sealed;
 
 pub use blobs::{BlobError, BlobStore};
 pub use download::{Ask, Download, DownloadStatus};
-pub use import::Importer;
+pub use import::{ImportError, Importer};
 
 use std::fmt;
 use std::str::FromStr;

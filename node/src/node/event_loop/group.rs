@@ -227,8 +227,8 @@ impl EventLoop {
 
     fn save_group(&self, group: &[u8]) -> Result<(), NodeError> {
         if let Some(s) = self.groups.groups.get(group) {
-            let v = serde_json::to_vec(&s.record)
-                .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            let v =
+                serde_json::to_vec(&s.record).map_err(|e| NodeError::Internal(e.to_string()))?;
             self.store
                 .private_put(Private::Mls, &record_key(group), &v)?;
         }
