@@ -145,6 +145,8 @@ fn dm_err(e: DmError) -> NodeError {
     match e {
         DmError::UnknownGroup => NodeError::UnknownGroup("unknown group".into()),
         DmError::NotAllowed(m) => NodeError::NotAllowed(m.into()),
+        // The node's own MLS state: a fault of the node, not of the request.
+        e @ DmError::CorruptState => NodeError::Internal(e.to_string()),
         e => NodeError::InvalidInput(e.to_string()),
     }
 }
