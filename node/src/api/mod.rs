@@ -1,20 +1,33 @@
 //! The local API: HTTP + JSON and Server-Sent Events on 127.0.0.1, guarded by a bearer token.
 //! The CLI, the web UI and bots are its clients.
 
+mod auth;
+mod channels;
 mod client;
+mod contacts;
+mod dm;
 mod error;
+mod events;
+mod extract;
+mod files;
+mod groups;
+mod metrics;
+mod node;
+mod openapi;
+mod requests;
 mod server;
 mod ui;
 
+pub use channels::parse_follow_target;
 pub use client::{ApiClient, ClientError};
 pub use error::ApiError;
-pub use server::parse_follow_target;
+pub use openapi::document as openapi_document;
 pub use server::serve;
 
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /v1/channels`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateChannelRequest {
     /// Channel name.
     pub name: String,
@@ -28,14 +41,14 @@ pub struct CreateChannelRequest {
 }
 
 /// Body of `POST /v1/channels/follow`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FollowRequest {
     /// An invite link or a channel id.
     pub target: String,
 }
 
 /// Body of `POST /v1/channels/{id}/posts`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostRequest {
     /// The text.
     pub text: String,
@@ -51,7 +64,7 @@ pub struct PostRequest {
 pub const KEY_HEADER: &str = "x-samizdat-key";
 
 /// Body of `POST /v1/dm/{peer}` and `POST /v1/groups/{id}/messages`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DmRequest {
     /// The text.
     pub text: String,
@@ -67,28 +80,28 @@ pub struct DmRequest {
 }
 
 /// Body of `POST /v1/groups`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateGroupRequest {
     /// The group's name (seen by members only).
     pub name: String,
 }
 
 /// Body of `POST /v1/groups/{id}/members`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InviteRequest {
     /// The invitee's peer id.
     pub peer_id: String,
 }
 
 /// Body of `POST /v1/channels/{id}/admins`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminRequest {
     /// The PeerId of the new admin.
     pub peer_id: String,
 }
 
 /// Body of `POST /v1/contacts`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddContactRequest {
     /// `samizdat://contact/...`
     pub link: String,
@@ -98,14 +111,14 @@ pub struct AddContactRequest {
 }
 
 /// Body of `POST /v1/dial`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DialRequest {
     /// A multiaddr.
     pub addr: String,
 }
 
 /// Response of `GET /v1/channels/{id}/posts`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryPage {
     /// Posts, oldest first.
     pub posts: Vec<crate::node::views::PostView>,

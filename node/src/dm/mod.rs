@@ -115,7 +115,7 @@ pub fn open_keypackage_record(key: &RecordKey, bytes: &[u8]) -> Result<KeyPackag
 }
 
 /// A private attachment as clients see it (the key is theirs: it decrypts the file).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AttachmentView {
     /// The sealed file's content id.
     pub cid: String,
@@ -171,7 +171,7 @@ pub fn check_attachment(a: &v1::Attachment) -> Result<(), DmError> {
 }
 
 /// A direct-message conversation as clients list it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DmConversationView {
     /// The other side (peer id).
     pub peer: String,
@@ -184,7 +184,7 @@ pub struct DmConversationView {
 }
 
 /// A direct message as clients see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DmView {
     /// Message id (hex).
     pub id: String,

@@ -21,7 +21,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(20);
 const SLOW: Duration = Duration::from_secs(15);
 
 /// What a client sees of a file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DownloadStatus {
     /// Content id.
     pub cid: String,

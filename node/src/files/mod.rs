@@ -4,13 +4,14 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 mod blobs;
+pub mod content;
 mod download;
 mod import;
 pub mod sealed;
 
 pub use blobs::{BlobError, BlobStore};
 pub use download::{Ask, Download, DownloadStatus};
-pub use import::Importer;
+pub use import::{ImportError, Importer};
 
 use std::fmt;
 use std::str::FromStr;

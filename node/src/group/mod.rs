@@ -108,7 +108,7 @@ pub fn check_name(name: &str) -> Result<(), DmError> {
 }
 
 /// A group as clients see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GroupView {
     /// Group id (32 hex digits).
     pub id: String,
@@ -133,7 +133,7 @@ pub struct GroupView {
 }
 
 /// A group message as clients see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GroupMessageView {
     /// Message id (hex).
     pub id: String,

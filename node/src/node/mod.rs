@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{ChannelId, PostDraft, PostError};
 use crate::config::{Config, ConfigError, default_listen};
 use crate::crypto::{Keyring, KeyringError};
-use crate::files::{BlobStore, Cid, DownloadStatus, Importer, Manifest};
+use crate::files::{BlobStore, Cid, DownloadStatus, ImportError, Importer, Manifest};
 use crate::home::{Home, HomeError, write_public};
 use crate::identity::{Identity, IdentityError};
 use crate::net::NetError;
@@ -75,6 +75,16 @@ pub enum NodeError {
     /// Store problem.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Store problem reported by the writer task (shared among the posts of one batch).
+    #[error(transparent)]
+    SharedStore(Arc<StoreError>),
+    /// Chunk storage problem (disk, or a chunk that fails authentication).
+    #[error(transparent)]
+    Blob(#[from] crate::files::BlobError),
+    /// A record this node wrote does not encode or decode, or a stored file is incomplete:
+    /// a fault of the node, not of the request.
+    #[error("internal: {0}")]
+    Internal(String),
     /// Network setup problem.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -85,7 +95,7 @@ pub enum NodeError {
 
 impl From<Arc<StoreError>> for NodeError {
     fn from(e: Arc<StoreError>) -> Self {
-        NodeError::InvalidInput(format!("store: {e}"))
+        NodeError::SharedStore(e)
     }
 }
 
@@ -167,7 +177,7 @@ pub struct NodeHandle {
 }
 
 /// A file held by this node, as clients see it after adding it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FileAdded {
     /// Content id.
     pub cid: String,
@@ -632,7 +642,10 @@ impl NodeHandle {
         if let Some(e) = failed {
             return Err(NodeError::InvalidInput(format!("upload interrupted: {e}")));
         }
-        let manifest = manifest.map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let manifest = manifest.map_err(|e| match e {
+            ImportError::Blob(e) => NodeError::Blob(e),
+            e @ ImportError::TooLarge(_) => NodeError::InvalidInput(e.to_string()),
+        })?;
         let mime = crate::files::mime_from_name(&name).to_string();
         let rec = FileRecord {
             cid: manifest.cid.0,
@@ -699,8 +712,9 @@ impl NodeHandle {
             .map_err(|_| NodeError::Stopped)??
             .filter(|r| r.complete)
             .ok_or_else(|| NodeError::UnknownFile(cid.to_string()))?;
+        // The record was verified when stored: a manifest that no longer verifies is corrupt.
         let m = Manifest::verify(&cid, &rec.manifest, u64::MAX)
-            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            .map_err(|e| NodeError::Internal(format!("stored file {cid}: {e}")))?;
         Ok((rec, m))
     }
 
@@ -709,9 +723,8 @@ impl NodeHandle {
         let blobs = self.blobs.clone();
         tokio::task::spawn_blocking(move || blobs.get(&hash))
             .await
-            .map_err(|_| NodeError::Stopped)?
-            .map_err(|e| NodeError::InvalidInput(e.to_string()))?
-            .ok_or_else(|| NodeError::InvalidInput("chunk missing".into()))
+            .map_err(|_| NodeError::Stopped)??
+            .ok_or_else(|| NodeError::Internal("chunk missing".into()))
     }
 
     /// Blocks a peer (closes its connections, refuses new ones) or unblocks it.
@@ -782,8 +795,7 @@ impl Node {
                     .map_err(|_| NodeError::Stopped)??,
             )
         };
-        let blobs = crate::files::BlobStore::open(&home.blobs_dir(), key.clone())
-            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let blobs = crate::files::BlobStore::open(&home.blobs_dir(), key.clone())?;
         let (events, _) = broadcast::channel(1024);
         let (commands, cmd_rx) = mpsc::channel(256);
         let (event_loop, info) = event_loop::EventLoop::new(

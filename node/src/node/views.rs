@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Post;
 
 /// A post as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PostView {
     /// Post id (base32 SHA-256 of the signed body).
     pub id: String,
@@ -27,7 +27,7 @@ pub struct PostView {
 }
 
 /// A file attached to a post.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FileView {
     /// Content id (base32).
     pub cid: String,
@@ -63,7 +63,7 @@ impl From<&Post> for PostView {
 }
 
 /// A channel as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ChannelView {
     /// Channel id.
     pub id: String,
@@ -88,7 +88,7 @@ pub struct ChannelView {
 }
 
 /// An admin of a channel as clients see it (`channel admin list`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AdminView {
     /// The admin's peer id.
     pub peer_id: String,
@@ -103,7 +103,7 @@ pub struct AdminView {
 }
 
 /// This node's contact card as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ContactCardView {
     /// `samizdat://contact/...`
     pub link: String,
@@ -112,7 +112,7 @@ pub struct ContactCardView {
 }
 
 /// A contact as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ContactView {
     /// Its peer id.
     pub peer_id: String,
@@ -137,7 +137,7 @@ impl From<&crate::contact::Contact> for ContactView {
 }
 
 /// A peer as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PeerView {
     /// Its PeerId.
     pub peer_id: String,
@@ -151,7 +151,7 @@ pub struct PeerView {
 }
 
 /// The node's own identity and addresses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// This node's PeerId.
     pub peer_id: String,
@@ -186,7 +186,7 @@ pub struct NodeInfo {
 }
 
 /// Counts of what was dropped at the bounds on what peers may make a node keep.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DroppedView {
     /// DHT value records and provider records refused or evicted (per source, in total).
     pub dht: u64,
@@ -197,7 +197,7 @@ pub struct DroppedView {
 }
 
 /// A bootstrap address and whether this node is connected to its peer now.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BootstrapView {
     /// Its multiaddr.
     pub addr: String,
@@ -206,7 +206,7 @@ pub struct BootstrapView {
 }
 
 /// How far a channel's history sync has come.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SyncStatus {
     /// Channel id.
     pub channel: String,
@@ -284,7 +284,7 @@ pub enum Event {
 }
 
 /// A message request as clients see it (`samizdat requests list`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RequestView {
     /// Who asked (peer id).
     pub peer_id: String,

@@ -168,7 +168,7 @@ impl EventLoop {
             .file(&cid.0)?
             .ok_or_else(|| NodeError::UnknownFile(cid.to_string()))?;
         let m = Manifest::verify(cid, &rec.manifest, u64::MAX)
-            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            .map_err(|e| NodeError::Internal(format!("stored file {cid}: {e}")))?;
         let mut d = Download::new(*cid, rec.name);
         let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
         d.set_manifest(m, have);

@@ -281,7 +281,7 @@ impl EventLoop {
         if let Some(c) = self.dm.conversations.get(peer) {
             let mut k = b"c".to_vec();
             k.extend_from_slice(&self.dm_index(peer));
-            let v = serde_json::to_vec(c).map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            let v = serde_json::to_vec(c).map_err(|e| NodeError::Internal(e.to_string()))?;
             self.store.private_put(Private::Mls, &k, &v)?;
         }
         Ok(())

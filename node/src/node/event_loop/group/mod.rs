@@ -148,6 +148,8 @@ fn dm_err(e: impl Into<DmError>) -> NodeError {
     match e.into() {
         DmError::UnknownGroup => NodeError::UnknownGroup("unknown group".into()),
         DmError::NotAllowed(m) => NodeError::NotAllowed(m.into()),
+        // The node's own MLS state: a fault of the node, not of the request.
+        e @ DmError::CorruptState => NodeError::Internal(e.to_string()),
         e => NodeError::InvalidInput(e.to_string()),
     }
 }
@@ -230,8 +232,8 @@ impl EventLoop {
 
     fn save_group(&self, group: &[u8]) -> Result<(), NodeError> {
         if let Some(s) = self.groups.groups.get(group) {
-            let v = serde_json::to_vec(&s.record)
-                .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+            let v =
+                serde_json::to_vec(&s.record).map_err(|e| NodeError::Internal(e.to_string()))?;
             self.store
                 .private_put(Private::Mls, &record_key(group), &v)?;
         }
