@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use libp2p::PeerId;
-use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{
+    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
 
 use crate::wire::Frame;
 
@@ -51,27 +53,33 @@ pub enum Exchange<Req, Resp, T> {
         /// Why.
         error: OutboundFailure,
     },
-    /// Nothing to act on: an answer or failure of a request no longer tracked, a failed
-    /// inbound request (logged), a response sent.
+    /// A request from `peer` that could not be read or answered (for the owner's log).
+    InboundFailed {
+        /// Who asked.
+        peer: PeerId,
+        /// Why.
+        error: InboundFailure,
+    },
+    /// Nothing to act on: an answer or failure of a request no longer tracked, a response
+    /// sent.
     Nothing,
 }
 
 /// The requests one protocol has in flight, keyed by request id, each with its context.
 #[derive(Debug)]
 pub struct Requests<T, K = OutboundRequestId> {
-    protocol: &'static str,
     pending: HashMap<K, T>,
 }
 
-impl<T, K: Hash + Eq> Requests<T, K> {
-    /// No requests in flight on `protocol` (its name, for logs).
-    pub fn new(protocol: &'static str) -> Self {
+impl<T, K> Default for Requests<T, K> {
+    fn default() -> Self {
         Self {
-            protocol,
             pending: HashMap::new(),
         }
     }
+}
 
+impl<T, K: Hash + Eq> Requests<T, K> {
     /// Notes a request just sent, with what its answer will need.
     pub fn insert(&mut self, id: K, context: T) {
         self.pending.insert(id, context);
@@ -145,21 +153,15 @@ impl<T> Requests<T> {
                 error,
                 ..
             } => match self.take(&request_id) {
-                Some(context) => {
-                    tracing::debug!(%peer, protocol = self.protocol, "request failed: {error}");
-                    Exchange::Failed {
-                        peer,
-                        id: request_id,
-                        context,
-                        error,
-                    }
-                }
+                Some(context) => Exchange::Failed {
+                    peer,
+                    id: request_id,
+                    context,
+                    error,
+                },
                 None => Exchange::Nothing,
             },
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, protocol = self.protocol, "inbound request failed: {error}");
-                Exchange::Nothing
-            }
+            E::InboundFailure { peer, error, .. } => Exchange::InboundFailed { peer, error },
             E::ResponseSent { .. } => Exchange::Nothing,
         }
     }
@@ -208,7 +210,7 @@ mod tests {
     #[test]
     fn answers_carry_their_context_once() {
         let ids = ids(2);
-        let mut r = Requests::new("t");
+        let mut r = Requests::default();
         r.insert(ids[0], "first");
         let peer = PeerId::random();
         match r.on_event(response(peer, ids[0])) {
@@ -233,7 +235,7 @@ mod tests {
     #[test]
     fn failures_release_their_request() {
         let ids = ids(2);
-        let mut r = Requests::new("t");
+        let mut r = Requests::default();
         r.insert(ids[0], 1u8);
         r.insert(ids[1], 2u8);
         let peer = PeerId::random();

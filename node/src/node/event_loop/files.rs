@@ -268,12 +268,17 @@ impl EventLoop {
             Exchange::Failed {
                 peer,
                 context: (cid, ask),
+                error,
                 ..
             } => {
+                tracing::debug!(%cid, %peer, "file request failed: {error}");
                 if let Some(f) = self.fetches.get_mut(&cid) {
                     f.download.request_failed(ask, peer, Instant::now());
                 }
                 self.pump(&cid);
+            }
+            Exchange::InboundFailed { peer, error } => {
+                tracing::debug!(%peer, "inbound file request failed: {error}");
             }
             Exchange::Nothing => {}
         }

@@ -253,13 +253,13 @@ impl EventLoop {
             redial_backoff: Duration::from_secs(5),
             kad_bootstrapped: false,
             sync: HashMap::new(),
-            sync_requests: Requests::new("sync"),
+            sync_requests: Requests::default(),
             // Per peer: 50 sync requests/s (a page each, up to 256 posts: 12,800 posts/s),
             // bursts of 100.
             sync_limiter: RateLimiter::new(50.0, 100.0),
             fetches: HashMap::new(),
-            file_requests: Requests::new("file"),
-            px_requests: Requests::new("peer-exchange"),
+            file_requests: Requests::default(),
+            px_requests: Requests::default(),
             file_queries: HashMap::new(),
             // Per peer: 256 chunk requests/s (256 MiB/s: bandwidth, not this, is the real
             // bound), bursts of 512.

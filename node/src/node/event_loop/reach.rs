@@ -227,7 +227,13 @@ impl EventLoop {
             Exchange::Request { peer, channel, .. } => self.answer_px(peer, channel),
             // Only answers to our own asking teach us peers.
             Exchange::Response { peer, response, .. } => self.learn_px(peer, response),
-            Exchange::Failed { .. } | Exchange::Nothing => {}
+            Exchange::Failed { peer, error, .. } => {
+                tracing::trace!(%peer, "peer exchange failed: {error}");
+            }
+            Exchange::InboundFailed { peer, error } => {
+                tracing::debug!(%peer, "inbound peer exchange request failed: {error}");
+            }
+            Exchange::Nothing => {}
         }
     }
 

@@ -208,8 +208,9 @@ impl EventLoop {
                 peer,
                 id: request_id,
                 context: id,
-                ..
+                error,
             } => {
+                tracing::debug!(channel = %id, %peer, "sync request failed: {error}");
                 // Only if it is the current session's: one given up on may fail late.
                 let current = self
                     .sync
@@ -219,6 +220,9 @@ impl EventLoop {
                 if current {
                     self.finish_session(&id, false, Some(FAILURE_PENALTY));
                 }
+            }
+            Exchange::InboundFailed { peer, error } => {
+                tracing::debug!(%peer, "inbound sync request failed: {error}");
             }
             Exchange::Nothing => {}
         }

@@ -24,16 +24,27 @@ impl EventLoop {
                 context,
                 ..
             } => self.on_dm_response(peer, context, response),
-            Exchange::Failed { context, .. } => match context {
-                Sent::Deliver { peer, .. } => {
-                    if let Some(d) = self.dm.waiting.get_mut(&peer) {
-                        d.in_flight = false;
-                        d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
+            Exchange::Failed {
+                peer,
+                context,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "direct-message request failed: {error}");
+                match context {
+                    Sent::Deliver { peer, .. } => {
+                        if let Some(d) = self.dm.waiting.get_mut(&peer) {
+                            d.in_flight = false;
+                            d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
+                        }
                     }
+                    Sent::GroupSync(group) => self.on_group_sync_failed(&group),
+                    Sent::Deposit | Sent::Collect => {}
                 }
-                Sent::GroupSync(group) => self.on_group_sync_failed(&group),
-                Sent::Deposit | Sent::Collect => {}
-            },
+            }
+            Exchange::InboundFailed { peer, error } => {
+                tracing::debug!(%peer, "direct-message request from peer failed: {error}");
+            }
             Exchange::Nothing => {}
         }
     }

@@ -226,7 +226,7 @@ impl Direct {
             need_kp,
             kp_queries: HashMap::new(),
             mailbox_queries: HashMap::new(),
-            requests: Requests::new("direct-message"),
+            requests: Requests::default(),
             early: Held::new(EARLY),
             next_publish: None,
             publish_query: None,
