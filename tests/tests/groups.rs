@@ -201,8 +201,9 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
     // the same id, then posts into the group's topic and hands the post over directly.
     let mallory = Attacker::spawn()?;
     mallory.dial(&bob.addrs()?[0])?;
-    let gid = samizdat_node::group::parse_group_id(&group)?;
-    let topic = samizdat_node::group::topic(&gid).to_string();
+    let group_id: samizdat_node::group::GroupId = group.parse()?;
+    let gid = group_id.as_bytes().to_vec();
+    let topic = samizdat_node::group::topic(&group_id).to_string();
     mallory.subscribe(&topic)?;
     wait_for("mallory to see bob on the topic", LONG, || {
         (mallory.topic_peers(&topic).ok()? > 0).then_some(())

@@ -474,7 +474,9 @@ fn forged_group_epochs_neither_panic_nor_stop_a_group() -> Result<()> {
     })?;
 
     let gid = data_encoding::HEXLOWER.decode(group.as_bytes())?;
-    let topic = samizdat_node::group::topic(&gid).hash().into_string();
+    let topic = samizdat_node::group::topic(&group.parse::<samizdat_node::group::GroupId>()?)
+        .hash()
+        .into_string();
     let forger = Attacker::spawn()?;
     forger.dial(&member.addrs()?[0])?;
     forger.subscribe(&topic)?;

@@ -59,8 +59,9 @@ pub(super) fn parse_channel(id: &str) -> Result<ChannelId, ApiError> {
 }
 
 /// A group id from a path.
-pub(super) fn parse_group(s: &str) -> Result<Vec<u8>, ApiError> {
-    crate::group::parse_group_id(s).map_err(|e| ApiError::bad_request(e.to_string()))
+pub(super) fn parse_group(s: &str) -> Result<crate::group::GroupId, ApiError> {
+    s.parse()
+        .map_err(|e: crate::dm::DmError| ApiError::bad_request(e.to_string()))
 }
 
 /// A peer id from a path or body.

@@ -58,8 +58,8 @@ pub(super) enum GroupCommand {
 pub(super) async fn group(home: &Home, out: &Output, cmd: &GroupCommand) -> Result<()> {
     let api = client(home)?;
     let gid = |s: &str| -> Result<String> {
-        crate::group::parse_group_id(s)
-            .map(|g| crate::group::group_hex(&g))
+        s.parse::<crate::group::GroupId>()
+            .map(|g| g.to_string())
             .map_err(|_| anyhow::anyhow!("not a group id: {s}"))
     };
     match cmd {

@@ -29,28 +29,56 @@ pub const SYNC_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// MLS exporter label of the key that seals an invitation.
 pub const INVITE_LABEL: &str = "samizdat/v1/group-invite";
 
-/// A group's id as users see it (hex of the MLS group id).
+/// A private group's id: its MLS group id (16 random bytes), written as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId([u8; 16]);
+
+impl GroupId {
+    /// The id in these bytes, if they are one (16 bytes).
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// The MLS group id.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+    }
+}
+
+impl std::fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroupId({self})")
+    }
+}
+
+impl std::str::FromStr for GroupId {
+    type Err = DmError;
+    fn from_str(s: &str) -> Result<Self, DmError> {
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(s.trim().as_bytes())
+            .ok()
+            .and_then(|id| Self::from_slice(&id))
+            .ok_or(DmError::NotAllowed("a group id is 32 hex digits"))
+    }
+}
+
+/// A group id's text form, from its bytes (hex).
 pub fn group_hex(id: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(id)
 }
 
-/// Parses a group id as users give it.
-pub fn parse_group_id(s: &str) -> Result<Vec<u8>, DmError> {
-    let id = data_encoding::HEXLOWER_PERMISSIVE
-        .decode(s.trim().as_bytes())
-        .map_err(|_| DmError::NotAllowed("a group id is 32 hex digits"))?;
-    if id.len() != 16 {
-        return Err(DmError::NotAllowed("a group id is 32 hex digits"));
-    }
-    Ok(id)
-}
-
 /// The gossipsub topic of a group: a hash of its id, so the name says nothing about the
 /// group's name or members (only members know the id).
-pub fn topic(group: &[u8]) -> libp2p::gossipsub::IdentTopic {
+pub fn topic(group: &GroupId) -> libp2p::gossipsub::IdentTopic {
     let mut h = Sha256::new();
     h.update(b"samizdat/v1/group-topic");
-    h.update(group);
+    h.update(group.as_bytes());
     libp2p::gossipsub::IdentTopic::new(format!(
         "samizdat/group/{}",
         data_encoding::HEXLOWER.encode(&h.finalize())
@@ -197,13 +225,22 @@ mod tests {
 
     #[test]
     fn topics_hide_the_group_id_and_ids_parse() {
-        let id = [0xabu8; 16];
+        let id = GroupId::from_slice(&[0xabu8; 16]).expect("16 bytes");
         let t = topic(&id).to_string();
         assert!(t.starts_with("samizdat/group/"));
-        assert!(!t.contains(&group_hex(&id)));
-        assert_eq!(parse_group_id(&group_hex(&id)).expect("parse"), id);
-        assert!(parse_group_id("xyz").is_err());
-        assert!(parse_group_id("abab").is_err());
+        assert!(!t.contains(&id.to_string()));
+        assert_eq!(id.to_string(), group_hex(id.as_bytes()));
+        assert_eq!(id.to_string().parse::<GroupId>().expect("parse"), id);
+        assert_eq!(
+            id.to_string()
+                .to_uppercase()
+                .parse::<GroupId>()
+                .expect("parse"),
+            id
+        );
+        assert!("xyz".parse::<GroupId>().is_err());
+        assert!("abab".parse::<GroupId>().is_err());
+        assert!(GroupId::from_slice(&[1; 32]).is_none());
         assert!(check_name("").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
     }

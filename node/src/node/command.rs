@@ -110,22 +110,25 @@ pub(crate) enum Command {
     },
     /// Answered once the member is added (its KeyPackage found), or after a minute.
     GroupInvite {
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         peer: PeerId,
         reply: Reply<crate::group::GroupView>,
     },
     GroupRemove {
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         peer: PeerId,
         reply: Reply<crate::group::GroupView>,
     },
     GroupPost {
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         text: String,
         expires_in: Option<std::time::Duration>,
         attachment: Option<samizdat_proto::v1::Attachment>,
         reply: Reply<crate::group::GroupMessageView>,
     },
-    GroupHistory(Vec<u8>, Reply<Vec<crate::group::GroupMessageView>>),
+    GroupHistory(
+        crate::group::GroupId,
+        Reply<Vec<crate::group::GroupMessageView>>,
+    ),
     GroupList(Reply<Vec<crate::group::GroupView>>),
 }

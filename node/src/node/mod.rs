@@ -480,7 +480,7 @@ impl NodeHandle {
     /// without its KeyPackage (the invitation then stays pending).
     pub async fn group_invite(
         &self,
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         peer: PeerId,
     ) -> Result<crate::group::GroupView, NodeError> {
         self.call(|reply| Command::GroupInvite { group, peer, reply })
@@ -490,7 +490,7 @@ impl NodeHandle {
     /// Removes a member (owner only): a new epoch it cannot read.
     pub async fn group_remove(
         &self,
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         peer: PeerId,
     ) -> Result<crate::group::GroupView, NodeError> {
         self.call(|reply| Command::GroupRemove { group, peer, reply })
@@ -500,7 +500,7 @@ impl NodeHandle {
     /// Posts to a group (end-to-end encrypted to its current members).
     pub async fn group_post(
         &self,
-        group: Vec<u8>,
+        group: crate::group::GroupId,
         text: String,
         expires_in: Option<Duration>,
         attachment: Option<crate::dm::AttachmentView>,
@@ -522,7 +522,7 @@ impl NodeHandle {
     /// A group's messages held here, oldest first.
     pub async fn group_history(
         &self,
-        group: Vec<u8>,
+        group: crate::group::GroupId,
     ) -> Result<Vec<crate::group::GroupMessageView>, NodeError> {
         self.call(|r| Command::GroupHistory(group, r)).await
     }

@@ -6,7 +6,6 @@
 use libp2p::PeerId;
 
 use super::EventLoop;
-use crate::group::group_hex;
 use crate::node::NodeError;
 use crate::node::command::RequestAction;
 use crate::node::views::{Event, RequestView};
@@ -38,7 +37,7 @@ impl EventLoop {
                     kind: "group".into(),
                     received_at: at,
                     preview: name.chars().take(PREVIEW_CHARS).collect(),
-                    group_id: Some(group_hex(&id)),
+                    group_id: Some(id.to_string()),
                 }),
         );
         out.sort_by_key(|r| r.received_at);

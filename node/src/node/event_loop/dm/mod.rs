@@ -132,7 +132,7 @@ pub(super) enum Sent {
     Deposit,
     Collect,
     /// A private group's catch-up.
-    GroupSync(Vec<u8>),
+    GroupSync(crate::group::GroupId),
 }
 
 /// What a closest-peers query was for.

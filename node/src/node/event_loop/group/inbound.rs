@@ -37,7 +37,7 @@ impl EventLoop {
                 MessageAcceptance::Ignore
             }
             Err(e) => {
-                tracing::debug!(group = %group_hex(&group), via = %propagation_source, "group message rejected: {e}");
+                tracing::debug!(group = %group, via = %propagation_source, "group message rejected: {e}");
                 MessageAcceptance::Reject
             }
         }
@@ -49,7 +49,7 @@ impl EventLoop {
     /// joined, or too far ahead of it).
     pub(crate) fn receive_group_wire(
         &mut self,
-        group: &[u8],
+        group: &GroupId,
         mut wire: v1::GroupWire,
         via: PeerId,
     ) -> Result<bool, DmError> {
@@ -74,7 +74,7 @@ impl EventLoop {
             return Ok(false);
         }
         let h = header(&wire.mls_message).ok_or(DmError::Malformed)?;
-        if h.group != group {
+        if h.group != group.as_bytes() {
             return Err(DmError::NotAllowed("message of another group"));
         }
         let current = self.groups.groups.get(group).map_or(0, |s| s.epoch);
@@ -86,7 +86,11 @@ impl EventLoop {
         {
             return Ok(false);
         }
-        let incoming = match self.dm.mls.group_receive(group, &owner, &wire.mls_message) {
+        let incoming = match self
+            .dm
+            .mls
+            .group_receive(group.as_bytes(), &owner, &wire.mls_message)
+        {
             Err(crate::mls::MlsError::FutureEpoch) => {
                 let len = wire.mls_message.len();
                 // Charged to the peer that handed it over (gossip neighbour, catch-up server),
@@ -94,7 +98,7 @@ impl EventLoop {
                 // reached. The bound is what protects the node.
                 if let Err(NotHeld::PeerQuota) = self.groups.early.hold(
                     via,
-                    group.to_vec(),
+                    group.as_bytes().to_vec(),
                     h.epoch,
                     id,
                     len,
@@ -122,7 +126,7 @@ impl EventLoop {
                     return Ok(true);
                 }
                 let stored = v1::StoredGroupMessage {
-                    group_id: group.to_vec(),
+                    group_id: group.as_bytes().to_vec(),
                     author: author.to_bytes(),
                     body: Some(body),
                     received_ms: now_ms(),
@@ -140,7 +144,7 @@ impl EventLoop {
                 if removed_me {
                     self.leave_group(group);
                 } else {
-                    tracing::debug!(group = %group_hex(group), "group moved to a new epoch");
+                    tracing::debug!(group = %group, "group moved to a new epoch");
                     self.retry_early(group);
                 }
                 if let Ok(view) = self.group_view(group) {
@@ -152,9 +156,9 @@ impl EventLoop {
     }
 
     /// Processes the held messages of the epochs a group has now reached.
-    pub(crate) fn retry_early(&mut self, group: &[u8]) {
+    pub(crate) fn retry_early(&mut self, group: &GroupId) {
         let epoch = self.groups.groups.get(group).map_or(0, |s| s.epoch);
-        let mut mine = self.groups.early.release(group, epoch);
+        let mut mine = self.groups.early.release(group.as_bytes(), epoch);
         mine.sort_by_key(|(_, w)| order_key(w));
         for (via, w) in mine {
             let _ = self.receive_group_wire(group, w, via);
@@ -162,20 +166,20 @@ impl EventLoop {
     }
 
     /// This node was removed: it stops following the group and keeps what it had read.
-    pub(crate) fn leave_group(&mut self, group: &[u8]) {
+    pub(crate) fn leave_group(&mut self, group: &GroupId) {
         let Some(s) = self.groups.groups.get_mut(group) else {
             return;
         };
         s.record.active = false;
         let topic = s.topic.clone();
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
-        self.groups.early.forget_group(group);
+        self.groups.early.forget_group(group.as_bytes());
         // Its MLS state can read nothing new; dropping it also lets a later invitation in.
-        if self.dm.mls.forget(group).is_ok() {
+        if self.dm.mls.forget(group.as_bytes()).is_ok() {
             let _ = self.save_mls();
         }
         let _ = self.save_group(group);
-        tracing::info!(group = %group_hex(group), "removed from the group");
+        tracing::info!(group = %group, "removed from the group");
     }
 
     /// A Welcome into a group, with its sealed invitation, from `from`.
@@ -184,24 +188,28 @@ impl EventLoop {
         from: &PeerId,
         env: &v1::DmEnvelope,
     ) -> Result<(), DmError> {
-        let (group, key) = self.dm.mls.group_join(from, &env.mls_message)?;
-        let invite = match open_invite(&key, &group, &env.group_invite).and_then(|i| {
-            let owner = PeerId::from_bytes(&i.owner).map_err(|_| DmError::Malformed)?;
-            if owner != *from {
-                return Err(DmError::NotAllowed("only the group's owner invites"));
-            }
-            crate::group::check_name(&i.name)?;
-            Ok(i)
-        }) {
+        let (group_bytes, key) = self.dm.mls.group_join(from, &env.mls_message)?;
+        let invite = match GroupId::from_slice(&group_bytes)
+            .ok_or(DmError::NotAllowed("a group id is 16 bytes"))
+            .and_then(|_| open_invite(&key, &group_bytes, &env.group_invite))
+            .and_then(|i| {
+                let owner = PeerId::from_bytes(&i.owner).map_err(|_| DmError::Malformed)?;
+                if owner != *from {
+                    return Err(DmError::NotAllowed("only the group's owner invites"));
+                }
+                crate::group::check_name(&i.name)?;
+                Ok(i)
+            }) {
             Ok(i) => i,
             Err(e) => {
-                let _ = self.dm.mls.forget(&group);
+                let _ = self.dm.mls.forget(&group_bytes);
                 return Err(e);
             }
         };
+        let group = GroupId::from_slice(&group_bytes).ok_or(DmError::Malformed)?;
         let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
         self.save_mls().map_err(store)?;
-        let (_, epoch, _) = self.dm.mls.group_state(&group)?;
+        let (_, epoch, _) = self.dm.mls.group_state(group.as_bytes())?;
         let record = GroupRecord {
             name: invite.name,
             owner: from.to_string(),
@@ -215,17 +223,17 @@ impl EventLoop {
         let request = record.request;
         // Catch up from the invitation's time: what was sent since is readable.
         let since = env.sent_ms.saturating_sub(SYNC_SLACK_MS);
-        self.install_group(group.clone(), record);
+        self.install_group(group, record);
         if let Some(s) = self.groups.groups.get_mut(&group) {
             s.synced_ms = since;
         }
         self.save_group(&group).map_err(store)?;
         if request {
-            tracing::info!(group = %group_hex(&group), owner = %from, "group invitation from a stranger held as a request");
+            tracing::info!(group = %group, owner = %from, "group invitation from a stranger held as a request");
             self.requests_changed();
             return Ok(());
         }
-        tracing::info!(group = %group_hex(&group), owner = %from, "joined a group");
+        tracing::info!(group = %group, owner = %from, "joined a group");
         if let Ok(view) = self.group_view(&group) {
             let _ = self.events.send(Event::GroupChanged { group: view });
         }
@@ -235,7 +243,9 @@ impl EventLoop {
 
     /// The group of this node an MLS message belongs to, if any (it must not be taken as a
     /// direct message).
-    pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<Vec<u8>> {
-        crate::mls::MlsClient::group_of(mls_message).filter(|g| self.groups.groups.contains_key(g))
+    pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<GroupId> {
+        crate::mls::MlsClient::group_of(mls_message)
+            .and_then(|g| GroupId::from_slice(&g))
+            .filter(|g| self.groups.groups.contains_key(g))
     }
 }

@@ -29,8 +29,8 @@ use crate::channel::now_ms;
 use crate::dm::held::{Held, NotHeld};
 use crate::dm::{DmError, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body};
 use crate::group::{
-    GroupMessageView, GroupView, MAX_GROUP_MESSAGE_BYTES, SYNC_PAGE, SYNC_PAGE_BYTES, check_name,
-    group_hex, open_invite, seal_invite, topic,
+    GroupId, GroupMessageView, GroupView, MAX_GROUP_MESSAGE_BYTES, SYNC_PAGE, SYNC_PAGE_BYTES,
+    check_name, open_invite, seal_invite, topic,
 };
 use crate::mls::group::{GroupIncoming, header};
 use crate::node::NodeError;
@@ -105,9 +105,9 @@ struct PendingInvite {
 
 /// Private-group state of the event loop.
 pub(crate) struct Groups {
-    groups: HashMap<Vec<u8>, GroupState>,
-    topics: HashMap<TopicHash, Vec<u8>>,
-    invites: HashMap<(Vec<u8>, PeerId), PendingInvite>,
+    groups: HashMap<GroupId, GroupState>,
+    topics: HashMap<TopicHash, GroupId>,
+    invites: HashMap<(GroupId, PeerId), PendingInvite>,
     /// Messages of later epochs than this node's, waiting for their commit.
     early: Held<v1::GroupWire>,
     dialed: HashMap<PeerId, Instant>,
@@ -131,16 +131,16 @@ fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
     Sha256::digest(&wire.mls_message).into()
 }
 
-fn invite_key(group: &[u8], peer: &PeerId) -> Vec<u8> {
+fn invite_key(group: &GroupId, peer: &PeerId) -> Vec<u8> {
     let mut k = b"gi".to_vec();
-    k.extend_from_slice(group);
+    k.extend_from_slice(group.as_bytes());
     k.extend_from_slice(&peer.to_bytes());
     k
 }
 
-fn record_key(group: &[u8]) -> Vec<u8> {
+fn record_key(group: &GroupId) -> Vec<u8> {
     let mut k = b"g".to_vec();
-    k.extend_from_slice(group);
+    k.extend_from_slice(group.as_bytes());
     k
 }
 
@@ -159,8 +159,9 @@ impl EventLoop {
     pub(super) fn groups_open(&mut self) -> Result<(), NodeError> {
         for (k, v) in self.store.private_scan(Private::Mls, b"g")? {
             if k.starts_with(b"gi") && k.len() > 18 {
-                let group = k[2..18].to_vec();
-                if let Ok(peer) = PeerId::from_bytes(&k[18..]) {
+                if let (Some(group), Ok(peer)) =
+                    (GroupId::from_slice(&k[2..18]), PeerId::from_bytes(&k[18..]))
+                {
                     self.groups.invites.insert(
                         (group, peer),
                         PendingInvite {
@@ -172,17 +173,17 @@ impl EventLoop {
                 }
                 continue;
             }
-            if k.len() != 17 {
+            let Some(id) = k.get(1..).and_then(GroupId::from_slice) else {
                 continue;
-            }
+            };
             let record: GroupRecord =
                 serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("groups"))?;
-            self.install_group(k[1..].to_vec(), record);
+            self.install_group(id, record);
         }
         Ok(())
     }
 
-    fn install_group(&mut self, id: Vec<u8>, record: GroupRecord) {
+    fn install_group(&mut self, id: GroupId, record: GroupRecord) {
         let Ok(owner) = record.owner.parse::<PeerId>() else {
             return;
         };
@@ -197,7 +198,7 @@ impl EventLoop {
                 .gossipsub
                 .set_topic_params(topic.clone(), crate::net::scoring::topic_params());
         }
-        self.groups.topics.insert(topic.hash(), id.clone());
+        self.groups.topics.insert(topic.hash(), id);
         let synced_ms = record.joined_ms.saturating_sub(SYNC_SLACK_MS);
         let mut state = GroupState {
             record,
@@ -209,7 +210,7 @@ impl EventLoop {
             last_sync: None,
             sync_in_flight: false,
         };
-        if let Ok((members, epoch, _)) = self.dm.mls.group_state(&id) {
+        if let Ok((members, epoch, _)) = self.dm.mls.group_state(id.as_bytes()) {
             state.members = members.into_iter().collect();
             state.epoch = epoch;
         }
@@ -226,11 +227,11 @@ impl EventLoop {
         self.groups.groups.insert(id, state);
     }
 
-    fn group_index(&self, group: &[u8]) -> [u8; 16] {
-        self.store.index(b"group", group)
+    fn group_index(&self, group: &GroupId) -> [u8; 16] {
+        self.store.index(b"group", group.as_bytes())
     }
 
-    fn save_group(&self, group: &[u8]) -> Result<(), NodeError> {
+    fn save_group(&self, group: &GroupId) -> Result<(), NodeError> {
         if let Some(s) = self.groups.groups.get(group) {
             let v =
                 serde_json::to_vec(&s.record).map_err(|e| NodeError::Internal(e.to_string()))?;
@@ -240,8 +241,8 @@ impl EventLoop {
         Ok(())
     }
 
-    fn refresh_members(&mut self, group: &[u8]) {
-        if let Ok((members, epoch, _)) = self.dm.mls.group_state(group)
+    fn refresh_members(&mut self, group: &GroupId) {
+        if let Ok((members, epoch, _)) = self.dm.mls.group_state(group.as_bytes())
             && let Some(s) = self.groups.groups.get_mut(group)
         {
             s.members = members.into_iter().collect();
@@ -249,17 +250,17 @@ impl EventLoop {
         }
     }
 
-    fn group_view(&self, group: &[u8]) -> Result<GroupView, NodeError> {
+    fn group_view(&self, group: &GroupId) -> Result<GroupView, NodeError> {
         let s = self
             .groups
             .groups
             .get(group)
-            .ok_or_else(|| NodeError::UnknownGroup(group_hex(group)))?;
+            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))?;
         let me = *self.swarm.local_peer_id();
         let mut members: Vec<String> = s.members.iter().map(|p| p.to_string()).collect();
         members.sort();
         Ok(GroupView {
-            id: group_hex(group),
+            id: group.to_string(),
             name: s.record.name.clone(),
             owner: s.record.owner.clone(),
             role: if s.owner == me { "owner" } else { "member" }.into(),
@@ -271,7 +272,7 @@ impl EventLoop {
                     .keys()
                     // A member just added is no longer invited (the invitation is dropped
                     // right after the add's event).
-                    .filter(|(g, p)| g.as_slice() == group && !s.members.contains(p))
+                    .filter(|(g, p)| g == group && !s.members.contains(p))
                     .map(|(_, p)| p.to_string())
                     .collect();
                 v.sort();
@@ -287,6 +288,8 @@ impl EventLoop {
     pub(super) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
         check_name(&name).map_err(dm_err)?;
         let id = self.dm.mls.group_create().map_err(dm_err)?;
+        let id = GroupId::from_slice(&id)
+            .ok_or_else(|| NodeError::Internal("MLS made a group id of another length".into()))?;
         self.save_mls()?;
         let now = now_ms();
         let record = GroupRecord {
@@ -299,9 +302,9 @@ impl EventLoop {
             next_seq: 1,
             request: false,
         };
-        self.install_group(id.clone(), record);
+        self.install_group(id, record);
         self.save_group(&id)?;
-        tracing::info!(group = %group_hex(&id), "group created");
+        tracing::info!(group = %id, "group created");
         if let Ok(view) = self.group_view(&id) {
             let _ = self.events.send(Event::GroupChanged { group: view });
         }
@@ -321,12 +324,12 @@ impl EventLoop {
         out
     }
 
-    fn owned_active(&self, group: &[u8]) -> Result<&GroupState, NodeError> {
+    fn owned_active(&self, group: &GroupId) -> Result<&GroupState, NodeError> {
         let s = self
             .groups
             .groups
             .get(group)
-            .ok_or_else(|| NodeError::UnknownGroup(group_hex(group)))?;
+            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))?;
         if !s.record.active {
             return Err(NodeError::NotAllowed(
                 "this node is no longer a member of the group".into(),
@@ -341,7 +344,7 @@ impl EventLoop {
     }
 
     /// `group invite`: answered once the member is added (the invitee's KeyPackage found).
-    pub(super) fn group_invite(&mut self, group: Vec<u8>, peer: PeerId, reply: Reply<GroupView>) {
+    pub(super) fn group_invite(&mut self, group: GroupId, peer: PeerId, reply: Reply<GroupView>) {
         let check = self.owned_active(&group).and_then(|s| {
             if peer == *self.swarm.local_peer_id() {
                 Err(NodeError::NotAllowed(
@@ -364,7 +367,7 @@ impl EventLoop {
             let _ = reply.send(Err(e.into()));
             return;
         }
-        let group_id = group.clone();
+        let group_id = group;
         self.groups
             .invites
             .entry((group, peer))
@@ -384,12 +387,12 @@ impl EventLoop {
 
     /// A valid KeyPackage of `peer` arrived: add it to the groups it is invited to.
     pub(super) fn groups_on_keypackage(&mut self, peer: &PeerId, key_package: &[u8]) {
-        let groups: Vec<Vec<u8>> = self
+        let groups: Vec<GroupId> = self
             .groups
             .invites
             .keys()
             .filter(|(_, p)| p == peer)
-            .map(|(g, _)| g.clone())
+            .map(|(g, _)| *g)
             .collect();
         for group in groups {
             let result = self.add_member(&group, peer, key_package);
@@ -399,7 +402,7 @@ impl EventLoop {
             let _ = self
                 .store
                 .private_remove(Private::Mls, &invite_key(&group, peer));
-            if let Some(p) = self.groups.invites.remove(&(group.clone(), *peer)) {
+            if let Some(p) = self.groups.invites.remove(&(group, *peer)) {
                 for r in p.replies {
                     let _ = r.send(match &result {
                         Ok(()) => self.group_view(&group),
@@ -417,7 +420,7 @@ impl EventLoop {
 
     fn add_member(
         &mut self,
-        group: &[u8],
+        group: &GroupId,
         peer: &PeerId,
         key_package: &[u8],
     ) -> Result<(), NodeError> {
@@ -432,7 +435,7 @@ impl EventLoop {
         } = self
             .dm
             .mls
-            .group_add(group, peer, key_package)
+            .group_add(group.as_bytes(), peer, key_package)
             .map_err(dm_err)?;
         // The new epoch is on disk before anything leaves (no key reuse after a crash).
         self.save_mls()?;
@@ -444,10 +447,10 @@ impl EventLoop {
             owner: me.to_bytes(),
             created_ms,
         };
-        let sealed = seal_invite(&invite_key, group, &invite).map_err(dm_err)?;
+        let sealed = seal_invite(&invite_key, group.as_bytes(), &invite).map_err(dm_err)?;
         self.queue_envelope_with(peer, now_ms(), welcome, b"", sealed)?;
         self.try_deliver(peer);
-        tracing::info!(group = %group_hex(group), %peer, "member added");
+        tracing::info!(group = %group, %peer, "member added");
         let _ = self.events.send(Event::GroupChanged {
             group: self.group_view(group)?,
         });
@@ -457,13 +460,13 @@ impl EventLoop {
     /// `group remove`.
     pub(super) fn group_remove(
         &mut self,
-        group: Vec<u8>,
+        group: GroupId,
         peer: PeerId,
     ) -> Result<GroupView, NodeError> {
         let s = self.owned_active(&group)?;
         if !s.members.contains(&peer) {
             // Perhaps only invited: withdraw the invitation.
-            if let Some(p) = self.groups.invites.remove(&(group.clone(), peer)) {
+            if let Some(p) = self.groups.invites.remove(&(group, peer)) {
                 self.store
                     .private_remove(Private::Mls, &invite_key(&group, &peer))?;
                 for r in p.replies {
@@ -479,7 +482,11 @@ impl EventLoop {
                 "{peer} is not a member of the group"
             )));
         }
-        let commit = self.dm.mls.group_remove(&group, &peer).map_err(dm_err)?;
+        let commit = self
+            .dm
+            .mls
+            .group_remove(group.as_bytes(), &peer)
+            .map_err(dm_err)?;
         self.save_mls()?;
         self.refresh_members(&group);
         self.send_group_wire(&group, commit.clone())?;
@@ -487,7 +494,7 @@ impl EventLoop {
         // the commit sent to it directly (or held for it), like a direct message.
         self.queue_envelope_with(&peer, now_ms(), commit, b"", Vec::new())?;
         self.try_deliver(&peer);
-        tracing::info!(group = %group_hex(&group), %peer, "member removed");
+        tracing::info!(group = %group, %peer, "member removed");
         let view = self.group_view(&group)?;
         let _ = self.events.send(Event::GroupChanged {
             group: view.clone(),
@@ -498,7 +505,7 @@ impl EventLoop {
     /// `group post`.
     pub(super) fn group_post(
         &mut self,
-        group: Vec<u8>,
+        group: GroupId,
         text: String,
         expires_in: Option<Duration>,
         attachment: Option<v1::Attachment>,
@@ -513,7 +520,7 @@ impl EventLoop {
             .groups
             .groups
             .get_mut(&group)
-            .ok_or_else(|| NodeError::UnknownGroup(group_hex(&group)))?;
+            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))?;
         if !s.record.active {
             return Err(NodeError::NotAllowed(
                 "this node is no longer a member of the group".into(),
@@ -540,13 +547,13 @@ impl EventLoop {
         let mls = self
             .dm
             .mls
-            .encrypt(&group, &body.encode_to_vec())
+            .encrypt(group.as_bytes(), &body.encode_to_vec())
             .map_err(dm_err)?;
         self.save_mls()?;
         self.save_group(&group)?;
         let me = *self.swarm.local_peer_id();
         let stored = v1::StoredGroupMessage {
-            group_id: group.clone(),
+            group_id: group.as_bytes().to_vec(),
             author: me.to_bytes(),
             body: Some(body),
             received_ms: now,
@@ -566,9 +573,12 @@ impl EventLoop {
     }
 
     /// `group history`, oldest first.
-    pub(super) fn group_history(&self, group: &[u8]) -> Result<Vec<GroupMessageView>, NodeError> {
+    pub(super) fn group_history(
+        &self,
+        group: &GroupId,
+    ) -> Result<Vec<GroupMessageView>, NodeError> {
         if !self.groups.groups.contains_key(group) {
-            return Err(NodeError::UnknownGroup(group_hex(group)));
+            return Err(NodeError::UnknownGroup(group.to_string()));
         }
         let me = *self.swarm.local_peer_id();
         let now = now_ms();
@@ -586,7 +596,10 @@ impl EventLoop {
         let Some(body) = stored.body.as_ref() else {
             return Ok(());
         };
-        let mut key = self.group_index(&stored.group_id).to_vec();
+        let group = GroupId::from_slice(&stored.group_id).ok_or_else(|| {
+            NodeError::Internal("a stored group message without a group id".into())
+        })?;
+        let mut key = self.group_index(&group).to_vec();
         key.extend_from_slice(&body.sent_ms.to_be_bytes());
         key.extend_from_slice(&body.id);
         self.store
@@ -602,7 +615,7 @@ impl EventLoop {
     }
 
     /// A commit of this node (the owner): logged, then published.
-    fn send_group_wire(&mut self, group: &[u8], mls_message: Vec<u8>) -> Result<(), NodeError> {
+    fn send_group_wire(&mut self, group: &GroupId, mls_message: Vec<u8>) -> Result<(), NodeError> {
         let wire = v1::GroupWire {
             sent_ms: now_ms(),
             mls_message,
@@ -612,7 +625,7 @@ impl EventLoop {
 
     /// Keeps a group message in the log (for members that missed it) and gossips it; one too
     /// large for gossip reaches members when they catch up.
-    fn log_and_publish(&mut self, group: &[u8], wire: &v1::GroupWire) -> Result<(), NodeError> {
+    fn log_and_publish(&mut self, group: &GroupId, wire: &v1::GroupWire) -> Result<(), NodeError> {
         let id = wire_id(wire);
         self.store
             .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())?;
@@ -637,7 +650,7 @@ impl EventLoop {
 
     fn log_wire(
         &mut self,
-        group: &[u8],
+        group: &GroupId,
         wire: &v1::GroupWire,
         id: &[u8; 32],
     ) -> Result<(), NodeError> {
@@ -653,29 +666,22 @@ impl EventLoop {
     }
 
     /// Group invitations held as requests: (group id, owner, name, when).
-    pub(super) fn group_requests(&self) -> Vec<(Vec<u8>, PeerId, String, u64)> {
+    pub(super) fn group_requests(&self) -> Vec<(GroupId, PeerId, String, u64)> {
         self.groups
             .groups
             .iter()
             .filter(|(_, s)| s.record.request)
-            .map(|(g, s)| {
-                (
-                    g.clone(),
-                    s.owner,
-                    s.record.name.clone(),
-                    s.record.joined_ms,
-                )
-            })
+            .map(|(g, s)| (*g, s.owner, s.record.name.clone(), s.record.joined_ms))
             .collect()
     }
 
     /// The groups whose invitations from `owner` wait as requests.
-    fn group_requests_from(&self, owner: &PeerId) -> Vec<Vec<u8>> {
+    fn group_requests_from(&self, owner: &PeerId) -> Vec<GroupId> {
         self.groups
             .groups
             .iter()
             .filter(|(_, s)| s.record.request && s.owner == *owner)
-            .map(|(g, _)| g.clone())
+            .map(|(g, _)| *g)
             .collect()
     }
 
@@ -712,8 +718,8 @@ impl EventLoop {
             if let Some(s) = self.groups.groups.remove(id) {
                 self.groups.topics.remove(&s.topic.hash());
             }
-            self.groups.early.forget_group(id);
-            if self.dm.mls.forget(id).is_ok() {
+            self.groups.early.forget_group(id.as_bytes());
+            if self.dm.mls.forget(id.as_bytes()).is_ok() {
                 self.save_mls()?;
             }
             self.store.private_remove(Private::Mls, &record_key(id))?;

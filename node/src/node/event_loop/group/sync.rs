@@ -6,7 +6,7 @@ use super::*;
 
 impl EventLoop {
     /// Asks `peer` for a group's messages this node may have missed.
-    pub(crate) fn group_sync_with(&mut self, group: &[u8], peer: PeerId, force: bool) {
+    pub(crate) fn group_sync_with(&mut self, group: &GroupId, peer: PeerId, force: bool) {
         let me = *self.swarm.local_peer_id();
         let Some(s) = self.groups.groups.get_mut(group) else {
             return;
@@ -23,7 +23,7 @@ impl EventLoop {
         s.last_sync = Some(Instant::now());
         let req = v1::DmRequest {
             kind: Some(v1::dm_request::Kind::GroupSync(v1::GroupSync {
-                group_id: group.to_vec(),
+                group_id: group.as_bytes().to_vec(),
                 since_ms: s.synced_ms,
             })),
         };
@@ -32,7 +32,7 @@ impl EventLoop {
             .behaviour_mut()
             .dm
             .send_request(&peer, Frame::Valid(req));
-        self.dm.requests.insert(id, Sent::GroupSync(group.to_vec()));
+        self.dm.requests.insert(id, Sent::GroupSync(*group));
     }
 
     /// Answers a member's catch-up request from the log.
@@ -42,7 +42,11 @@ impl EventLoop {
         q: &v1::GroupSync,
         resp: &mut v1::DmResponse,
     ) {
-        let Some(s) = self.groups.groups.get(&q.group_id) else {
+        let Some(group) = GroupId::from_slice(&q.group_id) else {
+            resp.error = "unknown group".into();
+            return;
+        };
+        let Some(s) = self.groups.groups.get(&group) else {
             resp.error = "unknown group".into();
             return;
         };
@@ -53,7 +57,7 @@ impl EventLoop {
         }
         let Ok(log) = self
             .store
-            .private_scan(Private::GroupLog, &self.group_index(&q.group_id))
+            .private_scan(Private::GroupLog, &self.group_index(&group))
         else {
             resp.error = "store error".into();
             return;
@@ -86,7 +90,7 @@ impl EventLoop {
     }
 
     /// A member's answer to this node's catch-up request.
-    pub(crate) fn on_group_sync(&mut self, peer: PeerId, group: Vec<u8>, resp: v1::DmResponse) {
+    pub(crate) fn on_group_sync(&mut self, peer: PeerId, group: GroupId, resp: v1::DmResponse) {
         if let Some(s) = self.groups.groups.get_mut(&group) {
             s.sync_in_flight = false;
         }
@@ -121,7 +125,7 @@ impl EventLoop {
     }
 
     /// The request failed: another member is asked next time.
-    pub(crate) fn on_group_sync_failed(&mut self, group: &[u8]) {
+    pub(crate) fn on_group_sync_failed(&mut self, group: &GroupId) {
         if let Some(s) = self.groups.groups.get_mut(group) {
             s.sync_in_flight = false;
         }
@@ -151,7 +155,7 @@ impl EventLoop {
             );
         }
         let me = *self.swarm.local_peer_id();
-        let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
+        let ids: Vec<GroupId> = self.groups.groups.keys().copied().collect();
         for id in ids {
             let Some(s) = self.groups.groups.get(&id) else {
                 continue;
@@ -203,12 +207,12 @@ impl EventLoop {
                 self.group_sync_with(&id, pick, true);
             }
         }
-        let stale: Vec<(Vec<u8>, PeerId)> = self
+        let stale: Vec<(GroupId, PeerId)> = self
             .groups
             .invites
             .iter()
             .filter(|(_, p)| !p.replies.is_empty() && p.since.elapsed() >= INVITE_WAIT)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         for k in stale {
             if let Some(p) = self.groups.invites.get_mut(&k) {
@@ -227,7 +231,7 @@ impl EventLoop {
     /// Every ten minutes: the ciphertext log keeps a week.
     pub(crate) fn group_housekeeping(&mut self) {
         let cutoff = now_ms().saturating_sub(LOG_FOR_MS);
-        let ids: Vec<Vec<u8>> = self.groups.groups.keys().cloned().collect();
+        let ids: Vec<GroupId> = self.groups.groups.keys().copied().collect();
         for id in ids {
             let Ok(log) = self
                 .store
