@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = s.parse::<ChannelId>();
     let _ = s.parse::<Cid>();
     let _ = s.parse::<libp2p::PeerId>();
-    let _ = samizdat_node::group::parse_group_id(s);
+    let _ = s.parse::<samizdat_node::group::GroupId>();
     let _ = samizdat_node::files::sealed::parse_key(s);
 });
