@@ -6,6 +6,7 @@
 
 pub mod held;
 pub mod mailbox;
+pub mod route;
 
 use libp2p::PeerId;
 use libp2p::kad::RecordKey;

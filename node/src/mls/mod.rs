@@ -1,7 +1,9 @@
 //! The node's MLS client (RFC 9420, `openmls`), shared by direct conversations and private
 //! groups: KeyPackages, two-member groups for direct conversations, encryption and
-//! decryption, update commits, and (in [`group`]) groups of many. Its whole state (openmls'
-//! storage) is exported as bytes so the node can keep it sealed in its store.
+//! decryption, update commits, and (in [`group`]) groups of many. Its state (openmls' storage,
+//! a map of keys to values) is kept sealed in the node's store key by key: after each
+//! operation only the entries it changed are written ([`MlsClient::changes`]), not the whole
+//! state (which reaches megabytes in a group of thousands).
 
 #![warn(clippy::arithmetic_side_effects)]
 
@@ -137,7 +139,14 @@ pub struct MlsClient {
     pub(crate) signer: IdentitySigner,
     pub(crate) me: PeerId,
     pub(crate) credential: CredentialWithKey,
+    /// A keyed hash of each entry's value as last handed out by [`MlsClient::changes`]
+    /// (keyed with a secret of this process, so nobody can make a change look unchanged).
+    persisted: HashMap<Vec<u8>, u64>,
+    hasher: std::hash::RandomState,
 }
+
+/// A change to the stored MLS state: an entry's key and new value, or `None` if removed.
+pub type StateChange = (Vec<u8>, Option<zeroize::Zeroizing<Vec<u8>>>);
 
 impl std::fmt::Debug for MlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,7 +191,6 @@ pub(crate) fn is_peer(credential: &Credential, signature_key: &[u8], peer: &Peer
 impl MlsClient {
     /// The client of the node with this identity key, from an exported state (or fresh).
     pub fn new(key: ed25519::Keypair, state: Option<&[u8]>) -> Result<Self, MlsError> {
-        let me = crate::identity::peer_id_of(&key.public());
         let mut values = HashMap::new();
         if let Some(bytes) = state {
             let pb = v1::MlsState::decode(bytes).map_err(|_| MlsError::CorruptState)?;
@@ -190,11 +198,40 @@ impl MlsClient {
                 values.insert(e.key, e.value);
             }
         }
+        // Nothing of an exported state is stored key by key yet.
+        Ok(Self::with_values(key, values, false))
+    }
+
+    /// The client from its state as stored key by key (every entry already persisted).
+    pub fn from_entries(key: ed25519::Keypair, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        Self::with_values(key, entries.into_iter().collect(), true)
+    }
+
+    fn with_values(
+        key: ed25519::Keypair,
+        values: HashMap<Vec<u8>, Vec<u8>>,
+        persisted: bool,
+    ) -> Self {
+        let me = crate::identity::peer_id_of(&key.public());
+        let hasher = std::hash::RandomState::new();
+        let persisted = if persisted {
+            values
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        std::hash::BuildHasher::hash_one(&hasher, v.as_slice()),
+                    )
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let credential = CredentialWithKey {
             credential: BasicCredential::new(me.to_bytes()).into(),
             signature_key: key.public().to_bytes().to_vec().into(),
         };
-        Ok(Self {
+        Self {
             provider: Provider {
                 crypto: RustCrypto::default(),
                 storage: MemoryStorage {
@@ -204,7 +241,49 @@ impl MlsClient {
             signer: IdentitySigner(key),
             me,
             credential,
-        })
+            persisted,
+            hasher,
+        }
+    }
+
+    /// The entries written or removed since the last [`MlsClient::persisted`] (all of them
+    /// after [`MlsClient::new`]): the caller stores them, atomically, before anything
+    /// encrypted with the new state leaves the node. Costs one pass over the state in memory,
+    /// and disk writes for what changed only.
+    pub fn changes(&self) -> Vec<StateChange> {
+        let values = match self.provider.storage.values.read() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in values.iter() {
+            let h = std::hash::BuildHasher::hash_one(&self.hasher, v.as_slice());
+            if self.persisted.get(k) != Some(&h) {
+                out.push((k.clone(), Some(zeroize::Zeroizing::new(v.clone()))));
+            }
+        }
+        for k in self.persisted.keys() {
+            if !values.contains_key(k) {
+                out.push((k.clone(), None));
+            }
+        }
+        out
+    }
+
+    /// The store holds these changes now (a failed write just leaves them to the next
+    /// [`MlsClient::changes`]).
+    pub fn persisted(&mut self, changes: &[StateChange]) {
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    let h = std::hash::BuildHasher::hash_one(&self.hasher, v.as_slice());
+                    self.persisted.insert(k.clone(), h);
+                }
+                None => {
+                    self.persisted.remove(k);
+                }
+            }
+        }
     }
 
     /// The identity key (tests copy a client's state with it).
@@ -509,6 +588,51 @@ mod tests {
         assert_eq!(text(&a.receive(&b.me, &r).expect("dec")), b"hi alice");
         // A replay is refused (its key was used and deleted).
         assert!(b.receive(&a.me, &m).is_err());
+    }
+
+    /// What [`MlsClient::changes`] hands out, applied to a map as the store would.
+    fn apply(disk: &mut HashMap<Vec<u8>, Vec<u8>>, c: &mut MlsClient) -> usize {
+        let changes = c.changes();
+        for (k, v) in &changes {
+            match v {
+                Some(v) => disk.insert(k.clone(), v.to_vec()),
+                None => disk.remove(k),
+            };
+        }
+        c.persisted(&changes);
+        changes.len()
+    }
+
+    #[test]
+    fn state_is_stored_by_the_entries_each_operation_changes() {
+        let (mut a, b, g) = pair();
+        let mut disk = HashMap::new();
+        let all = apply(&mut disk, &mut a);
+        assert!(all > 0, "the first save writes everything");
+        assert_eq!(a.changes().len(), 0, "nothing changed since");
+        // One message moves the sending ratchet: a few entries, not the whole state.
+        let m = a.encrypt(&g, b"one").expect("enc");
+        let few = apply(&mut disk, &mut a);
+        assert!(few > 0 && few < all, "{few} of {all} entries written");
+        assert_eq!(text(&b.receive(&a.me, &m).expect("dec")), b"one");
+        // A forgotten group's entries are removed from the disk too.
+        let c = client();
+        let (g2, _) = a
+            .start(&c.me, &c.key_package().expect("kp"))
+            .expect("start");
+        apply(&mut disk, &mut a);
+        let with_two = disk.len();
+        a.forget(&g2).expect("forget");
+        assert!(apply(&mut disk, &mut a) > 0);
+        assert!(disk.len() < with_two, "removed entries leave the disk");
+        // What the disk holds is the whole state: a client loaded from it carries on.
+        let mut entries: Vec<_> = disk.clone().into_iter().collect();
+        entries.sort();
+        let a2 = MlsClient::from_entries(a.signer.0.clone(), entries);
+        assert_eq!(a2.export().as_slice(), a.export().as_slice());
+        assert_eq!(a2.changes().len(), 0, "loaded entries are already on disk");
+        let m = a2.encrypt(&g, b"two").expect("enc");
+        assert_eq!(text(&b.receive(&a2.me, &m).expect("dec")), b"two");
     }
 
     #[test]

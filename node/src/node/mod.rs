@@ -2,6 +2,7 @@
 
 mod channels;
 mod command;
+mod durable;
 mod event_loop;
 mod police;
 mod reputation;
@@ -252,7 +253,14 @@ impl NodeHandle {
                 .unwrap_or_else(crate::channel::now_ms),
             card: Some(card.clone()),
         };
-        self.store.put_contact(&contact)?;
+        let store = self.store.clone();
+        let record = contact.clone();
+        tokio::task::spawn_blocking(move || {
+            store.put_contact(&record)?;
+            store.flush()
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)??;
         let _ = self.commands.send(Command::LearnContact(card)).await;
         Ok(contact)
     }
@@ -657,9 +665,12 @@ impl NodeHandle {
             prefetched: false,
         };
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_file(&rec))
-            .await
-            .map_err(|_| NodeError::Stopped)??;
+        tokio::task::spawn_blocking(move || {
+            store.put_file(&rec)?;
+            store.flush()
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)??;
         let _ = self
             .commands
             .send(Command::AnnounceFile(manifest.cid))
@@ -808,7 +819,8 @@ impl Node {
             shutdown,
         )
         .await?;
-        let task = tokio::spawn(event_loop.run());
+        // The swarm task never waits for the disk: a flush on it fails a debug check.
+        let task = tokio::spawn(crate::store::SWARM_TASK.scope((), event_loop.run()));
         Ok(Self {
             handle: NodeHandle {
                 commands,

@@ -1,7 +1,9 @@
 //! Group commit: one thread applies every write to the channels' history (posts, and expiry
 //! proofs learned from peers) and makes each batch durable with a single flush, so
 //! acknowledging only durable posts does not cost one fsync per post. The same thread deletes
-//! expired posts, so that all writes to the history are serialised.
+//! expired posts, so that all writes to the history are serialised. It also makes durable, on
+//! request, what the swarm task wrote without flushing (direct and group messages, MLS state,
+//! records): a barrier joins the next batch's flush, so the swarm task never waits for the disk.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -39,6 +41,16 @@ pub(crate) enum Item {
     Tombstone(PostHeader),
 }
 
+/// Work for the writer.
+// Writes are nearly all the traffic and went by value before barriers existed: boxing them to
+// shrink the rare barrier would add an allocation per post.
+#[allow(clippy::large_enum_variant)]
+enum Job<R> {
+    Write(WriteRequest<R>),
+    /// Flush, and report [`Report::Durable`].
+    Barrier,
+}
+
 /// A write to make.
 pub(crate) struct WriteRequest<R> {
     pub item: Item,
@@ -68,11 +80,13 @@ pub(crate) enum Report<R> {
     Written(Vec<WriteDone<R>>),
     /// Posts were deleted because they expired.
     Expired(Vec<ExpiredPost>),
+    /// A barrier's flush is done: see [`crate::store::Store::durable_seq`].
+    Durable,
 }
 
 /// Handle to the writer thread.
 pub(crate) struct Writer<R> {
-    tx: Option<SyncSender<WriteRequest<R>>>,
+    tx: Option<SyncSender<Job<R>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -93,11 +107,23 @@ impl<R: Send + 'static> Writer<R> {
     /// Queues a write; gives the origin back if the queue is full or the writer is gone.
     pub fn submit(&self, req: WriteRequest<R>) -> Result<(), Origin<R>> {
         match &self.tx {
-            Some(tx) => tx.try_send(req).map_err(|e| match e {
-                TrySendError::Full(r) | TrySendError::Disconnected(r) => r.origin,
+            Some(tx) => tx.try_send(Job::Write(req)).map_err(|e| match e {
+                TrySendError::Full(j) | TrySendError::Disconnected(j) => match j {
+                    Job::Write(r) => r.origin,
+                    // (Only a write was sent.)
+                    Job::Barrier => Origin::Remote,
+                },
             }),
             None => Err(req.origin),
         }
+    }
+
+    /// Asks for a flush of everything written so far and a [`Report::Durable`] after it;
+    /// false if the queue is full or the writer is gone (ask again later).
+    pub fn barrier(&self) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(Job::Barrier).is_ok())
     }
 
     /// Finishes queued writes, flushes, and stops the thread.
@@ -120,7 +146,7 @@ impl<R> Drop for Writer<R> {
     }
 }
 
-fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedSender<Report<R>>) {
+fn run<R>(store: Arc<dyn Store>, rx: Receiver<Job<R>>, done: UnboundedSender<Report<R>>) {
     let mut next_expiry = store.next_expiry().ok().flatten();
     // When received posts were first written and not yet flushed.
     let mut dirty_since: Option<std::time::Instant> = None;
@@ -145,11 +171,16 @@ fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedS
             Err(RecvTimeoutError::Disconnected) => break,
         };
         if let Some(first) = first {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+            let mut batch = Vec::new();
+            let mut barrier = false;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write(r) => batch.push(r),
+                    Job::Barrier => barrier = true,
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
             let has_expiry = batch
@@ -157,14 +188,22 @@ fn run<R>(store: Arc<dyn Store>, rx: Receiver<WriteRequest<R>>, done: UnboundedS
                 .any(|r| matches!(&r.item, Item::Post(p) if p.expires_at_ms.is_some()));
             // Posts made here are acknowledged only once durable: flush now. Received ones
             // wait for the next periodic flush.
-            let local = batch.iter().any(|r| matches!(r.origin, Origin::Local(_)));
-            let written = apply(store.as_ref(), batch, local);
+            let local = barrier || batch.iter().any(|r| matches!(r.origin, Origin::Local(_)));
+            if !batch.is_empty() {
+                let written = apply(store.as_ref(), batch, local);
+                if done.send(Report::Written(written)).is_err() {
+                    break;
+                }
+            } else if let Err(e) = store.flush() {
+                // The barrier's actions keep waiting; the next barrier tries again.
+                tracing::error!("store flush failed: {e}");
+            }
             if local {
                 dirty_since = None;
             } else if dirty_since.is_none() {
                 dirty_since = Some(std::time::Instant::now());
             }
-            if done.send(Report::Written(written)).is_err() {
+            if barrier && done.send(Report::Durable).is_err() {
                 break;
             }
             if has_expiry {

@@ -13,6 +13,23 @@ use crate::channel::{ChannelId, Post, PostHeader, PostId};
 use crate::contact::Contact;
 use crate::crypto::OpenError;
 
+/// A value to write under a key, or `None` to remove the key.
+pub type Change = (Vec<u8>, Option<zeroize::Zeroizing<Vec<u8>>>);
+
+tokio::task_local! {
+    /// Set while the swarm task runs: that task must never wait for the disk.
+    pub(crate) static SWARM_TASK: ();
+}
+
+/// Flags a flush made on the swarm task: it would stall every peer's traffic for a disk
+/// round trip (a panic in debug builds, so every test run checks it; an error log otherwise).
+pub(crate) fn check_may_wait_for_disk() {
+    if SWARM_TASK.try_with(|_| ()).is_ok() {
+        tracing::error!("a flush on the swarm task (a bug: it must go to the writer thread)");
+        debug_assert!(false, "a flush on the swarm task");
+    }
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -183,8 +200,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores verified posts (not yet durable: call [`Store::flush`]).
     fn insert_posts(&self, posts: &[Post]) -> Result<Vec<InsertOutcome>, StoreError>;
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable. Never called on the swarm task (a debug
+    /// check enforces it): the writer thread flushes for it.
     fn flush(&self) -> Result<(), StoreError>;
+    /// How many writes have been made outside the writer (private values, channel, file,
+    /// contact and block records): each is durable once [`Store::durable_seq`] reaches its
+    /// number. Those writes do not flush; whoever acts on one waits for a flush to cover it.
+    fn write_seq(&self) -> u64;
+    /// How many of the writes counted by [`Store::write_seq`] a flush has made durable.
+    fn durable_seq(&self) -> u64;
     /// The post an author made at `seq` in a channel, if held.
     fn post_at(
         &self,
@@ -250,7 +274,7 @@ pub trait Store: Send + Sync + 'static {
     /// only into free slots, like posts (not yet durable: call [`Store::flush`]).
     fn insert_tombstones(&self, headers: &[PostHeader]) -> Result<Vec<InsertOutcome>, StoreError>;
     /// Removes an author's slots after `after_seq` (an admin the owner revoked: they were never
-    /// valid), and makes the removal durable.
+    /// valid) (durable after the next flush).
     fn retract(
         &self,
         channel: &ChannelId,
@@ -296,10 +320,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A keyed hash (secret to this store) to build private keys from.
     fn index(&self, domain: &[u8], data: &[u8]) -> [u8; 16];
-    /// Writes (sealed) and flushes one private value.
+    /// Writes (sealed) one private value (durable after the next flush).
     fn private_put(&self, tree: Private, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Reads one private value.
     fn private_get(&self, tree: Private, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes and removes private values at once (all or none after a crash; durable after
+    /// the next flush).
+    fn private_apply(&self, tree: Private, changes: &[Change]) -> Result<(), StoreError>;
     /// Removes one private value.
     fn private_remove(&self, tree: Private, key: &[u8]) -> Result<(), StoreError>;
     /// Every private value whose key starts with `prefix`, in key order.

@@ -195,6 +195,28 @@ impl SealedTree {
         Ok(())
     }
 
+    /// Writes and removes several keys at once: after a crash, all of them or none.
+    pub(super) fn apply(&self, changes: &[super::Change]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(v) => {
+                    let p = self.prepare(key, v);
+                    batch.insert(&p.disk_key[..], p.sealed);
+                }
+                None => batch.remove(&self.disk_key(key)[..]),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        for (key, value) in changes {
+            match value {
+                Some(_) => self.indexed(key),
+                None => self.unindexed(key),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes `key` (if held).
     pub(super) fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.tree.remove(self.disk_key(key))?;
@@ -208,12 +230,6 @@ impl SealedTree {
         if let Some(mut i) = self.write_index() {
             i.clear();
         }
-        Ok(())
-    }
-
-    /// Makes this tree's writes durable.
-    pub(super) fn flush(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
         Ok(())
     }
 

@@ -4,10 +4,11 @@ use super::*;
 
 impl EventLoop {
     pub(super) fn on_command(&mut self, cmd: Command) {
+        self.command_seq = self.store.write_seq();
         match cmd {
             Command::ContactCard(reply) => {
                 let card = crate::contact::ContactCard::own(&self.identity, self.own_addrs());
-                let _ = reply.send(Ok(card));
+                answer!(self, reply, Ok(card));
             }
             Command::LearnContact(card) => {
                 for a in &card.addrs {
@@ -19,19 +20,19 @@ impl EventLoop {
                 }
             }
             Command::Info(reply) => {
-                let _ = reply.send(Ok(self.info()));
+                answer!(self, reply, Ok(self.info()));
             }
             Command::Peers(reply) => {
-                let _ = reply.send(Ok(self.peers()));
+                answer!(self, reply, Ok(self.peers()));
             }
             Command::Channels(reply) => {
                 let mut ids: Vec<ChannelId> = self.channels.keys().copied().collect();
                 ids.sort_by_key(|id| self.channels[id].record.followed_at_ms);
                 let views = ids.iter().map(|id| self.channel_view(id, false)).collect();
-                let _ = reply.send(views);
+                answer!(self, reply, views);
             }
             Command::Channel(id, include_my_address, reply) => {
-                let _ = reply.send(self.channel_view(&id, include_my_address));
+                answer!(self, reply, self.channel_view(&id, include_my_address));
             }
             Command::CreateChannel {
                 include_my_address,
@@ -39,16 +40,18 @@ impl EventLoop {
                 description,
                 reply,
             } => {
-                let _ = reply.send(
+                answer!(
+                    self,
+                    reply,
                     self.create_channel(&name, &description)
                         .and_then(|id| self.channel_view(&id, include_my_address)),
                 );
             }
             Command::Follow { target, reply } => {
-                let _ = reply.send(self.follow(target));
+                answer!(self, reply, self.follow(target));
             }
             Command::Unfollow { channel, reply } => {
-                let _ = reply.send(self.unfollow(&channel));
+                answer!(self, reply, self.unfollow(&channel));
             }
             Command::Post {
                 channel,
@@ -60,37 +63,39 @@ impl EventLoop {
                 peer,
                 reply,
             } => {
-                let _ = reply.send(self.add_admin(&channel, peer));
+                answer!(self, reply, self.add_admin(&channel, peer));
             }
             Command::RemoveAdmin {
                 channel,
                 peer,
                 reply,
             } => {
-                let _ = reply.send(self.remove_admin(&channel, peer));
+                answer!(self, reply, self.remove_admin(&channel, peer));
             }
             Command::Admins(channel, reply) => {
-                let _ = reply.send(self.admin_list(&channel));
+                answer!(self, reply, self.admin_list(&channel));
             }
             Command::Requests(reply) => {
-                let _ = reply.send(Ok(self.requests()));
+                answer!(self, reply, Ok(self.requests()));
             }
             Command::AnswerRequests {
                 peer,
                 action,
                 reply,
             } => {
-                let _ = reply.send(self.answer_requests(peer, action));
+                answer!(self, reply, self.answer_requests(peer, action));
             }
             Command::Dial { addr, reply } => {
                 let r = self
                     .swarm
                     .dial(addr)
                     .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")));
-                let _ = reply.send(r);
+                answer!(self, reply, r);
             }
             Command::SyncStatus(id, reply) => {
-                let _ = reply.send(
+                answer!(
+                    self,
+                    reply,
                     self.sync_status(&id)
                         .ok_or_else(|| NodeError::UnknownChannel(id.to_string())),
                 );
@@ -102,13 +107,13 @@ impl EventLoop {
                 max_bytes,
                 reply,
             } => {
-                let _ = reply.send(self.fetch_file(cid, name, max_bytes));
+                answer!(self, reply, self.fetch_file(cid, name, max_bytes));
             }
             Command::FileStatus(cid, reply) => {
-                let _ = reply.send(self.file_status(&cid));
+                answer!(self, reply, self.file_status(&cid));
             }
             Command::Block { peer, block, reply } => {
-                let _ = reply.send(self.block_peer(peer, block));
+                answer!(self, reply, self.block_peer(peer, block));
             }
             Command::DmSend {
                 peer,
@@ -117,20 +122,24 @@ impl EventLoop {
                 attachment,
                 reply,
             } => {
-                let _ = reply.send(self.dm_send(peer, text, expires_in, attachment));
+                answer!(
+                    self,
+                    reply,
+                    self.dm_send(peer, text, expires_in, attachment)
+                );
             }
             Command::DmHistory(peer, reply) => {
-                let _ = reply.send(self.dm_history(&peer));
+                answer!(self, reply, self.dm_history(&peer));
             }
             Command::DmConversations(reply) => {
-                let _ = reply.send(self.dm_conversations());
+                answer!(self, reply, self.dm_conversations());
             }
             Command::GroupCreate { name, reply } => {
-                let _ = reply.send(self.group_create(name));
+                answer!(self, reply, self.group_create(name));
             }
             Command::GroupInvite { group, peer, reply } => self.group_invite(group, peer, reply),
             Command::GroupRemove { group, peer, reply } => {
-                let _ = reply.send(self.group_remove(group, peer));
+                answer!(self, reply, self.group_remove(group, peer));
             }
             Command::GroupPost {
                 group,
@@ -139,13 +148,17 @@ impl EventLoop {
                 attachment,
                 reply,
             } => {
-                let _ = reply.send(self.group_post(group, text, expires_in, attachment));
+                answer!(
+                    self,
+                    reply,
+                    self.group_post(group, text, expires_in, attachment)
+                );
             }
             Command::GroupHistory(group, reply) => {
-                let _ = reply.send(self.group_history(&group));
+                answer!(self, reply, self.group_history(&group));
             }
             Command::GroupList(reply) => {
-                let _ = reply.send(Ok(self.group_list()));
+                answer!(self, reply, Ok(self.group_list()));
             }
         }
     }
@@ -190,6 +203,10 @@ impl EventLoop {
     pub(super) fn on_report(&mut self, report: Report<PostReply>) {
         match report {
             Report::Written(batch) => self.on_written(batch),
+            Report::Durable => {
+                self.durable.flush_done(self.store.durable_seq());
+                self.run_durable();
+            }
             Report::Expired(gone) => {
                 for e in gone {
                     self.note_expired(&e.channel);

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
-use super::command::{Command, FollowTarget};
+use super::command::{Command, FollowTarget, Reply};
+use super::durable::Durable;
 use super::police::{Action as PoliceAction, Police};
 use super::reputation::Offence;
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
@@ -164,8 +165,24 @@ pub(crate) struct EventLoop {
     /// Incoming connections refused at a limit since start, and when that was last logged.
     refused_connections: u64,
     last_refusal_log: Option<Instant>,
+    /// What waits for this task's writes to reach the disk.
+    durable: Durable<Deferred>,
+    /// The store's write count when the command being handled arrived.
+    command_seq: u64,
     shutdown: CancellationToken,
 }
+
+/// An action that must not happen before the writes made before it are durable.
+type Deferred = Box<dyn FnOnce(&mut EventLoop) + Send>;
+
+/// Answers a command, once what it wrote is on disk (`reply.send(result)` otherwise).
+macro_rules! answer {
+    ($self:ident, $reply:expr, $result:expr $(,)?) => {{
+        let result = $result;
+        $self.answer($reply, result);
+    }};
+}
+use answer;
 
 /// Results of work the loop handed to blocking threads.
 pub(super) enum Internal {
@@ -281,6 +298,8 @@ impl EventLoop {
             drops_logged: Default::default(),
             refused_connections: 0,
             last_refusal_log: None,
+            durable: Durable::default(),
+            command_seq: 0,
             shutdown,
         };
         for addr in listen_addrs {
@@ -333,6 +352,43 @@ impl EventLoop {
     }
 
     // ----- commands -------------------------------------------------------------------------
+
+    /// Sends a command's answer: at once if the command wrote nothing, otherwise once its
+    /// writes are durable (an answer is a promise that what it reports survives a crash).
+    pub(super) fn answer<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        result: Result<T, NodeError>,
+    ) {
+        if self.store.write_seq() == self.command_seq {
+            let _ = reply.send(result);
+        } else {
+            self.after_durable(move |_| {
+                let _ = reply.send(result);
+            });
+        }
+    }
+
+    /// Runs `action` once everything this task has written so far is on disk: at once when it
+    /// is, otherwise after the writer's next flush (which this asks for).
+    pub(super) fn after_durable(&mut self, action: impl FnOnce(&mut EventLoop) + Send + 'static) {
+        self.durable.push(self.store.write_seq(), Box::new(action));
+        self.run_durable();
+    }
+
+    /// Runs what the disk has caught up with, and asks for the flush the rest waits for.
+    fn run_durable(&mut self) {
+        for action in self.durable.ready(self.store.durable_seq()) {
+            action(self);
+        }
+        if self.durable.needs_flush() {
+            let written = self.store.write_seq();
+            // (A full queue: the tick asks again.)
+            if self.writer.barrier() {
+                self.durable.asked(written);
+            }
+        }
+    }
 
     // ----- writes ---------------------------------------------------------------------------
 
@@ -562,6 +618,8 @@ impl EventLoop {
     // ----- discovery and reconnection -------------------------------------------------------
 
     fn on_tick(&mut self) {
+        // (A barrier refused by a full queue is asked for again.)
+        self.run_durable();
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in &ids {
             if self.unpublished.contains_key(id) || self.unpublished_meta.contains_key(id) {

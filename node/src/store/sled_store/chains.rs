@@ -246,7 +246,7 @@ impl SledStore {
             self.chain.remove(&ck)?;
         }
         if out != Retracted::default() {
-            self.db.flush()?;
+            self.wrote();
         }
         Ok(out)
     }

@@ -7,7 +7,7 @@ use crate::store::{ChannelRecord, StoreError};
 impl SledStore {
     pub(super) fn put_channel(&self, rec: &ChannelRecord) -> Result<(), StoreError> {
         self.channels.insert(&self.ch16(&rec.id), &rec.encode())?;
-        self.db.flush()?;
+        self.wrote();
         Ok(())
     }
 

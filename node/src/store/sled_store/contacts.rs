@@ -7,7 +7,7 @@ impl SledStore {
     pub(super) fn put_contact(&self, contact: &crate::contact::Contact) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"contact", &contact.peer_id.to_bytes()));
         self.contacts.insert(&k, &contact.encode())?;
-        self.contacts.flush()?;
+        self.wrote();
         Ok(())
     }
 

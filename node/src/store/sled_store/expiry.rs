@@ -65,7 +65,7 @@ impl SledStore {
             }
         }
         if !out.is_empty() {
-            self.db.flush()?;
+            self.sync()?;
         }
         Ok(out)
     }

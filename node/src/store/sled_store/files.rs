@@ -7,7 +7,7 @@ impl SledStore {
     pub(super) fn put_file(&self, rec: &FileRecord) -> Result<(), StoreError> {
         let k = first::<16>(&self.h(b"file", &rec.cid));
         self.files.insert(&k, &rec.encode())?;
-        self.db.flush()?;
+        self.wrote();
         Ok(())
     }
 

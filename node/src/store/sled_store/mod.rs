@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use super::sealed::SealedTree;
 use super::{
-    AuthorState, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord,
+    AuthorState, Change, ChannelRecord, Cursor, ExpiredPost, FileRecord, InsertOutcome, PeerRecord,
     Private, Retracted, Slot, Store, StoreError,
 };
 use crate::channel::{ChannelId, Post, PostHeader, PostId};
@@ -59,6 +59,10 @@ pub struct SledStore {
     blocked: SealedTree,
     contacts: SealedTree,
     private: [SealedTree; 7],
+    /// Writes made outside the group-commit writer (see [`Store::write_seq`]).
+    written: std::sync::atomic::AtomicU64,
+    /// Of those, how many the last flush covered.
+    durable: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -174,7 +178,27 @@ impl SledStore {
             private,
             db,
             key,
+            written: std::sync::atomic::AtomicU64::new(0),
+            durable: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts a write that a later flush makes durable (call after the write is made, so a
+    /// flush that reads the count covers it).
+    fn wrote(&self) {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Flushes everything written so far: never on the swarm task, which must not wait for
+    /// the disk (its writes are made durable by the writer thread; see [`Store::write_seq`]).
+    fn sync(&self) -> Result<(), StoreError> {
+        crate::store::check_may_wait_for_disk();
+        let upto = self.written.load(std::sync::atomic::Ordering::Acquire);
+        self.db.flush()?;
+        self.durable
+            .fetch_max(upto, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
     }
 
     fn tree(&self, name: &str) -> Option<&SealedTree> {
@@ -275,8 +299,15 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.sync()
+    }
+
+    fn write_seq(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.durable.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn post_at(
@@ -441,6 +472,10 @@ impl Store for SledStore {
 
     fn private_remove(&self, tree: Private, key: &[u8]) -> Result<(), StoreError> {
         SledStore::private_remove(self, tree, key)
+    }
+
+    fn private_apply(&self, tree: Private, changes: &[Change]) -> Result<(), StoreError> {
+        SledStore::private_apply(self, tree, changes)
     }
 
     fn private_scan(

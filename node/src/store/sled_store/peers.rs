@@ -40,7 +40,7 @@ impl SledStore {
         } else {
             self.blocked.remove(&k)?;
         }
-        self.db.flush()?;
+        self.wrote();
         Ok(())
     }
 

@@ -93,9 +93,8 @@ impl EventLoop {
 
     /// A connection to `peer` opened: deliver what waits for it.
     pub(crate) fn dm_on_connected(&mut self, peer: &PeerId) {
-        if let Some(d) = self.dm.waiting.get_mut(peer) {
-            d.last_dial = None;
-            d.retry_at = None;
+        if let Some(r) = self.dm.waiting.get_mut(peer) {
+            r.connected();
             self.try_deliver(peer);
         }
     }

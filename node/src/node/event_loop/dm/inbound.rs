@@ -33,9 +33,8 @@ impl EventLoop {
                 tracing::debug!(%peer, "direct-message request failed: {error}");
                 match context {
                     Sent::Deliver { peer, .. } => {
-                        if let Some(d) = self.dm.waiting.get_mut(&peer) {
-                            d.in_flight = false;
-                            d.retry_at = Instant::now().checked_add(Duration::from_secs(10));
+                        if let Some(r) = self.dm.waiting.get_mut(&peer) {
+                            r.failed(Instant::now());
                         }
                     }
                     Sent::GroupSync(group) => self.on_group_sync_failed(&group),
@@ -121,7 +120,11 @@ impl EventLoop {
             }
             None => resp.error = "empty request".into(),
         }
-        let _ = self.swarm.behaviour_mut().dm.send_response(channel, resp);
+        // `accepted` hands the envelopes over (the sender or holder forgets them), and group
+        // logs served may hold this node's newest ciphertexts: only once on disk.
+        self.after_durable(move |el| {
+            let _ = el.swarm.behaviour_mut().dm.send_response(channel, resp);
+        });
     }
 
     fn on_dm_response(&mut self, peer: PeerId, sent: Sent, resp: v1::DmResponse) {
@@ -139,14 +142,9 @@ impl EventLoop {
                 if !resp.error.is_empty() {
                     tracing::debug!(%peer, "peer refused part of a delivery: {}", resp.error);
                 }
-                if let Some(d) = self.dm.waiting.get_mut(&peer) {
-                    d.in_flight = false;
-                    d.since = Instant::now();
-                    d.last_deposit = None;
+                if let Some(r) = self.dm.waiting.get_mut(&peer) {
                     // Too much of ours waits there for a Welcome: give it time.
-                    if resp.error == DmError::Busy.to_string() {
-                        d.retry_at = Instant::now().checked_add(BUSY_BACKOFF);
-                    }
+                    r.answered(Instant::now(), resp.error == DmError::Busy.to_string());
                 }
                 if taken > 0 {
                     self.try_deliver(&peer);

@@ -28,6 +28,7 @@ use super::EventLoop;
 use crate::channel::now_ms;
 use crate::dm::held::{Held, NotHeld};
 use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
+use crate::dm::route::{Route, Step};
 use crate::dm::{
     DmError, DmView, MAX_ENVELOPES_PER_REQUEST, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body,
     keypackage_key, mailbox_key, open_keypackage_record, sign_keypackage_record,
@@ -43,12 +44,6 @@ const DELIVER_BYTES: usize = 2 * 1024 * 1024;
 const HOLD_MS: u64 = MAX_HOLD_MS;
 /// Mailbox holders an envelope is deposited with.
 const HOLDERS: usize = 4;
-/// How long to wait for a direct delivery before depositing with holders.
-const DEPOSIT_AFTER: Duration = Duration::from_secs(3);
-/// How often envelopes still undelivered are deposited again (holders deduplicate).
-const REDEPOSIT_EVERY: Duration = Duration::from_secs(300);
-/// How often an offline peer is dialed for direct delivery.
-const REDIAL_EVERY: Duration = Duration::from_secs(20);
 /// How often a missing KeyPackage is looked up.
 const KP_LOOKUP_EVERY: Duration = Duration::from_secs(5);
 /// How often the own KeyPackage record is published again.
@@ -57,6 +52,10 @@ const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 /// A conversation's creator renews its keys after this many messages it sent.
 const UPDATE_EVERY: u64 = 50;
+/// Where the MLS state's entries are kept in the `Mls` private tree: `m` | openmls' key.
+const MLS_ENTRY: &[u8] = b"m";
+/// The whole MLS state in one value, as stores before per-key entries kept it.
+const MLS_BLOB: &[u8] = b"state";
 /// How long this side's key-update proposal may wait for the committer's commit.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is
@@ -69,8 +68,6 @@ const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
     max_item_bytes: 64 * 1024,
     ttl: Duration::from_secs(600),
 };
-/// How long a sender waits after a peer answered `busy` before delivering to it again.
-const BUSY_BACKOFF: Duration = Duration::from_secs(30);
 /// How long processed message ids are remembered (longer than any holder keeps mail).
 const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
 
@@ -99,29 +96,6 @@ impl Conversation {
     }
 }
 
-/// Delivery state of a peer with envelopes in the outbox.
-#[derive(Debug)]
-struct Delivery {
-    since: Instant,
-    in_flight: bool,
-    /// No delivery attempt before this (after a failed one).
-    retry_at: Option<Instant>,
-    last_dial: Option<Instant>,
-    last_deposit: Option<Instant>,
-}
-
-impl Delivery {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            in_flight: false,
-            retry_at: None,
-            last_dial: None,
-            last_deposit: None,
-        }
-    }
-}
-
 /// What a `/samizdat/dm/1` request in flight was.
 #[derive(Debug)]
 pub(super) enum Sent {
@@ -145,11 +119,14 @@ enum MailboxQuery {
 /// Direct-message state of the event loop.
 pub(crate) struct Direct {
     pub(super) mls: MlsClient,
+    /// The state is still the single blob of format 2 (`state`): the next save stores it key
+    /// by key and removes the blob.
+    mls_blob: bool,
     mailbox: Mailbox,
     conversations: HashMap<PeerId, Conversation>,
     /// Peers whose message requests the user accepted (they are known from then on).
     accepted: std::collections::HashSet<PeerId>,
-    waiting: HashMap<PeerId, Delivery>,
+    waiting: HashMap<PeerId, Route>,
     /// Peers with messages waiting for their KeyPackage, and when it was last looked up.
     pub(super) need_kp: HashMap<PeerId, Option<Instant>>,
     kp_queries: HashMap<QueryId, PeerId>,
@@ -182,11 +159,23 @@ impl Direct {
         key: libp2p::identity::ed25519::Keypair,
     ) -> Result<Self, NodeError> {
         // The plaintext state holds private keys: wiped once the client has parsed it.
-        let state = store
-            .private_get(Private::Mls, b"state")?
+        let blob = store
+            .private_get(Private::Mls, MLS_BLOB)?
             .map(zeroize::Zeroizing::new);
-        let mls = MlsClient::new(key, state.as_ref().map(|s| s.as_slice()))
-            .map_err(|e| NodeError::InvalidInput(format!("direct messages: {e}")))?;
+        let mls = match &blob {
+            // Stores written before the state was kept key by key (it moves at the next save;
+            // until the blob is removed it wins, as the entries are copies of it).
+            Some(state) => MlsClient::new(key, Some(state.as_slice()))
+                .map_err(|e| NodeError::Internal(format!("direct messages: {e}")))?,
+            None => {
+                let entries = store
+                    .private_scan(Private::Mls, MLS_ENTRY)?
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.get(MLS_ENTRY.len()..)?.to_vec(), v)))
+                    .collect();
+                MlsClient::from_entries(key, entries)
+            }
+        };
         let mut conversations = HashMap::new();
         for (_, v) in store.private_scan(Private::Mls, b"c")? {
             let c: Conversation =
@@ -206,7 +195,7 @@ impl Direct {
             if let Some((_, env)) = decode_outgoing(&v)
                 && let Ok(peer) = PeerId::from_bytes(&env.recipient)
             {
-                waiting.insert(peer, Delivery::new());
+                waiting.insert(peer, Route::new(Instant::now()));
             }
         }
         let mut need_kp = HashMap::new();
@@ -219,6 +208,7 @@ impl Direct {
         }
         Ok(Self {
             mls,
+            mls_blob: blob.is_some(),
             mailbox: Mailbox::open(store.clone())?,
             conversations,
             accepted,
@@ -271,9 +261,27 @@ impl EventLoop {
         self.store.index(b"dm", &peer.to_bytes())
     }
 
-    pub(super) fn save_mls(&self) -> Result<(), NodeError> {
-        self.store
-            .private_put(Private::Mls, b"state", &self.dm.mls.export())?;
+    /// Stores what the last MLS operations changed in its state, all at once (durable with
+    /// the next flush: whatever was encrypted with it waits for that).
+    pub(super) fn save_mls(&mut self) -> Result<(), NodeError> {
+        let changes = self.dm.mls.changes();
+        if changes.is_empty() && !self.dm.mls_blob {
+            return Ok(());
+        }
+        let mut batch: Vec<crate::store::Change> = changes
+            .iter()
+            .map(|(k, v)| {
+                let mut key = MLS_ENTRY.to_vec();
+                key.extend_from_slice(k);
+                (key, v.clone())
+            })
+            .collect();
+        if self.dm.mls_blob {
+            batch.push((MLS_BLOB.to_vec(), None));
+        }
+        self.store.private_apply(Private::Mls, &batch)?;
+        self.dm.mls.persisted(&changes);
+        self.dm.mls_blob = false;
         Ok(())
     }
 
@@ -490,7 +498,12 @@ impl EventLoop {
         k.extend_from_slice(&envelope_id(&env)[..8]);
         self.store
             .private_put(Private::Outbox, &k, &encode_outgoing(message_key, &env))?;
-        self.dm.waiting.entry(*peer).or_insert_with(Delivery::new);
+        let written = self.store.write_seq();
+        self.dm
+            .waiting
+            .entry(*peer)
+            .or_insert_with(|| Route::new(Instant::now()))
+            .queued(written);
         Ok(())
     }
 
@@ -543,24 +556,25 @@ impl EventLoop {
 
     pub(super) fn try_deliver(&mut self, peer: &PeerId) {
         let connected = self.swarm.is_connected(peer);
-        let Some(d) = self.dm.waiting.get_mut(peer) else {
+        let durable = self.store.durable_seq();
+        let Some(route) = self.dm.waiting.get_mut(peer) else {
             return;
         };
-        if d.in_flight || d.retry_at.is_some_and(|t| t > Instant::now()) {
-            return;
-        }
-        let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
-        let dial = !connected && due(d.last_dial, REDIAL_EVERY);
-        let deposit = d.since.elapsed() >= DEPOSIT_AFTER && due(d.last_deposit, REDEPOSIT_EVERY);
-        if dial {
-            d.last_dial = Some(Instant::now());
-        }
-        if deposit {
-            d.last_deposit = Some(Instant::now());
-        }
-        if !connected && !dial && !deposit {
-            return;
-        }
+        let (dial, deposit) = match route.step(Instant::now(), connected, durable) {
+            Step::Wait => return,
+            Step::AwaitDisk => {
+                let peer = *peer;
+                self.after_durable(move |el| {
+                    if let Some(r) = el.dm.waiting.get_mut(&peer) {
+                        r.disk_ready();
+                    }
+                    el.try_deliver(&peer);
+                });
+                return;
+            }
+            Step::Deliver => (false, false),
+            Step::Reach { dial, deposit } => (dial, deposit),
+        };
         let outbox = self.outbox_for(peer);
         if outbox.is_empty() {
             self.dm.waiting.remove(peer);
@@ -590,8 +604,8 @@ impl EventLoop {
             self.dm
                 .requests
                 .insert(id, Sent::Deliver { peer: *peer, keys });
-            if let Some(d) = self.dm.waiting.get_mut(peer) {
-                d.in_flight = true;
+            if let Some(r) = self.dm.waiting.get_mut(peer) {
+                r.sent();
             }
             return;
         }

@@ -404,9 +404,13 @@ impl EventLoop {
                 .private_remove(Private::Mls, &invite_key(&group, peer));
             if let Some(p) = self.groups.invites.remove(&(group, *peer)) {
                 for r in p.replies {
-                    let _ = r.send(match &result {
+                    let answer = match &result {
                         Ok(()) => self.group_view(&group),
                         Err(e) => Err(NodeError::InvalidInput(e.to_string())),
+                    };
+                    // The new member and the commit are promised: on disk first.
+                    self.after_durable(move |_| {
+                        let _ = r.send(answer);
                     });
                 }
             }
@@ -641,10 +645,14 @@ impl EventLoop {
         let Some(topic) = self.groups.groups.get(group).map(|s| s.topic.clone()) else {
             return Ok(());
         };
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            // No member connected: they catch up from the log.
-            tracing::debug!("group message not gossiped: {e:?}");
-        }
+        // The ratchet moved for this message: its state must be on disk before the
+        // ciphertext leaves, or a crash would make this node reuse a message key.
+        self.after_durable(move |el| {
+            if let Err(e) = el.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                // No member connected: they catch up from the log.
+                tracing::debug!("group message not gossiped: {e:?}");
+            }
+        });
         Ok(())
     }
 
