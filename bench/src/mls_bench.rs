@@ -191,6 +191,7 @@ fn membership(n: usize) -> Result<Value> {
     let remove_ms = t.elapsed();
     let remove_commit = bytes_of(&commit)?;
     let remove_process = process_commit(&observer, &mut observer_group, &remove_commit)?;
+    let (state_whole, state_changed) = state_written_per_message(&owner, &mut group)?;
     if group.members().count() != n {
         return Err(anyhow!(
             "group has {} members, not {n}",
@@ -209,7 +210,37 @@ fn membership(n: usize) -> Result<Value> {
         "remove_commit_ms": ms(remove_ms),
         "remove_commit_bytes": remove_commit.len(),
         "remove_process_ms": ms(remove_process),
+        "message_state_bytes_whole": state_whole,
+        "message_state_bytes_changed": state_changed,
     }))
+}
+
+/// What the sender's store writes for one message: the whole MLS state (as nodes did before
+/// it was stored entry by entry) and the entries the message changed (what they write now).
+fn state_written_per_message(p: &Participant, group: &mut MlsGroup) -> Result<(usize, usize)> {
+    let snapshot = || -> std::collections::HashMap<Vec<u8>, Vec<u8>> {
+        match p.provider.storage().values.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    };
+    let before = snapshot();
+    group
+        .create_message(&p.provider, &p.signer, &[b'm'; MESSAGE_BYTES])
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let after = snapshot();
+    let whole = after.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let changed = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .map(|k| k.len())
+            .sum::<usize>();
+    Ok((whole, changed))
 }
 
 /// Messages per second sealed by one member and opened by another in a group of `n`.
