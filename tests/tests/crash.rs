@@ -1,7 +1,8 @@
 //! Crash consistency: nodes killed with SIGKILL (a power cut, as far as the process can tell)
-//! at random moments while they write and ingest posts, 50 times; after every restart the
-//! store opens and every post the API had acknowledged is there. The same for a bootstrap
-//! peer's identity.
+//! at random moments while they write and ingest posts and send direct messages, 50 times;
+//! after every restart the store opens and every post and message the API had acknowledged
+//! is there, and the peer reads every message (a crash never makes the MLS ratchet reuse a
+//! key). The same for a bootstrap peer's identity.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -56,26 +57,46 @@ fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Re
     let their_id = theirs["id"].as_str().context("id")?.to_string();
     victim.follow(theirs["link"].as_str().context("link")?)?;
     victim.wait_topic_peers(&their_id, 1)?;
+    // And it writes to the writer's node directly.
+    let card = writer.json(&["contact", "card"])?;
+    victim.json(&["contact", "add", card["link"].as_str().context("link")?])?;
+    let writer_peer = writer.peer_id()?;
+    let victim_peer = victim.peer_id()?;
 
     // Acknowledged: what `channel post` returned an id for, before the kill.
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let acked_dms: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let mut ingested_total = 0usize;
     let home = victim.home().to_path_buf();
     let started = Instant::now();
     for round in 0..KILLS {
         let stop = Arc::new(AtomicBool::new(false));
         let poster = {
-            let (stop, acked, home, own_id) =
-                (stop.clone(), acked.clone(), home.clone(), own_id.clone());
+            let (stop, acked, acked_dms, home, own_id, to) = (
+                stop.clone(),
+                acked.clone(),
+                acked_dms.clone(),
+                home.clone(),
+                own_id.clone(),
+                writer_peer.clone(),
+            );
             std::thread::spawn(move || {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let text = format!("round {round} post {i}");
+                    // Every third write a direct message: its MLS state and outbox entry are
+                    // written by the swarm task and made durable by the writer's flush.
+                    let dm = i % 3 == 0;
+                    let text = format!("round {round} {} {i}", if dm { "dm" } else { "post" });
+                    let args: [&str; 5] = if dm {
+                        ["dm", "send", &to, &text, "--json"]
+                    } else {
+                        ["channel", "post", &own_id, &text, "--json"]
+                    };
                     let out = Command::new(bin("samizdat"))
                         .arg("--home")
                         .arg(&home)
-                        .args(["channel", "post", &own_id, &text, "--json"])
+                        .args(args)
                         .env_remove("RUST_LOG")
                         .output();
                     if let Ok(o) = out
@@ -83,10 +104,8 @@ fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Re
                         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout)
                         && let Some(id) = v["id"].as_str()
                     {
-                        acked
-                            .lock()
-                            .map(|mut a| a.push((id.to_string(), text)))
-                            .ok();
+                        let list = if dm { &acked_dms } else { &acked };
+                        list.lock().map(|mut a| a.push((id.to_string(), text))).ok();
                     }
                 }
             })
@@ -116,6 +135,22 @@ fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Re
             lost.is_empty(),
             "round {round}: acknowledged posts lost after SIGKILL: {lost:?} (seed {seed})"
         );
+        let have: std::collections::HashSet<String> = victim
+            .json(&["dm", "history", &writer_peer])?
+            .as_array()
+            .context("history is a list")?
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect();
+        let acked_now = acked_dms.lock().map(|a| a.clone()).unwrap_or_default();
+        let lost: Vec<&(String, String)> = acked_now
+            .iter()
+            .filter(|(id, _)| !have.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged direct messages lost after SIGKILL: {lost:?} (seed {seed})"
+        );
     }
     let acked_total = acked.lock().map(|a| a.len()).unwrap_or(0);
     eprintln!(
@@ -128,6 +163,47 @@ fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Re
     );
     // And what it was ingesting: all of the writer's posts, by gossip or by history sync.
     victim.wait_history(&their_id, ingested_total, Duration::from_secs(120))?;
+    // The writer's node reads every acknowledged direct message: none was lost on the way,
+    // and none was sealed with a key the victim had used before a crash (it would be refused).
+    let dms = acked_dms.lock().map(|a| a.clone()).unwrap_or_default();
+    assert!(
+        !dms.is_empty(),
+        "no direct message acknowledged (seed {seed})"
+    );
+    let texts = |h: &serde_json::Value| -> std::collections::HashSet<String> {
+        h.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m["text"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let missing = |have: &std::collections::HashSet<String>| -> Vec<String> {
+        dms.iter()
+            .filter(|(_, t)| !have.contains(t))
+            .map(|(_, t)| t.clone())
+            .collect()
+    };
+    let read = wait_for(
+        "the writer's node to read every acknowledged direct message",
+        Duration::from_secs(180),
+        || {
+            let h = writer.json(&["dm", "history", &victim_peer]).ok()?;
+            missing(&texts(&h)).is_empty().then_some(())
+        },
+    );
+    if read.is_err() {
+        let h = writer.json(&["dm", "history", &victim_peer])?;
+        panic!(
+            "direct messages acknowledged by the victim never read by its peer: {:?} (seed {seed})",
+            missing(&texts(&h))
+        );
+    }
+    eprintln!(
+        "{} acknowledged direct messages all read by the peer",
+        dms.len()
+    );
     // The store itself opens and verifies offline.
     victim.stop();
     let store = victim.open_store()?;

@@ -195,25 +195,31 @@ impl EventLoop {
         if self.dm.next_expiry.is_some_and(|t| t > now) {
             return;
         }
-        self.dm.next_expiry = self.sweep_expired(b'X', Private::Messages, now);
+        self.dm.next_expiry = self.sweep_expired(false, now);
     }
 
-    /// Deletes the messages of `tree` whose expiry keys (`tag || expires_ms || message key` in
-    /// the outbox tree) are due; returns when the next one is due.
-    pub(crate) fn sweep_expired(&self, tag: u8, tree: Private, now: u64) -> Option<u64> {
-        let items = self.store.private_scan(Private::Outbox, &[tag]).ok()?;
+    /// Deletes the direct (or group) messages whose expiries are due; returns when the next
+    /// one is due.
+    pub(crate) fn sweep_expired(&self, group: bool, now: u64) -> Option<u64> {
+        let tree = if group {
+            Private::GroupMessages
+        } else {
+            Private::Messages
+        };
+        let items = self
+            .store
+            .private_scan(Private::Outbox, &OutboxKey::expiries(group))
+            .ok()?;
         for (k, _) in items {
-            let Some(at) = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
+            let (Some(OutboxKey::DmExpiry { at, message })
+            | Some(OutboxKey::GroupExpiry { at, message })) = OutboxKey::decode(&k)
             else {
                 continue;
             };
             if at > now {
                 return Some(at); // keys are in expiry order
             }
-            let _ = self.store.private_remove(tree, &k[9..]);
+            let _ = self.store.private_remove(tree, &message);
             let _ = self.store.private_remove(Private::Outbox, &k);
             tracing::debug!(tree = tree.name(), "message expired and deleted");
         }
@@ -293,10 +299,11 @@ impl EventLoop {
     }
 
     pub(crate) fn dm_queued_for(&self, peer: &PeerId) -> bool {
-        let mut prefix = b"Q".to_vec();
-        prefix.extend_from_slice(&self.dm_index(peer));
         self.store
-            .private_scan(Private::Outbox, &prefix)
+            .private_scan(
+                Private::Outbox,
+                &OutboxKey::queued(Some(&self.dm_index(peer))),
+            )
             .is_ok_and(|q| !q.is_empty())
     }
 
@@ -324,13 +331,15 @@ impl EventLoop {
             self.save_conversation(peer)?;
             // The Welcome goes first (envelopes go out and are read in sent_ms order): before
             // the messages that waited for this KeyPackage, which keep their own times.
-            let mut prefix = b"Q".to_vec();
-            prefix.extend_from_slice(&self.dm_index(peer));
+            let prefix = OutboxKey::queued(Some(&self.dm_index(peer)));
             let first_queued = self
                 .store
                 .private_scan(Private::Outbox, &prefix)?
                 .iter()
-                .filter_map(|(k, _)| k.get(17..25)?.try_into().ok().map(u64::from_be_bytes))
+                .filter_map(|(k, _)| match OutboxKey::decode(k)? {
+                    OutboxKey::Queued { message } => message_sent_ms(&message),
+                    _ => None,
+                })
                 .min();
             let t = self.next_sent_ms(peer);
             let t = first_queued.map_or(t, |q| q.saturating_sub(1).min(t));
@@ -338,20 +347,18 @@ impl EventLoop {
             tracing::info!(%peer, "conversation started");
         }
         self.dm.need_kp.remove(peer);
-        let mut prefix = b"Q".to_vec();
-        prefix.extend_from_slice(&self.dm_index(peer));
         self.flush_queued(peer)
     }
 
     /// Encrypts and sends the messages that waited (for a KeyPackage, or for a key update to be
     /// committed), oldest first; stops at the first that must wait again.
     pub(crate) fn flush_queued(&mut self, peer: &PeerId) -> Result<(), NodeError> {
-        let mut prefix = b"Q".to_vec();
-        prefix.extend_from_slice(&self.dm_index(peer));
+        let prefix = OutboxKey::queued(Some(&self.dm_index(peer)));
         for (k, v) in self.store.private_scan(Private::Outbox, &prefix)? {
-            if let Ok(s) = v1::StoredDm::decode(v.as_slice())
+            if let Some(OutboxKey::Queued { message }) = OutboxKey::decode(&k)
+                && let Ok(s) = v1::StoredDm::decode(v.as_slice())
                 && let Some(body) = s.body
-                && !self.encrypt_and_queue(peer, &body, &k[1..])?
+                && !self.encrypt_and_queue(peer, &body, &message)?
             {
                 break;
             }

@@ -36,6 +36,7 @@ use crate::dm::{
 use crate::mls::{Incoming, MlsClient, MlsError};
 use crate::node::NodeError;
 use crate::node::views::Event;
+use crate::store::private_keys::{OutboxKey, message_key, message_sent_ms};
 use crate::store::{Private, Store, StoreError};
 
 /// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
@@ -191,7 +192,7 @@ impl Direct {
             }
         }
         let mut waiting = HashMap::new();
-        for (_, v) in store.private_scan(Private::Outbox, b"E")? {
+        for (_, v) in store.private_scan(Private::Outbox, &OutboxKey::envelopes(None))? {
             if let Some((_, env)) = decode_outgoing(&v)
                 && let Ok(peer) = PeerId::from_bytes(&env.recipient)
             {
@@ -199,7 +200,7 @@ impl Direct {
             }
         }
         let mut need_kp = HashMap::new();
-        for (_, v) in store.private_scan(Private::Outbox, b"Q")? {
+        for (_, v) in store.private_scan(Private::Outbox, &OutboxKey::queued(None))? {
             if let Ok(s) = v1::StoredDm::decode(v.as_slice())
                 && let Ok(peer) = PeerId::from_bytes(&s.peer)
             {
@@ -353,8 +354,7 @@ impl EventLoop {
         };
         let key = self.store_dm(&stored)?;
         if !has_group || !self.encrypt_and_queue(&peer, &body, &key)? {
-            let mut q = b"Q".to_vec();
-            q.extend_from_slice(&key);
+            let q = OutboxKey::Queued { message: key }.encode();
             self.store
                 .private_put(Private::Outbox, &q, &stored.encode_to_vec())?;
             if !has_group {
@@ -371,16 +371,15 @@ impl EventLoop {
         let peer = PeerId::from_bytes(&stored.peer)
             .map_err(|_| NodeError::InvalidInput("bad peer".into()))?;
         let body = stored.body.as_ref().ok_or(StoreError::Corrupt("dm"))?;
-        let mut key = self.dm_index(&peer).to_vec();
-        key.extend_from_slice(&body.sent_ms.to_be_bytes());
-        key.extend_from_slice(&body.id);
+        let key = message_key(&self.dm_index(&peer), body.sent_ms, &body.id);
         self.store
             .private_put(Private::Messages, &key, &stored.encode_to_vec())?;
         if body.expires_at_ms != 0 {
-            let mut x = b"X".to_vec();
-            x.extend_from_slice(&body.expires_at_ms.to_be_bytes());
-            x.extend_from_slice(&key);
-            self.store.private_put(Private::Outbox, &x, b"")?;
+            let x = OutboxKey::DmExpiry {
+                at: body.expires_at_ms,
+                message: key.clone(),
+            };
+            self.store.private_put(Private::Outbox, &x.encode(), b"")?;
             // (None means "not known yet": the next pass looks at every entry anyway.)
             if let Some(next) = self.dm.next_expiry
                 && body.expires_at_ms < next
@@ -492,12 +491,18 @@ impl EventLoop {
             mls_message,
             group_invite,
         };
-        let mut k = b"E".to_vec();
-        k.extend_from_slice(&self.dm_index(peer));
-        k.extend_from_slice(&sent_ms.to_be_bytes());
-        k.extend_from_slice(&envelope_id(&env)[..8]);
-        self.store
-            .private_put(Private::Outbox, &k, &encode_outgoing(message_key, &env))?;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&envelope_id(&env)[..8]);
+        let k = OutboxKey::Envelope {
+            peer: self.dm_index(peer),
+            sent_ms,
+            id,
+        };
+        self.store.private_put(
+            Private::Outbox,
+            &k.encode(),
+            &encode_outgoing(message_key, &env),
+        )?;
         let written = self.store.write_seq();
         self.dm
             .waiting
@@ -544,10 +549,11 @@ impl EventLoop {
     // ----- delivery -------------------------------------------------------------------------
 
     fn outbox_for(&self, peer: &PeerId) -> Vec<(Vec<u8>, Vec<u8>, v1::DmEnvelope)> {
-        let mut prefix = b"E".to_vec();
-        prefix.extend_from_slice(&self.dm_index(peer));
         self.store
-            .private_scan(Private::Outbox, &prefix)
+            .private_scan(
+                Private::Outbox,
+                &OutboxKey::envelopes(Some(&self.dm_index(peer))),
+            )
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(k, v)| decode_outgoing(&v).map(|(mk, env)| (k, mk, env)))

@@ -36,6 +36,7 @@ use crate::mls::group::{GroupIncoming, header};
 use crate::node::NodeError;
 use crate::node::command::Reply;
 use crate::node::views::Event;
+use crate::store::private_keys::{OutboxKey, message_key};
 use crate::store::{Private, StoreError};
 
 /// Members a node tries to stay connected to in each group (gossip needs a mesh).
@@ -603,16 +604,15 @@ impl EventLoop {
         let group = GroupId::from_slice(&stored.group_id).ok_or_else(|| {
             NodeError::Internal("a stored group message without a group id".into())
         })?;
-        let mut key = self.group_index(&group).to_vec();
-        key.extend_from_slice(&body.sent_ms.to_be_bytes());
-        key.extend_from_slice(&body.id);
+        let key = message_key(&self.group_index(&group), body.sent_ms, &body.id);
         self.store
             .private_put(Private::GroupMessages, &key, &stored.encode_to_vec())?;
         if body.expires_at_ms != 0 {
-            let mut x = b"Y".to_vec();
-            x.extend_from_slice(&body.expires_at_ms.to_be_bytes());
-            x.extend_from_slice(&key);
-            self.store.private_put(Private::Outbox, &x, b"")?;
+            let x = OutboxKey::GroupExpiry {
+                at: body.expires_at_ms,
+                message: key,
+            };
+            self.store.private_put(Private::Outbox, &x.encode(), b"")?;
             self.groups.next_expiry = None;
         }
         Ok(())

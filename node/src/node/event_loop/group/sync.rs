@@ -259,7 +259,7 @@ impl EventLoop {
         if self.groups.next_expiry.is_some_and(|t| t > now) {
             return;
         }
-        self.groups.next_expiry = self.sweep_expired(b'Y', Private::GroupMessages, now);
+        self.groups.next_expiry = self.sweep_expired(true, now);
     }
 
     /// Group messages dropped while waiting for their commit, since start.
