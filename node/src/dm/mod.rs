@@ -34,59 +34,46 @@ pub const MAX_HOLD_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Errors of direct messaging.
 #[derive(Debug, thiserror::Error)]
 pub enum DmError {
-    /// Bytes that are not an MLS message of a conversation.
+    /// What MLS refused or failed at (messages, Welcomes, KeyPackages, this node's MLS state).
+    #[error(transparent)]
+    Mls(#[from] crate::mls::MlsError),
+    /// Bytes that are not a message, body or invitation of the expected shape.
     #[error("malformed message")]
     Malformed,
-    /// A KeyPackage that cannot be used.
-    #[error("unusable key package: {0}")]
-    BadKeyPackage(&'static str),
-    /// A message for a conversation this node is not in.
+    /// A message for a conversation or group this node is not in.
     #[error("unknown conversation")]
     UnknownGroup,
-    /// The sender is not the conversation's other member.
-    #[error("sender is not a member of the conversation")]
-    NotAMember,
-    /// Decryption or verification failed.
+    /// An invitation that does not open.
     #[error("cannot decrypt: {0}")]
     Undecryptable(String),
-    /// Something a conversation does not allow.
+    /// Something a conversation or group does not allow.
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
     /// A record that fails its checks.
     #[error("invalid record: {0}")]
     BadRecord(&'static str),
-    /// A key update of this node waits for the committer: nothing can be sent until then.
-    #[error("a key update is waiting to be committed")]
-    PendingUpdate,
-    /// A group message of an epoch this node has not reached (its commit has not arrived).
+    /// A group message of an epoch this node has not reached (its commit has not arrived),
+    /// as its header shows (MLS finding it says [`crate::mls::MlsError::FutureEpoch`]).
     #[error("message of a later epoch")]
     FutureEpoch,
     /// Too much from this peer is waiting already: not taken, to be sent again later.
     #[error("busy: too many messages waiting; try again later")]
     Busy,
-    /// The stored MLS state does not decode.
-    #[error("the stored MLS state is corrupt")]
-    CorruptState,
-    /// openmls reported an error.
-    #[error("mls: {0}")]
-    Mls(String),
+    /// This node's store failed: not the message's fault.
+    #[error("store: {0}")]
+    Store(String),
+    /// A fault of this node's own (sealing an invitation).
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
-impl From<crate::mls::MlsError> for DmError {
-    fn from(e: crate::mls::MlsError) -> Self {
-        use crate::mls::MlsError as M;
-        match e {
-            M::Malformed => Self::Malformed,
-            M::BadKeyPackage(why) => Self::BadKeyPackage(why),
-            M::UnknownGroup => Self::UnknownGroup,
-            M::NotAMember => Self::NotAMember,
-            M::Undecryptable(why) => Self::Undecryptable(why),
-            M::NotAllowed(why) => Self::NotAllowed(why),
-            M::PendingUpdate => Self::PendingUpdate,
-            M::FutureEpoch => Self::FutureEpoch,
-            M::CorruptState => Self::CorruptState,
-            M::Openmls(why) => Self::Mls(why),
-        }
+impl DmError {
+    /// A group message of a later epoch, whoever noticed (the header check or MLS).
+    pub fn is_future_epoch(&self) -> bool {
+        matches!(
+            self,
+            Self::FutureEpoch | Self::Mls(crate::mls::MlsError::FutureEpoch)
+        )
     }
 }
 

@@ -87,7 +87,7 @@ pub fn topic(group: &GroupId) -> libp2p::gossipsub::IdentTopic {
 
 fn cipher(key: &[u8]) -> Result<ChaCha20Poly1305, DmError> {
     ChaCha20Poly1305::new_from_slice(key)
-        .map_err(|_| DmError::Mls("invite key must be 32 bytes".into()))
+        .map_err(|_| DmError::Internal("invite key must be 32 bytes"))
 }
 
 /// Seals an invitation under the exporter key of the epoch the Welcome joins. The key is used
@@ -101,7 +101,7 @@ pub fn seal_invite(key: &[u8], group: &[u8], invite: &v1::GroupInvite) -> Result
                 aad: group,
             },
         )
-        .map_err(|_| DmError::Mls("seal invite".into()))
+        .map_err(|_| DmError::Internal("seal invite"))
 }
 
 /// Opens an invitation sealed by [`seal_invite`].

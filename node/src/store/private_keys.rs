@@ -3,6 +3,12 @@
 //! offsets. Keys sort in the order they are read in: a conversation's messages by time, each
 //! peer's envelopes by time, expiries by when they fall due.
 
+/// Where the MLS state's entries are kept in the `Mls` tree: `m` | openmls' own key.
+pub const MLS_ENTRY: &[u8] = b"m";
+/// The whole MLS state as one value, as stores kept it before entries were kept one by one
+/// (moved at the first save).
+pub const MLS_BLOB: &[u8] = b"state";
+
 /// Bytes of a conversation's index (a keyed hash of the peer or group: [`super::Store::index`]).
 pub const INDEX_LEN: usize = 16;
 

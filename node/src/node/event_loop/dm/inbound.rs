@@ -269,7 +269,7 @@ impl EventLoop {
                     received_ms: now_ms(),
                 };
                 self.store_dm(&stored)
-                    .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                    .map_err(|e| DmError::Store(e.to_string()))?;
                 if self.dm.conversations.get(from).is_some_and(|c| c.request) {
                     // A message request: kept, not announced, nothing fetched.
                     self.requests_changed();
@@ -303,11 +303,10 @@ impl EventLoop {
                 if creator {
                     match self.dm.mls.commit_pending(&group) {
                         Ok(commit) => {
-                            self.save_mls()
-                                .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                            self.save_mls().map_err(|e| DmError::Store(e.to_string()))?;
                             let t = self.next_sent_ms(from);
                             self.queue_envelope(from, t, commit, b"")
-                                .map_err(|e| DmError::Mls(format!("store: {e}")))?;
+                                .map_err(|e| DmError::Store(e.to_string()))?;
                             self.try_deliver(from);
                             tracing::debug!(peer = %from, "peer's key update committed");
                         }

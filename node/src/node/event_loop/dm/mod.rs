@@ -36,7 +36,7 @@ use crate::dm::{
 use crate::mls::{Incoming, MlsClient, MlsError};
 use crate::node::NodeError;
 use crate::node::views::Event;
-use crate::store::private_keys::{OutboxKey, message_key, message_sent_ms};
+use crate::store::private_keys::{MLS_BLOB, MLS_ENTRY, OutboxKey, message_key, message_sent_ms};
 use crate::store::{Private, Store, StoreError};
 
 /// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
@@ -53,10 +53,6 @@ const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 /// A conversation's creator renews its keys after this many messages it sent.
 const UPDATE_EVERY: u64 = 50;
-/// Where the MLS state's entries are kept in the `Mls` private tree: `m` | openmls' key.
-const MLS_ENTRY: &[u8] = b"m";
-/// The whole MLS state in one value, as stores before per-key entries kept it.
-const MLS_BLOB: &[u8] = b"state";
 /// How long this side's key-update proposal may wait for the committer's commit.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is

@@ -29,7 +29,7 @@ impl EventLoop {
         match self.receive_group_wire(&group, wire, propagation_source) {
             Ok(true) => MessageAcceptance::Accept,
             Ok(false) => MessageAcceptance::Ignore,
-            Err(DmError::FutureEpoch) => {
+            Err(e) if e.is_future_epoch() => {
                 // Its commit did not reach us yet: catch up from the neighbour that passed it
                 // on (messages name no publisher; a peer on a group's topic is a member, or
                 // one that refuses catch-up to non-members anyway).
@@ -111,7 +111,7 @@ impl EventLoop {
             }
             other => other?,
         };
-        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        let store = |e: NodeError| DmError::Store(e.to_string());
         self.save_mls().map_err(store)?;
         self.store
             .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())
@@ -207,7 +207,7 @@ impl EventLoop {
             }
         };
         let group = GroupId::from_slice(&group_bytes).ok_or(DmError::Malformed)?;
-        let store = |e: NodeError| DmError::Mls(format!("store: {e}"));
+        let store = |e: NodeError| DmError::Store(e.to_string());
         self.save_mls().map_err(store)?;
         let (_, epoch, _) = self.dm.mls.group_state(group.as_bytes())?;
         let record = GroupRecord {

@@ -146,11 +146,20 @@ fn record_key(group: &GroupId) -> Vec<u8> {
 }
 
 fn dm_err(e: impl Into<DmError>) -> NodeError {
+    use crate::mls::MlsError;
     match e.into() {
-        DmError::UnknownGroup => NodeError::UnknownGroup("unknown group".into()),
-        DmError::NotAllowed(m) => NodeError::NotAllowed(m.into()),
-        // The node's own MLS state: a fault of the node, not of the request.
-        e @ DmError::CorruptState => NodeError::Internal(e.to_string()),
+        DmError::UnknownGroup | DmError::Mls(MlsError::UnknownGroup) => {
+            NodeError::UnknownGroup("unknown group".into())
+        }
+        DmError::NotAllowed(m) | DmError::Mls(MlsError::NotAllowed(m)) => {
+            NodeError::NotAllowed(m.into())
+        }
+        // The node's own store, MLS state or engine: a fault of the node, not of the request.
+        e @ (DmError::Store(_)
+        | DmError::Internal(_)
+        | DmError::Mls(MlsError::CorruptState | MlsError::Openmls(_))) => {
+            NodeError::Internal(e.to_string())
+        }
         e => NodeError::InvalidInput(e.to_string()),
     }
 }

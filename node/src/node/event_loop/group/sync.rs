@@ -107,7 +107,8 @@ impl EventLoop {
         for w in msgs {
             match self.receive_group_wire(&group, w, peer) {
                 Ok(true) => got = got.saturating_add(1),
-                Ok(false) | Err(DmError::FutureEpoch) => {}
+                Ok(false) => {}
+                Err(e) if e.is_future_epoch() => {}
                 Err(e) => tracing::debug!(%peer, "caught-up group message refused: {e}"),
             }
         }
