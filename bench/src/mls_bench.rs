@@ -191,7 +191,7 @@ fn membership(n: usize) -> Result<Value> {
     let remove_ms = t.elapsed();
     let remove_commit = bytes_of(&commit)?;
     let remove_process = process_commit(&observer, &mut observer_group, &remove_commit)?;
-    let (state_whole, state_changed) = state_written_per_message(&owner, &mut group)?;
+    let (state_whole, state_changed, diff_time) = state_written_per_message(&owner, &mut group)?;
     if group.members().count() != n {
         return Err(anyhow!(
             "group has {} members, not {n}",
@@ -212,12 +212,17 @@ fn membership(n: usize) -> Result<Value> {
         "remove_process_ms": ms(remove_process),
         "message_state_bytes_whole": state_whole,
         "message_state_bytes_changed": state_changed,
+        "message_state_diff_ms": ms(diff_time),
     }))
 }
 
 /// What the sender's store writes for one message: the whole MLS state (as nodes did before
-/// it was stored entry by entry) and the entries the message changed (what they write now).
-fn state_written_per_message(p: &Participant, group: &mut MlsGroup) -> Result<(usize, usize)> {
+/// it was stored entry by entry) and the entries the message changed (what they write now),
+/// and what finding those entries costs (a keyed hash of every value, as the node does).
+fn state_written_per_message(
+    p: &Participant,
+    group: &mut MlsGroup,
+) -> Result<(usize, usize, Duration)> {
     let snapshot = || -> std::collections::HashMap<Vec<u8>, Vec<u8>> {
         match p.provider.storage().values.read() {
             Ok(v) => v.clone(),
@@ -229,6 +234,14 @@ fn state_written_per_message(p: &Participant, group: &mut MlsGroup) -> Result<(u
         .create_message(&p.provider, &p.signer, &[b'm'; MESSAGE_BYTES])
         .map_err(|e| anyhow!("{e:?}"))?;
     let after = snapshot();
+    let hasher = std::hash::RandomState::new();
+    let t = Instant::now();
+    let hashes: Vec<u64> = after
+        .values()
+        .map(|v| std::hash::BuildHasher::hash_one(&hasher, v.as_slice()))
+        .collect();
+    let diff_time = t.elapsed();
+    std::hint::black_box(hashes);
     let whole = after.iter().map(|(k, v)| k.len() + v.len()).sum();
     let changed = after
         .iter()
@@ -240,7 +253,7 @@ fn state_written_per_message(p: &Participant, group: &mut MlsGroup) -> Result<(u
             .filter(|k| !after.contains_key(*k))
             .map(|k| k.len())
             .sum::<usize>();
-    Ok((whole, changed))
+    Ok((whole, changed, diff_time))
 }
 
 /// Messages per second sealed by one member and opened by another in a group of `n`.

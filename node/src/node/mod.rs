@@ -5,6 +5,7 @@ mod command;
 mod durable;
 mod event_loop;
 mod police;
+mod reach;
 mod reputation;
 pub mod views;
 mod writer;

@@ -29,6 +29,91 @@ pub fn message_sent_ms(key: &[u8]) -> Option<u64> {
         .map(u64::from_be_bytes)
 }
 
+/// A record of the `Mls` tree besides the MLS state's own entries ([`MLS_ENTRY`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MlsKey {
+    /// A direct conversation's bookkeeping: `c` | peer index (16).
+    Conversation([u8; INDEX_LEN]),
+    /// A peer whose message requests the user accepted: `a` | peer index (16).
+    Accepted([u8; INDEX_LEN]),
+    /// This node's published KeyPackage record: `kp`.
+    KeyPackage,
+    /// A private group's record: `g` | group id (16).
+    Group([u8; 16]),
+    /// An invitation waiting for the invitee's KeyPackage: `gi` | group id (16) | peer id.
+    /// (Told from a group whose id starts with `i` by its length.)
+    Invite {
+        /// The group.
+        group: [u8; 16],
+        /// The invitee's peer id, as bytes.
+        peer: Vec<u8>,
+    },
+}
+
+impl MlsKey {
+    /// The key's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut k = Vec::new();
+        match self {
+            Self::Conversation(i) => {
+                k.push(b'c');
+                k.extend_from_slice(i);
+            }
+            Self::Accepted(i) => {
+                k.push(b'a');
+                k.extend_from_slice(i);
+            }
+            Self::KeyPackage => k.extend_from_slice(b"kp"),
+            Self::Group(g) => {
+                k.push(b'g');
+                k.extend_from_slice(g);
+            }
+            Self::Invite { group, peer } => {
+                k.extend_from_slice(b"gi");
+                k.extend_from_slice(group);
+                k.extend_from_slice(peer);
+            }
+        }
+        k
+    }
+
+    /// The record a stored key names (None for MLS entries and other layouts).
+    pub fn decode(k: &[u8]) -> Option<Self> {
+        let index = |b: &[u8]| -> Option<[u8; INDEX_LEN]> { b.try_into().ok() };
+        Some(match k {
+            [b'c', rest @ ..] => Self::Conversation(index(rest)?),
+            [b'a', rest @ ..] => Self::Accepted(index(rest)?),
+            b"kp" => Self::KeyPackage,
+            [b'g', rest @ ..] if rest.len() == 16 => Self::Group(rest.try_into().ok()?),
+            [b'g', b'i', rest @ ..] if rest.len() > 16 => Self::Invite {
+                group: rest.get(..16)?.try_into().ok()?,
+                peer: rest.get(16..)?.to_vec(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The prefix of every conversation, accepted requester, or group and invitation.
+    pub fn prefix(of: MlsRecords) -> &'static [u8] {
+        match of {
+            MlsRecords::Conversations => b"c",
+            MlsRecords::Accepted => b"a",
+            MlsRecords::GroupsAndInvites => b"g",
+        }
+    }
+}
+
+/// Families of [`MlsKey`] records, for [`MlsKey::prefix`].
+#[derive(Debug, Clone, Copy)]
+pub enum MlsRecords {
+    /// [`MlsKey::Conversation`].
+    Conversations,
+    /// [`MlsKey::Accepted`].
+    Accepted,
+    /// [`MlsKey::Group`] and [`MlsKey::Invite`].
+    GroupsAndInvites,
+}
+
 /// An entry of the `Outbox` tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboxKey {
@@ -205,6 +290,32 @@ mod tests {
         assert!(!e.starts_with(&OutboxKey::envelopes(Some(&[8u8; 16]))));
         let q = OutboxKey::Queued { message: m2 }.encode();
         assert!(q.starts_with(&OutboxKey::queued(Some(&peer))));
+    }
+
+    #[test]
+    fn mls_records_round_trip_and_a_group_starting_with_i_is_no_invitation() {
+        let mut g = [3u8; 16];
+        g[0] = b'i';
+        let keys = [
+            MlsKey::Conversation([1; 16]),
+            MlsKey::Accepted([2; 16]),
+            MlsKey::KeyPackage,
+            MlsKey::Group(g),
+            MlsKey::Invite {
+                group: g,
+                peer: vec![9; 38],
+            },
+        ];
+        for k in keys {
+            assert_eq!(MlsKey::decode(&k.encode()), Some(k.clone()));
+        }
+        let group = MlsKey::Group(g).encode();
+        assert!(group.starts_with(b"gi"), "the ambiguity is real");
+        assert!(group.starts_with(MlsKey::prefix(MlsRecords::GroupsAndInvites)));
+        // MLS entries and the old blob are not records.
+        assert_eq!(MlsKey::decode(b"state"), None);
+        assert_eq!(MlsKey::decode(&[MLS_ENTRY, b"c"].concat()), None);
+        assert_eq!(MlsKey::decode(b"c-short"), None);
     }
 
     #[test]

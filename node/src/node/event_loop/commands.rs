@@ -232,18 +232,13 @@ impl EventLoop {
                 .collect(),
             connected_peers: self.swarm.connected_peers().count(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            reachability: match self.reachability {
-                reach::Reachability::Public => "public",
-                reach::Reachability::Private => "private",
-                reach::Reachability::Unknown => "unknown",
-            }
-            .to_string(),
+            reachability: self.reach.reachability().as_str().to_string(),
             external_addrs: self
                 .swarm
                 .external_addresses()
                 .map(|a| a.to_string())
                 .collect(),
-            relays: self.relay_listeners.keys().map(|p| p.to_string()).collect(),
+            relays: self.reach.reserved().map(|p| p.to_string()).collect(),
             graylisted_peers: self.police.refused_total(),
             refused_connections: self.refused_connections,
             dropped: self.dropped(),
@@ -356,12 +351,8 @@ impl EventLoop {
                 push(a.clone());
             }
         }
-        for (relay, addrs) in &self.relays {
-            if self.relay_listeners.contains_key(relay)
-                && let Some(a) = addrs.first()
-            {
-                push(a.clone().with(Protocol::P2p(*relay)));
-            }
+        for (relay, a) in self.reach.reserved_addrs() {
+            push(a.clone().with(Protocol::P2p(relay)));
         }
         let warning = if include_my_address {
             Some(

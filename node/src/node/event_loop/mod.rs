@@ -138,20 +138,14 @@ pub(crate) struct EventLoop {
     provided: HashSet<Cid>,
     /// Final status of downloads finished since start.
     finished: HashMap<Cid, crate::files::DownloadStatus>,
-    /// Reachability as AutoNAT judged it, and the DHT mode setting it drives.
-    reachability: reach::Reachability,
-    dht_mode: crate::config::DhtMode,
-    use_relays: bool,
-    /// Peers offering relay service, with addresses to reach them.
-    relays: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Relay reservations held (relay → listener).
-    relay_listeners: HashMap<PeerId, libp2p::core::transport::ListenerId>,
+    /// Reachability, the DHT role it drives, relay reservations, peer-exchange pacing.
+    reach: super::reach::Reach,
     /// Peers whose relayed connection was upgraded to a direct one.
     direct_upgrades: HashSet<PeerId>,
-    /// When each peer was last asked for its peers.
-    px_asked: HashMap<PeerId, Instant>,
     /// Direct messages: MLS state, conversations, delivery, mail held for others.
     dm: dm::Direct,
+    /// The MLS client direct messages and groups share.
+    mls: dm::Mls,
     /// Private groups: membership, delivery by gossip, catching up.
     groups: group::Groups,
     /// Which peers are refused, and until when (offences, malformed frames, gossip scores).
@@ -237,7 +231,8 @@ impl EventLoop {
         let (written_tx, written) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store.clone(), written_tx);
         let (internal_tx, internal) = mpsc::unbounded_channel();
-        let dm = dm::Direct::open(&store, identity.signing().clone())?;
+        let dm = dm::Direct::open(&store)?;
+        let mls = dm::Mls::open(&store, identity.signing().clone())?;
 
         let mut this = Self {
             swarm,
@@ -283,14 +278,10 @@ impl EventLoop {
             file_limiter: RateLimiter::new(256.0, 512.0),
             provided: HashSet::new(),
             finished: HashMap::new(),
-            reachability: reach::Reachability::Unknown,
-            dht_mode: config.dht_mode,
-            use_relays: config.use_relays,
-            relays: HashMap::new(),
-            relay_listeners: HashMap::new(),
+            reach: super::reach::Reach::new(config.dht_mode, config.use_relays),
             direct_upgrades: HashSet::new(),
-            px_asked: HashMap::new(),
             dm,
+            mls,
             groups: group::Groups::default(),
             police: Police::default(),
             dht_drops: Default::default(),

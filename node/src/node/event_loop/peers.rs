@@ -43,23 +43,9 @@ impl EventLoop {
             .prune_expired(now);
         self.peer_saved
             .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(60));
-        self.px_asked
-            .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(600));
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         self.direct_upgrades.retain(|p| connected.contains(p));
-        // Relays: those connected, and a few more to come back to.
-        if self.relays.len() > 64 {
-            let keep: Vec<PeerId> = self
-                .relays
-                .keys()
-                .filter(|p| !connected.contains(p))
-                .skip(32)
-                .copied()
-                .collect();
-            for p in keep {
-                self.relays.remove(&p);
-            }
-        }
+        self.reach.prune(now, &connected);
         self.dm_prune();
     }
 

@@ -1,37 +1,25 @@
-//! Staying reachable and finding ways in: which addresses to announce, AutoNAT's verdict and
-//! the DHT mode that follows it, relay reservations and hole punching, mDNS on the local
-//! network, and peer exchange that keeps the peer cache full.
+//! Staying reachable and finding ways in: which addresses to announce, carrying out what
+//! [`crate::node::reach`] decides (the DHT mode AutoNAT's verdict drives, relay reservations,
+//! peer-exchange pacing), hole punching, mDNS on the local network, and peer exchange that
+//! keeps the peer cache full.
 
 use crate::net::requests::Exchange;
 use crate::net::wire::Frame;
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ResponseChannel};
-use libp2p::{Multiaddr, PeerId, autonat, dcutr, kad, mdns};
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, mdns};
 use samizdat_proto::v1;
 
 use super::EventLoop;
 use crate::channel::now_ms;
-use crate::config::DhtMode;
-use crate::net::{is_global, is_loopback, is_relayed, is_unspecified, worth_dialing};
+use crate::net::{is_global, is_relayed, worth_dialing};
+use crate::node::reach::{Action as ReachAction, Reachability};
 use crate::store::PeerRecord;
 
-/// Ask a peer for its peers at most this often.
-const PX_EVERY: Duration = Duration::from_secs(600);
 /// Most peers given or taken in one exchange.
 const PX_MAX: usize = 32;
-/// Relays to hold a reservation on when not directly reachable.
-const WANT_RELAYS: usize = 2;
-
-/// Reachability as AutoNAT last judged it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reachability {
-    Unknown,
-    Public,
-    Private,
-}
 
 impl EventLoop {
     pub(super) fn on_new_listen_addr(&mut self, addr: Multiaddr) {
@@ -87,78 +75,40 @@ impl EventLoop {
     }
 
     fn set_reachability(&mut self, r: Reachability) {
-        if self.reachability == r {
-            return;
-        }
-        self.reachability = r;
-        // In auto mode the DHT role follows reachability. It is set explicitly because kad's
-        // own rule would count relayed addresses as reachable.
-        if self.dht_mode == DhtMode::Auto {
-            let mode = match r {
-                Reachability::Public => kad::Mode::Server,
-                _ => kad::Mode::Client,
-            };
-            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
-        }
-        if r == Reachability::Private {
-            self.reserve_relays();
-        }
+        let actions = self.reach.set(r, |p| self.swarm.is_connected(p));
+        self.apply_reach(actions);
     }
 
     /// Remembers a peer that offers relaying, and reserves on it if this node needs relays.
     pub(super) fn note_relay(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
-        let usable: Vec<Multiaddr> = addrs
-            .iter()
-            .filter(|a| !is_unspecified(a) && !is_relayed(a))
-            .cloned()
-            .collect();
-        if usable.is_empty() {
-            return;
-        }
-        self.relays.insert(peer, usable);
-        if self.reachability == Reachability::Private {
-            self.reserve_relays();
-        }
+        let actions = self
+            .reach
+            .note_relay(peer, addrs, |p| self.swarm.is_connected(p));
+        self.apply_reach(actions);
     }
 
-    fn reserve_relays(&mut self) {
-        if !self.use_relays {
-            return;
-        }
-        let mut held: HashSet<PeerId> = self.relay_listeners.keys().copied().collect();
-        let candidates: Vec<(PeerId, Multiaddr)> = self
-            .relays
-            .iter()
-            .filter(|(p, _)| !held.contains(p) && self.swarm.is_connected(p))
-            .filter_map(|(p, addrs)| {
-                // Prefer an address the relay is reachable at from anywhere.
-                let a = addrs
-                    .iter()
-                    .find(|a| !is_loopback(a))
-                    .or_else(|| addrs.first())?;
-                Some((*p, a.clone()))
-            })
-            .collect();
-        for (peer, addr) in candidates {
-            if held.len() >= WANT_RELAYS {
-                break;
-            }
-            let (_, base) = crate::net::split_peer_addr(&addr);
-            let circuit = base.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
-            match self.swarm.listen_on(circuit.clone()) {
-                Ok(id) => {
-                    tracing::info!(relay = %peer, "reserving a relay slot");
-                    self.relay_listeners.insert(peer, id);
-                    held.insert(peer);
+    fn apply_reach(&mut self, actions: Vec<ReachAction>) {
+        for action in actions {
+            match action {
+                ReachAction::DhtMode(mode) => {
+                    self.swarm.behaviour_mut().kad.set_mode(Some(mode));
                 }
-                Err(e) => tracing::debug!(%circuit, "cannot listen through relay: {e}"),
+                ReachAction::Reserve { relay, circuit } => {
+                    match self.swarm.listen_on(circuit.clone()) {
+                        Ok(id) => {
+                            tracing::info!(%relay, "reserving a relay slot");
+                            self.reach.reserving(relay, id);
+                        }
+                        Err(e) => tracing::debug!(%circuit, "cannot listen through relay: {e}"),
+                    }
+                }
             }
         }
     }
 
     /// A relay listener closed (reservation refused or lost): try again later.
     pub(super) fn on_listener_closed(&mut self, id: libp2p::core::transport::ListenerId) {
-        self.relay_listeners.retain(|_, l| *l != id);
+        self.reach.listener_closed(id);
     }
 
     pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
@@ -200,14 +150,9 @@ impl EventLoop {
 
     /// Asks an identified Samizdat peer which peers it knows (at most every ten minutes).
     pub(super) fn maybe_exchange_peers(&mut self, peer: PeerId) {
-        if self
-            .px_asked
-            .get(&peer)
-            .is_some_and(|t| t.elapsed() < PX_EVERY)
-        {
+        if !self.reach.ask_peers(peer, Instant::now()) {
             return;
         }
-        self.px_asked.insert(peer, Instant::now());
         let id = self
             .swarm
             .behaviour_mut()

@@ -52,7 +52,7 @@ impl EventLoop {
             .collect();
         for (peer, group) in stale {
             self.dm.proposed.remove(&peer);
-            if self.dm.mls.clear_proposals(&group).is_ok() && self.save_mls().is_ok() {
+            if self.mls.client.clear_proposals(&group).is_ok() && self.save_mls().is_ok() {
                 tracing::debug!(%peer, "key update withdrawn: the committer did not answer");
                 let _ = self.flush_queued(&peer);
             }
@@ -151,10 +151,11 @@ impl EventLoop {
     pub(crate) fn publish_keypackage(&mut self) {
         // Retried soon if this attempt fails; pushed back on success.
         self.dm.next_publish = Instant::now().checked_add(Duration::from_secs(30));
-        let record = match self.store.private_get(Private::Mls, b"kp") {
+        let kp_key = MlsKey::KeyPackage.encode();
+        let record = match self.store.private_get(Private::Mls, &kp_key) {
             Ok(Some(r)) => r,
             _ => {
-                let kp = match self.dm.mls.key_package() {
+                let kp = match self.mls.client.key_package() {
                     Ok(kp) => kp,
                     Err(e) => {
                         tracing::warn!("key package: {e}");
@@ -165,7 +166,7 @@ impl EventLoop {
                     return;
                 }
                 let r = sign_keypackage_record(self.identity.signing(), kp);
-                let _ = self.store.private_put(Private::Mls, b"kp", &r);
+                let _ = self.store.private_put(Private::Mls, &kp_key, &r);
                 r
             }
         };
@@ -319,8 +320,8 @@ impl EventLoop {
             .is_some_and(|c| c.send_group().is_some());
         if !have_group {
             let (group, welcome) = self
-                .dm
                 .mls
+                .client
                 .start(peer, key_package)
                 .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
             self.save_mls()?;

@@ -228,7 +228,7 @@ impl EventLoop {
             };
             return self.receive_group_wire(&group, wire, *via).map(|_| ());
         }
-        let incoming = match self.dm.mls.receive(from, &env.mls_message) {
+        let incoming = match self.mls.client.receive(from, &env.mls_message) {
             Err(MlsError::UnknownGroup) => return self.hold_early(from, via, id, env),
             other => other?,
         };
@@ -288,7 +288,7 @@ impl EventLoop {
                     let _ = self.flush_queued(from);
                 }
                 // Messages of the new epoch that came before its commit (only those).
-                if let Ok((_, epoch, _)) = self.dm.mls.group_state(&group) {
+                if let Ok((_, epoch, _)) = self.mls.client.group_state(&group) {
                     for (via, (p, e)) in self.dm.early.release(&group, epoch) {
                         let _ = self.receive_envelope(&p, &via, e);
                     }
@@ -301,7 +301,7 @@ impl EventLoop {
                     .get(from)
                     .is_some_and(|c| c.created.contains(&group));
                 if creator {
-                    match self.dm.mls.commit_pending(&group) {
+                    match self.mls.client.commit_pending(&group) {
                         Ok(commit) => {
                             self.save_mls().map_err(|e| DmError::Store(e.to_string()))?;
                             let t = self.next_sent_ms(from);

@@ -36,7 +36,9 @@ use crate::dm::{
 use crate::mls::{Incoming, MlsClient, MlsError};
 use crate::node::NodeError;
 use crate::node::views::Event;
-use crate::store::private_keys::{MLS_BLOB, MLS_ENTRY, OutboxKey, message_key, message_sent_ms};
+use crate::store::private_keys::{
+    MLS_BLOB, MLS_ENTRY, MlsKey, MlsRecords, OutboxKey, message_key, message_sent_ms,
+};
 use crate::store::{Private, Store, StoreError};
 
 /// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
@@ -115,10 +117,6 @@ enum MailboxQuery {
 
 /// Direct-message state of the event loop.
 pub(crate) struct Direct {
-    pub(super) mls: MlsClient,
-    /// The state is still the single blob of format 2 (`state`): the next save stores it key
-    /// by key and removes the blob.
-    mls_blob: bool,
     mailbox: Mailbox,
     conversations: HashMap<PeerId, Conversation>,
     /// Peers whose message requests the user accepted (they are known from then on).
@@ -149,8 +147,16 @@ pub(crate) struct Direct {
     limiter: crate::net::rate_limit::RateLimiter,
 }
 
-impl Direct {
-    /// Loads the MLS state, conversations and outbox from the store.
+/// The MLS client direct conversations and private groups share, and how its state is kept.
+pub(crate) struct Mls {
+    pub(super) client: MlsClient,
+    /// The state is still the single blob of format 2 (`state`): the next save stores it key
+    /// by key and removes the blob.
+    blob: bool,
+}
+
+impl Mls {
+    /// Loads the MLS state from the store (entry by entry, or the old single blob).
     pub(crate) fn open(
         store: &std::sync::Arc<dyn Store>,
         key: libp2p::identity::ed25519::Keypair,
@@ -173,8 +179,18 @@ impl Direct {
                 MlsClient::from_entries(key, entries)
             }
         };
+        Ok(Self {
+            client: mls,
+            blob: blob.is_some(),
+        })
+    }
+}
+
+impl Direct {
+    /// Loads the conversations and outbox from the store.
+    pub(crate) fn open(store: &std::sync::Arc<dyn Store>) -> Result<Self, NodeError> {
         let mut conversations = HashMap::new();
-        for (_, v) in store.private_scan(Private::Mls, b"c")? {
+        for (_, v) in store.private_scan(Private::Mls, MlsKey::prefix(MlsRecords::Conversations))? {
             let c: Conversation =
                 serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("conversations"))?;
             if let Ok(peer) = c.peer.parse::<PeerId>() {
@@ -182,7 +198,7 @@ impl Direct {
             }
         }
         let mut accepted = std::collections::HashSet::new();
-        for (_, v) in store.private_scan(Private::Mls, b"a")? {
+        for (_, v) in store.private_scan(Private::Mls, MlsKey::prefix(MlsRecords::Accepted))? {
             if let Ok(peer) = PeerId::from_bytes(&v) {
                 accepted.insert(peer);
             }
@@ -204,8 +220,6 @@ impl Direct {
             }
         }
         Ok(Self {
-            mls,
-            mls_blob: blob.is_some(),
             mailbox: Mailbox::open(store.clone())?,
             conversations,
             accepted,
@@ -261,8 +275,8 @@ impl EventLoop {
     /// Stores what the last MLS operations changed in its state, all at once (durable with
     /// the next flush: whatever was encrypted with it waits for that).
     pub(super) fn save_mls(&mut self) -> Result<(), NodeError> {
-        let changes = self.dm.mls.changes();
-        if changes.is_empty() && !self.dm.mls_blob {
+        let changes = self.mls.client.changes();
+        if changes.is_empty() && !self.mls.blob {
             return Ok(());
         }
         let mut batch: Vec<crate::store::Change> = changes
@@ -273,19 +287,18 @@ impl EventLoop {
                 (key, v.clone())
             })
             .collect();
-        if self.dm.mls_blob {
+        if self.mls.blob {
             batch.push((MLS_BLOB.to_vec(), None));
         }
         self.store.private_apply(Private::Mls, &batch)?;
-        self.dm.mls.persisted(&changes);
-        self.dm.mls_blob = false;
+        self.mls.client.persisted(&changes);
+        self.mls.blob = false;
         Ok(())
     }
 
     pub(super) fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
         if let Some(c) = self.dm.conversations.get(peer) {
-            let mut k = b"c".to_vec();
-            k.extend_from_slice(&self.dm_index(peer));
+            let k = MlsKey::Conversation(self.dm_index(peer)).encode();
             let v = serde_json::to_vec(c).map_err(|e| NodeError::Internal(e.to_string()))?;
             self.store.private_put(Private::Mls, &k, &v)?;
         }
@@ -399,7 +412,7 @@ impl EventLoop {
         let Some(group) = conv.send_group().cloned() else {
             return Ok(false);
         };
-        let ct = match self.dm.mls.encrypt(&group, &body.encode_to_vec()) {
+        let ct = match self.mls.client.encrypt(&group, &body.encode_to_vec()) {
             Ok(ct) => ct,
             Err(MlsError::PendingUpdate) => {
                 // (After a restart the proposal's time is unknown: it gets a fresh timeout.)
@@ -429,9 +442,9 @@ impl EventLoop {
             // commit; the other member proposes its renewal for the committer to commit (one
             // committer per group, so the two sides never fork it).
             let renewal = if committer {
-                self.dm.mls.update(&group)
+                self.mls.client.update(&group)
             } else {
-                self.dm.mls.propose_update(&group)
+                self.mls.client.propose_update(&group)
             };
             match renewal {
                 Ok(handshake) => {
@@ -648,8 +661,7 @@ impl EventLoop {
     /// request held: its messages are announced and their attachments fetched.
     pub(super) fn accept_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
         if self.dm.accepted.insert(*peer) {
-            let mut k = b"a".to_vec();
-            k.extend_from_slice(&self.dm_index(peer));
+            let k = MlsKey::Accepted(self.dm_index(peer)).encode();
             self.store.private_put(Private::Mls, &k, &peer.to_bytes())?;
         }
         let Some(c) = self.dm.conversations.get_mut(peer).filter(|c| c.request) else {

@@ -86,11 +86,11 @@ impl EventLoop {
         {
             return Ok(false);
         }
-        let incoming = match self
-            .dm
-            .mls
-            .group_receive(group.as_bytes(), &owner, &wire.mls_message)
-        {
+        let incoming = match self.mls.client.group_receive(
+            group.as_bytes(),
+            &owner,
+            &wire.mls_message,
+        ) {
             Err(crate::mls::MlsError::FutureEpoch) => {
                 let len = wire.mls_message.len();
                 // Charged to the peer that handed it over (gossip neighbour, catch-up server),
@@ -175,7 +175,7 @@ impl EventLoop {
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         self.groups.early.forget_group(group.as_bytes());
         // Its MLS state can read nothing new; dropping it also lets a later invitation in.
-        if self.dm.mls.forget(group.as_bytes()).is_ok() {
+        if self.mls.client.forget(group.as_bytes()).is_ok() {
             let _ = self.save_mls();
         }
         let _ = self.save_group(group);
@@ -188,7 +188,7 @@ impl EventLoop {
         from: &PeerId,
         env: &v1::DmEnvelope,
     ) -> Result<(), DmError> {
-        let (group_bytes, key) = self.dm.mls.group_join(from, &env.mls_message)?;
+        let (group_bytes, key) = self.mls.client.group_join(from, &env.mls_message)?;
         let invite = match GroupId::from_slice(&group_bytes)
             .ok_or(DmError::NotAllowed("a group id is 16 bytes"))
             .and_then(|_| open_invite(&key, &group_bytes, &env.group_invite))
@@ -202,14 +202,14 @@ impl EventLoop {
             }) {
             Ok(i) => i,
             Err(e) => {
-                let _ = self.dm.mls.forget(&group_bytes);
+                let _ = self.mls.client.forget(&group_bytes);
                 return Err(e);
             }
         };
         let group = GroupId::from_slice(&group_bytes).ok_or(DmError::Malformed)?;
         let store = |e: NodeError| DmError::Store(e.to_string());
         self.save_mls().map_err(store)?;
-        let (_, epoch, _) = self.dm.mls.group_state(group.as_bytes())?;
+        let (_, epoch, _) = self.mls.client.group_state(group.as_bytes())?;
         let record = GroupRecord {
             name: invite.name,
             owner: from.to_string(),

@@ -36,7 +36,7 @@ use crate::mls::group::{GroupIncoming, header};
 use crate::node::NodeError;
 use crate::node::command::Reply;
 use crate::node::views::Event;
-use crate::store::private_keys::{OutboxKey, message_key};
+use crate::store::private_keys::{MlsKey, MlsRecords, OutboxKey, message_key};
 use crate::store::{Private, StoreError};
 
 /// Members a node tries to stay connected to in each group (gossip needs a mesh).
@@ -133,16 +133,15 @@ fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
 }
 
 fn invite_key(group: &GroupId, peer: &PeerId) -> Vec<u8> {
-    let mut k = b"gi".to_vec();
-    k.extend_from_slice(group.as_bytes());
-    k.extend_from_slice(&peer.to_bytes());
-    k
+    MlsKey::Invite {
+        group: *group.as_bytes(),
+        peer: peer.to_bytes(),
+    }
+    .encode()
 }
 
 fn record_key(group: &GroupId) -> Vec<u8> {
-    let mut k = b"g".to_vec();
-    k.extend_from_slice(group.as_bytes());
-    k
+    MlsKey::Group(*group.as_bytes()).encode()
 }
 
 fn dm_err(e: impl Into<DmError>) -> NodeError {
@@ -167,10 +166,12 @@ fn dm_err(e: impl Into<DmError>) -> NodeError {
 impl EventLoop {
     /// Loads the groups and pending invitations from the store and joins their topics.
     pub(super) fn groups_open(&mut self) -> Result<(), NodeError> {
-        for (k, v) in self.store.private_scan(Private::Mls, b"g")? {
-            if k.starts_with(b"gi") && k.len() > 18 {
+        let prefix = MlsKey::prefix(MlsRecords::GroupsAndInvites);
+        for (k, v) in self.store.private_scan(Private::Mls, prefix)? {
+            let key = MlsKey::decode(&k);
+            if let Some(MlsKey::Invite { group, peer }) = &key {
                 if let (Some(group), Ok(peer)) =
-                    (GroupId::from_slice(&k[2..18]), PeerId::from_bytes(&k[18..]))
+                    (GroupId::from_slice(group), PeerId::from_bytes(peer))
                 {
                     self.groups.invites.insert(
                         (group, peer),
@@ -183,7 +184,10 @@ impl EventLoop {
                 }
                 continue;
             }
-            let Some(id) = k.get(1..).and_then(GroupId::from_slice) else {
+            let Some(MlsKey::Group(id)) = key else {
+                continue;
+            };
+            let Some(id) = GroupId::from_slice(&id) else {
                 continue;
             };
             let record: GroupRecord =
@@ -220,7 +224,7 @@ impl EventLoop {
             last_sync: None,
             sync_in_flight: false,
         };
-        if let Ok((members, epoch, _)) = self.dm.mls.group_state(id.as_bytes()) {
+        if let Ok((members, epoch, _)) = self.mls.client.group_state(id.as_bytes()) {
             state.members = members.into_iter().collect();
             state.epoch = epoch;
         }
@@ -252,7 +256,7 @@ impl EventLoop {
     }
 
     fn refresh_members(&mut self, group: &GroupId) {
-        if let Ok((members, epoch, _)) = self.dm.mls.group_state(group.as_bytes())
+        if let Ok((members, epoch, _)) = self.mls.client.group_state(group.as_bytes())
             && let Some(s) = self.groups.groups.get_mut(group)
         {
             s.members = members.into_iter().collect();
@@ -297,7 +301,7 @@ impl EventLoop {
     /// `group create`.
     pub(super) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
         check_name(&name).map_err(dm_err)?;
-        let id = self.dm.mls.group_create().map_err(dm_err)?;
+        let id = self.mls.client.group_create().map_err(dm_err)?;
         let id = GroupId::from_slice(&id)
             .ok_or_else(|| NodeError::Internal("MLS made a group id of another length".into()))?;
         self.save_mls()?;
@@ -447,8 +451,8 @@ impl EventLoop {
             welcome,
             invite_key,
         } = self
-            .dm
             .mls
+            .client
             .group_add(group.as_bytes(), peer, key_package)
             .map_err(dm_err)?;
         // The new epoch is on disk before anything leaves (no key reuse after a crash).
@@ -497,8 +501,8 @@ impl EventLoop {
             )));
         }
         let commit = self
-            .dm
             .mls
+            .client
             .group_remove(group.as_bytes(), &peer)
             .map_err(dm_err)?;
         self.save_mls()?;
@@ -559,8 +563,8 @@ impl EventLoop {
             attachment,
         };
         let mls = self
-            .dm
             .mls
+            .client
             .encrypt(group.as_bytes(), &body.encode_to_vec())
             .map_err(dm_err)?;
         self.save_mls()?;
@@ -736,7 +740,7 @@ impl EventLoop {
                 self.groups.topics.remove(&s.topic.hash());
             }
             self.groups.early.forget_group(id.as_bytes());
-            if self.dm.mls.forget(id.as_bytes()).is_ok() {
+            if self.mls.client.forget(id.as_bytes()).is_ok() {
                 self.save_mls()?;
             }
             self.store.private_remove(Private::Mls, &record_key(id))?;
