@@ -40,6 +40,24 @@ fn seed() -> u64 {
         })
 }
 
+/// What was acknowledged (id, text) but is not in `history`.
+fn unheld(
+    acked: &Mutex<Vec<(String, String)>>,
+    history: &[serde_json::Value],
+) -> Vec<(String, String)> {
+    let have: std::collections::HashSet<&str> =
+        history.iter().filter_map(|m| m["id"].as_str()).collect();
+    acked
+        .lock()
+        .map(|a| {
+            a.iter()
+                .filter(|(id, _)| !have.contains(id.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Result<()> {
     let seed = seed();
@@ -121,32 +139,13 @@ fn acknowledged_posts_survive_fifty_sigkills_while_writing_and_ingesting() -> Re
         let _ = poster.join();
         victim.start(&boot.addrs)?;
         // Every acknowledged post is there, after every single kill.
-        let have: std::collections::HashSet<String> = victim
-            .history(&own_id)?
-            .iter()
-            .filter_map(|p| p["id"].as_str().map(String::from))
-            .collect();
-        let acked_now = acked.lock().map(|a| a.clone()).unwrap_or_default();
-        let lost: Vec<&(String, String)> = acked_now
-            .iter()
-            .filter(|(id, _)| !have.contains(id))
-            .collect();
+        let lost = unheld(&acked, &victim.history(&own_id)?);
         assert!(
             lost.is_empty(),
             "round {round}: acknowledged posts lost after SIGKILL: {lost:?} (seed {seed})"
         );
-        let have: std::collections::HashSet<String> = victim
-            .json(&["dm", "history", &writer_peer])?
-            .as_array()
-            .context("history is a list")?
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(String::from))
-            .collect();
-        let acked_now = acked_dms.lock().map(|a| a.clone()).unwrap_or_default();
-        let lost: Vec<&(String, String)> = acked_now
-            .iter()
-            .filter(|(id, _)| !have.contains(id))
-            .collect();
+        let history = victim.json(&["dm", "history", &writer_peer])?;
+        let lost = unheld(&acked_dms, history.as_array().context("history is a list")?);
         assert!(
             lost.is_empty(),
             "round {round}: acknowledged direct messages lost after SIGKILL: {lost:?} (seed {seed})"
