@@ -2,7 +2,8 @@
 //! Every value is sealed with the data key; keys are keyed hashes that reveal no names.
 
 mod migrate;
-pub mod private_keys;
+pub mod private;
+mod private_keys;
 mod records;
 mod sealed;
 mod sled_store;

@@ -78,15 +78,12 @@ impl EventLoop {
             if dropped > 0 {
                 tracing::debug!(dropped, "expired mail dropped");
             }
-            for (k, v) in self
+            if let Err(e) = self
                 .store
-                .private_scan(Private::Seen, &[])
-                .unwrap_or_default()
+                .private()
+                .forget_seen_before(now.saturating_sub(SEEN_FOR_MS))
             {
-                let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if at.saturating_add(SEEN_FOR_MS) < now {
-                    let _ = self.store.private_remove(Private::Seen, &k);
-                }
+                tracing::warn!("cannot forget old message ids: {e}");
             }
         }
     }
@@ -151,8 +148,7 @@ impl EventLoop {
     pub(crate) fn publish_keypackage(&mut self) {
         // Retried soon if this attempt fails; pushed back on success.
         self.dm.next_publish = Instant::now().checked_add(Duration::from_secs(30));
-        let kp_key = MlsKey::KeyPackage.encode();
-        let record = match self.store.private_get(Private::Mls, &kp_key) {
+        let record = match self.store.private().keypackage_record() {
             Ok(Some(r)) => r,
             _ => {
                 let kp = match self.mls.client.key_package() {
@@ -166,7 +162,7 @@ impl EventLoop {
                     return;
                 }
                 let r = sign_keypackage_record(self.identity.signing(), kp);
-                let _ = self.store.private_put(Private::Mls, &kp_key, &r);
+                let _ = self.store.private().put_keypackage_record(&r);
                 r
             }
         };
@@ -202,29 +198,18 @@ impl EventLoop {
     /// Deletes the direct (or group) messages whose expiries are due; returns when the next
     /// one is due.
     pub(crate) fn sweep_expired(&self, group: bool, now: u64) -> Option<u64> {
-        let tree = if group {
-            Private::GroupMessages
-        } else {
-            Private::Messages
-        };
-        let items = self
-            .store
-            .private_scan(Private::Outbox, &OutboxKey::expiries(group))
-            .ok()?;
-        for (k, _) in items {
-            let (Some(OutboxKey::DmExpiry { at, message })
-            | Some(OutboxKey::GroupExpiry { at, message })) = OutboxKey::decode(&k)
-            else {
-                continue;
-            };
-            if at > now {
-                return Some(at); // keys are in expiry order
+        match self.store.private().expire_messages(group, now) {
+            Ok((removed, next)) => {
+                if removed > 0 {
+                    tracing::debug!(removed, group, "messages expired and deleted");
+                }
+                Some(next)
             }
-            let _ = self.store.private_remove(tree, &message);
-            let _ = self.store.private_remove(Private::Outbox, &k);
-            tracing::debug!(tree = tree.name(), "message expired and deleted");
+            Err(e) => {
+                tracing::warn!("cannot delete expired messages: {e}");
+                None
+            }
         }
-        Some(u64::MAX)
     }
 
     /// A KeyPackage record or a closest-peers answer for direct messages.
@@ -301,10 +286,8 @@ impl EventLoop {
 
     pub(crate) fn dm_queued_for(&self, peer: &PeerId) -> bool {
         self.store
-            .private_scan(
-                Private::Outbox,
-                &OutboxKey::queued(Some(&self.dm_index(peer))),
-            )
+            .private()
+            .queued(Some(peer))
             .is_ok_and(|q| !q.is_empty())
     }
 
@@ -332,16 +315,7 @@ impl EventLoop {
             self.save_conversation(peer)?;
             // The Welcome goes first (envelopes go out and are read in sent_ms order): before
             // the messages that waited for this KeyPackage, which keep their own times.
-            let prefix = OutboxKey::queued(Some(&self.dm_index(peer)));
-            let first_queued = self
-                .store
-                .private_scan(Private::Outbox, &prefix)?
-                .iter()
-                .filter_map(|(k, _)| match OutboxKey::decode(k)? {
-                    OutboxKey::Queued { message } => message_sent_ms(&message),
-                    _ => None,
-                })
-                .min();
+            let first_queued = self.store.private().first_queued_ms(peer)?;
             let t = self.next_sent_ms(peer);
             let t = first_queued.map_or(t, |q| q.saturating_sub(1).min(t));
             self.queue_envelope(peer, t, welcome, b"")?;
@@ -354,16 +328,13 @@ impl EventLoop {
     /// Encrypts and sends the messages that waited (for a KeyPackage, or for a key update to be
     /// committed), oldest first; stops at the first that must wait again.
     pub(crate) fn flush_queued(&mut self, peer: &PeerId) -> Result<(), NodeError> {
-        let prefix = OutboxKey::queued(Some(&self.dm_index(peer)));
-        for (k, v) in self.store.private_scan(Private::Outbox, &prefix)? {
-            if let Some(OutboxKey::Queued { message }) = OutboxKey::decode(&k)
-                && let Ok(s) = v1::StoredDm::decode(v.as_slice())
-                && let Some(body) = s.body
-                && !self.encrypt_and_queue(peer, &body, &message)?
+        for q in self.store.private().queued(Some(peer))? {
+            if let Some(body) = q.stored.body
+                && !self.encrypt_and_queue(peer, &body, &q.message)?
             {
                 break;
             }
-            self.store.private_remove(Private::Outbox, &k)?;
+            self.store.private().unqueue(&q.key)?;
         }
         self.try_deliver(peer);
         Ok(())
@@ -375,17 +346,13 @@ impl EventLoop {
             MailboxQuery::Deposit(recipient) => {
                 // Bounded by count and by bytes, like a delivery: a frame over the holder's
                 // limit would be refused (and counted against this node).
-                let mut bytes = 0;
-                let envelopes: Vec<v1::DmEnvelope> = self
-                    .outbox_for(&recipient)
-                    .into_iter()
-                    .take(MAX_ENVELOPES_PER_REQUEST)
-                    .take_while(|(_, _, e)| {
-                        bytes = e.encoded_len().saturating_add(bytes);
-                        bytes <= DELIVER_BYTES || bytes == e.encoded_len()
-                    })
-                    .map(|(_, _, e)| e)
-                    .collect();
+                let outbox = self
+                    .store
+                    .private()
+                    .envelopes(Some(&recipient))
+                    .unwrap_or_default();
+                let envelopes: Vec<v1::DmEnvelope> =
+                    batch(outbox).into_iter().map(|o| o.envelope).collect();
                 if envelopes.is_empty() {
                     return;
                 }

@@ -132,12 +132,9 @@ impl EventLoop {
             Sent::Deliver { peer, keys } => {
                 let taken = (resp.accepted as usize).min(keys.len());
                 for k in &keys[..taken] {
-                    if let Ok(Some(v)) = self.store.private_get(Private::Outbox, k)
-                        && let Some((mk, _)) = decode_outgoing(&v)
-                    {
+                    if let Ok(Some(mk)) = self.store.private().take_envelope(k) {
                         self.mark_delivered(&mk);
                     }
-                    let _ = self.store.private_remove(Private::Outbox, k);
                 }
                 if !resp.error.is_empty() {
                     tracing::debug!(%peer, "peer refused part of a delivery: {}", resp.error);
@@ -183,13 +180,9 @@ impl EventLoop {
         if message_key.is_empty() {
             return;
         }
-        if let Ok(Some(v)) = self.store.private_get(Private::Messages, message_key)
-            && let Ok(mut s) = v1::StoredDm::decode(v.as_slice())
-        {
+        if let Ok(Some(mut s)) = self.store.private().message(message_key) {
             s.received_ms = now_ms();
-            let _ = self
-                .store
-                .private_put(Private::Messages, message_key, &s.encode_to_vec());
+            let _ = self.store.private().update_message(message_key, &s);
             if let Some(view) = DmView::of(self.swarm.local_peer_id(), &s) {
                 let _ = self.events.send(Event::DirectMessage { message: view });
             }
@@ -206,17 +199,12 @@ impl EventLoop {
         env: v1::DmEnvelope,
     ) -> Result<(), DmError> {
         let id = envelope_id(&env);
-        if matches!(
-            self.store.private_get(Private::Seen, &id[..16]),
-            Ok(Some(_))
-        ) {
+        if matches!(self.store.private().seen(&id), Ok(true)) {
             return Ok(());
         }
         if !env.group_invite.is_empty() {
             self.receive_group_invite(from, &env)?;
-            let _ = self
-                .store
-                .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes());
+            let _ = self.store.private().mark_seen(&id, now_ms());
             return Ok(());
         }
         if let Some(group) = self.group_of_message(&env.mls_message) {
@@ -233,9 +221,7 @@ impl EventLoop {
             other => other?,
         };
         let _ = self.save_mls();
-        let _ = self
-            .store
-            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes());
+        let _ = self.store.private().mark_seen(&id, now_ms());
         match incoming {
             Incoming::Joined { group } => {
                 let stranger = !self.is_known_peer(from);

@@ -2,11 +2,8 @@
 //! (straight to the peer, else through mailbox holders), receiving, and holding mail for
 //! others. The cryptography is in [`crate::dm::mls`]; this is delivery and bookkeeping.
 //!
-//! Store layout (all values sealed): `Private::Messages` `index(peer) || sent_ms || id` →
-//! StoredDm; `Private::Outbox` `E || index(peer) || sent_ms || envelope id` → envelope waiting
-//! for delivery, `Q || index(peer) || sent_ms || id` → a message waiting for the peer's
-//! KeyPackage, `X || expires_ms || message key` → expiry index; `Private::Mls` `state` →
-//! MLS state, `kp` → own KeyPackage record, `c || index(peer)` → conversation.
+//! What it keeps (messages, the outbox, conversations, the MLS state) it keeps through
+//! [`crate::store::private`], which alone knows the layout.
 
 #![warn(clippy::arithmetic_side_effects)]
 
@@ -36,10 +33,8 @@ use crate::dm::{
 use crate::mls::{Incoming, MlsClient, MlsError};
 use crate::node::NodeError;
 use crate::node::views::Event;
-use crate::store::private_keys::{
-    MLS_BLOB, MLS_ENTRY, MlsKey, MlsRecords, OutboxKey, message_key, message_sent_ms,
-};
-use crate::store::{Private, Store, StoreError};
+use crate::store::private::{MlsState, Outgoing};
+use crate::store::{Store, StoreError};
 
 /// Most bytes of envelopes in one delivery (the frame limit is 3 MiB).
 const DELIVER_BYTES: usize = 2 * 1024 * 1024;
@@ -161,27 +156,18 @@ impl Mls {
         store: &std::sync::Arc<dyn Store>,
         key: libp2p::identity::ed25519::Keypair,
     ) -> Result<Self, NodeError> {
-        // The plaintext state holds private keys: wiped once the client has parsed it.
-        let blob = store
-            .private_get(Private::Mls, MLS_BLOB)?
-            .map(zeroize::Zeroizing::new);
-        let mls = match &blob {
+        Ok(match store.private().mls_state()? {
             // Stores written before the state was kept key by key (it moves at the next save;
             // until the blob is removed it wins, as the entries are copies of it).
-            Some(state) => MlsClient::new(key, Some(state.as_slice()))
-                .map_err(|e| NodeError::Internal(format!("direct messages: {e}")))?,
-            None => {
-                let entries = store
-                    .private_scan(Private::Mls, MLS_ENTRY)?
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.get(MLS_ENTRY.len()..)?.to_vec(), v)))
-                    .collect();
-                MlsClient::from_entries(key, entries)
-            }
-        };
-        Ok(Self {
-            client: mls,
-            blob: blob.is_some(),
+            MlsState::Blob(state) => Self {
+                client: MlsClient::new(key, Some(state.as_slice()))
+                    .map_err(|e| NodeError::Internal(format!("direct messages: {e}")))?,
+                blob: true,
+            },
+            MlsState::Entries(entries) => Self {
+                client: MlsClient::from_entries(key, entries),
+                blob: false,
+            },
         })
     }
 }
@@ -189,36 +175,25 @@ impl Mls {
 impl Direct {
     /// Loads the conversations and outbox from the store.
     pub(crate) fn open(store: &std::sync::Arc<dyn Store>) -> Result<Self, NodeError> {
-        let mut conversations = HashMap::new();
-        for (_, v) in store.private_scan(Private::Mls, MlsKey::prefix(MlsRecords::Conversations))? {
-            let c: Conversation =
-                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("conversations"))?;
-            if let Ok(peer) = c.peer.parse::<PeerId>() {
-                conversations.insert(peer, c);
-            }
-        }
-        let mut accepted = std::collections::HashSet::new();
-        for (_, v) in store.private_scan(Private::Mls, MlsKey::prefix(MlsRecords::Accepted))? {
-            if let Ok(peer) = PeerId::from_bytes(&v) {
-                accepted.insert(peer);
-            }
-        }
-        let mut waiting = HashMap::new();
-        for (_, v) in store.private_scan(Private::Outbox, &OutboxKey::envelopes(None))? {
-            if let Some((_, env)) = decode_outgoing(&v)
-                && let Ok(peer) = PeerId::from_bytes(&env.recipient)
-            {
-                waiting.insert(peer, Route::new(Instant::now()));
-            }
-        }
-        let mut need_kp = HashMap::new();
-        for (_, v) in store.private_scan(Private::Outbox, &OutboxKey::queued(None))? {
-            if let Ok(s) = v1::StoredDm::decode(v.as_slice())
-                && let Ok(peer) = PeerId::from_bytes(&s.peer)
-            {
-                need_kp.insert(peer, None);
-            }
-        }
+        let records = store.private();
+        let conversations: HashMap<PeerId, Conversation> = records
+            .conversations::<Conversation>()?
+            .into_iter()
+            .filter_map(|c| Some((c.peer.parse::<PeerId>().ok()?, c)))
+            .collect();
+        let accepted = records.accepted()?.into_iter().collect();
+        let waiting = records
+            .envelopes(None)?
+            .into_iter()
+            .filter_map(|o| PeerId::from_bytes(&o.envelope.recipient).ok())
+            .map(|peer| (peer, Route::new(Instant::now())))
+            .collect();
+        let need_kp = records
+            .queued(None)?
+            .into_iter()
+            .filter_map(|q| PeerId::from_bytes(&q.stored.peer).ok())
+            .map(|peer| (peer, None))
+            .collect();
         Ok(Self {
             mailbox: Mailbox::open(store.clone())?,
             conversations,
@@ -244,34 +219,23 @@ impl Direct {
     }
 }
 
-/// An outbox envelope's value: the key of the message it carries (empty for a Welcome or a
-/// commit), then the envelope.
-fn encode_outgoing(message_key: &[u8], env: &v1::DmEnvelope) -> Vec<u8> {
-    let mut v = Vec::with_capacity(
-        message_key
-            .len()
-            .saturating_add(env.encoded_len())
-            .saturating_add(2),
-    );
-    v.extend_from_slice(&(message_key.len() as u16).to_be_bytes());
-    v.extend_from_slice(message_key);
-    env.encode(&mut v).ok();
-    v
-}
-
-fn decode_outgoing(v: &[u8]) -> Option<(Vec<u8>, v1::DmEnvelope)> {
-    let len = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
-    let end = len.checked_add(2)?;
-    let key = v.get(2..end)?.to_vec();
-    let env = v1::DmEnvelope::decode(v.get(end..)?).ok()?;
-    Some((key, env))
+/// The oldest envelopes that fit one request, bounded by count and by bytes (a group's
+/// Welcome can be close to a megabyte; a frame over the peer's limit would be refused and
+/// counted against this node). At least one, whatever its size.
+fn batch(outbox: Vec<Outgoing>) -> Vec<Outgoing> {
+    let mut bytes = 0usize;
+    outbox
+        .into_iter()
+        .take(MAX_ENVELOPES_PER_REQUEST)
+        .take_while(|o| {
+            let len = o.envelope.encoded_len();
+            bytes = len.saturating_add(bytes);
+            bytes <= DELIVER_BYTES || bytes == len
+        })
+        .collect()
 }
 
 impl EventLoop {
-    pub(super) fn dm_index(&self, peer: &PeerId) -> [u8; 16] {
-        self.store.index(b"dm", &peer.to_bytes())
-    }
-
     /// Stores what the last MLS operations changed in its state, all at once (durable with
     /// the next flush: whatever was encrypted with it waits for that).
     pub(super) fn save_mls(&mut self) -> Result<(), NodeError> {
@@ -279,18 +243,7 @@ impl EventLoop {
         if changes.is_empty() && !self.mls.blob {
             return Ok(());
         }
-        let mut batch: Vec<crate::store::Change> = changes
-            .iter()
-            .map(|(k, v)| {
-                let mut key = MLS_ENTRY.to_vec();
-                key.extend_from_slice(k);
-                (key, v.clone())
-            })
-            .collect();
-        if self.mls.blob {
-            batch.push((MLS_BLOB.to_vec(), None));
-        }
-        self.store.private_apply(Private::Mls, &batch)?;
+        self.store.private().save_mls(&changes, self.mls.blob)?;
         self.mls.client.persisted(&changes);
         self.mls.blob = false;
         Ok(())
@@ -298,9 +251,7 @@ impl EventLoop {
 
     pub(super) fn save_conversation(&self, peer: &PeerId) -> Result<(), NodeError> {
         if let Some(c) = self.dm.conversations.get(peer) {
-            let k = MlsKey::Conversation(self.dm_index(peer)).encode();
-            let v = serde_json::to_vec(c).map_err(|e| NodeError::Internal(e.to_string()))?;
-            self.store.private_put(Private::Mls, &k, &v)?;
+            self.store.private().put_conversation(peer, c)?;
         }
         Ok(())
     }
@@ -363,9 +314,7 @@ impl EventLoop {
         };
         let key = self.store_dm(&stored)?;
         if !has_group || !self.encrypt_and_queue(&peer, &body, &key)? {
-            let q = OutboxKey::Queued { message: key }.encode();
-            self.store
-                .private_put(Private::Outbox, &q, &stored.encode_to_vec())?;
+            self.store.private().queue(&key, &stored)?;
             if !has_group {
                 self.dm.need_kp.entry(peer).or_insert(None);
                 self.lookup_keypackages();
@@ -377,18 +326,9 @@ impl EventLoop {
 
     /// Stores a message (either direction); returns its key.
     fn store_dm(&mut self, stored: &v1::StoredDm) -> Result<Vec<u8>, NodeError> {
-        let peer = PeerId::from_bytes(&stored.peer)
-            .map_err(|_| NodeError::InvalidInput("bad peer".into()))?;
+        let key = self.store.private().put_message(stored)?;
         let body = stored.body.as_ref().ok_or(StoreError::Corrupt("dm"))?;
-        let key = message_key(&self.dm_index(&peer), body.sent_ms, &body.id);
-        self.store
-            .private_put(Private::Messages, &key, &stored.encode_to_vec())?;
         if body.expires_at_ms != 0 {
-            let x = OutboxKey::DmExpiry {
-                at: body.expires_at_ms,
-                message: key.clone(),
-            };
-            self.store.private_put(Private::Outbox, &x.encode(), b"")?;
             // (None means "not known yet": the next pass looks at every entry anyway.)
             if let Some(next) = self.dm.next_expiry
                 && body.expires_at_ms < next
@@ -502,16 +442,9 @@ impl EventLoop {
         };
         let mut id = [0u8; 8];
         id.copy_from_slice(&envelope_id(&env)[..8]);
-        let k = OutboxKey::Envelope {
-            peer: self.dm_index(peer),
-            sent_ms,
-            id,
-        };
-        self.store.private_put(
-            Private::Outbox,
-            &k.encode(),
-            &encode_outgoing(message_key, &env),
-        )?;
+        self.store
+            .private()
+            .put_envelope(peer, id, message_key, &env)?;
         let written = self.store.write_seq();
         self.dm
             .waiting
@@ -548,26 +481,14 @@ impl EventLoop {
         let me = *self.swarm.local_peer_id();
         Ok(self
             .store
-            .private_scan(Private::Messages, &self.dm_index(peer))?
-            .into_iter()
-            .filter_map(|(_, v)| v1::StoredDm::decode(v.as_slice()).ok())
-            .filter_map(|s| DmView::of(&me, &s))
+            .private()
+            .messages(peer)?
+            .iter()
+            .filter_map(|s| DmView::of(&me, s))
             .collect())
     }
 
     // ----- delivery -------------------------------------------------------------------------
-
-    fn outbox_for(&self, peer: &PeerId) -> Vec<(Vec<u8>, Vec<u8>, v1::DmEnvelope)> {
-        self.store
-            .private_scan(
-                Private::Outbox,
-                &OutboxKey::envelopes(Some(&self.dm_index(peer))),
-            )
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| decode_outgoing(&v).map(|(mk, env)| (k, mk, env)))
-            .collect()
-    }
 
     pub(super) fn try_deliver(&mut self, peer: &PeerId) {
         let connected = self.swarm.is_connected(peer);
@@ -590,24 +511,19 @@ impl EventLoop {
             Step::Deliver => (false, false),
             Step::Reach { dial, deposit } => (dial, deposit),
         };
-        let outbox = self.outbox_for(peer);
+        let outbox = self
+            .store
+            .private()
+            .envelopes(Some(peer))
+            .unwrap_or_default();
         if outbox.is_empty() {
             self.dm.waiting.remove(peer);
             return;
         }
         if connected {
-            // Bounded by count and by bytes (a group's Welcome can be close to a megabyte).
-            let mut bytes = 0;
-            let batch: Vec<_> = outbox
-                .into_iter()
-                .take(MAX_ENVELOPES_PER_REQUEST)
-                .take_while(|(_, _, e)| {
-                    bytes = e.encoded_len().saturating_add(bytes);
-                    bytes <= DELIVER_BYTES || bytes == e.encoded_len()
-                })
-                .collect();
-            let keys = batch.iter().map(|(k, _, _)| k.clone()).collect();
-            let envelopes = batch.into_iter().map(|(_, _, e)| e).collect();
+            let batch = batch(outbox);
+            let keys = batch.iter().map(|o| o.key.clone()).collect();
+            let envelopes = batch.into_iter().map(|o| o.envelope).collect();
             let req = v1::DmRequest {
                 kind: Some(v1::dm_request::Kind::Deliver(v1::DmDeliver { envelopes })),
             };
@@ -661,8 +577,7 @@ impl EventLoop {
     /// request held: its messages are announced and their attachments fetched.
     pub(super) fn accept_dm_requests(&mut self, peer: &PeerId) -> Result<bool, NodeError> {
         if self.dm.accepted.insert(*peer) {
-            let k = MlsKey::Accepted(self.dm_index(peer)).encode();
-            self.store.private_put(Private::Mls, &k, &peer.to_bytes())?;
+            self.store.private().put_accepted(peer)?;
         }
         let Some(c) = self.dm.conversations.get_mut(peer).filter(|c| c.request) else {
             return Ok(false);
@@ -670,13 +585,7 @@ impl EventLoop {
         c.request = false;
         self.save_conversation(peer)?;
         let me = *self.swarm.local_peer_id();
-        for (_, v) in self
-            .store
-            .private_scan(Private::Messages, &self.dm_index(peer))?
-        {
-            let Ok(stored) = v1::StoredDm::decode(v.as_slice()) else {
-                continue;
-            };
+        for stored in self.store.private().messages(peer)? {
             if let Some(a) = stored.body.as_ref().and_then(|b| b.attachment.as_ref()) {
                 self.prefetch_attachment(a);
             }
@@ -694,14 +603,6 @@ impl EventLoop {
         if !self.dm.conversations.get(peer).is_some_and(|c| c.request) {
             return Ok(false);
         }
-        let mut dropped = false;
-        for (k, _) in self
-            .store
-            .private_scan(Private::Messages, &self.dm_index(peer))?
-        {
-            self.store.private_remove(Private::Messages, &k)?;
-            dropped = true;
-        }
-        Ok(dropped)
+        Ok(self.store.private().remove_messages(peer)? > 0)
     }
 }

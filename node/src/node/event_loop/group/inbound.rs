@@ -60,10 +60,7 @@ impl EventLoop {
         // no one can push other members' catch-up past what they missed.
         wire.sent_ms = wire.sent_ms.min(now_ms());
         let id = wire_id(&wire);
-        if matches!(
-            self.store.private_get(Private::Seen, &id[..16]),
-            Ok(Some(_))
-        ) {
+        if matches!(self.store.private().seen(&id), Ok(true)) {
             return Ok(false);
         }
         let (owner, active, join_epoch) = match self.groups.groups.get(group) {
@@ -114,7 +111,8 @@ impl EventLoop {
         let store = |e: NodeError| DmError::Store(e.to_string());
         self.save_mls().map_err(store)?;
         self.store
-            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())
+            .private()
+            .mark_seen(&id, now_ms())
             .map_err(|e| store(e.into()))?;
         self.log_wire(group, &wire, &id).map_err(store)?;
         match incoming {

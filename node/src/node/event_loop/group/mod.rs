@@ -2,11 +2,8 @@
 //! message, the commit on the group's topic), removing, posting, receiving by gossip and
 //! catching up from other members. The cryptography is in [`crate::group::mls`].
 //!
-//! Store layout (all values sealed): `Private::Mls` `g || group id` → [`GroupRecord`] (JSON),
-//! `gi || group id || peer id` → an invitation waiting for the peer's KeyPackage;
-//! `Private::GroupMessages` `index(group) || sent_ms || id` → StoredGroupMessage;
-//! `Private::GroupLog` `index(group) || sent_ms || hash[..8]` → GroupWire (what members that
-//! missed something are served); `Private::Outbox` `Y || expires_ms || message key` → expiry.
+//! What it keeps (group records, invitations, messages, the ciphertext log members that
+//! missed something are served, expiries) it keeps through [`crate::store::private`].
 
 #![warn(clippy::arithmetic_side_effects)]
 
@@ -36,8 +33,6 @@ use crate::mls::group::{GroupIncoming, header};
 use crate::node::NodeError;
 use crate::node::command::Reply;
 use crate::node::views::Event;
-use crate::store::private_keys::{MlsKey, MlsRecords, OutboxKey, message_key};
-use crate::store::{Private, StoreError};
 
 /// Members a node tries to stay connected to in each group (gossip needs a mesh).
 const WANT_MEMBERS: usize = 3;
@@ -132,18 +127,6 @@ fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
     Sha256::digest(&wire.mls_message).into()
 }
 
-fn invite_key(group: &GroupId, peer: &PeerId) -> Vec<u8> {
-    MlsKey::Invite {
-        group: *group.as_bytes(),
-        peer: peer.to_bytes(),
-    }
-    .encode()
-}
-
-fn record_key(group: &GroupId) -> Vec<u8> {
-    MlsKey::Group(*group.as_bytes()).encode()
-}
-
 fn dm_err(e: impl Into<DmError>) -> NodeError {
     use crate::mls::MlsError;
     match e.into() {
@@ -166,32 +149,17 @@ fn dm_err(e: impl Into<DmError>) -> NodeError {
 impl EventLoop {
     /// Loads the groups and pending invitations from the store and joins their topics.
     pub(super) fn groups_open(&mut self) -> Result<(), NodeError> {
-        let prefix = MlsKey::prefix(MlsRecords::GroupsAndInvites);
-        for (k, v) in self.store.private_scan(Private::Mls, prefix)? {
-            let key = MlsKey::decode(&k);
-            if let Some(MlsKey::Invite { group, peer }) = &key {
-                if let (Some(group), Ok(peer)) =
-                    (GroupId::from_slice(group), PeerId::from_bytes(peer))
-                {
-                    self.groups.invites.insert(
-                        (group, peer),
-                        PendingInvite {
-                            since: Instant::now(),
-                            replies: Vec::new(),
-                        },
-                    );
-                    self.dm.need_kp.entry(peer).or_insert(None);
-                }
-                continue;
-            }
-            let Some(MlsKey::Group(id)) = key else {
-                continue;
-            };
-            let Some(id) = GroupId::from_slice(&id) else {
-                continue;
-            };
-            let record: GroupRecord =
-                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("groups"))?;
+        for (group, peer) in self.store.private().invites()? {
+            self.groups.invites.insert(
+                (group, peer),
+                PendingInvite {
+                    since: Instant::now(),
+                    replies: Vec::new(),
+                },
+            );
+            self.dm.need_kp.entry(peer).or_insert(None);
+        }
+        for (id, record) in self.store.private().groups::<GroupRecord>()? {
             self.install_group(id, record);
         }
         Ok(())
@@ -229,28 +197,15 @@ impl EventLoop {
             state.epoch = epoch;
         }
         // The newest message held is where catching up starts.
-        if let Ok(log) = self
-            .store
-            .private_scan(Private::GroupLog, &self.group_index(&id))
-            && let Some(t) = log
-                .last()
-                .and_then(|(k, _)| k.get(16..24)?.try_into().ok().map(u64::from_be_bytes))
-        {
+        if let Ok(Some(t)) = self.store.private().group_log_newest(&id) {
             state.synced_ms = state.synced_ms.max(t.saturating_sub(SYNC_SLACK_MS));
         }
         self.groups.groups.insert(id, state);
     }
 
-    fn group_index(&self, group: &GroupId) -> [u8; 16] {
-        self.store.index(b"group", group.as_bytes())
-    }
-
     fn save_group(&self, group: &GroupId) -> Result<(), NodeError> {
         if let Some(s) = self.groups.groups.get(group) {
-            let v =
-                serde_json::to_vec(&s.record).map_err(|e| NodeError::Internal(e.to_string()))?;
-            self.store
-                .private_put(Private::Mls, &record_key(group), &v)?;
+            self.store.private().put_group(group, &s.record)?;
         }
         Ok(())
     }
@@ -374,10 +329,7 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        if let Err(e) = self
-            .store
-            .private_put(Private::Mls, &invite_key(&group, &peer), b"")
-        {
+        if let Err(e) = self.store.private().put_invite(&group, &peer) {
             let _ = reply.send(Err(e.into()));
             return;
         }
@@ -413,9 +365,7 @@ impl EventLoop {
             if let Err(e) = &result {
                 tracing::warn!(%peer, "cannot add to the group: {e}");
             }
-            let _ = self
-                .store
-                .private_remove(Private::Mls, &invite_key(&group, peer));
+            let _ = self.store.private().remove_invite(&group, peer);
             if let Some(p) = self.groups.invites.remove(&(group, *peer)) {
                 for r in p.replies {
                     let answer = match &result {
@@ -485,8 +435,7 @@ impl EventLoop {
         if !s.members.contains(&peer) {
             // Perhaps only invited: withdraw the invitation.
             if let Some(p) = self.groups.invites.remove(&(group, peer)) {
-                self.store
-                    .private_remove(Private::Mls, &invite_key(&group, &peer))?;
+                self.store.private().remove_invite(&group, &peer)?;
                 for r in p.replies {
                     let _ = r.send(Err(NodeError::NotAllowed("invitation withdrawn".into())));
                 }
@@ -602,30 +551,17 @@ impl EventLoop {
         let now = now_ms();
         Ok(self
             .store
-            .private_scan(Private::GroupMessages, &self.group_index(group))?
-            .into_iter()
-            .filter_map(|(_, v)| v1::StoredGroupMessage::decode(v.as_slice()).ok())
-            .filter_map(|s| GroupMessageView::of(&me, &s))
+            .private()
+            .group_messages(group)?
+            .iter()
+            .filter_map(|s| GroupMessageView::of(&me, s))
             .filter(|v| v.expires_at.is_none_or(|t| t > now))
             .collect())
     }
 
     fn store_group_message(&mut self, stored: &v1::StoredGroupMessage) -> Result<(), NodeError> {
-        let Some(body) = stored.body.as_ref() else {
-            return Ok(());
-        };
-        let group = GroupId::from_slice(&stored.group_id).ok_or_else(|| {
-            NodeError::Internal("a stored group message without a group id".into())
-        })?;
-        let key = message_key(&self.group_index(&group), body.sent_ms, &body.id);
-        self.store
-            .private_put(Private::GroupMessages, &key, &stored.encode_to_vec())?;
-        if body.expires_at_ms != 0 {
-            let x = OutboxKey::GroupExpiry {
-                at: body.expires_at_ms,
-                message: key,
-            };
-            self.store.private_put(Private::Outbox, &x.encode(), b"")?;
+        if self.store.private().put_group_message(stored)? {
+            // (None: the next pass looks at every expiry.)
             self.groups.next_expiry = None;
         }
         Ok(())
@@ -644,8 +580,7 @@ impl EventLoop {
     /// large for gossip reaches members when they catch up.
     fn log_and_publish(&mut self, group: &GroupId, wire: &v1::GroupWire) -> Result<(), NodeError> {
         let id = wire_id(wire);
-        self.store
-            .private_put(Private::Seen, &id[..16], &now_ms().to_be_bytes())?;
+        self.store.private().mark_seen(&id, now_ms())?;
         self.log_wire(group, wire, &id)?;
         let bytes = wire.encode_to_vec();
         if bytes.len() > crate::net::MAX_GOSSIP_BYTES - 1024 {
@@ -675,11 +610,7 @@ impl EventLoop {
         wire: &v1::GroupWire,
         id: &[u8; 32],
     ) -> Result<(), NodeError> {
-        let mut k = self.group_index(group).to_vec();
-        k.extend_from_slice(&wire.sent_ms.to_be_bytes());
-        k.extend_from_slice(&id[..8]);
-        self.store
-            .private_put(Private::GroupLog, &k, &wire.encode_to_vec())?;
+        self.store.private().log_group_wire(group, wire, id)?;
         if let Some(s) = self.groups.groups.get_mut(group) {
             s.synced_ms = s.synced_ms.max(wire.sent_ms.saturating_sub(SYNC_SLACK_MS));
         }
@@ -743,7 +674,7 @@ impl EventLoop {
             if self.mls.client.forget(id.as_bytes()).is_ok() {
                 self.save_mls()?;
             }
-            self.store.private_remove(Private::Mls, &record_key(id))?;
+            self.store.private().remove_group(id)?;
         }
         Ok(ids.len())
     }

@@ -55,28 +55,12 @@ impl EventLoop {
             resp.error = "not a member".into();
             return;
         }
-        let Ok(log) = self
-            .store
-            .private_scan(Private::GroupLog, &self.group_index(&group))
-        else {
+        let Ok(log) = self.store.private().group_log(&group, q.since_ms) else {
             resp.error = "store error".into();
             return;
         };
         let mut bytes = 0;
-        for (k, v) in log {
-            let Some(t) = k
-                .get(16..24)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            if t < q.since_ms {
-                continue;
-            }
-            let Ok(w) = v1::GroupWire::decode(v.as_slice()) else {
-                continue;
-            };
+        for w in log {
             bytes = w.encoded_len().saturating_add(bytes);
             if resp.group_messages.len() >= SYNC_PAGE
                 || (bytes > SYNC_PAGE_BYTES && !resp.group_messages.is_empty())
@@ -234,23 +218,8 @@ impl EventLoop {
         let cutoff = now_ms().saturating_sub(LOG_FOR_MS);
         let ids: Vec<GroupId> = self.groups.groups.keys().copied().collect();
         for id in ids {
-            let Ok(log) = self
-                .store
-                .private_scan(Private::GroupLog, &self.group_index(&id))
-            else {
-                continue;
-            };
-            for (k, _) in log {
-                match k
-                    .get(16..24)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                {
-                    Some(t) if t < cutoff => {
-                        let _ = self.store.private_remove(Private::GroupLog, &k);
-                    }
-                    _ => break,
-                }
+            if let Err(e) = self.store.private().prune_group_log(&id, cutoff) {
+                tracing::warn!("cannot prune a group's log: {e}");
             }
         }
     }
