@@ -4,6 +4,8 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod gate;
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use libp2p::PeerId;

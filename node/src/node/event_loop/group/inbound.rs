@@ -3,6 +3,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use super::*;
+use crate::group::gate::{Arrival, Gate, Standing, admit, log_time};
 
 impl EventLoop {
     /// Whether a gossip topic is a group's.
@@ -53,36 +54,28 @@ impl EventLoop {
         mut wire: v1::GroupWire,
         via: PeerId,
     ) -> Result<bool, DmError> {
-        if wire.mls_message.len() > MAX_GROUP_MESSAGE_BYTES {
-            return Err(DmError::NotAllowed("group message too large"));
-        }
-        // The time is a sender's claim, used only to order the log: never in the future, so
-        // no one can push other members' catch-up past what they missed.
-        wire.sent_ms = wire.sent_ms.min(now_ms());
+        wire.sent_ms = log_time(wire.sent_ms, now_ms());
         let id = wire_id(&wire);
-        if matches!(self.store.private().seen(&id), Ok(true)) {
-            return Ok(false);
-        }
-        let (owner, active, join_epoch) = match self.groups.groups.get(group) {
-            Some(s) => (s.owner, s.record.active, s.record.join_epoch),
-            None => return Err(DmError::UnknownGroup),
+        let h = header(&wire.mls_message);
+        let arrival = Arrival {
+            group,
+            len: wire.mls_message.len(),
+            seen: matches!(self.store.private().seen(&id), Ok(true)),
+            standing: self.groups.groups.get(group).map(|s| Standing {
+                active: s.record.active,
+                join_epoch: s.record.join_epoch,
+                epoch: s.epoch,
+            }),
+            header: h.as_ref(),
         };
-        if !active {
-            return Ok(false);
+        match admit(&arrival) {
+            Gate::Process => {}
+            Gate::Drop => return Ok(false),
+            Gate::Refuse(e) => return Err(e),
         }
-        let h = header(&wire.mls_message).ok_or(DmError::Malformed)?;
-        if h.group != group.as_bytes() {
-            return Err(DmError::NotAllowed("message of another group"));
-        }
-        let current = self.groups.groups.get(group).map_or(0, |s| s.epoch);
-        // Before this node joined, or older than the epochs whose keys are kept: unreadable
-        // by design, not a sign of malice. (The epoch is the sender's claim, up to u64::MAX.)
-        if h.epoch < join_epoch
-            || h.epoch.saturating_add(crate::mls::MAX_PAST_EPOCHS as u64) < current
-            || h.epoch > current.saturating_add(MAX_EPOCHS_AHEAD)
-        {
-            return Ok(false);
-        }
+        let (Some(owner), Some(h)) = (self.groups.groups.get(group).map(|s| s.owner), h) else {
+            return Err(DmError::UnknownGroup);
+        };
         let incoming = match self.mls.client.group_receive(
             group.as_bytes(),
             &owner,

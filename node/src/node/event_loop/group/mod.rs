@@ -56,9 +56,6 @@ const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
     max_item_bytes: MAX_GROUP_MESSAGE_BYTES,
     ttl: Duration::from_secs(600),
 };
-/// How many epochs ahead of this node's a message may be and still wait for its commits
-/// (further ahead, this node is too far behind to read it anyway; catch-up brings it).
-const MAX_EPOCHS_AHEAD: u64 = 16;
 /// How long `group invite` waits for the invitee's KeyPackage before answering.
 const INVITE_WAIT: Duration = Duration::from_secs(45);
 
