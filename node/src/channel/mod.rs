@@ -5,6 +5,7 @@
 
 mod admins;
 mod cert;
+pub mod chain;
 mod id;
 mod invite;
 mod manifest;
@@ -12,6 +13,7 @@ mod post;
 
 pub use admins::{Admins, MAX_ADMINS};
 pub use cert::{AdminCert, AdminRevocation, CERT_LIFETIME_MS, CertError, peek_cert};
+pub use chain::ChainCheck;
 pub use id::{ChannelId, IdParseError, PostId};
 pub use invite::{Invite, InviteError, MAX_LINK_ADDRS};
 pub use manifest::{Manifest, ManifestError};

@@ -1,6 +1,7 @@
 //! Channels: creating, following, posting, publishing, and validating what arrives on their topics.
 
 use super::*;
+use crate::channel::ChainCheck;
 
 impl EventLoop {
     pub(super) fn create_channel(
@@ -579,8 +580,11 @@ impl EventLoop {
         id: PostId,
         prev: Option<PostId>,
     ) -> Result<ChainCheck, crate::store::StoreError> {
-        let slot =
-            |seq: u64| -> Result<Option<(PostId, Option<PostId>)>, crate::store::StoreError> {
+        crate::channel::chain::check(
+            seq,
+            id,
+            prev,
+            |seq| {
                 if let Some(id) = self.in_flight.get(&(*channel, *author, seq)) {
                     return Ok(Some((*id, None)));
                 }
@@ -588,36 +592,8 @@ impl EventLoop {
                     .store
                     .post_at(channel, author, seq)?
                     .map(|p| (p.id, p.prev)))
-            };
-        if let Some((existing, _)) = slot(seq)? {
-            return Ok(if existing == id {
-                ChainCheck::Duplicate
-            } else {
-                ChainCheck::Conflict
-            });
-        }
-        if self.store.contains(&id)? {
-            return Ok(ChainCheck::Duplicate);
-        }
-        if let Some(prev) = prev
-            && let Some(before) = seq.checked_sub(1)
-            && let Some((held, _)) = slot(before)?
-            && held != prev
-        {
-            return Ok(ChainCheck::Conflict);
-        }
-        if let Some(after) = seq.checked_add(1)
-            && let Some((_, Some(next_prev))) = slot(after)?
-            && next_prev != id
-        {
-            return Ok(ChainCheck::Conflict);
-        }
-        Ok(ChainCheck::New)
+            },
+            |id| self.store.contains(id),
+        )
     }
-}
-
-pub(super) enum ChainCheck {
-    New,
-    Duplicate,
-    Conflict,
 }

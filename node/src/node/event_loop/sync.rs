@@ -13,8 +13,8 @@ use crate::net::requests::Exchange;
 use prost::Message as _;
 use samizdat_proto::v1;
 
-use super::channels::ChainCheck;
 use super::{EventLoop, Internal};
+use crate::channel::ChainCheck;
 use crate::channel::{AdminCert, ChannelId, Manifest, now_ms};
 use crate::net::wire::Frame;
 use crate::node::views::{Event, SyncStatus};
