@@ -282,7 +282,7 @@ impl EventLoop {
             direct_upgrades: HashSet::new(),
             dm,
             mls,
-            groups: group::Groups::default(),
+            groups: group::no_groups(),
             police: Police::default(),
             dht_drops: Default::default(),
             last_prune: Instant::now(),

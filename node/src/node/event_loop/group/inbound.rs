@@ -3,7 +3,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use super::*;
-use crate::group::gate::{Arrival, Gate, Standing, admit, log_time};
+use crate::group::gate::{Arrival, Gate, admit, log_time};
 
 impl EventLoop {
     /// Whether a gossip topic is a group's.
@@ -61,11 +61,7 @@ impl EventLoop {
             group,
             len: wire.mls_message.len(),
             seen: matches!(self.store.private().seen(&id), Ok(true)),
-            standing: self.groups.groups.get(group).map(|s| Standing {
-                active: s.record.active,
-                join_epoch: s.record.join_epoch,
-                epoch: s.epoch,
-            }),
+            standing: self.groups.standing(group),
             header: h.as_ref(),
         };
         match admit(&arrival) {

@@ -11,11 +11,10 @@ mod inbound;
 mod sync;
 
 use crate::net::wire::Frame;
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
 use prost::Message as _;
 use samizdat_proto::v1;
 use sha2::{Digest, Sha256};
@@ -23,8 +22,9 @@ use sha2::{Digest, Sha256};
 use super::EventLoop;
 use super::dm::Sent;
 use crate::channel::now_ms;
-use crate::dm::held::{Held, NotHeld};
+use crate::dm::held::NotHeld;
 use crate::dm::{DmError, MAX_HOLD_MS, MAX_TEXT_BYTES, check_body};
+use crate::group::state::{GroupRecord, GroupState, PendingInvite, Refusal, SYNC_SLACK_MS};
 use crate::group::{
     GroupId, GroupMessageView, GroupView, MAX_GROUP_MESSAGE_BYTES, SYNC_PAGE, SYNC_PAGE_BYTES,
     check_name, open_invite, seal_invite, topic,
@@ -42,8 +42,6 @@ const REDIAL_MEMBER_EVERY: Duration = Duration::from_secs(30);
 const SYNC_EVERY: Duration = Duration::from_secs(60);
 /// Shortest pause between two catch-ups of a group.
 const SYNC_MIN_GAP: Duration = Duration::from_secs(2);
-/// How far before the newest message held a catch-up starts (messages cross in flight).
-const SYNC_SLACK_MS: u64 = 60_000;
 /// How long the ciphertext log is kept (members away longer rejoin by a new invitation).
 const LOG_FOR_MS: u64 = MAX_HOLD_MS;
 /// Messages of later epochs waiting for their commit: bounded per peer that handed them over
@@ -59,69 +57,24 @@ const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
 /// How long `group invite` waits for the invitee's KeyPackage before answering.
 const INVITE_WAIT: Duration = Duration::from_secs(45);
 
-/// A group as stored.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct GroupRecord {
-    name: String,
-    owner: String,
-    created_ms: u64,
-    joined_ms: u64,
-    /// The epoch this node joined in (earlier messages were never meant for it).
-    join_epoch: u64,
-    active: bool,
-    next_seq: u64,
-    /// An invitation from a peer this node does not know: joined (so that its name can be
-    /// shown) but not followed — no topic, no catch-up, nothing fetched — until accepted.
-    #[serde(default)]
-    request: bool,
-}
+/// Private-group state of the event loop (answers to `group invite` wait in it).
+pub(crate) type Groups = crate::group::state::Groups<Reply<GroupView>>;
 
-/// A group in memory.
-struct GroupState {
-    record: GroupRecord,
-    owner: PeerId,
-    topic: IdentTopic,
-    /// Current members and epoch, refreshed after every commit (the MLS tree is large).
-    members: HashSet<PeerId>,
-    epoch: u64,
-    /// Newest message time held, where the next catch-up starts.
-    synced_ms: u64,
-    last_sync: Option<Instant>,
-    sync_in_flight: bool,
-}
-
-/// An invitation waiting for the invitee's KeyPackage.
-struct PendingInvite {
-    since: Instant,
-    replies: Vec<Reply<GroupView>>,
-}
-
-/// Private-group state of the event loop.
-pub(crate) struct Groups {
-    groups: HashMap<GroupId, GroupState>,
-    topics: HashMap<TopicHash, GroupId>,
-    invites: HashMap<(GroupId, PeerId), PendingInvite>,
-    /// Messages of later epochs than this node's, waiting for their commit.
-    early: Held<v1::GroupWire>,
-    dialed: HashMap<PeerId, Instant>,
-    next_expiry: Option<u64>,
-}
-
-impl Default for Groups {
-    fn default() -> Self {
-        Self {
-            groups: HashMap::new(),
-            topics: HashMap::new(),
-            invites: HashMap::new(),
-            early: Held::new(EARLY),
-            dialed: HashMap::new(),
-            next_expiry: None,
-        }
-    }
+/// No groups yet.
+pub(crate) fn no_groups() -> Groups {
+    Groups::new(EARLY)
 }
 
 fn wire_id(wire: &v1::GroupWire) -> [u8; 32] {
     Sha256::digest(&wire.mls_message).into()
+}
+
+/// An owner's operation refused, as the user sees it.
+fn refused(group: &GroupId, e: Refusal) -> NodeError {
+    match e {
+        Refusal::Unknown => NodeError::UnknownGroup(group.to_string()),
+        e => NodeError::NotAllowed(e.to_string()),
+    }
 }
 
 fn dm_err(e: impl Into<DmError>) -> NodeError {
@@ -177,27 +130,16 @@ impl EventLoop {
                 .gossipsub
                 .set_topic_params(topic.clone(), crate::net::scoring::topic_params());
         }
-        self.groups.topics.insert(topic.hash(), id);
-        let synced_ms = record.joined_ms.saturating_sub(SYNC_SLACK_MS);
-        let mut state = GroupState {
-            record,
-            owner,
-            topic,
-            members: HashSet::new(),
-            epoch: 0,
-            synced_ms,
-            last_sync: None,
-            sync_in_flight: false,
-        };
+        let mut state = GroupState::new(record, owner, topic);
         if let Ok((members, epoch, _)) = self.mls.client.group_state(id.as_bytes()) {
             state.members = members.into_iter().collect();
             state.epoch = epoch;
         }
         // The newest message held is where catching up starts.
         if let Ok(Some(t)) = self.store.private().group_log_newest(&id) {
-            state.synced_ms = state.synced_ms.max(t.saturating_sub(SYNC_SLACK_MS));
+            state.held_up_to(t);
         }
-        self.groups.groups.insert(id, state);
+        self.groups.insert(id, state);
     }
 
     fn save_group(&self, group: &GroupId) -> Result<(), NodeError> {
@@ -217,37 +159,9 @@ impl EventLoop {
     }
 
     fn group_view(&self, group: &GroupId) -> Result<GroupView, NodeError> {
-        let s = self
-            .groups
-            .groups
-            .get(group)
-            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))?;
-        let me = *self.swarm.local_peer_id();
-        let mut members: Vec<String> = s.members.iter().map(|p| p.to_string()).collect();
-        members.sort();
-        Ok(GroupView {
-            id: group.to_string(),
-            name: s.record.name.clone(),
-            owner: s.record.owner.clone(),
-            role: if s.owner == me { "owner" } else { "member" }.into(),
-            members: if s.record.active { members } else { Vec::new() },
-            invited: {
-                let mut v: Vec<String> = self
-                    .groups
-                    .invites
-                    .keys()
-                    // A member just added is no longer invited (the invitation is dropped
-                    // right after the add's event).
-                    .filter(|(g, p)| g == group && !s.members.contains(p))
-                    .map(|(_, p)| p.to_string())
-                    .collect();
-                v.sort();
-                v
-            },
-            active: s.record.active,
-            epoch: s.epoch,
-            joined_at: s.record.joined_ms,
-        })
+        self.groups
+            .view(group, self.swarm.local_peer_id())
+            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))
     }
 
     /// `group create`.
@@ -279,51 +193,22 @@ impl EventLoop {
 
     /// `group list`.
     pub(super) fn group_list(&self) -> Vec<GroupView> {
-        let mut out: Vec<GroupView> = self
-            .groups
-            .groups
-            .iter()
-            .filter(|(_, s)| !s.record.request)
-            .filter_map(|(g, _)| self.group_view(g).ok())
-            .collect();
-        out.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
-        out
+        self.groups.list(self.swarm.local_peer_id())
     }
 
     fn owned_active(&self, group: &GroupId) -> Result<&GroupState, NodeError> {
-        let s = self
-            .groups
-            .groups
-            .get(group)
-            .ok_or_else(|| NodeError::UnknownGroup(group.to_string()))?;
-        if !s.record.active {
-            return Err(NodeError::NotAllowed(
-                "this node is no longer a member of the group".into(),
-            ));
-        }
-        if s.owner != *self.swarm.local_peer_id() {
-            return Err(NodeError::NotAllowed(
-                "only the group's owner invites and removes members".into(),
-            ));
-        }
-        Ok(s)
+        self.groups
+            .owned_active(group, self.swarm.local_peer_id())
+            .map_err(|e| refused(group, e))
     }
 
     /// `group invite`: answered once the member is added (the invitee's KeyPackage found).
     pub(super) fn group_invite(&mut self, group: GroupId, peer: PeerId, reply: Reply<GroupView>) {
-        let check = self.owned_active(&group).and_then(|s| {
-            if peer == *self.swarm.local_peer_id() {
-                Err(NodeError::NotAllowed(
-                    "the owner is already a member".into(),
-                ))
-            } else if s.members.contains(&peer) {
-                Err(NodeError::NotAllowed(format!("{peer} is already a member")))
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = check {
-            let _ = reply.send(Err(e));
+        if let Err(e) = self
+            .groups
+            .may_invite(&group, &peer, self.swarm.local_peer_id())
+        {
+            let _ = reply.send(Err(refused(&group, e)));
             return;
         }
         if let Err(e) = self.store.private().put_invite(&group, &peer) {
@@ -380,7 +265,7 @@ impl EventLoop {
 
     /// Whether `peer`'s KeyPackage is still wanted by an invitation.
     pub(super) fn group_wants_keypackage(&self, peer: &PeerId) -> bool {
-        self.groups.invites.keys().any(|(_, p)| p == peer)
+        self.groups.wants_keypackage(peer)
     }
 
     fn add_member(
@@ -609,34 +494,19 @@ impl EventLoop {
     ) -> Result<(), NodeError> {
         self.store.private().log_group_wire(group, wire, id)?;
         if let Some(s) = self.groups.groups.get_mut(group) {
-            s.synced_ms = s.synced_ms.max(wire.sent_ms.saturating_sub(SYNC_SLACK_MS));
+            s.held_up_to(wire.sent_ms);
         }
         Ok(())
     }
 
     /// Group invitations held as requests: (group id, owner, name, when).
     pub(super) fn group_requests(&self) -> Vec<(GroupId, PeerId, String, u64)> {
-        self.groups
-            .groups
-            .iter()
-            .filter(|(_, s)| s.record.request)
-            .map(|(g, s)| (*g, s.owner, s.record.name.clone(), s.record.joined_ms))
-            .collect()
-    }
-
-    /// The groups whose invitations from `owner` wait as requests.
-    fn group_requests_from(&self, owner: &PeerId) -> Vec<GroupId> {
-        self.groups
-            .groups
-            .iter()
-            .filter(|(_, s)| s.record.request && s.owner == *owner)
-            .map(|(g, _)| *g)
-            .collect()
+        self.groups.requests()
     }
 
     /// Accepts the group invitations `owner` sent: the groups are followed from now on.
     pub(super) fn accept_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
-        let ids = self.group_requests_from(owner);
+        let ids = self.groups.requests_from(owner);
         for id in &ids {
             let Some(s) = self.groups.groups.get_mut(id) else {
                 continue;
@@ -662,12 +532,9 @@ impl EventLoop {
 
     /// Declines the group invitations `owner` sent: their state and record are dropped.
     pub(super) fn decline_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
-        let ids = self.group_requests_from(owner);
+        let ids = self.groups.requests_from(owner);
         for id in &ids {
-            if let Some(s) = self.groups.groups.remove(id) {
-                self.groups.topics.remove(&s.topic.hash());
-            }
-            self.groups.early.forget_group(id.as_bytes());
+            self.groups.remove(id);
             if self.mls.client.forget(id.as_bytes()).is_ok() {
                 self.save_mls()?;
             }
