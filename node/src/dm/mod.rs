@@ -4,6 +4,7 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod conversation;
 pub mod held;
 pub mod mailbox;
 pub mod route;

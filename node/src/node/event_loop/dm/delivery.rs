@@ -308,10 +308,11 @@ impl EventLoop {
                 .start(peer, key_package)
                 .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
             self.save_mls()?;
-            let conv = self.dm.conversations.entry(*peer).or_default();
-            conv.peer = peer.to_string();
-            conv.groups.push(group.clone());
-            conv.created.push(group);
+            self.dm
+                .conversations
+                .entry(*peer)
+                .or_default()
+                .started(peer, group);
             self.save_conversation(peer)?;
             // The Welcome goes first (envelopes go out and are read in sent_ms order): before
             // the messages that waited for this KeyPackage, which keep their own times.

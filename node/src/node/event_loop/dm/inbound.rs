@@ -225,14 +225,11 @@ impl EventLoop {
         match incoming {
             Incoming::Joined { group } => {
                 let stranger = !self.is_known_peer(from);
-                let conv = self.dm.conversations.entry(*from).or_default();
-                if conv.groups.is_empty() && conv.next_seq == 0 && stranger {
-                    conv.request = true;
-                }
-                conv.peer = from.to_string();
-                if !conv.groups.contains(&group) {
-                    conv.groups.push(group.clone());
-                }
+                self.dm.conversations.entry(*from).or_default().joined(
+                    from,
+                    group.clone(),
+                    stranger,
+                );
                 let _ = self.save_conversation(from);
                 tracing::info!(peer = %from, "joined a conversation");
                 // Messages that came before their Welcome.
@@ -285,7 +282,7 @@ impl EventLoop {
                     .dm
                     .conversations
                     .get(from)
-                    .is_some_and(|c| c.created.contains(&group));
+                    .is_some_and(|c| c.is_committer(&group));
                 if creator {
                     match self.mls.client.commit_pending(&group) {
                         Ok(commit) => {
@@ -369,7 +366,7 @@ impl EventLoop {
                 .dm
                 .conversations
                 .get(peer)
-                .is_some_and(|c| c.next_seq > 0 && !c.request)
+                .is_some_and(Conversation::written_to)
             || self
                 .store
                 .contacts()

@@ -23,6 +23,7 @@ use samizdat_proto::v1;
 
 use super::EventLoop;
 use crate::channel::now_ms;
+use crate::dm::conversation::Conversation;
 use crate::dm::held::{Held, NotHeld};
 use crate::dm::mailbox::{Mailbox, check_envelope, envelope_id};
 use crate::dm::route::{Route, Step};
@@ -48,8 +49,6 @@ const KP_LOOKUP_EVERY: Duration = Duration::from_secs(5);
 const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// Longest pause between two visits to this node's mailbox holders.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
-/// A conversation's creator renews its keys after this many messages it sent.
-const UPDATE_EVERY: u64 = 50;
 /// How long this side's key-update proposal may wait for the committer's commit.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is
@@ -64,31 +63,6 @@ const EARLY: crate::dm::held::Limits = crate::dm::held::Limits {
 };
 /// How long processed message ids are remembered (longer than any holder keeps mail).
 const SEEN_FOR_MS: u64 = HOLD_MS + 24 * 3600 * 1000;
-
-/// A conversation with one peer, as stored.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Conversation {
-    peer: String,
-    /// Its MLS groups (two when both sides started one at once); the smallest id is the one
-    /// both sides send on.
-    groups: Vec<Vec<u8>>,
-    /// Groups this node created (it is their committer).
-    created: Vec<Vec<u8>>,
-    next_seq: u64,
-    last_sent_ms: u64,
-    sent_since_update: u64,
-    /// Started by a peer this node does not know (not a contact, never accepted, never
-    /// written to): a message request. Its messages are kept but not shown or announced, and
-    /// nothing they mention is fetched, until the user accepts.
-    #[serde(default)]
-    request: bool,
-}
-
-impl Conversation {
-    fn send_group(&self) -> Option<&Vec<u8>> {
-        self.groups.iter().min()
-    }
-}
 
 /// What a `/samizdat/dm/1` request in flight was.
 #[derive(Debug)]
@@ -287,18 +261,13 @@ impl EventLoop {
             .dm
             .conversations
             .entry(peer)
-            .or_insert_with(|| Conversation {
-                peer: peer.to_string(),
-                ..Default::default()
-            });
-        let sent_ms = now_ms().max(conv.last_sent_ms.saturating_add(1));
-        conv.last_sent_ms = sent_ms;
-        conv.next_seq = conv.next_seq.saturating_add(1);
+            .or_insert_with(|| Conversation::new(&peer));
+        let (sent_ms, seq) = conv.next_message(now_ms());
         let body = v1::DmBody {
             id: crate::crypto::random_bytes::<16>().to_vec(),
             text,
             sent_ms,
-            seq: conv.next_seq,
+            seq,
             expires_at_ms: expires_in.map_or(0, |d| {
                 sent_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
@@ -367,12 +336,8 @@ impl EventLoop {
         let Some(conv) = self.dm.conversations.get_mut(peer) else {
             return Ok(false);
         };
-        conv.sent_since_update = conv.sent_since_update.saturating_add(1);
-        let committer = conv.created.contains(&group);
-        // The other side proposes only while the committer is there to commit at once: its
-        // own messages wait until the commit arrives (MLS sends nothing over a proposal).
-        let update =
-            conv.sent_since_update >= UPDATE_EVERY && (committer || self.swarm.is_connected(peer));
+        let committer = conv.is_committer(&group);
+        let update = conv.sealed(&group, self.swarm.is_connected(peer));
         // The ratchet moved: the state must be on disk before the ciphertext leaves, or a
         // crash would make this node reuse a message key.
         self.save_mls()?;
@@ -392,7 +357,7 @@ impl EventLoop {
                     let t = self.next_sent_ms(peer);
                     self.queue_envelope(peer, t, handshake, b"")?;
                     if let Some(c) = self.dm.conversations.get_mut(peer) {
-                        c.sent_since_update = 0;
+                        c.renewed();
                     }
                     if !committer {
                         self.dm
@@ -408,9 +373,11 @@ impl EventLoop {
     }
 
     fn next_sent_ms(&mut self, peer: &PeerId) -> u64 {
-        let c = self.dm.conversations.entry(*peer).or_default();
-        c.last_sent_ms = now_ms().max(c.last_sent_ms.saturating_add(1));
-        c.last_sent_ms
+        self.dm
+            .conversations
+            .entry(*peer)
+            .or_insert_with(|| Conversation::new(peer))
+            .next_sent_ms(now_ms())
     }
 
     fn queue_envelope(
