@@ -6,6 +6,7 @@
 mod admins;
 mod cert;
 pub mod chain;
+pub mod gate;
 mod id;
 mod invite;
 mod manifest;

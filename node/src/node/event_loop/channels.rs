@@ -1,7 +1,7 @@
 //! Channels: creating, following, posting, publishing, and validating what arrives on their topics.
 
 use super::*;
-use crate::channel::ChainCheck;
+use crate::channel::{ChainCheck, gate};
 
 impl EventLoop {
     pub(super) fn create_channel(
@@ -497,56 +497,24 @@ impl EventLoop {
         id: &ChannelId,
         sp: v1::SignedPost,
     ) -> MessageAcceptance {
-        // A replay of a post held is dropped before its signature is checked: replays cost a
-        // hash and a lookup, not a verification.
-        if self
-            .store
-            .contains(&PostId::of_body(&sp.body))
-            .unwrap_or(false)
-        {
-            return MessageAcceptance::Ignore;
-        }
-        let wire = sp.encode_to_vec();
-        let post = match Post::verify(&wire, Some(id), now_ms()) {
-            Ok(p) => p,
-            Err(e) => {
+        let post = match gate::admit(id, &sp, now_ms(), &GateLookups { el: self, id }) {
+            gate::Verdict::Take(post) => *post,
+            gate::Verdict::Reject(e) => {
                 tracing::debug!(channel = %id, "post rejected: {e}");
-                return match e {
-                    // Clock skew is not proof of malice: drop without penalty.
-                    PostError::FromFuture => MessageAcceptance::Ignore,
-                    _ => MessageAcceptance::Reject,
-                };
+                return MessageAcceptance::Reject;
+            }
+            gate::Verdict::Drop(why) => {
+                match why {
+                    gate::Drop::Conflict => {
+                        // An author signed two different posts for one place in its chain.
+                        tracing::warn!(channel = %id, "conflicting post ignored")
+                    }
+                    why => tracing::trace!(channel = %id, ?why, "post dropped"),
+                }
+                return MessageAcceptance::Ignore;
             }
         };
-        let now = now_ms();
-        if post.is_expired(now) {
-            return MessageAcceptance::Ignore;
-        }
-        // Live posts come from now: an old timestamp on gossip is either a post that waited in
-        // an outbox (history sync brings it) or one back-dated into an admin certificate's
-        // lifetime; neither is taken live.
-        if post.timestamp_ms.saturating_add(LIVE_WINDOW_MS) < now {
-            return MessageAcceptance::Ignore;
-        }
         let author = post.author_key.to_bytes();
-        // A revoked admin's later posts are never taken (the forwarder may not know yet).
-        if self.revoked_post(id, &author, post.seq) {
-            return MessageAcceptance::Ignore;
-        }
-        match self.chain_check(id, &author, post.seq, post.id, post.prev) {
-            Ok(ChainCheck::New) => {}
-            Ok(ChainCheck::Duplicate) => return MessageAcceptance::Ignore,
-            Ok(ChainCheck::Conflict) => {
-                // An author signed two different posts for one place in its chain. The
-                // forwarder may be honest (it saw only one), so no penalty; keep the first.
-                tracing::warn!(channel = %id, author = %post.author_string(), seq = post.seq, "conflicting post ignored");
-                return MessageAcceptance::Ignore;
-            }
-            Err(e) => {
-                tracing::warn!("store read failed during validation: {e}");
-                return MessageAcceptance::Ignore;
-            }
-        }
         // An admin's post carries its certificate: learn it (it is verified already).
         if let Some(c) = v1::SignedPost::decode(post.wire.as_slice())
             .ok()
@@ -595,5 +563,35 @@ impl EventLoop {
             },
             |id| self.store.contains(id),
         )
+    }
+}
+
+/// The node's state as the post gate reads it.
+struct GateLookups<'a> {
+    el: &'a EventLoop,
+    id: &'a ChannelId,
+}
+
+impl gate::Lookups for GateLookups<'_> {
+    fn held(&self, id: &PostId) -> bool {
+        self.el.store.contains(id).unwrap_or(false)
+    }
+
+    fn revoked(&self, author: &[u8; 32], seq: u64) -> bool {
+        self.el.revoked_post(self.id, author, seq)
+    }
+
+    fn chain(&self, post: &Post) -> Option<ChainCheck> {
+        let author = post.author_key.to_bytes();
+        match self
+            .el
+            .chain_check(self.id, &author, post.seq, post.id, post.prev)
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("store read failed during validation: {e}");
+                None
+            }
+        }
     }
 }

@@ -37,8 +37,7 @@ use super::reputation::Offence;
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
 use super::writer::{Item, Origin, Report, WriteDone, WriteRequest, Writer};
 use crate::channel::{
-    self, AdminCert, AdminRevocation, ChannelId, Invite, Manifest, Post, PostDraft, PostError,
-    PostId, now_ms,
+    self, AdminCert, AdminRevocation, ChannelId, Invite, Manifest, Post, PostDraft, PostId, now_ms,
 };
 use crate::config::Config;
 use crate::files::{BlobStore, Cid};
@@ -68,9 +67,6 @@ const PROVIDE_WHEN_SPARSE: Duration = Duration::from_secs(30);
 /// Direct peers wanted on each channel topic (gossipsub's mesh degree): enough that the
 /// channel survives losing any few of them, or the bootstrap peers.
 const WANT_TOPIC_PEERS: usize = 6;
-/// How old a post arriving by gossip may be (its author's timestamp against this node's
-/// clock); older ones come by history sync.
-const LIVE_WINDOW_MS: u64 = 3600 * 1000;
 /// Dial at most this many discovered providers per lookup.
 const DIALS_PER_LOOKUP: usize = 8;
 /// While no topic peer of a channel has brought anything valid, cached peers are dialed this
