@@ -92,7 +92,7 @@ impl EventLoop {
                 if gone.posts > 0 || gone.tombstones > 0 {
                     tracing::info!(channel = %id, posts = gone.posts, "posts of a revoked admin removed");
                 }
-                if let Some(st) = self.sync.get_mut(&id) {
+                if let Some(st) = self.sync.channels.get_mut(&id) {
                     st.note_retracted(r.admin, r.last_seq, gone.posts, gone.tombstones);
                 }
             }

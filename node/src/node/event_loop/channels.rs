@@ -80,7 +80,7 @@ impl EventLoop {
             .remove(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         self.topics.remove(&state.topic.hash());
-        self.sync.remove(id);
+        self.sync.channels.remove(id);
         self.swarm
             .behaviour_mut()
             .gossipsub

@@ -1,8 +1,10 @@
 //! Files in the event loop: announcing what this node holds, serving chunks, and driving
 //! downloads from several providers at once.
 
-use crate::net::requests::Exchange;
+use crate::net::rate_limit::RateLimiter;
+use crate::net::requests::{Exchange, Requests};
 use crate::net::wire::Frame;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -24,6 +26,37 @@ const LOOKUP_EVERY: Duration = Duration::from_secs(5);
 /// ...and this often while it has none at all (a new file's announcement may still be
 /// spreading).
 const LOOKUP_WHEN_NONE: Duration = Duration::from_secs(1);
+
+/// The file component's state in the event loop.
+pub(super) struct Files {
+    /// Downloads in progress.
+    pub(super) fetches: HashMap<Cid, Fetch>,
+    /// Chunk and manifest requests out.
+    pub(super) requests: Requests<(Cid, Ask)>,
+    /// Provider lookups, by query.
+    pub(super) queries: HashMap<QueryId, Cid>,
+    /// Peers' requests to this node, per peer.
+    pub(super) limiter: RateLimiter,
+    /// Files this node announces as a provider.
+    pub(super) provided: HashSet<Cid>,
+    /// Final status of downloads finished since start.
+    pub(super) finished: HashMap<Cid, DownloadStatus>,
+}
+
+impl Files {
+    pub(super) fn new() -> Self {
+        Self {
+            fetches: HashMap::new(),
+            requests: Requests::default(),
+            queries: HashMap::new(),
+            // Per peer: 256 chunk requests/s (256 MiB/s: bandwidth, not this, is the real
+            // bound), bursts of 512.
+            limiter: RateLimiter::new(256.0, 512.0),
+            provided: HashSet::new(),
+            finished: HashMap::new(),
+        }
+    }
+}
 
 /// A download plus when its providers were last looked up.
 pub(super) struct Fetch {
@@ -57,7 +90,7 @@ impl EventLoop {
 
     /// Tells the DHT that this node provides the file.
     pub(super) fn announce_file(&mut self, cid: &Cid) {
-        self.provided.insert(*cid);
+        self.files.provided.insert(*cid);
         if let Err(e) = self
             .swarm
             .behaviour_mut()
@@ -93,6 +126,7 @@ impl EventLoop {
             })
             .fold(0u64, u64::saturating_add);
         let running: u64 = self
+            .files
             .fetches
             .values()
             .filter(|f| f.prefetch && f.download.manifest().is_none())
@@ -106,10 +140,10 @@ impl EventLoop {
             return;
         }
         if let Ok(cid) = a.cid.parse::<Cid>() {
-            let asked_already = self.fetches.contains_key(&cid);
+            let asked_already = self.files.fetches.contains_key(&cid);
             match self.fetch_file(cid, a.name.clone(), Some(bound)) {
                 Ok(_) => {
-                    if let Some(f) = self.fetches.get_mut(&cid).filter(|_| !asked_already) {
+                    if let Some(f) = self.files.fetches.get_mut(&cid).filter(|_| !asked_already) {
                         f.prefetch = true;
                     }
                 }
@@ -124,7 +158,7 @@ impl EventLoop {
         name: String,
         max_bytes: Option<u64>,
     ) -> Result<DownloadStatus, NodeError> {
-        if let Some(f) = self.fetches.get(&cid) {
+        if let Some(f) = self.files.fetches.get(&cid) {
             return Ok(f.download.status());
         }
         let record = self.store.file(&cid.0)?;
@@ -142,7 +176,7 @@ impl EventLoop {
             }
         }
         let status = download.status();
-        self.fetches.insert(
+        self.files.fetches.insert(
             cid,
             Fetch {
                 download,
@@ -157,10 +191,10 @@ impl EventLoop {
 
     /// A file's status: downloading, held, or unknown.
     pub(super) fn file_status(&self, cid: &Cid) -> Result<DownloadStatus, NodeError> {
-        if let Some(f) = self.fetches.get(cid) {
+        if let Some(f) = self.files.fetches.get(cid) {
             return Ok(f.download.status());
         }
-        if let Some(st) = self.finished.get(cid) {
+        if let Some(st) = self.files.finished.get(cid) {
             return Ok(st.clone());
         }
         let rec = self
@@ -181,8 +215,8 @@ impl EventLoop {
             .behaviour_mut()
             .kad
             .get_providers(provider_key(cid));
-        self.file_queries.insert(q, *cid);
-        if let Some(f) = self.fetches.get_mut(cid) {
+        self.files.queries.insert(q, *cid);
+        if let Some(f) = self.files.fetches.get_mut(cid) {
             f.last_lookup = Some(Instant::now());
         }
     }
@@ -194,7 +228,7 @@ impl EventLoop {
         providers: impl IntoIterator<Item = PeerId>,
     ) {
         let me = *self.swarm.local_peer_id();
-        if let Some(f) = self.fetches.get_mut(cid) {
+        if let Some(f) = self.files.fetches.get_mut(cid) {
             for p in providers {
                 if p != me {
                     f.download.add_provider(p);
@@ -207,7 +241,7 @@ impl EventLoop {
 
     /// Sends what a download should ask next.
     pub(super) fn pump(&mut self, cid: &Cid) {
-        let Some(f) = self.fetches.get_mut(cid) else {
+        let Some(f) = self.files.fetches.get_mut(cid) else {
             return;
         };
         let asks = f.download.next_requests(Instant::now(), PARALLEL);
@@ -224,15 +258,15 @@ impl EventLoop {
                 .behaviour_mut()
                 .files
                 .send_request(&peer, Frame::Valid(req));
-            self.file_requests.insert(rid, (*cid, ask));
+            self.files.requests.insert(rid, (*cid, ask));
         }
     }
 
     /// Housekeeping: more providers where needed, retries after backoff.
     pub(super) fn files_tick(&mut self) {
-        let cids: Vec<Cid> = self.fetches.keys().copied().collect();
+        let cids: Vec<Cid> = self.files.fetches.keys().copied().collect();
         for cid in cids {
-            let lookup = self.fetches.get(&cid).is_some_and(|f| {
+            let lookup = self.files.fetches.get(&cid).is_some_and(|f| {
                 let every = if f.download.provider_count() == 0 {
                     LOOKUP_WHEN_NONE
                 } else {
@@ -252,7 +286,7 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Frame<v1::FileRequest>, v1::FileResponse>,
     ) {
-        match self.file_requests.on_event(event) {
+        match self.files.requests.on_event(event) {
             Exchange::Malformed { peer, why } => self.protocol_violation(peer, "file", &why),
             Exchange::Request {
                 peer,
@@ -272,7 +306,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%cid, %peer, "file request failed: {error}");
-                if let Some(f) = self.fetches.get_mut(&cid) {
+                if let Some(f) = self.files.fetches.get_mut(&cid) {
                     f.download.request_failed(ask, peer, Instant::now());
                 }
                 self.pump(&cid);
@@ -293,7 +327,7 @@ impl EventLoop {
         let error = |e: &str| v1::FileResponse {
             kind: Some(v1::file_response::Kind::Error(e.to_string())),
         };
-        if !self.file_limiter.allow(peer, Instant::now()) {
+        if !self.files.limiter.allow(peer, Instant::now()) {
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -355,7 +389,7 @@ impl EventLoop {
     ) {
         let now = Instant::now();
         let max = self.max_file_bytes;
-        let Some(f) = self.fetches.get_mut(&cid) else {
+        let Some(f) = self.files.fetches.get_mut(&cid) else {
             return;
         };
         match (ask, resp.kind) {
@@ -363,7 +397,7 @@ impl EventLoop {
                 match Manifest::verify(&cid, &bytes, max) {
                     Ok(m) if f.max_bytes.is_some_and(|mb| m.size > mb) => {
                         tracing::info!(%cid, size = m.size, "file larger than asked for: not fetched");
-                        self.fetches.remove(&cid);
+                        self.files.fetches.remove(&cid);
                     }
                     Ok(m) => {
                         let have = m.chunks.iter().map(|h| self.blobs.has(h)).collect();
@@ -421,7 +455,7 @@ impl EventLoop {
 
     /// A chunk was checked (and stored if valid) off the loop.
     pub(super) fn on_chunk_stored(&mut self, cid: Cid, index: u32, peer: PeerId, ok: bool) {
-        let Some(f) = self.fetches.get_mut(&cid) else {
+        let Some(f) = self.files.fetches.get_mut(&cid) else {
             return;
         };
         if !ok {
@@ -436,13 +470,14 @@ impl EventLoop {
 
     fn check_complete(&mut self, cid: &Cid) {
         let done = self
+            .files
             .fetches
             .get(cid)
             .is_some_and(|f| f.download.is_complete());
         if !done {
             return;
         }
-        let Some(f) = self.fetches.remove(cid) else {
+        let Some(f) = self.files.fetches.remove(cid) else {
             return;
         };
         if let Some(m) = f.download.manifest() {
@@ -462,10 +497,10 @@ impl EventLoop {
         tracing::info!(%cid, "file complete");
         let status = f.download.status();
         // Keep the final figures (e.g. corrupted chunks refused) for status queries.
-        if self.finished.len() >= 256 {
-            self.finished.clear();
+        if self.files.finished.len() >= 256 {
+            self.files.finished.clear();
         }
-        self.finished.insert(*cid, status.clone());
+        self.files.finished.insert(*cid, status.clone());
         let _ = self.events.send(Event::FileProgress { status });
         // Now this node can serve it too.
         self.announce_file(cid);

@@ -43,7 +43,6 @@ use crate::config::Config;
 use crate::files::{BlobStore, Cid};
 use crate::identity::Identity;
 use crate::net::node_behaviour::{NodeBehaviour, NodeBehaviourEvent};
-use crate::net::rate_limit::RateLimiter;
 use crate::net::requests::Requests;
 use crate::net::{
     RecordVerdict, accept_inbound_kad, build_node_swarm, check_record, is_loopback, is_unspecified,
@@ -120,20 +119,12 @@ pub(crate) struct EventLoop {
     last_redial: Instant,
     redial_backoff: Duration,
     kad_bootstrapped: bool,
-    /// History sync per channel.
-    sync: HashMap<ChannelId, sync::SyncState>,
-    sync_requests: Requests<ChannelId>,
-    sync_limiter: RateLimiter,
-    /// Downloads in progress.
-    fetches: HashMap<Cid, files::Fetch>,
-    file_requests: Requests<(Cid, crate::files::Ask)>,
+    /// History sync: each channel's state, requests out, limits on peers' requests.
+    sync: sync::HistorySync,
+    /// Files: downloads, requests out, provider lookups, what this node provides.
+    files: files::Files,
     /// Peer exchanges asked.
     px_requests: Requests<()>,
-    file_queries: HashMap<QueryId, Cid>,
-    file_limiter: RateLimiter,
-    provided: HashSet<Cid>,
-    /// Final status of downloads finished since start.
-    finished: HashMap<Cid, crate::files::DownloadStatus>,
     /// Reachability, the DHT role it drives, relay reservations, peer-exchange pacing.
     reach: super::reach::Reach,
     /// Peers whose relayed connection was upgraded to a direct one.
@@ -260,20 +251,9 @@ impl EventLoop {
             last_redial: Instant::now(),
             redial_backoff: Duration::from_secs(5),
             kad_bootstrapped: false,
-            sync: HashMap::new(),
-            sync_requests: Requests::default(),
-            // Per peer: 50 sync requests/s (a page each, up to 256 posts: 12,800 posts/s),
-            // bursts of 100.
-            sync_limiter: RateLimiter::new(50.0, 100.0),
-            fetches: HashMap::new(),
-            file_requests: Requests::default(),
+            sync: sync::HistorySync::new(),
+            files: files::Files::new(),
             px_requests: Requests::default(),
-            file_queries: HashMap::new(),
-            // Per peer: 256 chunk requests/s (256 MiB/s: bandwidth, not this, is the real
-            // bound), bursts of 512.
-            file_limiter: RateLimiter::new(256.0, 512.0),
-            provided: HashSet::new(),
-            finished: HashMap::new(),
             reach: super::reach::Reach::new(config.dht_mode, config.use_relays),
             direct_upgrades: HashSet::new(),
             dm,
@@ -544,8 +524,8 @@ impl EventLoop {
                 QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                     providers,
                     ..
-                })) if self.file_queries.contains_key(&id) => {
-                    if let Some(cid) = self.file_queries.get(&id).copied() {
+                })) if self.files.queries.contains_key(&id) => {
+                    if let Some(cid) = self.files.queries.get(&id).copied() {
                         self.on_file_providers(&cid, providers);
                     }
                 }
@@ -581,7 +561,7 @@ impl EventLoop {
                             (state.lookup_every * 2).min(LOOKUP_WHEN_HEALTHY)
                         };
                     }
-                    self.file_queries.remove(&id);
+                    self.files.queries.remove(&id);
                 }
                 QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
                     if let Some(channel) = self.manifest_queries.get(&id).copied() {

@@ -54,7 +54,7 @@ impl EventLoop {
             }
             self.discover(&id, false);
         }
-        let files: Vec<_> = self.provided.iter().copied().collect();
+        let files: Vec<_> = self.files.provided.iter().copied().collect();
         for cid in files {
             self.announce_file(&cid);
         }

@@ -4,12 +4,14 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId};
 
-use crate::net::requests::Exchange;
+use crate::net::rate_limit::RateLimiter;
+use crate::net::requests::{Exchange, Requests};
 use prost::Message as _;
 use samizdat_proto::v1;
 
@@ -27,6 +29,28 @@ use crate::sync::{Entry, check_heads, check_page, serve};
 /// Sync state of one channel, as the event loop holds it.
 pub(super) type SyncState = ChannelSync<OutboundRequestId>;
 
+/// History sync's state in the event loop.
+pub(super) struct HistorySync {
+    /// Each followed channel's.
+    pub(super) channels: HashMap<ChannelId, SyncState>,
+    /// Requests out, by channel.
+    pub(super) requests: Requests<ChannelId>,
+    /// Peers' requests to this node, per peer.
+    pub(super) limiter: RateLimiter,
+}
+
+impl HistorySync {
+    pub(super) fn new() -> Self {
+        Self {
+            channels: HashMap::new(),
+            requests: Requests::default(),
+            // Per peer: 50 sync requests/s (a page each, up to 256 posts: 12,800 posts/s),
+            // bursts of 100.
+            limiter: RateLimiter::new(50.0, 100.0),
+        }
+    }
+}
+
 impl EventLoop {
     /// Loads a channel's counters from the store (once per channel per start).
     pub(super) fn sync_init(&mut self, id: &ChannelId, owner: bool) {
@@ -43,40 +67,42 @@ impl EventLoop {
                 tracing::warn!(channel = %id, "cannot read history counters: {e}")
             }
         }
-        self.sync.insert(*id, ChannelSync::new(owner, counters));
+        self.sync
+            .channels
+            .insert(*id, ChannelSync::new(owner, counters));
     }
 
     /// A verified post or header was seen (live or from sync): learn its author's head.
     pub(super) fn note_seen(&mut self, channel: &ChannelId, author: [u8; 32], seq: u64) {
-        if let Some(st) = self.sync.get_mut(channel) {
+        if let Some(st) = self.sync.channels.get_mut(channel) {
             st.note_seen(author, seq, Instant::now());
         }
     }
 
     /// A post was durably stored.
     pub(super) fn note_inserted(&mut self, channel: &ChannelId) {
-        if let Some(st) = self.sync.get_mut(channel) {
+        if let Some(st) = self.sync.channels.get_mut(channel) {
             st.note_inserted();
         }
     }
 
     /// An expiry proof was durably stored.
     pub(super) fn note_tombstone(&mut self, channel: &ChannelId) {
-        if let Some(st) = self.sync.get_mut(channel) {
+        if let Some(st) = self.sync.channels.get_mut(channel) {
             st.note_tombstone();
         }
     }
 
     /// A post expired and was deleted.
     pub(super) fn note_expired(&mut self, channel: &ChannelId) {
-        if let Some(st) = self.sync.get_mut(channel) {
+        if let Some(st) = self.sync.channels.get_mut(channel) {
             st.note_expired();
         }
     }
 
     /// A channel wants syncing, or `from` just joined its topic: start now if idle and due.
     pub(super) fn want_sync(&mut self, id: &ChannelId, from: Option<PeerId>) {
-        if let Some(st) = self.sync.get_mut(id) {
+        if let Some(st) = self.sync.channels.get_mut(id) {
             st.want(from);
             if !st.syncing() {
                 self.sync_tick();
@@ -86,7 +112,7 @@ impl EventLoop {
 
     /// What clients see of a channel's sync.
     pub(super) fn sync_status(&self, id: &ChannelId) -> Option<SyncStatus> {
-        Some(self.sync.get(id)?.status(id.to_string()))
+        Some(self.sync.channels.get(id)?.status(id.to_string()))
     }
 
     fn emit_progress(&self, id: &ChannelId) {
@@ -98,7 +124,7 @@ impl EventLoop {
     /// Starts sessions where due.
     pub(super) fn sync_tick(&mut self) {
         let now = Instant::now();
-        let ids: Vec<ChannelId> = self.sync.keys().copied().collect();
+        let ids: Vec<ChannelId> = self.sync.channels.keys().copied().collect();
         for id in ids {
             let Some(topic) = self.channels.get(&id).map(|c| c.topic.hash()) else {
                 continue;
@@ -113,7 +139,7 @@ impl EventLoop {
                 .collect();
             let [r0, r1] = crate::crypto::random_bytes::<2>();
             let random = usize::from(u16::from_le_bytes([r0, r1]));
-            let Some(st) = self.sync.get_mut(&id) else {
+            let Some(st) = self.sync.channels.get_mut(&id) else {
                 continue;
             };
             let (gave_up, start) = st.poll(now, &candidates, random);
@@ -138,8 +164,8 @@ impl EventLoop {
             .behaviour_mut()
             .sync
             .send_request(&peer, Frame::Valid(req));
-        self.sync_requests.insert(rid, id);
-        if let Some(st) = self.sync.get_mut(&id) {
+        self.sync.requests.insert(rid, id);
+        if let Some(st) = self.sync.channels.get_mut(&id) {
             st.started(peer, rid, Instant::now());
         }
         tracing::debug!(channel = %id, %peer, "sync session started");
@@ -148,7 +174,7 @@ impl EventLoop {
 
     /// Ends the session; `penalty` keeps a misbehaving or failing peer out of the next ones.
     fn finish_session(&mut self, id: &ChannelId, ok: bool, penalty: Option<std::time::Duration>) {
-        if let Some(st) = self.sync.get_mut(id) {
+        if let Some(st) = self.sync.channels.get_mut(id) {
             if let Some(peer) = st.peer() {
                 tracing::debug!(channel = %id, %peer, ok, "sync session finished");
             }
@@ -169,14 +195,14 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Frame<v1::SyncRequest>, v1::SyncResponse>,
     ) {
-        match self.sync_requests.on_event(event) {
+        match self.sync.requests.on_event(event) {
             Exchange::Malformed { peer, why } => self.protocol_violation(peer, "sync", &why),
             Exchange::Request {
                 peer,
                 request,
                 channel,
             } => {
-                if !self.sync_limiter.allow(peer, Instant::now()) {
+                if !self.sync.limiter.allow(peer, Instant::now()) {
                     tracing::debug!(%peer, "sync request rate limited");
                     let _ = self.swarm.behaviour_mut().sync.send_response(
                         channel,
@@ -214,6 +240,7 @@ impl EventLoop {
                 // Only if it is the current session's: one given up on may fail late.
                 let current = self
                     .sync
+                    .channels
                     .get(&id)
                     .and_then(|s| s.current(request_id, &peer))
                     .is_some();
@@ -235,7 +262,12 @@ impl EventLoop {
         id: ChannelId,
         resp: v1::SyncResponse,
     ) {
-        let Some(current) = self.sync.get(&id).and_then(|s| s.current(rid, &peer)) else {
+        let Some(current) = self
+            .sync
+            .channels
+            .get(&id)
+            .and_then(|s| s.current(rid, &peer))
+        else {
             return;
         };
         match (resp.kind, current) {
@@ -263,7 +295,7 @@ impl EventLoop {
         ) {
             return self.sync_fault(id, peer, why);
         }
-        let Some(st) = self.sync.get(id) else {
+        let Some(st) = self.sync.channels.get(id) else {
             return;
         };
         let counters = st.counters();
@@ -289,7 +321,7 @@ impl EventLoop {
             .filter(|h| h.max_seq > 0)
             .collect();
         let store = self.store.clone();
-        let Some(st) = self.sync.get_mut(id) else {
+        let Some(st) = self.sync.channels.get_mut(id) else {
             return;
         };
         let next = st.on_heads(
@@ -327,8 +359,8 @@ impl EventLoop {
             .behaviour_mut()
             .sync
             .send_request(&peer, Frame::Valid(req));
-        self.sync_requests.insert(rid, *id);
-        if let Some(st) = self.sync.get_mut(id) {
+        self.sync.requests.insert(rid, *id);
+        if let Some(st) = self.sync.channels.get_mut(id) {
             st.requested(range, rid);
         }
     }
@@ -393,7 +425,7 @@ impl EventLoop {
         {
             state.note_useful(peer, now);
         }
-        if let Some(st) = self.sync.get_mut(id) {
+        if let Some(st) = self.sync.channels.get_mut(id) {
             st.delivered(served);
             if continued.is_none() {
                 let next = st.next_range(now);
