@@ -21,6 +21,7 @@ impl EventLoop {
     /// signature: replays and older copies cost nothing).
     pub(super) fn cert_is_news(&self, id: &ChannelId, c: &v1::AdminCert) -> bool {
         self.channels
+            .by_id
             .get(id)
             .is_some_and(|s| s.admins.cert_is_news(c))
     }
@@ -28,6 +29,7 @@ impl EventLoop {
     /// Whether an encoded revocation could change this channel's admins.
     pub(super) fn revocation_is_news(&self, id: &ChannelId, r: &v1::AdminRevocation) -> bool {
         self.channels
+            .by_id
             .get(id)
             .is_some_and(|s| s.admins.revocation_is_news(r))
     }
@@ -35,6 +37,7 @@ impl EventLoop {
     /// Whether a post of `author` at `seq` in `id` is refused by a revocation.
     pub(super) fn revoked_post(&self, id: &ChannelId, author: &[u8; 32], seq: u64) -> bool {
         self.channels
+            .by_id
             .get(id)
             .is_some_and(|s| s.admins.refuses(author, seq))
     }
@@ -43,7 +46,7 @@ impl EventLoop {
     /// makes this node an admin (or renews its own certificate) if it names this node.
     pub(super) fn adopt_cert(&mut self, cert: AdminCert) {
         let me = self.identity.signing().public();
-        let Some(state) = self.channels.get_mut(&cert.channel) else {
+        let Some(state) = self.channels.by_id.get_mut(&cert.channel) else {
             return;
         };
         if !state.admins.adopt_cert(cert.clone()).changed {
@@ -70,7 +73,7 @@ impl EventLoop {
     pub(super) fn adopt_revocation(&mut self, r: AdminRevocation) {
         let me = self.identity.signing().public().to_bytes();
         let id = r.channel;
-        let Some(state) = self.channels.get_mut(&id) else {
+        let Some(state) = self.channels.by_id.get_mut(&id) else {
             return;
         };
         if !state.admins.adopt_revocation(r.clone()).changed {
@@ -109,7 +112,7 @@ impl EventLoop {
         let admin = ed25519_of(&peer).ok_or_else(|| {
             NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
         })?;
-        let full = self.channels.get(id).is_some_and(|s| {
+        let full = self.channels.by_id.get(id).is_some_and(|s| {
             s.admins.cert(&admin.to_bytes()).is_none()
                 && s.admins.all().0.len() >= crate::channel::MAX_ADMINS
         });
@@ -131,7 +134,8 @@ impl EventLoop {
         let now = now_ms();
         let cert = AdminCert::issue(key, admin, now, Some(now.saturating_add(CERT_LIFETIME_MS)));
         self.adopt_cert(cert.clone());
-        self.unpublished_meta
+        self.channels
+            .unpublished_meta
             .entry(*id)
             .or_default()
             .push(v1::channel_message::Kind::AdminCert(cert.signed));
@@ -152,7 +156,7 @@ impl EventLoop {
                 NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
             })?
             .to_bytes();
-        let known = self.channels.get(id).is_some_and(|s| {
+        let known = self.channels.by_id.get(id).is_some_and(|s| {
             s.admins.cert(&admin).is_some() || s.admins.revocation(&admin).is_some()
         });
         if !known {
@@ -163,7 +167,8 @@ impl EventLoop {
         let last_seq = self.store.chain_head(id, &admin)?.map_or(0, |h| h.seq);
         let r = AdminRevocation::issue(&key, &admin, last_seq, now_ms());
         self.adopt_revocation(r.clone());
-        self.unpublished_meta
+        self.channels
+            .unpublished_meta
             .entry(*id)
             .or_default()
             .push(v1::channel_message::Kind::Revocation(r.signed));
@@ -181,6 +186,7 @@ impl EventLoop {
     pub(super) fn admin_list(&self, id: &ChannelId) -> Result<Vec<AdminView>, NodeError> {
         let state = self
             .channels
+            .by_id
             .get(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         let (certs, revocations) = state.admins.all();
@@ -215,6 +221,7 @@ impl EventLoop {
         let now = now_ms();
         let due: Vec<(ChannelId, Vec<[u8; 32]>)> = self
             .channels
+            .by_id
             .iter()
             .filter(|(_, s)| matches!(s.signer, Some(Signer::Owner(_))))
             .map(|(id, s)| (*id, s.admins.due_for_renewal(now)))
@@ -236,6 +243,7 @@ impl EventLoop {
     fn owner_key(&self, id: &ChannelId) -> Result<libp2p::identity::ed25519::Keypair, NodeError> {
         let state = self
             .channels
+            .by_id
             .get(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         match &state.signer {

@@ -3,6 +3,25 @@
 use super::*;
 use crate::channel::{ChainCheck, gate};
 
+/// The channels component's state in the event loop.
+#[derive(Default)]
+pub(super) struct Channels {
+    /// Followed (and own) channels.
+    pub(super) by_id: HashMap<ChannelId, ChannelState>,
+    /// Which channel a gossip topic is.
+    pub(super) topics: HashMap<TopicHash, ChannelId>,
+    /// Manifest lookups in flight.
+    pub(super) manifest_queries: HashMap<QueryId, ChannelId>,
+    /// Follower lookups in flight, and whether each found someone new.
+    pub(super) provider_queries: HashMap<QueryId, (ChannelId, bool)>,
+    /// Posts handed to the writer and not yet durable, by (channel, author, seq).
+    pub(super) in_flight: HashMap<(ChannelId, [u8; 32], u64), PostId>,
+    /// Own posts stored but not yet published (no topic peer was there).
+    pub(super) unpublished: HashMap<ChannelId, Vec<Post>>,
+    /// Admin certificates to publish once the channel has topic peers.
+    pub(super) unpublished_meta: HashMap<ChannelId, Vec<v1::channel_message::Kind>>,
+}
+
 impl EventLoop {
     pub(super) fn create_channel(
         &mut self,
@@ -36,7 +55,7 @@ impl EventLoop {
             FollowTarget::Id(id) => (id, None, Vec::new()),
         };
         self.add_bootstrap_addrs(&addrs);
-        if let Some(state) = self.channels.get_mut(&id) {
+        if let Some(state) = self.channels.by_id.get_mut(&id) {
             // Already here: adopt a newer manifest from the link, if any.
             if let Some(m) = manifest
                 && state
@@ -68,7 +87,7 @@ impl EventLoop {
                 .behaviour_mut()
                 .kad
                 .get_record(channel::manifest_key(&id));
-            self.manifest_queries.insert(q, id);
+            self.channels.manifest_queries.insert(q, id);
         }
         tracing::info!(channel = %id, "following channel");
         self.channel_view(&id, false)
@@ -77,9 +96,10 @@ impl EventLoop {
     pub(super) fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
         let state = self
             .channels
+            .by_id
             .remove(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
-        self.topics.remove(&state.topic.hash());
+        self.channels.topics.remove(&state.topic.hash());
         self.sync.channels.remove(id);
         self.swarm
             .behaviour_mut()
@@ -103,9 +123,9 @@ impl EventLoop {
             .behaviour_mut()
             .gossipsub
             .set_topic_params(state.topic.clone(), crate::net::scoring::topic_params());
-        self.topics.insert(state.topic.hash(), id);
+        self.channels.topics.insert(state.topic.hash(), id);
         let owner = state.record.role == Role::Owner;
-        self.channels.insert(id, state);
+        self.channels.by_id.insert(id, state);
         self.sync_init(&id, owner);
         self.discover(&id, true);
         // Peers already on the topic sent their subscriptions before this node joined it:
@@ -117,13 +137,13 @@ impl EventLoop {
         match self.sign_post(&id, draft) {
             Ok(post) => {
                 let key = (post.channel, post.author_key.to_bytes(), post.seq);
-                self.in_flight.insert(key, post.id);
+                self.channels.in_flight.insert(key, post.id);
                 if let Err(origin) = self
                     .writer
                     .submit(WriteRequest::post(post, Origin::Local(reply)))
                 {
-                    self.in_flight.remove(&key);
-                    if let Some(s) = self.channels.get_mut(&id) {
+                    self.channels.in_flight.remove(&key);
+                    if let Some(s) = self.channels.by_id.get_mut(&id) {
                         s.head = None; // re-read from the store next time
                     }
                     if let Origin::Local(reply) = origin {
@@ -145,6 +165,7 @@ impl EventLoop {
         let identity = self.identity.clone();
         let state = self
             .channels
+            .by_id
             .get_mut(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         let (key, cert) = match &state.signer {
@@ -184,7 +205,8 @@ impl EventLoop {
                 // Posts of ours still in the writer are past the stored head.
                 let mut h = h;
                 while let Some(pid) =
-                    self.in_flight
+                    self.channels
+                        .in_flight
                         .get(&(*id, key.public().to_bytes(), h.next_seq))
                 {
                     h.prev = Some(*pid);
@@ -209,7 +231,8 @@ impl EventLoop {
             let post = match done.item {
                 Item::Post(p) => p,
                 Item::Tombstone(h) => {
-                    self.in_flight
+                    self.channels
+                        .in_flight
                         .remove(&(h.channel, h.author_key.to_bytes(), h.seq));
                     if matches!(done.result, Ok(InsertOutcome::Inserted)) {
                         self.note_tombstone(&h.channel);
@@ -217,7 +240,8 @@ impl EventLoop {
                     continue;
                 }
             };
-            self.in_flight
+            self.channels
+                .in_flight
                 .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
             match (done.result, done.origin) {
                 (Ok(InsertOutcome::Inserted), origin) => {
@@ -227,14 +251,14 @@ impl EventLoop {
                     let _ = self.events.send(Event::Post { post: view.clone() });
                     if let Origin::Local(reply) = origin {
                         let id = post.channel;
-                        self.unpublished.entry(id).or_default().push(post);
+                        self.channels.unpublished.entry(id).or_default().push(post);
                         self.flush_unpublished(&id);
                         let _ = reply.send(Ok(view));
                     }
                 }
                 (Ok(outcome), Origin::Local(reply)) => {
                     // Our own chain disagrees with the store: re-read it on the next post.
-                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                    if let Some(s) = self.channels.by_id.get_mut(&post.channel) {
                         s.head = None;
                     }
                     let _ = reply.send(Err(NodeError::InvalidInput(format!(
@@ -243,7 +267,7 @@ impl EventLoop {
                 }
                 (Ok(_), Origin::Remote) => {}
                 (Err(e), origin) => {
-                    if let Some(s) = self.channels.get_mut(&post.channel) {
+                    if let Some(s) = self.channels.by_id.get_mut(&post.channel) {
                         s.head = None;
                     }
                     if let Origin::Local(reply) = origin {
@@ -256,9 +280,9 @@ impl EventLoop {
 
     /// Publishes what is waiting for a channel; keeps what cannot go out yet.
     pub(super) fn flush_unpublished(&mut self, id: &ChannelId) {
-        let Some(state) = self.channels.get(id) else {
-            self.unpublished.remove(id);
-            self.unpublished_meta.remove(id);
+        let Some(state) = self.channels.by_id.get(id) else {
+            self.channels.unpublished.remove(id);
+            self.channels.unpublished_meta.remove(id);
             return;
         };
         let topic = state.topic.clone();
@@ -267,7 +291,7 @@ impl EventLoop {
         if self.topic_peers(&topic.hash()) == 0 {
             return;
         }
-        if let Some(meta) = self.unpublished_meta.remove(id) {
+        if let Some(meta) = self.channels.unpublished_meta.remove(id) {
             let mut keep = Vec::new();
             for kind in meta {
                 let msg = v1::ChannelMessage {
@@ -278,10 +302,10 @@ impl EventLoop {
                 }
             }
             if !keep.is_empty() {
-                self.unpublished_meta.insert(*id, keep);
+                self.channels.unpublished_meta.insert(*id, keep);
             }
         }
-        let Some(mut posts) = self.unpublished.remove(id) else {
+        let Some(mut posts) = self.channels.unpublished.remove(id) else {
             return;
         };
         // A long backlog is for history sync, which the new peer starts as soon as it sees
@@ -305,7 +329,7 @@ impl EventLoop {
         }
         posts.drain(..sent);
         if !posts.is_empty() {
-            self.unpublished.insert(*id, posts);
+            self.channels.unpublished.insert(*id, posts);
         }
     }
 
@@ -344,7 +368,7 @@ impl EventLoop {
     /// Adopts a verified manifest if it is newer than the one held; true if it was.
     pub(super) fn adopt_manifest(&mut self, m: Manifest) -> bool {
         let id = m.channel;
-        let Some(state) = self.channels.get_mut(&id) else {
+        let Some(state) = self.channels.by_id.get_mut(&id) else {
             return false;
         };
         if state
@@ -397,7 +421,7 @@ impl EventLoop {
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 self.group_on_subscribed(peer_id, &topic);
-                if let Some(id) = self.topics.get(&topic).copied() {
+                if let Some(id) = self.channels.topics.get(&topic).copied() {
                     self.flush_unpublished(&id);
                     // A peer joined: it may hold what this node missed, or miss what it holds
                     // (an admin appointed while it was away learns its certificate from the
@@ -418,7 +442,7 @@ impl EventLoop {
         if self.is_group_topic(&message.topic) {
             return self.validate_group(message, source);
         }
-        let Some(id) = self.topics.get(&message.topic).copied() else {
+        let Some(id) = self.channels.topics.get(&message.topic).copied() else {
             return MessageAcceptance::Ignore;
         };
         let Ok(msg) = v1::ChannelMessage::decode(message.data.as_slice()) else {
@@ -435,7 +459,7 @@ impl EventLoop {
             Some(v1::channel_message::Kind::Post(sp)) => {
                 let verdict = self.validate_post(&id, sp);
                 if matches!(verdict, MessageAcceptance::Accept)
-                    && let Some(state) = self.channels.get_mut(&id)
+                    && let Some(state) = self.channels.by_id.get_mut(&id)
                 {
                     state.note_useful(source, Instant::now());
                 }
@@ -526,14 +550,14 @@ impl EventLoop {
         }
         self.note_seen(id, author, post.seq);
         let key = (post.channel, author, post.seq);
-        self.in_flight.insert(key, post.id);
+        self.channels.in_flight.insert(key, post.id);
         if self
             .writer
             .submit(WriteRequest::post(post, Origin::Remote))
             .is_err()
         {
             // Writer saturated: drop without forwarding; history sync fills the gap later.
-            self.in_flight.remove(&key);
+            self.channels.in_flight.remove(&key);
             return MessageAcceptance::Ignore;
         }
         MessageAcceptance::Accept
@@ -553,7 +577,7 @@ impl EventLoop {
             id,
             prev,
             |seq| {
-                if let Some(id) = self.in_flight.get(&(*channel, *author, seq)) {
+                if let Some(id) = self.channels.in_flight.get(&(*channel, *author, seq)) {
                     return Ok(Some((*id, None)));
                 }
                 Ok(self

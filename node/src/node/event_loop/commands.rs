@@ -26,8 +26,8 @@ impl EventLoop {
                 answer!(self, reply, Ok(self.peers()));
             }
             Command::Channels(reply) => {
-                let mut ids: Vec<ChannelId> = self.channels.keys().copied().collect();
-                ids.sort_by_key(|id| self.channels[id].record.followed_at_ms);
+                let mut ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
+                ids.sort_by_key(|id| self.channels.by_id[id].record.followed_at_ms);
                 let views = ids.iter().map(|id| self.channel_view(id, false)).collect();
                 answer!(self, reply, views);
             }
@@ -289,6 +289,7 @@ impl EventLoop {
     ) -> Result<ChannelView, NodeError> {
         let state = self
             .channels
+            .by_id
             .get(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         let posts = self.store.count(id)?;

@@ -96,17 +96,8 @@ pub(crate) struct EventLoop {
     /// Disk attachments fetched in advance may take in all.
     max_prefetch_bytes: u64,
     identity: Arc<Identity>,
-    channels: HashMap<ChannelId, ChannelState>,
-    topics: HashMap<TopicHash, ChannelId>,
-    manifest_queries: HashMap<QueryId, ChannelId>,
-    /// Follower lookups in flight, and whether each found someone new.
-    provider_queries: HashMap<QueryId, (ChannelId, bool)>,
-    /// Posts handed to the writer and not yet durable, by (channel, author, seq).
-    in_flight: HashMap<(ChannelId, [u8; 32], u64), PostId>,
-    /// Own posts stored but not yet published (no topic peer was there).
-    unpublished: HashMap<ChannelId, Vec<Post>>,
-    /// Admin certificates to publish once the channel has topic peers.
-    unpublished_meta: HashMap<ChannelId, Vec<v1::channel_message::Kind>>,
+    /// Channels: followed ones, their topics and queries, posts not yet durable or published.
+    channels: channels::Channels,
     bootstrap: Vec<Multiaddr>,
     announce_listen: bool,
     external: Vec<Multiaddr>,
@@ -234,13 +225,7 @@ impl EventLoop {
             max_file_bytes: config.max_file_bytes,
             max_prefetch_bytes: config.max_prefetch_bytes,
             identity,
-            channels: HashMap::new(),
-            topics: HashMap::new(),
-            manifest_queries: HashMap::new(),
-            provider_queries: HashMap::new(),
-            in_flight: HashMap::new(),
-            unpublished: HashMap::new(),
-            unpublished_meta: HashMap::new(),
+            channels: channels::Channels::default(),
             bootstrap: config.bootstrap.clone(),
             announce_listen: config.announce_listen_addresses,
             external: config.external_addresses.clone(),
@@ -288,7 +273,11 @@ impl EventLoop {
             self.install_channel(ChannelState::from_record(record));
         }
         for post in self.store.outbox()? {
-            self.unpublished.entry(post.channel).or_default().push(post);
+            self.channels
+                .unpublished
+                .entry(post.channel)
+                .or_default()
+                .push(post);
         }
         for peer in self.store.blocked_peers()? {
             self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -465,7 +454,7 @@ impl EventLoop {
         if kad_server && !self.kad_bootstrapped {
             self.kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
             // The DHT just became reachable: announce and look up every channel now.
-            let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+            let ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
             for id in ids {
                 self.discover(&id, true);
             }
@@ -545,14 +534,14 @@ impl EventLoop {
                         }
                     }
                     if dialed > 0
-                        && let Some((_, found)) = self.provider_queries.get_mut(&id)
+                        && let Some((_, found)) = self.channels.provider_queries.get_mut(&id)
                     {
                         *found = true;
                     }
                 }
                 QueryResult::GetProviders(_) if step.last => {
-                    if let Some((ch, found)) = self.provider_queries.remove(&id)
-                        && let Some(state) = self.channels.get_mut(&ch)
+                    if let Some((ch, found)) = self.channels.provider_queries.remove(&id)
+                        && let Some(state) = self.channels.by_id.get_mut(&ch)
                     {
                         // Nobody new: a small channel, look less often. Somebody: keep looking.
                         state.lookup_every = if found {
@@ -564,12 +553,12 @@ impl EventLoop {
                     self.files.queries.remove(&id);
                 }
                 QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
-                    if let Some(channel) = self.manifest_queries.get(&id).copied() {
+                    if let Some(channel) = self.channels.manifest_queries.get(&id).copied() {
                         self.adopt_manifest_record(&channel, &found.record);
                     }
                 }
                 QueryResult::GetRecord(_) if step.last => {
-                    self.manifest_queries.remove(&id);
+                    self.channels.manifest_queries.remove(&id);
                 }
                 QueryResult::Bootstrap(Ok(_))
                 | QueryResult::StartProviding(_)
@@ -587,9 +576,11 @@ impl EventLoop {
     fn on_tick(&mut self) {
         // (A barrier refused by a full queue is asked for again.)
         self.run_durable();
-        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        let ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
         for id in &ids {
-            if self.unpublished.contains_key(id) || self.unpublished_meta.contains_key(id) {
+            if self.channels.unpublished.contains_key(id)
+                || self.channels.unpublished_meta.contains_key(id)
+            {
                 self.flush_unpublished(id);
             }
             self.discover(id, false);

@@ -106,7 +106,7 @@ impl EventLoop {
     /// has ever brought anything tries peers from its cache too (peer exchange), in case every
     /// provider record it finds is hostile.
     pub(super) fn discover(&mut self, id: &ChannelId, now: bool) {
-        let Some(state) = self.channels.get(id) else {
+        let Some(state) = self.channels.by_id.get(id) else {
             return;
         };
         let topic = state.topic.hash();
@@ -150,10 +150,16 @@ impl EventLoop {
             tracing::debug!("cannot announce: {e}");
         }
         let mut lookup = None;
-        if lookup_due && !self.provider_queries.values().any(|(c, _)| c == id) {
+        if lookup_due
+            && !self
+                .channels
+                .provider_queries
+                .values()
+                .any(|(c, _)| c == id)
+        {
             lookup = Some(kad.get_providers(key));
         }
-        if let Some(state) = self.channels.get_mut(id) {
+        if let Some(state) = self.channels.by_id.get_mut(id) {
             if provide_due {
                 state.last_provide = Some(Instant::now());
             }
@@ -166,7 +172,7 @@ impl EventLoop {
             }
         }
         if let Some(q) = lookup {
-            self.provider_queries.insert(q, (*id, false));
+            self.channels.provider_queries.insert(q, (*id, false));
         }
         if fallback_due {
             self.dial_cached_peers(FALLBACK_DIALS);

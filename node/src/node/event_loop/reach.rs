@@ -47,9 +47,9 @@ impl EventLoop {
 
     /// Re-announces every channel and file, so that provider records carry current addresses.
     pub(super) fn reannounce(&mut self) {
-        let ids: Vec<_> = self.channels.keys().copied().collect();
+        let ids: Vec<_> = self.channels.by_id.keys().copied().collect();
         for id in ids {
-            if let Some(s) = self.channels.get_mut(&id) {
+            if let Some(s) = self.channels.by_id.get_mut(&id) {
                 s.last_provide = None;
             }
             self.discover(&id, false);

@@ -126,7 +126,7 @@ impl EventLoop {
         let now = Instant::now();
         let ids: Vec<ChannelId> = self.sync.channels.keys().copied().collect();
         for id in ids {
-            let Some(topic) = self.channels.get(&id).map(|c| c.topic.hash()) else {
+            let Some(topic) = self.channels.by_id.get(&id).map(|c| c.topic.hash()) else {
                 continue;
             };
             let candidates: Vec<PeerId> = self
@@ -307,7 +307,7 @@ impl EventLoop {
         let proven: Vec<_> = proven
             .into_iter()
             .map(|mut h| {
-                if let Some(last) = self.channels.get(id).and_then(|s| {
+                if let Some(last) = self.channels.by_id.get(id).and_then(|s| {
                     s.admins
                         .refuses(&h.author, h.max_seq)
                         .then(|| s.admins.revocation(&h.author).map(|r| r.last_seq))
@@ -417,11 +417,11 @@ impl EventLoop {
                 self.finish_session(id, false, None);
                 return;
             }
-            self.in_flight.insert(key, pid);
+            self.channels.in_flight.insert(key, pid);
         }
         let now = Instant::now();
         if new > 0
-            && let Some(state) = self.channels.get_mut(id)
+            && let Some(state) = self.channels.by_id.get_mut(id)
         {
             state.note_useful(peer, now);
         }
@@ -477,7 +477,7 @@ impl EventLoop {
 
     /// Whether an encoded manifest differs from the one held (worth verifying).
     pub(super) fn manifest_is_news(&self, id: &ChannelId, m: &v1::ChannelManifest) -> bool {
-        self.channels.get(id).is_some_and(|s| {
+        self.channels.by_id.get(id).is_some_and(|s| {
             s.manifest
                 .as_ref()
                 .is_none_or(|held| held.signed.encode_to_vec() != m.encode_to_vec())
