@@ -55,12 +55,20 @@ impl EventLoop {
         via: PeerId,
     ) -> Result<bool, DmError> {
         wire.sent_ms = log_time(wire.sent_ms, now_ms());
-        let id = wire_id(&wire);
-        let h = header(&wire.mls_message);
+        // Cheapest first, as the gate decides: a message refused for its size is neither
+        // hashed nor parsed, a duplicate is not parsed.
+        let fits = wire.mls_message.len() <= MAX_GROUP_MESSAGE_BYTES;
+        let id = fits.then(|| wire_id(&wire));
+        let seen = id.is_some_and(|id| matches!(self.store.private().seen(&id), Ok(true)));
+        let h = if fits && !seen {
+            header(&wire.mls_message)
+        } else {
+            None
+        };
         let arrival = Arrival {
             group,
             len: wire.mls_message.len(),
-            seen: matches!(self.store.private().seen(&id), Ok(true)),
+            seen,
             standing: self.groups.standing(group),
             header: h.as_ref(),
         };
@@ -69,7 +77,10 @@ impl EventLoop {
             Gate::Drop => return Ok(false),
             Gate::Refuse(e) => return Err(e),
         }
-        let (Some(owner), Some(h)) = (self.groups.groups.get(group).map(|s| s.owner), h) else {
+        // (Processed only when it fits, is new and parsed: all three are there.)
+        let (Some(id), Some(owner), Some(h)) =
+            (id, self.groups.groups.get(group).map(|s| s.owner), h)
+        else {
             return Err(DmError::UnknownGroup);
         };
         let incoming = match self.mls.client.group_receive(
