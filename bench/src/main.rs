@@ -1,4 +1,4 @@
-//! `cargo run --release -p samizdat-bench -- [--quick] [--only NAME]`: runs the benchmarks,
+//! `cargo run --release -p samizdat-bench -- [--quick] [--only NAME] [--nodes N] [--out DIR]`: runs the benchmarks,
 //! prints a table, and writes `target/bench/report.json`. Every figure comes with a baseline
 //! measured in the same run (machines here are small and noisy: compare ratios, not seconds).
 
@@ -30,6 +30,10 @@ struct Args {
     /// Run only this benchmark (crypto, mls, store, sync, files, mesh, sybil, node, bootstrap).
     #[arg(long)]
     only: Option<String>,
+    /// Measure only a mesh of this many nodes (with `--only mesh`): one row, and idle CPU at
+    /// that size.
+    #[arg(long)]
+    nodes: Option<usize>,
     /// Where to write report.json (default: target/bench).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -45,6 +49,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(n) = args.nodes {
+        let _ = mesh::NODES.set(n);
+    }
     // Hundreds of nodes in one process hold tens of thousands of sockets.
     let fds = samizdat_node::os::raise_open_files_limit()?;
     eprintln!("open files limit: {fds}");

@@ -28,7 +28,13 @@ pub struct Run {
     /// Milliseconds, sorted.
     pub latencies: Vec<f64>,
     pub wire_bytes_per_delivery: f64,
+    /// Connections per node at the end of the run: (max, mean), and the most any node held
+    /// at once during it. Zero for the baseline (not measured).
+    pub connections: (usize, f64, usize),
 }
+
+/// `--nodes N`: measure only a mesh of N nodes (set once by `main`).
+pub static NODES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 impl Run {
     pub fn pct(&self, p: f64) -> f64 {
@@ -60,11 +66,14 @@ pub fn run(quick: bool) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // SAMIZDAT_BENCH_MESH_SIZES=50,100 measures only those sizes (to look at one closely).
-    let sizes: Vec<usize> = match std::env::var("SAMIZDAT_BENCH_MESH_SIZES") {
-        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Err(_) if quick => vec![10],
-        Err(_) => vec![10, 50, 100, 200],
+    // `--nodes N`, or SAMIZDAT_BENCH_MESH_SIZES=50,100, measures only those sizes (to look at
+    // one closely): no rate ladder then.
+    let one_size = NODES.get().copied();
+    let sizes: Vec<usize> = match (one_size, std::env::var("SAMIZDAT_BENCH_MESH_SIZES")) {
+        (Some(n), _) => vec![n.max(2)],
+        (None, Ok(v)) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        (None, Err(_)) if quick => vec![10],
+        (None, Err(_)) => vec![10, 50, 100, 200],
     };
     let posts = if quick { 40 } else { 200 };
     let mut rows = Vec::new();
@@ -97,18 +106,22 @@ pub fn run(quick: bool) -> Result<Value> {
             "baseline_wire_bytes_per_delivered_post": round(b.wire_bytes_per_delivery, 0),
             "posts_per_s": Value::Null,
             "baseline_posts_per_s": Value::Null,
+            "connections_per_node_max": s.connections.0,
+            "connections_per_node_mean": round(s.connections.1, 1),
+            "connections_per_node_peak": s.connections.2,
         }));
         runs.push((s, b));
     }
     // The highest rate each sustains before latency degrades (p99 over 3x its own p99 at the
     // base rate, or deliveries lost), on the smaller meshes.
-    let sustain_sizes: Vec<usize> = if std::env::var("SAMIZDAT_BENCH_MESH_SIZES").is_ok() {
-        Vec::new()
-    } else if quick {
-        vec![10]
-    } else {
-        vec![10, 50]
-    };
+    let sustain_sizes: Vec<usize> =
+        if one_size.is_some() || std::env::var("SAMIZDAT_BENCH_MESH_SIZES").is_ok() {
+            Vec::new()
+        } else if quick {
+            vec![10]
+        } else {
+            vec![10, 50]
+        };
     for (row, &n) in rows.iter_mut().zip(&sizes) {
         if !sustain_sizes.contains(&n) {
             continue;
@@ -138,14 +151,18 @@ pub fn run(quick: bool) -> Result<Value> {
         row["baseline_posts_per_s"] = json!(best.1);
     }
     // Background cost: what idle nodes burn with nothing posted.
-    let idle_n = std::env::var("SAMIZDAT_BENCH_IDLE_NODES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    let idle_n = one_size
+        .or_else(|| {
+            std::env::var("SAMIZDAT_BENCH_IDLE_NODES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(if quick { 10 } else { 50 });
     let (idle, idle_peers) = rt.block_on(idle_cpu(idle_n, if quick { 5 } else { 15 }))?;
     eprintln!(
-        "   mesh: {idle_n} idle nodes use {:.0}% of a core, {idle_peers:.1} peers each",
-        idle * 100.0
+        "   mesh: {idle_n} idle nodes use {:.0}% of a core ({:.1}% each), {idle_peers:.1} peers each",
+        idle * 100.0,
+        idle * 100.0 / idle_n.max(1) as f64
     );
     crate::plot::latency_cdf(&runs)?;
     crate::plot::scaling(&runs)?;
@@ -154,6 +171,7 @@ pub fn run(quick: bool) -> Result<Value> {
         "mesh_idle_cpu": {
             "nodes": idle_n,
             "core_fraction": round(idle, 3),
+            "core_fraction_per_node": round(idle / idle_n.max(1) as f64, 5),
             "peers_per_node": round(idle_peers, 1),
         },
     }))
@@ -307,6 +325,7 @@ pub async fn samizdat_mesh(
     for l in listeners {
         l.abort();
     }
+    let connections = connections_per_node(&handles).await;
     drop(handles);
     cluster.stop().await;
     latencies.sort_by(f64::total_cmp);
@@ -316,6 +335,7 @@ pub async fn samizdat_mesh(
         expected,
         wire_bytes_per_delivery: lo_bytes as f64 / latencies.len().max(1) as f64,
         latencies,
+        connections,
     })
 }
 
@@ -471,7 +491,21 @@ pub async fn baseline_mesh(n: usize, posts: usize, rate: f64) -> Result<Run> {
         expected,
         wire_bytes_per_delivery: lo_bytes as f64 / latencies.len().max(1) as f64,
         latencies,
+        connections: (0, 0.0, 0),
     })
+}
+
+/// Connections each node holds now: (max, mean), and the most any node held at once.
+pub async fn connections_per_node(handles: &[NodeHandle]) -> (usize, f64, usize) {
+    let (mut max, mut sum, mut peak) = (0, 0, 0);
+    for h in handles {
+        if let Ok(info) = h.info().await {
+            max = max.max(info.connections);
+            sum += info.connections;
+            peak = peak.max(info.connections_peak);
+        }
+    }
+    (max, sum as f64 / handles.len().max(1) as f64, peak)
 }
 
 /// CPU the process spends per second with `n` idle nodes on one channel (background work:

@@ -70,6 +70,8 @@ pub struct Config {
     pub dht_mode: DhtMode,
     /// Connection limits.
     pub limits: Limits,
+    /// How many connections the node keeps open (the connection manager's watermarks).
+    pub connections: ConnectionManager,
     /// Close connections idle for this long.
     #[serde(with = "humantime_serde_compat")]
     pub idle_connection_timeout: Duration,
@@ -94,9 +96,34 @@ impl Default for Config {
             api: DEFAULT_API_ADDR.parse().expect("valid default API address"),
             dht_mode: DhtMode::default(),
             limits: Limits::default(),
+            connections: ConnectionManager::default(),
             idle_connection_timeout: Duration::from_secs(60),
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             max_prefetch_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The connection manager's settings: above `high` connections the node closes the least
+/// useful peers down to `low`, sparing any connected for less than `grace`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionManager {
+    /// Trimming closes peers down to this many connections.
+    pub low: u32,
+    /// Trimming starts above this many connections.
+    pub high: u32,
+    /// A peer connected for less than this is never closed.
+    #[serde(with = "humantime_serde_compat")]
+    pub grace: Duration,
+}
+
+impl Default for ConnectionManager {
+    fn default() -> Self {
+        Self {
+            low: 32,
+            high: 96,
+            grace: Duration::from_secs(20),
         }
     }
 }
@@ -180,6 +207,14 @@ max_pending_incoming = {mpi}
 max_connections_per_ip = {mcip}
 limit_loopback = {lol}
 max_memory_fraction = {mmf}
+
+# The connection manager: above `high` connections the node closes the least useful peers
+# down to `low` (never topic mesh peers, relays, bootstrap peers, exchanges in progress, or
+# peers connected for less than `grace`).
+[connections]
+low = {cml}
+high = {cmh}
+grace = "{cmg}"
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -202,6 +237,9 @@ max_memory_fraction = {mmf}
             mcip = self.limits.max_connections_per_ip,
             lol = self.limits.limit_loopback,
             mmf = self.limits.max_memory_fraction,
+            cml = self.connections.low,
+            cmh = self.connections.high,
+            cmg = humantime::format_duration(self.connections.grace),
         )
     }
 }
@@ -241,6 +279,7 @@ mod tests {
         assert_eq!(back.bootstrap, c.bootstrap);
         assert_eq!(back.api, c.api);
         assert_eq!(back.idle_connection_timeout, c.idle_connection_timeout);
+        assert_eq!(back.connections, c.connections);
     }
 
     #[test]

@@ -520,3 +520,65 @@ fn forged_group_epochs_neither_panic_nor_stop_a_group() -> Result<()> {
     );
     Ok(())
 }
+
+/// Issue 16: a crowd of fresh identities connecting to a node (and joining its channel's
+/// topic, so gossipsub keeps every connection open) does not push its connections past the
+/// connection manager's high watermark, and the manager never closes the channel's only
+/// honest peer: the owner's posts keep arriving.
+#[test]
+fn a_crowd_of_connections_is_trimmed_and_the_honest_peer_kept() -> Result<()> {
+    let boot = BootstrapProc::start()?;
+    let mut owner = node("owner")?;
+    owner.start(&boot.addrs)?;
+    let ch = owner.json(&["channel", "create", "crowded"])?;
+    let channel = ch["id"].as_str().context("id")?.to_string();
+    let link = ch["link"].as_str().context("link")?.to_string();
+    let topic = topic_of(&channel);
+    let mut victim = node("victim")?;
+    // The victim's topic mesh (up to 12 peers: gossipsub's mesh_n_high) is protected, so the
+    // high watermark sits above it: 24 Sybils on the topic are 26 connections.
+    let high = 16;
+    std::fs::write(
+        victim.home().join("config.toml"),
+        format!("[connections]\nlow = 3\nhigh = {high}\ngrace = \"2s\"\n"),
+    )?;
+    victim.start(&boot.addrs)?;
+    victim.follow(&link)?;
+    owner.post(&channel, "before the crowd")?;
+    victim.wait_history(&channel, 1, LONG)?;
+    let owner_id = owner.peer_id()?;
+
+    let crowd: Vec<Attacker> = (0..24).map(|_| Attacker::spawn()).collect::<Result<_>>()?;
+    let victim_addr = victim.addrs()?[0].clone();
+    for a in &crowd {
+        a.dial(&victim_addr)?;
+        a.subscribe(&topic)?;
+    }
+    let settled = wait_for("the victim to trim the crowd", LONG, || {
+        let i = info(&victim);
+        let open = i["connections"].as_u64()?;
+        (i["connections_trimmed"].as_u64()? >= 1 && open <= high).then_some(i)
+    })?;
+    eprintln!(
+        "victim: {} connections after trimming {} peers (peak {})",
+        settled["connections"], settled["connections_trimmed"], settled["connections_peak"]
+    );
+    assert!(
+        settled["connections_peak"].as_u64().unwrap_or(0) > high,
+        "the crowd was above the watermark before: {settled}"
+    );
+    let peers = victim.json(&["peers"])?;
+    assert!(
+        peers
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["peer_id"] == owner_id.as_str())),
+        "the honest peer is still connected: {peers}"
+    );
+    owner.post(&channel, "after the crowd")?;
+    victim.wait_history(&channel, 2, LONG)?;
+    // It stays bounded: nothing redials what was closed.
+    std::thread::sleep(Duration::from_secs(3));
+    let open = info(&victim)["connections"].as_u64().unwrap_or(u64::MAX);
+    assert!(open <= high, "{open} connections, above {high}");
+    Ok(())
+}

@@ -33,6 +33,21 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
         gauge(info.connected_peers),
     );
     registry.register(
+        "connections",
+        "Open connections (kept under the connection manager's high watermark)",
+        gauge(info.connections),
+    );
+    registry.register(
+        "connections_peak",
+        "Most connections open at once since start",
+        gauge(info.connections_peak),
+    );
+    registry.register(
+        "connections_trimmed",
+        "Peers closed by the connection manager above its high watermark",
+        counter(info.connections_trimmed),
+    );
+    registry.register(
         "bootstrap_peers_connected",
         "Bootstrap peers this node is connected to",
         gauge(info.bootstrap.iter().filter(|b| b.connected).count()),

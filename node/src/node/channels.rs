@@ -126,6 +126,17 @@ impl ChannelState {
             .count()
     }
 
+    /// The `k` peers that brought something valid most recently (within [`USEFUL_FOR`]).
+    pub fn most_useful(&self, k: usize, now: Instant) -> Vec<PeerId> {
+        let mut recent: Vec<(&PeerId, &Instant)> = self
+            .useful
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) < USEFUL_FOR)
+            .collect();
+        recent.sort_by(|a, b| b.1.cmp(a.1));
+        recent.into_iter().take(k).map(|(p, _)| *p).collect()
+    }
+
     /// The role string clients see.
     pub fn role_name(&self) -> &'static str {
         match self.record.role {

@@ -2,6 +2,7 @@
 
 mod channels;
 mod command;
+mod connections;
 mod durable;
 mod event_loop;
 mod police;

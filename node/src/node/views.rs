@@ -161,6 +161,16 @@ pub struct NodeInfo {
     pub addrs: Vec<String>,
     /// Connected peers.
     pub connected_peers: usize,
+    /// Open connections (a peer may hold two); the connection manager keeps them under its
+    /// high watermark.
+    #[serde(default)]
+    pub connections: usize,
+    /// Most connections open at once since start.
+    #[serde(default)]
+    pub connections_peak: usize,
+    /// Peers closed by the connection manager since start.
+    #[serde(default)]
+    pub connections_trimmed: u64,
     /// Software version.
     pub version: String,
     /// Whether others can dial this node: "public", "private" (behind NAT) or "unknown".

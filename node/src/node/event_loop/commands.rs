@@ -231,6 +231,9 @@ impl EventLoop {
                 .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
                 .collect(),
             connected_peers: self.swarm.connected_peers().count(),
+            connections: self.conns.open(),
+            connections_peak: self.conns.most(),
+            connections_trimmed: self.conns.trimmed(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             reachability: self.reach.reachability().as_str().to_string(),
             external_addrs: self
@@ -240,7 +243,7 @@ impl EventLoop {
                 .collect(),
             relays: self.reach.reserved().map(|p| p.to_string()).collect(),
             graylisted_peers: self.police.refused_total(),
-            refused_connections: self.refused_connections,
+            refused_connections: self.conns.refused_total(),
             dropped: self.dropped(),
             bootstrap: self
                 .bootstrap
@@ -269,13 +272,13 @@ impl EventLoop {
 
     pub(super) fn peers(&self) -> Vec<PeerView> {
         let mut out: Vec<PeerView> = self
-            .connections
+            .conns
             .iter()
-            .map(|(p, conns)| PeerView {
+            .map(|(p, addrs, agent)| PeerView {
                 peer_id: p.to_string(),
-                addrs: conns.iter().map(|(_, a)| a.to_string()).collect(),
-                agent: self.agents.get(p).cloned(),
-                relayed: conns.iter().all(|(_, a)| crate::net::is_relayed(a)),
+                addrs: addrs.iter().map(|a| a.to_string()).collect(),
+                agent: agent.map(str::to_string),
+                relayed: addrs.iter().all(|a| crate::net::is_relayed(a)),
             })
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use prost::Message;
 use samizdat_proto::v1;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::NodeError;
 use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget, Reply};
+use super::connections::{Connections, Standing, Watermarks};
 use super::durable::Durable;
 use super::police::{Action as PoliceAction, Police};
 use super::reputation::Offence;
@@ -102,13 +103,8 @@ pub(crate) struct EventLoop {
     announce_listen: bool,
     external: Vec<Multiaddr>,
     peer_saved: HashMap<PeerId, Instant>,
-    /// When each peer was last redialed after a wrong-peer-id failure.
-    wrong_peer_redials: HashMap<PeerId, Instant>,
-    agents: HashMap<PeerId, String>,
-    /// Open connections and their remote addresses, for `peers`.
-    connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
-    last_redial: Instant,
-    redial_backoff: Duration,
+    /// Open connections, the connection manager, redialing.
+    conns: Connections,
     kad_bootstrapped: bool,
     /// History sync: each channel's state, requests out, limits on peers' requests.
     sync: sync::HistorySync,
@@ -134,14 +130,26 @@ pub(crate) struct EventLoop {
     last_prune: Instant,
     /// Drops at bounds as last logged, and when.
     drops_logged: (super::views::DroppedView, Option<Instant>),
-    /// Incoming connections refused at a limit since start, and when that was last logged.
-    refused_connections: u64,
-    last_refusal_log: Option<Instant>,
     /// What waits for this task's writes to reach the disk.
     durable: Durable<Deferred>,
     /// The store's write count when the command being handled arrived.
     command_seq: u64,
     shutdown: CancellationToken,
+}
+
+/// The peer that answered one of this node's requests. Only answers count as an exchange
+/// in progress: a peer's own requests must not buy it protection from the connection manager
+/// (a Sybil would send one every few seconds).
+fn answered_us<Req, Resp>(event: &libp2p::request_response::Event<Req, Resp>) -> Option<PeerId> {
+    use libp2p::request_response::{Event as E, Message as M};
+    match event {
+        E::Message {
+            peer,
+            message: M::Response { .. },
+            ..
+        } => Some(*peer),
+        _ => None,
+    }
 }
 
 /// An action that must not happen before the writes made before it are durable.
@@ -230,11 +238,7 @@ impl EventLoop {
             announce_listen: config.announce_listen_addresses,
             external: config.external_addresses.clone(),
             peer_saved: HashMap::new(),
-            wrong_peer_redials: HashMap::new(),
-            agents: HashMap::new(),
-            connections: HashMap::new(),
-            last_redial: Instant::now(),
-            redial_backoff: Duration::from_secs(5),
+            conns: Connections::new(peers::watermarks(&config.connections), Instant::now()),
             kad_bootstrapped: false,
             sync: sync::HistorySync::new(),
             files: files::Files::new(),
@@ -248,8 +252,6 @@ impl EventLoop {
             dht_drops: Default::default(),
             last_prune: Instant::now(),
             drops_logged: Default::default(),
-            refused_connections: 0,
-            last_refusal_log: None,
             durable: Durable::default(),
             command_seq: 0,
             shutdown,
@@ -351,6 +353,17 @@ impl EventLoop {
     // ----- network --------------------------------------------------------------------------
 
     fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
+        // A peer answering this node's requests is kept by the connection manager a while.
+        let exchanging = match &event {
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Sync(ev)) => answered_us(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Files(ev)) => answered_us(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dm(ev)) => answered_us(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Px(ev)) => answered_us(ev),
+            _ => None,
+        };
+        if let Some(peer) = exchanging {
+            self.conns.exchanged(&peer, Instant::now());
+        }
         match event {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(ev)) => self.on_kad(ev),
@@ -382,11 +395,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                self.connections
-                    .entry(peer_id)
-                    .or_default()
-                    .push((connection_id, endpoint.get_remote_address().clone()));
-                self.redial_backoff = Duration::from_secs(5);
+                let addr = endpoint.get_remote_address().clone();
+                self.conns
+                    .opened(peer_id, connection_id, addr, Instant::now());
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
                     let _ = self.events.send(Event::PeerConnected {
@@ -401,13 +412,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                if let Some(conns) = self.connections.get_mut(&peer_id) {
-                    conns.retain(|(c, _)| *c != connection_id);
-                }
+                self.conns.closed(&peer_id, connection_id);
                 if num_established == 0 {
-                    self.connections.remove(&peer_id);
                     tracing::debug!(%peer_id, "disconnected");
-                    self.agents.remove(&peer_id);
                     self.dm_on_disconnected(&peer_id);
                     let _ = self.events.send(Event::PeerDisconnected {
                         peer_id: peer_id.to_string(),
@@ -424,14 +431,9 @@ impl EventLoop {
                 if let libp2p::swarm::ListenError::Denied { cause } = &error {
                     // A limit was hit (connections, pending handshakes, memory): say so, but
                     // at most every 10 s, so a flood cannot flood the log too.
-                    self.refused_connections += 1;
-                    if self
-                        .last_refusal_log
-                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-                    {
-                        self.last_refusal_log = Some(Instant::now());
+                    if let Some(refused_total) = self.conns.refused(Instant::now()) {
                         tracing::warn!(
-                            refused_total = self.refused_connections,
+                            refused_total,
                             "incoming connection refused at a limit: {}",
                             crate::net::denial_reason(cause)
                         );
@@ -445,7 +447,7 @@ impl EventLoop {
     }
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        self.agents.insert(peer, info.agent_version.clone());
+        self.conns.identified(&peer, &info.agent_version);
         self.dm_on_identified(peer, &info.protocols);
         if info.protocols.contains(&crate::net::RELAY_HOP_PROTOCOL) {
             self.note_relay(peer, &info.listen_addrs);
@@ -523,9 +525,10 @@ impl EventLoop {
                     ..
                 })) => {
                     let me = *self.swarm.local_peer_id();
+                    let budget = self.provider_dial_budget(&id);
                     let mut dialed = 0;
                     for p in providers {
-                        if p == me || self.swarm.is_connected(&p) || dialed >= DIALS_PER_LOOKUP {
+                        if p == me || self.swarm.is_connected(&p) || dialed >= budget {
                             continue;
                         }
                         // Addresses come from the still-running query's results.
@@ -573,6 +576,22 @@ impl EventLoop {
 
     // ----- discovery and reconnection -------------------------------------------------------
 
+    /// How many providers a channel lookup may dial: up to the connection manager's low
+    /// watermark, and beyond it only what the channel's topic lacks (so that discovery does
+    /// not reopen what the manager closes).
+    fn provider_dial_budget(&self, query: &QueryId) -> usize {
+        let Some(state) = self
+            .channels
+            .provider_queries
+            .get(query)
+            .and_then(|(ch, _)| self.channels.by_id.get(ch))
+        else {
+            return 0;
+        };
+        let lacking = WANT_TOPIC_PEERS.saturating_sub(self.topic_peers(&state.topic.hash()));
+        self.conns.room_to_dial().max(lacking).min(DIALS_PER_LOOKUP)
+    }
+
     fn on_tick(&mut self) {
         // (A barrier refused by a full queue is asked for again.)
         self.run_durable();
@@ -592,6 +611,7 @@ impl EventLoop {
         self.group_tick();
         self.police_scores();
         self.police.prune(Instant::now());
+        self.trim_connections();
         if self.last_prune.elapsed() >= Duration::from_secs(60) {
             self.last_prune = Instant::now();
             self.prune_peer_tables();

@@ -267,19 +267,9 @@ impl EventLoop {
         self.swarm.behaviour_mut().kad.remove_address(&peer, &bad);
         self.bootstrap
             .retain(|a| split_peer_addr(a) != (Some(peer), bad.clone()));
-        if self.swarm.is_connected(&peer)
-            || self
-                .wrong_peer_redials
-                .get(&peer)
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
+        if self.swarm.is_connected(&peer) || !self.conns.wrong_peer_redial(peer, Instant::now()) {
             return;
         }
-        if self.wrong_peer_redials.len() > 1024 {
-            self.wrong_peer_redials
-                .retain(|_, t| t.elapsed() < Duration::from_secs(60));
-        }
-        self.wrong_peer_redials.insert(peer, Instant::now());
         let opts = DialOpts::peer_id(peer)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
@@ -290,24 +280,20 @@ impl EventLoop {
 
     /// Whether a connected peer reaches us over loopback (so its loopback addresses are real).
     pub(super) fn over_loopback(&self, peer: &PeerId) -> bool {
-        self.connections
-            .get(peer)
-            .is_some_and(|c| c.iter().any(|(_, a)| is_loopback(a)))
+        self.conns.over_loopback(peer)
     }
 
     /// Dials the peer cache and the bootstrap peers: at startup, and with backoff whenever
     /// the node has no connection at all.
     pub(super) fn connect_to_network(&mut self, startup: bool) {
-        if !startup {
-            if self.swarm.connected_peers().next().is_some()
-                || self.last_redial.elapsed() < self.redial_backoff
-            {
+        if startup {
+            self.conns.dialed_network(Instant::now());
+        } else {
+            if !self.conns.redial_due(Instant::now()) {
                 return;
             }
-            self.redial_backoff = (self.redial_backoff * 2).min(Duration::from_secs(60));
             tracing::info!("no connections; redialing cached and bootstrap peers");
         }
-        self.last_redial = Instant::now();
         let me = *self.swarm.local_peer_id();
         let cached = self.store.peers().unwrap_or_else(|e| {
             tracing::warn!("peer cache unreadable: {e}");
@@ -338,6 +324,73 @@ impl EventLoop {
             .cloned()
             .collect();
         self.dial_addrs(&bootstrap);
+    }
+}
+
+impl EventLoop {
+    /// Closes the peers the connection manager picks when above its high watermark. Topic
+    /// mesh peers, relays held, bootstrap peers, the few peers that brought each channel
+    /// something valid most recently (the only honest peer of an eclipsed channel among them) and peers direct
+    /// messages wait for are never picked; the rest go by gossipsub score and crowding (see
+    /// `connections.rs`).
+    pub(super) fn trim_connections(&mut self) {
+        let now = Instant::now();
+        for c in self.conns.duplicates(now) {
+            self.swarm.close_connection(c);
+        }
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let mesh: HashSet<PeerId> = gossip.all_mesh_peers().copied().collect();
+        let relays: HashSet<PeerId> = self.reach.reserved().copied().collect();
+        let bootstrap: HashSet<PeerId> = self
+            .bootstrap
+            .iter()
+            .filter_map(|a| split_peer_addr(a).0)
+            .collect();
+        let useful: HashSet<PeerId> = self
+            .channels
+            .by_id
+            .values()
+            .flat_map(|c| c.most_useful(KEEP_USEFUL, now))
+            .collect();
+        let dm_waiting = self.dm_waiting_peers();
+        let close = self.conns.trim(now, |p| {
+            if mesh.contains(p)
+                || relays.contains(p)
+                || bootstrap.contains(p)
+                || useful.contains(p)
+                || dm_waiting.contains(p)
+            {
+                Standing::Protected
+            } else {
+                Standing::Score(gossip.peer_score(p).unwrap_or(0.0))
+            }
+        });
+        if close.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            closing = close.len(),
+            open = self.conns.open(),
+            "above the connection manager's high watermark"
+        );
+        for p in close {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+}
+
+/// Per channel, the peers that brought something valid most recently and are never trimmed
+/// (not all of them: in a busy channel every peer brings something, and the manager must
+/// still be able to close most).
+const KEEP_USEFUL: usize = 4;
+
+/// The configured watermarks, made consistent (low at most high, high at least one).
+pub(super) fn watermarks(c: &crate::config::ConnectionManager) -> Watermarks {
+    let high = c.high.max(1) as usize;
+    Watermarks {
+        low: (c.low as usize).min(high),
+        high,
+        grace: c.grace,
     }
 }
 

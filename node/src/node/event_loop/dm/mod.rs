@@ -457,6 +457,11 @@ impl EventLoop {
 
     // ----- delivery -------------------------------------------------------------------------
 
+    /// Peers that direct messages wait to be delivered to (the connection manager keeps them).
+    pub(super) fn dm_waiting_peers(&self) -> std::collections::HashSet<PeerId> {
+        self.dm.waiting.keys().copied().collect()
+    }
+
     pub(super) fn try_deliver(&mut self, peer: &PeerId) {
         let connected = self.swarm.is_connected(peer);
         let durable = self.store.durable_seq();
