@@ -17,6 +17,11 @@ pub struct Cluster {
     /// The bootstrap peer's address (with /p2p/).
     pub boot_addr: libp2p::Multiaddr,
     pub shutdown: CancellationToken,
+    /// Each node's own stop (a child of `shutdown`), for nodes that leave mid-run.
+    stops: Vec<CancellationToken>,
+    /// Connection watermarks the nodes run with, when the defaults do not fit (see
+    /// [`fit_watermarks`]).
+    pub watermarks: Option<(u32, u32)>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +59,8 @@ impl Cluster {
             boot: Some(boot),
             boot_addr,
             shutdown,
+            stops: Vec::new(),
+            watermarks: fit_watermarks(n),
             _dir: dir,
         };
         for _ in 0..n {
@@ -66,6 +73,23 @@ impl Cluster {
     pub async fn add_node(&mut self) -> Result<usize> {
         let i = self.nodes.len();
         let home = Home::at(self._dir.path().join(format!("n{i}")));
+        // SAMIZDAT_BENCH_CONFIG: config.toml lines every node starts with (to compare
+        // settings, e.g. `idle_connection_timeout = "10s"`); and the connection watermarks
+        // that fit this process's descriptors (see `fit_watermarks`).
+        let mut config = std::env::var("SAMIZDAT_BENCH_CONFIG")
+            .unwrap_or_default()
+            .replace("\\n", "\n");
+        if let Some((low, high)) = self.watermarks
+            && !config.contains("[connections]")
+        {
+            config.push_str(&format!("\n[connections]\nlow = {low}\nhigh = {high}\n"));
+        }
+        if !config.trim().is_empty() {
+            std::fs::create_dir_all(home.path())?;
+            std::fs::write(home.config_file(), config)?;
+        }
+        let stop = self.shutdown.child_token();
+        self.stops.push(stop.clone());
         self.nodes.push(
             Node::start(
                 &home,
@@ -78,11 +102,18 @@ impl Cluster {
                     mdns: Some(false),
                     ..Default::default()
                 },
-                self.shutdown.clone(),
+                stop,
             )
             .await?,
         );
         Ok(i)
+    }
+
+    /// Stops node `i` (it leaves the network; its index stays, its handle stops answering).
+    pub fn leave(&self, i: usize) {
+        if let Some(s) = self.stops.get(i) {
+            s.cancel();
+        }
     }
 
     pub async fn stop(mut self) {
@@ -94,6 +125,25 @@ impl Cluster {
             b.stopped().await;
         }
     }
+}
+
+/// The node's default connection watermarks (low, high).
+const DEFAULT_WATERMARKS: (u32, u32) = (32, 96);
+
+/// Watermarks for `n` nodes in this process: the defaults, unless `n` nodes each at the high
+/// mark would hold more descriptors than the process may open (every connection is two
+/// sockets here, one per end). This machine allows 20,000, so 200 nodes get high = 40: at
+/// the defaults the nodes would measure descriptor exhaustion (refused connections).
+pub fn fit_watermarks(n: usize) -> Option<(u32, u32)> {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    // A fifth kept for listeners, stores and the bench itself.
+    let per_node = (soft as usize * 4 / 5) / (2 * n.max(1));
+    let (low, high) = DEFAULT_WATERMARKS;
+    if per_node >= high as usize {
+        return None;
+    }
+    let high = (per_node as u32).max(12);
+    Some((low.min(high / 2), high))
 }
 
 /// Polls `f` every 20 ms until it yields, or fails after `timeout`.

@@ -31,10 +31,36 @@ pub struct Run {
     /// Connections per node at the end of the run: (max, mean), and the most any node held
     /// at once during it. Zero for the baseline (not measured).
     pub connections: (usize, f64, usize),
+    /// Milliseconds from an author's post call to its answer (the post durable and handed to
+    /// gossipsub), sorted. Empty for the baseline.
+    pub acks: Vec<f64>,
+    /// Cores busy on average while posting (all of the process: nodes, bench and runtime).
+    pub cpu_cores: f64,
+    /// Before posting, once settled: cores busy while idle, and peers per node.
+    pub idle: Option<(f64, f64)>,
+}
+
+/// CPU seconds this process has used so far (user + system).
+pub fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<String> = s
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .unwrap_or(0.0)
+        / 100.0
 }
 
 /// `--nodes N`: measure only a mesh of N nodes (set once by `main`).
 pub static NODES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// `--quick` (set once by `main`).
+pub static QUICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 impl Run {
     pub fn pct(&self, p: f64) -> f64 {
@@ -46,6 +72,14 @@ impl Run {
     }
     pub fn ratio(&self) -> f64 {
         self.delivered as f64 / self.expected.max(1) as f64
+    }
+    /// The `p` quantile of the authors' acknowledgement times.
+    pub fn ack_pct(&self, p: f64) -> f64 {
+        if self.acks.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.acks.len() as f64 - 1.0) * p).round() as usize;
+        self.acks[i.min(self.acks.len() - 1)]
     }
 }
 
@@ -93,6 +127,8 @@ pub fn run(quick: bool) -> Result<Value> {
             "nodes": n,
             "posts": posts,
             "rate_posts_per_s": rate,
+            "settle_s": settle_secs(),
+            "watermarks": crate::harness::fit_watermarks(n).unwrap_or((32, 96)),
             "delivery_ratio": round(s.ratio(), 4),
             "p50_ms": round(s.pct(0.5), 1),
             "p99_ms": round(s.pct(0.99), 1),
@@ -109,6 +145,12 @@ pub fn run(quick: bool) -> Result<Value> {
             "connections_per_node_max": s.connections.0,
             "connections_per_node_mean": round(s.connections.1, 1),
             "connections_per_node_peak": s.connections.2,
+            "author_ack_p50_ms": round(s.ack_pct(0.5), 1),
+            "author_ack_p99_ms": round(s.ack_pct(0.99), 1),
+            "cpu_cores": round(s.cpu_cores, 2),
+            "baseline_cpu_cores": round(b.cpu_cores, 2),
+            "idle_core_fraction_per_node": s.idle.map(|(c, _)| round(c / n as f64, 5)),
+            "idle_peers_per_node": s.idle.map(|(_, p)| round(p, 1)),
         }));
         runs.push((s, b));
     }
@@ -158,7 +200,15 @@ pub fn run(quick: bool) -> Result<Value> {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(if quick { 10 } else { 50 });
-    let (idle, idle_peers) = rt.block_on(idle_cpu(idle_n, if quick { 5 } else { 15 }))?;
+    // (Measured already on the settled mesh of that size, when there was one.)
+    let measured = runs
+        .iter()
+        .find(|(r, _)| r.nodes == idle_n)
+        .and_then(|(r, _)| r.idle);
+    let (idle, idle_peers) = match measured {
+        Some(m) => m,
+        None => rt.block_on(idle_cpu(idle_n, if quick { 5 } else { 15 }))?,
+    };
     eprintln!(
         "   mesh: {idle_n} idle nodes use {:.0}% of a core ({:.1}% each), {idle_peers:.1} peers each",
         idle * 100.0,
@@ -242,6 +292,13 @@ pub async fn samizdat_mesh(
 ) -> Result<Run> {
     let (cluster, id, authors) = channel_mesh(n, authors.unwrap_or(3)).await?;
     let handles: Vec<NodeHandle> = cluster.nodes.iter().map(|n| n.handle()).collect();
+    settle().await;
+    // A settled mesh is idle: measure what it burns before posting into it.
+    let idle = if settle_secs() > 0 {
+        Some(measure_idle(&handles, 15).await)
+    } else {
+        None
+    };
     let received: Arc<Mutex<Receipts>> = Arc::default();
     let mut listeners = Vec::new();
     for (i, h) in handles.iter().enumerate() {
@@ -262,6 +319,10 @@ pub async fn samizdat_mesh(
         }));
     }
     let lo_before = loopback_rx_bytes();
+    let (cpu_before, cpu_t0) = (process_cpu_seconds(), Instant::now());
+    // (Markers for profiling the posting phase alone.)
+    eprintln!("   mesh: posting");
+    let mut acks: Vec<f64> = Vec::with_capacity(posts);
     let mut sent: Vec<(String, usize, Instant)> = Vec::with_capacity(posts);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -282,15 +343,20 @@ pub async fn samizdat_mesh(
                     },
                 )
                 .await;
-            (r, a, t0)
+            (r, a, t0, t0.elapsed())
         });
-        while let Some(Some((r, a, t0))) = futures::FutureExt::now_or_never(inflight.next()) {
+        while let Some(Some((r, a, t0, ack))) = futures::FutureExt::now_or_never(inflight.next()) {
             sent.push((r?.id, a, t0));
+            acks.push(ack.as_secs_f64() * 1000.0);
         }
     }
-    while let Some((r, a, t0)) = inflight.next().await {
+    while let Some((r, a, t0, ack)) = inflight.next().await {
         sent.push((r?.id, a, t0));
+        acks.push(ack.as_secs_f64() * 1000.0);
     }
+    let cpu_cores = (process_cpu_seconds() - cpu_before) / cpu_t0.elapsed().as_secs_f64();
+    eprintln!("   mesh: posted");
+    acks.sort_by(f64::total_cmp);
     // Everything delivered, or a generous grace period.
     let expected = posts * (n - 1);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -336,7 +402,34 @@ pub async fn samizdat_mesh(
         wire_bytes_per_delivery: lo_bytes as f64 / latencies.len().max(1) as f64,
         latencies,
         connections,
+        acks,
+        cpu_cores,
+        idle,
     })
+}
+
+/// How long a freshly started mesh is left to finish its startup work (DHT lookups,
+/// announcements, the first mailbox rounds of every node at once) before posts are measured:
+/// SAMIZDAT_BENCH_SETTLE_S, by default 90 s (none with `--quick`). A network does not start
+/// all at once; measured cold, every node's startup lookups overlap the posts.
+pub fn settle_secs() -> u64 {
+    std::env::var("SAMIZDAT_BENCH_SETTLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if QUICK.get().copied().unwrap_or(false) {
+            0
+        } else {
+            90
+        })
+}
+
+/// Waits [`settle_secs`].
+pub async fn settle() {
+    let s = settle_secs();
+    if s > 0 {
+        eprintln!("   mesh: settling for {s} s");
+        tokio::time::sleep(Duration::from_secs(s)).await;
+    }
 }
 
 /// Post id → (receiving node, when).
@@ -447,6 +540,7 @@ pub async fn baseline_mesh(n: usize, posts: usize, rate: f64) -> Result<Run> {
     while recv_rx.try_recv().is_ok() {}
 
     let lo_before = loopback_rx_bytes();
+    let (cpu_before, cpu_t0) = (process_cpu_seconds(), Instant::now());
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let mut sent = Vec::with_capacity(posts);
@@ -459,6 +553,7 @@ pub async fn baseline_mesh(n: usize, posts: usize, rate: f64) -> Result<Run> {
         sent.push((data.clone(), author, Instant::now()));
         let _ = cmds[author].send(Cmd::Publish(data));
     }
+    let cpu_cores = (process_cpu_seconds() - cpu_before) / cpu_t0.elapsed().as_secs_f64();
     let expected = posts * (n - 1);
     let mut got: HashMap<Vec<u8>, Vec<(usize, Instant)>> = HashMap::new();
     let mut count = 0;
@@ -492,6 +587,9 @@ pub async fn baseline_mesh(n: usize, posts: usize, rate: f64) -> Result<Run> {
         wire_bytes_per_delivery: lo_bytes as f64 / latencies.len().max(1) as f64,
         latencies,
         connections: (0, 0.0, 0),
+        acks: Vec::new(),
+        cpu_cores,
+        idle: None,
     })
 }
 
@@ -513,29 +611,26 @@ pub async fn connections_per_node(handles: &[NodeHandle]) -> (usize, f64, usize)
 /// number of peers each node stays connected to.
 pub async fn idle_cpu(n: usize, seconds: u64) -> Result<(f64, f64)> {
     let (cluster, _, _) = channel_mesh(n, 1).await?;
-    let cpu = || -> f64 {
-        std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                let f: Vec<String> = s
-                    .rsplit(')')
-                    .next()?
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect();
-                Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-            })
-            .unwrap_or(0.0)
-            / 100.0
-    };
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (c0, t0) = (cpu(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let used = (cpu() - c0) / t0.elapsed().as_secs_f64();
-    let mut peers = 0;
-    for node in &cluster.nodes {
-        peers += node.handle().peers().await.map(|p| p.len()).unwrap_or(0);
+    if settle_secs() == 0 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
+    settle().await;
+    let handles: Vec<NodeHandle> = cluster.nodes.iter().map(|n| n.handle()).collect();
+    let idle = measure_idle(&handles, seconds).await;
+    drop(handles);
     cluster.stop().await;
-    Ok((used, peers as f64 / n as f64))
+    Ok(idle)
+}
+
+/// CPU the process uses per second over `seconds` (a fraction of one core), and the mean
+/// number of peers per node after.
+async fn measure_idle(handles: &[NodeHandle], seconds: u64) -> (f64, f64) {
+    let (c0, t0) = (process_cpu_seconds(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let used = (process_cpu_seconds() - c0) / t0.elapsed().as_secs_f64();
+    let mut peers = 0;
+    for h in handles {
+        peers += h.peers().await.map(|p| p.len()).unwrap_or(0);
+    }
+    (used, peers as f64 / handles.len().max(1) as f64)
 }

@@ -230,7 +230,7 @@ async fn scenario(honest: usize, hostile: usize, posts: usize, rate: f64) -> Res
         expected,
         wire_bytes_per_delivery: 0.0,
         latencies,
-        connections: (0, 0.0, 0),
+        ..Default::default()
     };
 
     // Newcomers: they join now and must end up with the whole history.

@@ -182,7 +182,9 @@ pub fn kademlia(peer_id: PeerId, mode: Option<kad::Mode>) -> Kademlia {
         .set_query_timeout(Duration::from_secs(30))
         .set_provider_record_ttl(Some(Duration::from_secs(24 * 3600)))
         .set_provider_publication_interval(Some(Duration::from_secs(3600)))
-        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)))
+        // Kubo's routing-table refresh: each round is a lookup per bucket, and every 5 min
+        // (the default) made lookups a leading cause of connection churn in a large mesh.
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(600)))
         // Lookups follow several disjoint paths, so a few hostile peers on one path cannot
         // hide a record or the honest providers of a key (S/Kademlia).
         .disjoint_query_paths(true);

@@ -202,14 +202,37 @@ impl Connections {
         self.marks.low.saturating_sub(self.open)
     }
 
+    /// Peers [`Self::trim`] may not close yet: (within the grace period, exchanging).
+    pub fn held_back(&self, now: Instant) -> (usize, usize) {
+        let young = self
+            .peers
+            .values()
+            .filter(|p| now.saturating_duration_since(p.since) < self.marks.grace)
+            .count();
+        let busy = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.exchange
+                    .is_some_and(|t| now.saturating_duration_since(t) < EXCHANGE_WINDOW)
+            })
+            .count();
+        (young, busy)
+    }
+
+    /// Whether [`Self::trim`] would look at the peers now: above the high watermark, and not
+    /// within a few seconds of the last trim (callers skip rating peers otherwise).
+    pub fn trim_due(&self, now: Instant) -> bool {
+        self.open > self.marks.high
+            && self
+                .last_trim
+                .is_none_or(|t| now.saturating_duration_since(t) >= TRIM_SILENCE)
+    }
+
     /// The peers to close now (none while at or under the high watermark, or within a few
     /// seconds of the last trim). `standing` rates each connected peer.
     pub fn trim(&mut self, now: Instant, standing: impl Fn(&PeerId) -> Standing) -> Vec<PeerId> {
-        if self.open <= self.marks.high
-            || self
-                .last_trim
-                .is_some_and(|t| now.saturating_duration_since(t) < TRIM_SILENCE)
-        {
+        if !self.trim_due(now) {
             return Vec::new();
         }
         self.last_trim = Some(now);
@@ -487,6 +510,28 @@ mod tests {
         let closed = c.trim(now, |_| Standing::Score(0.0));
         assert_eq!(closed.len(), 5);
         assert!(!closed.contains(&peers[3]));
+        assert_eq!(c.held_back(now), (0, 1));
+    }
+
+    #[test]
+    fn a_trim_is_due_only_above_the_high_mark_and_not_right_after_one() {
+        let t0 = Instant::now();
+        let mut c = Connections::new(marks(), t0);
+        let addrs: Vec<String> = (0..9).map(|i| format!("/ip4/10.{i}.0.1/tcp/1")).collect();
+        open(&mut c, &addrs[..8], t0);
+        let now = t0 + Duration::from_secs(60);
+        assert!(!c.trim_due(now), "at the high mark, not above it");
+        assert_eq!(c.held_back(t0), (8, 0), "all young at first");
+        open(&mut c, &addrs[8..], t0);
+        assert!(c.trim_due(now));
+        assert_eq!(c.trim(now, |_| Standing::Score(0.0)).len(), 5);
+        open(&mut c, &addrs[..5], now);
+        assert!(c.open() > 8);
+        assert!(
+            !c.trim_due(now + Duration::from_secs(1)),
+            "silence after a trim"
+        );
+        assert!(c.trim_due(now + TRIM_SILENCE));
     }
 
     #[test]

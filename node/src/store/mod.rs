@@ -314,6 +314,8 @@ pub trait Store: Send + Sync + 'static {
     fn peers(&self) -> Result<Vec<PeerRecord>, StoreError>;
     /// Forgets peers beyond the `keep` most recent.
     fn prune_peers(&self, keep: usize) -> Result<usize, StoreError>;
+    /// Forgets these peers.
+    fn forget_peers(&self, peers: &[libp2p::PeerId]) -> Result<(), StoreError>;
 
     /// Adds or replaces a contact (keyed by its peer id).
     fn put_contact(&self, contact: &Contact) -> Result<(), StoreError>;

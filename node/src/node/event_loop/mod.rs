@@ -33,6 +33,7 @@ use super::channels::{ChannelState, Head, Signer};
 use super::command::{Command, FollowTarget, Reply};
 use super::connections::{Connections, Standing, Watermarks};
 use super::durable::Durable;
+use super::peer_book::PeerBook;
 use super::police::{Action as PoliceAction, Police};
 use super::reputation::Offence;
 use super::views::{ChannelView, Event, NodeInfo, PeerView, PostView};
@@ -103,6 +104,8 @@ pub(crate) struct EventLoop {
     announce_listen: bool,
     external: Vec<Multiaddr>,
     peer_saved: HashMap<PeerId, Instant>,
+    /// The peer cache, mirrored in memory (written through to the store).
+    peer_book: PeerBook,
     /// Open connections, the connection manager, redialing.
     conns: Connections,
     kad_bootstrapped: bool,
@@ -219,6 +222,13 @@ impl EventLoop {
         let (internal_tx, internal) = mpsc::unbounded_channel();
         let dm = dm::Direct::open(&store)?;
         let mls = dm::Mls::open(&store, identity.signing().clone())?;
+        let peer_book = PeerBook::new(
+            PEER_CACHE,
+            store.peers().unwrap_or_else(|e| {
+                tracing::warn!("peer cache unreadable, starting without it: {e}");
+                Vec::new()
+            }),
+        );
 
         let mut this = Self {
             swarm,
@@ -238,6 +248,7 @@ impl EventLoop {
             announce_listen: config.announce_listen_addresses,
             external: config.external_addresses.clone(),
             peer_saved: HashMap::new(),
+            peer_book,
             conns: Connections::new(peers::watermarks(&config.connections), Instant::now()),
             kad_bootstrapped: false,
             sync: sync::HistorySync::new(),
@@ -353,12 +364,13 @@ impl EventLoop {
     // ----- network --------------------------------------------------------------------------
 
     fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
-        // A peer answering this node's requests is kept by the connection manager a while.
+        // A peer answering this node's requests in a session of several (history pages, file
+        // chunks) is kept by the connection manager a while. One-shot answers (mail
+        // collection, peer exchange) end the exchange: counting them kept every peer met at
+        // startup from being trimmed; peers direct messages wait for are protected apart.
         let exchanging = match &event {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Sync(ev)) => answered_us(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Files(ev)) => answered_us(ev),
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Dm(ev)) => answered_us(ev),
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Px(ev)) => answered_us(ev),
             _ => None,
         };
         if let Some(peer) = exchanging {
@@ -484,13 +496,8 @@ impl EventLoop {
                     addrs,
                     last_seen_ms: now_ms(),
                 };
-                if let Err(e) = self.store.put_peer(&rec) {
-                    tracing::warn!("peer cache: {e}");
-                }
+                self.remember_peer(rec);
                 self.peer_saved.insert(peer, Instant::now());
-                if self.peer_saved.len().is_multiple_of(50) {
-                    let _ = self.store.prune_peers(PEER_CACHE);
-                }
             }
         }
     }

@@ -179,17 +179,27 @@ impl EventLoop {
         }
     }
 
+    /// Records a peer worth dialing after a restart, in memory and in the store (which
+    /// forgets what the bounded book drops).
+    pub(super) fn remember_peer(&mut self, rec: PeerRecord) {
+        if let Err(e) = self.store.put_peer(&rec) {
+            tracing::warn!("peer cache: {e}");
+        }
+        let gone = self.peer_book.put(rec);
+        if !gone.is_empty()
+            && let Err(e) = self.store.forget_peers(&gone)
+        {
+            tracing::warn!("peer cache: {e}");
+        }
+    }
+
     /// Dials up to `n` peers of the peer cache that are not connected, at random.
     pub(super) fn dial_cached_peers(&mut self, n: usize) {
         use rand::seq::SliceRandom;
         let me = *self.swarm.local_peer_id();
         let mut cached: Vec<PeerRecord> = self
-            .store
-            .peers()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| r.peer_id != me && !self.swarm.is_connected(&r.peer_id))
-            .collect();
+            .peer_book
+            .matching(|r| r.peer_id != me && !self.swarm.is_connected(&r.peer_id));
         cached.shuffle(&mut rand::rng());
         for rec in cached.into_iter().take(n) {
             tracing::debug!(peer = %rec.peer_id, "no topic peer has brought anything: trying a cached peer");
@@ -295,17 +305,11 @@ impl EventLoop {
             tracing::info!("no connections; redialing cached and bootstrap peers");
         }
         let me = *self.swarm.local_peer_id();
-        let cached = self.store.peers().unwrap_or_else(|e| {
-            tracing::warn!("peer cache unreadable: {e}");
-            Vec::new()
-        });
         // The peer cache first: it holds peers that worked before, and survives the bootstrap
         // peers being blocked.
         let mut seen = HashSet::new();
-        for rec in cached.into_iter().take(STARTUP_DIALS) {
-            if rec.peer_id == me || !seen.insert(rec.peer_id) {
-                continue;
-            }
+        for rec in self.peer_book.newest(STARTUP_DIALS, |p| *p == me) {
+            seen.insert(rec.peer_id);
             for a in &rec.addrs {
                 self.swarm
                     .behaviour_mut()
@@ -338,6 +342,9 @@ impl EventLoop {
         for c in self.conns.duplicates(now) {
             self.swarm.close_connection(c);
         }
+        if !self.conns.trim_due(now) {
+            return;
+        }
         let gossip = &self.swarm.behaviour().gossipsub;
         let mesh: HashSet<PeerId> = gossip.all_mesh_peers().copied().collect();
         let relays: HashSet<PeerId> = self.reach.reserved().copied().collect();
@@ -366,6 +373,14 @@ impl EventLoop {
             }
         });
         if close.is_empty() {
+            tracing::debug!(
+                open = self.conns.open(),
+                mesh = mesh.len(),
+                useful = useful.len(),
+                dm_waiting = dm_waiting.len(),
+                held_back = ?self.conns.held_back(now),
+                "above the high watermark, but nothing may be closed"
+            );
             return;
         }
         tracing::debug!(

@@ -5,7 +5,6 @@
 
 use crate::net::requests::Exchange;
 use crate::net::wire::Frame;
-use std::collections::HashSet;
 use std::time::Instant;
 
 use libp2p::request_response::{self, ResponseChannel};
@@ -185,12 +184,9 @@ impl EventLoop {
     fn answer_px(&mut self, to: PeerId, channel: ResponseChannel<v1::PeerExchangeResponse>) {
         let me = *self.swarm.local_peer_id();
         let peers = self
-            .store
-            .peers()
-            .unwrap_or_default()
+            .peer_book
+            .newest(PX_MAX, |p| *p == to || *p == me)
             .into_iter()
-            .filter(|r| r.peer_id != to && r.peer_id != me)
-            .take(PX_MAX)
             .map(|r| v1::PeerInfo {
                 peer_id: r.peer_id.to_bytes(),
                 addrs: r.addrs.iter().take(8).map(|a| a.to_vec()).collect(),
@@ -205,20 +201,13 @@ impl EventLoop {
 
     fn learn_px(&mut self, from: PeerId, resp: v1::PeerExchangeResponse) {
         let me = *self.swarm.local_peer_id();
-        let known: HashSet<PeerId> = self
-            .store
-            .peers()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.peer_id)
-            .collect();
         let local = self.over_loopback(&from);
         let mut learned = 0;
         for info in resp.peers.into_iter().take(PX_MAX) {
             let Ok(peer) = PeerId::from_bytes(&info.peer_id) else {
                 continue;
             };
-            if peer == me || known.contains(&peer) {
+            if peer == me || self.peer_book.contains(&peer) {
                 continue;
             }
             let addrs: Vec<Multiaddr> = info
@@ -237,9 +226,8 @@ impl EventLoop {
                 addrs,
                 last_seen_ms: now_ms().saturating_sub(24 * 3600 * 1000),
             };
-            if self.store.put_peer(&rec).is_ok() {
-                learned += 1;
-            }
+            self.remember_peer(rec);
+            learned += 1;
         }
         if learned > 0 {
             tracing::debug!(%from, learned, "peers learned by exchange");

@@ -489,6 +489,10 @@ impl Store for SledStore {
     fn prune_peers(&self, keep: usize) -> Result<usize, StoreError> {
         SledStore::prune_peers(self, keep)
     }
+
+    fn forget_peers(&self, peers: &[libp2p::PeerId]) -> Result<(), StoreError> {
+        SledStore::forget_peers(self, peers)
+    }
 }
 
 #[cfg(test)]

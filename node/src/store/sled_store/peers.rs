@@ -18,6 +18,14 @@ impl SledStore {
         Ok(out)
     }
 
+    pub(super) fn forget_peers(&self, peers: &[libp2p::PeerId]) -> Result<(), StoreError> {
+        for p in peers {
+            let k = first::<16>(&self.h(b"peer", &p.to_bytes()));
+            self.peers.remove(&k)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn prune_peers(&self, keep: usize) -> Result<usize, StoreError> {
         let peers = self.peers()?;
         let mut removed = 0usize;
@@ -87,5 +95,10 @@ mod tests {
         );
         assert_eq!(s.prune_peers(2).expect("prune"), 3);
         assert_eq!(s.peers().expect("peers").len(), 2);
+        let newest = s.peers().expect("peers")[0].peer_id;
+        s.forget_peers(&[newest]).expect("forget");
+        let left = s.peers().expect("peers");
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0].peer_id, newest);
     }
 }

@@ -38,7 +38,10 @@ impl EventLoop {
                         }
                     }
                     Sent::GroupSync(group) => self.on_group_sync_failed(&group),
-                    Sent::Deposit | Sent::Collect => {}
+                    // A holder that went away is not asked again; with fewer than two left,
+                    // the next round looks the holders up anew.
+                    Sent::Collect => self.dm.holders.retain(|h| *h != peer),
+                    Sent::Deposit => {}
                 }
             }
             Exchange::InboundFailed { peer, error } => {

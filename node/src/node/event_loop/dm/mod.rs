@@ -49,6 +49,9 @@ const KP_LOOKUP_EVERY: Duration = Duration::from_secs(5);
 const KP_PUBLISH_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// Longest pause between two visits to this node's mailbox holders.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
+/// How often the mailbox holders are looked up anew in the DHT (in between, the holders last
+/// found are asked directly).
+const COLLECT_LOOKUP_EVERY: Duration = Duration::from_secs(10 * 60);
 /// How long this side's key-update proposal may wait for the committer's commit.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages waiting for a Welcome (or a commit) that has not arrived yet: a direct message is
@@ -104,6 +107,9 @@ pub(crate) struct Direct {
     publish_query: Option<QueryId>,
     last_collect: Option<Instant>,
     collect_every: Duration,
+    /// This node's mailbox holders as last looked up, and when.
+    holders: Vec<PeerId>,
+    last_holder_lookup: Option<Instant>,
     last_housekeeping: Instant,
     /// Own key-update proposals waiting for the committer, by peer.
     proposed: HashMap<PeerId, (Vec<u8>, Instant)>,
@@ -182,6 +188,8 @@ impl Direct {
             publish_query: None,
             last_collect: None,
             collect_every: Duration::from_secs(5),
+            holders: Vec::new(),
+            last_holder_lookup: None,
             last_housekeeping: Instant::now(),
             proposed: HashMap::new(),
             next_expiry: None,
