@@ -332,7 +332,9 @@ pub async fn samizdat_mesh(
         tokio::time::sleep_until(due.into()).await;
         let a = authors[i % authors.len()];
         let h = handles[a].clone();
-        inflight.push(async move {
+        // A task of its own, so the ack is timed when it comes, not when this loop next
+        // looks (that quantised every ack to the posting interval: 200 ms at 5 posts/s).
+        inflight.push(tokio::spawn(async move {
             let t0 = Instant::now();
             let r = h
                 .post(
@@ -344,13 +346,15 @@ pub async fn samizdat_mesh(
                 )
                 .await;
             (r, a, t0, t0.elapsed())
-        });
-        while let Some(Some((r, a, t0, ack))) = futures::FutureExt::now_or_never(inflight.next()) {
+        }));
+        while let Some(Some(done)) = futures::FutureExt::now_or_never(inflight.next()) {
+            let (r, a, t0, ack) = done?;
             sent.push((r?.id, a, t0));
             acks.push(ack.as_secs_f64() * 1000.0);
         }
     }
-    while let Some((r, a, t0, ack)) = inflight.next().await {
+    while let Some(done) = inflight.next().await {
+        let (r, a, t0, ack) = done?;
         sent.push((r?.id, a, t0));
         acks.push(ack.as_secs_f64() * 1000.0);
     }

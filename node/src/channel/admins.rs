@@ -109,6 +109,12 @@ impl Admins {
         }
     }
 
+    /// The held certificate byte-identical to `signed` (verified when it was adopted).
+    pub fn held(&self, signed: &v1::AdminCert) -> Option<&AdminCert> {
+        let (admin, _) = peek_cert(signed)?;
+        self.certs.get(&admin).filter(|c| c.signed == *signed)
+    }
+
     /// Adopts a verified certificate if it is the admin's newest and not revoked.
     pub fn adopt_cert(&mut self, cert: AdminCert) -> Changed {
         let admin = cert.admin.to_bytes();

@@ -8,7 +8,7 @@
 use prost::Message as _;
 use samizdat_proto::v1;
 
-use super::{ChainCheck, ChannelId, Post, PostError, PostId};
+use super::{AdminCert, ChainCheck, ChannelId, Post, PostError, PostId};
 
 /// Live posts come from now: an older timestamp on gossip is either a post that waited in an
 /// outbox (history sync brings it) or one back-dated into an admin certificate's lifetime;
@@ -55,6 +55,8 @@ pub trait Lookups {
     fn revoked(&self, author: &[u8; 32], seq: u64) -> bool;
     /// Where the post stands in its author's chain (None: the store failed).
     fn chain(&self, post: &Post) -> Option<ChainCheck>;
+    /// The held certificate byte-identical to `cert`, verified when it was adopted.
+    fn known_cert(&self, cert: &v1::AdminCert) -> Option<&AdminCert>;
 }
 
 /// Decides a post that arrived on `channel`'s topic at `now_ms`.
@@ -62,7 +64,8 @@ pub fn admit(channel: &ChannelId, sp: &v1::SignedPost, now_ms: u64, at: &impl Lo
     if at.held(&PostId::of_body(&sp.body)) {
         return Verdict::Drop(Drop::Held);
     }
-    let post = match Post::verify(&sp.encode_to_vec(), Some(channel), now_ms) {
+    let known = sp.cert.as_ref().and_then(|c| at.known_cert(c));
+    let post = match Post::verify_known(&sp.encode_to_vec(), Some(channel), now_ms, known) {
         Ok(p) => p,
         Err(PostError::FromFuture) => return Verdict::Drop(Drop::FromFuture),
         Err(e) => return Verdict::Reject(e),
@@ -100,6 +103,7 @@ mod tests {
         revoked_from: Option<u64>,
         chain: Option<ChainCheck>,
         store_fails: bool,
+        certs: Vec<AdminCert>,
     }
 
     impl Lookups for State {
@@ -115,6 +119,9 @@ mod tests {
             } else {
                 Some(self.chain.unwrap_or(ChainCheck::New))
             }
+        }
+        fn known_cert(&self, cert: &v1::AdminCert) -> Option<&AdminCert> {
+            self.certs.iter().find(|c| c.signed == *cert)
         }
     }
 
@@ -217,6 +224,39 @@ mod tests {
         assert!(matches!(
             verdict(&key, &sp, &failing),
             Verdict::Drop(Drop::StoreFault)
+        ));
+    }
+
+    #[test]
+    fn a_known_certificate_is_trusted_only_byte_for_byte() {
+        let owner = ed25519::Keypair::generate();
+        let admin = ed25519::Keypair::generate();
+        let id = ChannelId::from_key(&owner.public());
+        let cert = AdminCert::issue(&owner, &admin.public(), 0, None);
+        let draft = PostDraft {
+            text: "by an admin".into(),
+            ..Default::default()
+        };
+        let p = Post::sign(&id, &admin, Some(&cert), 1, None, NOW - 1_000, draft).unwrap();
+        let sp = v1::SignedPost::decode(p.wire.as_slice()).unwrap();
+        let knows = State {
+            certs: vec![cert.clone()],
+            ..Default::default()
+        };
+        assert!(matches!(admit(&id, &sp, NOW, &knows), Verdict::Take(_)));
+        assert!(matches!(
+            admit(&id, &sp, NOW, &State::default()),
+            Verdict::Take(_)
+        ));
+        // The certificate is outside the author's signature: a forged one attached to a
+        // genuine post is verified (and refused), not waved through as the known one.
+        let mut forged = sp.clone();
+        if let Some(c) = forged.cert.as_mut() {
+            c.signature[0] ^= 1;
+        }
+        assert!(matches!(
+            admit(&id, &forged, NOW, &knows),
+            Verdict::Reject(_)
         ));
     }
 }

@@ -90,6 +90,7 @@ impl EventLoop {
         if let Err(e) = self.store.put_channel(&state.record) {
             tracing::warn!("store: {e}");
         }
+        self.channels.forget_heads(&id);
         match self.store.retract(&id, &r.admin, r.last_seq) {
             Ok(gone) => {
                 if gone.posts > 0 || gone.tombstones > 0 {

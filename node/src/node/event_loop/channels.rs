@@ -1,7 +1,7 @@
 //! Channels: creating, following, posting, publishing, and validating what arrives on their topics.
 
 use super::*;
-use crate::channel::{ChainCheck, gate};
+use crate::channel::{ChainCheck, chain, gate};
 
 /// The channels component's state in the event loop.
 #[derive(Default)]
@@ -16,10 +16,40 @@ pub(super) struct Channels {
     pub(super) provider_queries: HashMap<QueryId, (ChannelId, bool)>,
     /// Posts handed to the writer and not yet durable, by (channel, author, seq).
     pub(super) in_flight: HashMap<(ChannelId, [u8; 32], u64), PostId>,
+    /// The newest slot written per (channel, author): seq, id and predecessor. The chain
+    /// check of an author's next live post reads its predecessor here instead of
+    /// decrypting it from the store on the swarm task. One entry per author who posted.
+    pub(super) heads: HashMap<(ChannelId, [u8; 32]), (u64, chain::Slot)>,
     /// Own posts stored but not yet published (no topic peer was there).
     pub(super) unpublished: HashMap<ChannelId, Vec<Post>>,
     /// Admin certificates to publish once the channel has topic peers.
     pub(super) unpublished_meta: HashMap<ChannelId, Vec<v1::channel_message::Kind>>,
+}
+
+impl Channels {
+    /// Remembers a slot written, if it is its author's newest.
+    fn note_head(
+        &mut self,
+        channel: ChannelId,
+        author: [u8; 32],
+        seq: u64,
+        id: PostId,
+        prev: Option<PostId>,
+    ) {
+        let head = self
+            .heads
+            .entry((channel, author))
+            .or_insert((seq, (id, prev)));
+        if head.0 <= seq {
+            *head = (seq, (id, prev));
+        }
+    }
+
+    /// Forgets what is remembered of a channel's chains (its slots were removed, or it was
+    /// left).
+    pub(super) fn forget_heads(&mut self, channel: &ChannelId) {
+        self.heads.retain(|(c, _), _| c != channel);
+    }
 }
 
 impl EventLoop {
@@ -100,6 +130,7 @@ impl EventLoop {
             .remove(id)
             .ok_or_else(|| NodeError::UnknownChannel(id.to_string()))?;
         self.channels.topics.remove(&state.topic.hash());
+        self.channels.forget_heads(id);
         self.sync.channels.remove(id);
         self.swarm
             .behaviour_mut()
@@ -235,6 +266,13 @@ impl EventLoop {
                         .in_flight
                         .remove(&(h.channel, h.author_key.to_bytes(), h.seq));
                     if matches!(done.result, Ok(InsertOutcome::Inserted)) {
+                        self.channels.note_head(
+                            h.channel,
+                            h.author_key.to_bytes(),
+                            h.seq,
+                            h.id,
+                            h.prev,
+                        );
                         self.note_tombstone(&h.channel);
                     }
                     continue;
@@ -243,6 +281,15 @@ impl EventLoop {
             self.channels
                 .in_flight
                 .remove(&(post.channel, post.author_key.to_bytes(), post.seq));
+            if matches!(done.result, Ok(InsertOutcome::Inserted)) {
+                self.channels.note_head(
+                    post.channel,
+                    post.author_key.to_bytes(),
+                    post.seq,
+                    post.id,
+                    post.prev,
+                );
+            }
             match (done.result, done.origin) {
                 (Ok(InsertOutcome::Inserted), origin) => {
                     self.note_seen(&post.channel, post.author_key.to_bytes(), post.seq);
@@ -580,6 +627,11 @@ impl EventLoop {
                 if let Some(id) = self.channels.in_flight.get(&(*channel, *author, seq)) {
                     return Ok(Some((*id, None)));
                 }
+                if let Some((head, slot)) = self.channels.heads.get(&(*channel, *author))
+                    && *head == seq
+                {
+                    return Ok(Some(*slot));
+                }
                 Ok(self
                     .store
                     .post_at(channel, author, seq)?
@@ -603,6 +655,10 @@ impl gate::Lookups for GateLookups<'_> {
 
     fn revoked(&self, author: &[u8; 32], seq: u64) -> bool {
         self.el.revoked_post(self.id, author, seq)
+    }
+
+    fn known_cert(&self, cert: &v1::AdminCert) -> Option<&AdminCert> {
+        self.el.channels.by_id.get(self.id)?.admins.held(cert)
     }
 
     fn chain(&self, post: &Post) -> Option<ChainCheck> {

@@ -84,9 +84,10 @@ fn map_open_err(e: sled::Error) -> StoreError {
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(dir)
-        // Durability comes from explicit flushes (group commit in the writer); the
-        // background flush only bounds what an idle node could lose.
-        .flush_every_ms(Some(1000));
+        // Durability comes from explicit flushes only: group commit in the writer, which also
+        // flushes what was written without waiting at least once a second
+        // (`node::writer::FLUSH_EVERY`). sled's own timer beside it doubled the flushes.
+        .flush_every_ms(None);
     // A store closed a moment ago in this process may still be locked by sled's flusher
     // thread, which lets go shortly after the last handle is dropped: retry briefly
     // before concluding that another process holds it.
