@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         let channel = ChannelId::from_key(&key.public());
         let author = key.public().to_bytes();
         for (from, to) in [(1, 10), (1, u64::MAX), (u64::MAX, u64::MAX)] {
-            if let Ok(entries) = check_page(&channel, &author, from, to, &page, now) {
+            if let Ok(entries) = check_page(&channel, &author, from, to, &page, now, None) {
                 assert!(entries.iter().all(|e| e.seq() >= from && e.seq() <= to));
                 // An expired slot is only ever proven by a header that has expired.
                 assert!(entries.iter().all(|e| match e {

@@ -132,7 +132,7 @@ proptest! {
             posts: ps.iter().map(|p| p.wire.clone()).collect(),
             next_seq: 0,
         };
-        let ok = crate::sync::check_page(&id, &author, 1, n, &page(&posts), NOW);
+        let ok = crate::sync::check_page(&id, &author, 1, n, &page(&posts), NOW, None);
         prop_assert!(ok.is_ok());
         let i = victim.index(posts.len() - 1) + 1; // never the first (it starts the page)
         let mut bad = posts.clone();
@@ -141,7 +141,7 @@ proptest! {
                 // A page may skip posts its server lacks (the gap stays missing and is asked
                 // for again), but never passes one off as present.
                 bad.remove(i);
-                let got = crate::sync::check_page(&id, &author, 1, n, &page(&bad), NOW)
+                let got = crate::sync::check_page(&id, &author, 1, n, &page(&bad), NOW, None)
                     .expect("a page with a gap");
                 prop_assert!(got.iter().all(|p| p.seq() != i as u64 + 1));
                 return Ok(());
@@ -149,7 +149,7 @@ proptest! {
             1 => bad.swap(i - 1, i),
             _ => bad[i] = chain(&k, n, "forked")[i].clone(),
         }
-        prop_assert!(crate::sync::check_page(&id, &author, 1, n, &page(&bad), NOW).is_err());
+        prop_assert!(crate::sync::check_page(&id, &author, 1, n, &page(&bad), NOW, None).is_err());
     }
 
     /// The store's gap logic: after inserting any subset of an author's chain (in any order),

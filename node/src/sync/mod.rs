@@ -255,7 +255,7 @@ mod tests {
         let third = v1::SignedPost::decode(p.posts[2].as_slice()).expect("decode");
         assert!(third.content.is_empty());
         assert_eq!(p.posts[2], posts[2].header().wire);
-        let entries = check_page(&id, &author, 1, 300, &p, 2_000).expect("valid");
+        let entries = check_page(&id, &author, 1, 300, &p, 2_000, None).expect("valid");
         assert_eq!(entries.len(), MAX_PAGE_POSTS);
         assert!(matches!(&entries[2], Entry::Expired(h) if h.seq == 3));
         assert!(

@@ -9,7 +9,7 @@ use prost::Message as _;
 use samizdat_proto::v1;
 
 use super::{MAX_AUTHORS, MAX_PAGE_POSTS};
-use crate::channel::{ChannelId, MAX_POST_BYTES, Post, PostError, PostHeader, PostId};
+use crate::channel::{AdminCert, ChannelId, MAX_POST_BYTES, Post, PostError, PostHeader, PostId};
 
 /// How far ahead of this node's clock an author's timestamp may be (as for live posts).
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
@@ -154,6 +154,9 @@ pub fn check_page(
     to: u64,
     page: &v1::SyncRangeResponse,
     now_ms: u64,
+    // The author's certificate as this node holds it (verified): the same one on each post
+    // of the page is not verified again.
+    known: Option<&AdminCert>,
 ) -> Result<Vec<Entry>, PageError> {
     if page.posts.len() > MAX_PAGE_POSTS {
         return Err(PageError::Malformed);
@@ -161,7 +164,7 @@ pub fn check_page(
     let mut entries: Vec<Entry> = Vec::with_capacity(page.posts.len());
     let mut last: Option<(u64, PostId)> = None;
     for wire in &page.posts {
-        let d = decode_entry(wire, channel, author, (from, to), now_ms)?;
+        let d = decode_entry(wire, channel, author, (from, to), now_ms, known)?;
         if let Some((last_seq, last_id)) = last {
             if d.seq <= last_seq {
                 return Err(PageError::OutOfRange);
@@ -205,6 +208,7 @@ fn decode_entry(
     author: &[u8; 32],
     (from, to): (u64, u64),
     now_ms: u64,
+    known: Option<&AdminCert>,
 ) -> Result<Decoded, PageError> {
     if wire.len() > MAX_POST_BYTES {
         return Err(PostError::TooLarge(wire.len()).into());
@@ -218,7 +222,7 @@ fn decode_entry(
     // author's runs ahead) is the author's doing, not the server's: skipped below, not refused.
     let future = body.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS);
     if !signed.content.is_empty() {
-        let post = Post::verify(wire, Some(channel), u64::MAX)?;
+        let post = Post::verify_known(wire, Some(channel), u64::MAX, known)?;
         let entry = match () {
             () if future => None,
             () if post.is_expired(now_ms) => Some(Entry::Expired(post.header())),
@@ -261,16 +265,16 @@ mod tests {
         let (_d, s, k, id, posts) = setup(10);
         let author = k.public().to_bytes();
         let good = page_of(serve(&s, range(&id, &k, 4, 8), 0).expect("serve"));
-        assert!(check_page(&id, &author, 4, 8, &good, 0).is_ok());
+        assert!(check_page(&id, &author, 4, 8, &good, 0, None).is_ok());
         // Out of the requested range.
         assert_eq!(
-            check_page(&id, &author, 5, 8, &good, 0),
+            check_page(&id, &author, 5, 8, &good, 0, None),
             Err(PageError::OutOfRange)
         );
         // Another author's posts under this author.
         let other = ed25519::Keypair::generate().public().to_bytes();
         assert_eq!(
-            check_page(&id, &other, 4, 8, &good, 0),
+            check_page(&id, &other, 4, 8, &good, 0, None),
             Err(PageError::OutOfRange)
         );
         // A tampered post.
@@ -283,14 +287,14 @@ mod tests {
         .encode_to_vec();
         bad.posts[0] = sp.encode_to_vec();
         assert!(matches!(
-            check_page(&id, &author, 4, 8, &bad, 0),
+            check_page(&id, &author, 4, 8, &bad, 0, None),
             Err(PageError::Post(_))
         ));
         // Out of order.
         let mut rev = good.clone();
         rev.posts.reverse();
         assert_eq!(
-            check_page(&id, &author, 4, 8, &rev, 0),
+            check_page(&id, &author, 4, 8, &rev, 0, None),
             Err(PageError::OutOfRange)
         );
         // A chain that does not link: seq 5 from a different history.
@@ -310,14 +314,14 @@ mod tests {
         let mut fork = good.clone();
         fork.posts[1] = forked.wire;
         assert_eq!(
-            check_page(&id, &author, 4, 8, &fork, 0),
+            check_page(&id, &author, 4, 8, &fork, 0, None),
             Err(PageError::BrokenChain)
         );
         // Oversized pages never get here: the codec refuses frames above MAX_RESPONSE_BYTES.
         let mut huge = good.clone();
         huge.posts = vec![Vec::new(); MAX_PAGE_POSTS + 1];
         assert_eq!(
-            check_page(&id, &author, 4, 8, &huge, 0),
+            check_page(&id, &author, 4, 8, &huge, 0, None),
             Err(PageError::Malformed)
         );
         // A continuation without entries, or one that does not move forward.
@@ -326,13 +330,13 @@ mod tests {
             next_seq: 6,
         };
         assert_eq!(
-            check_page(&id, &author, 5, 8, &empty, 0),
+            check_page(&id, &author, 5, 8, &empty, 0, None),
             Err(PageError::Malformed)
         );
         let mut stuck = good;
         stuck.next_seq = 5;
         assert_eq!(
-            check_page(&id, &author, 4, 8, &stuck, 0),
+            check_page(&id, &author, 4, 8, &stuck, 0, None),
             Err(PageError::OutOfRange)
         );
     }
@@ -349,7 +353,7 @@ mod tests {
             next_seq: 0,
         };
         assert!(matches!(
-            check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 500).expect("not yet")[..],
+            check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 500, None).expect("not yet")[..],
             []
         ));
         let late = Post::sign(
@@ -375,7 +379,8 @@ mod tests {
                 6,
                 6,
                 &only(late.header().wire),
-                10_000_000 - MAX_CLOCK_SKEW_MS - 1
+                10_000_000 - MAX_CLOCK_SKEW_MS - 1,
+                None
             )
             .expect("skipped")
             .is_empty()
@@ -386,20 +391,29 @@ mod tests {
             next_seq: 7,
         };
         assert!(
-            check_page(&id, &author, 6, 9, &cont, 0)
+            check_page(&id, &author, 6, 9, &cont, 0, None)
                 .expect("ok")
                 .is_empty()
         );
-        let got = check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 1_000).expect("proof");
+        let got =
+            check_page(&id, &author, 3, 3, &only(h3.wire.clone()), 1_000, None).expect("proof");
         assert_eq!(got, vec![Entry::Expired(h3)]);
         // The header of a post that never expires never proves an expiry.
         assert_eq!(
-            check_page(&id, &author, 1, 1, &only(posts[0].header().wire), u64::MAX),
+            check_page(
+                &id,
+                &author,
+                1,
+                1,
+                &only(posts[0].header().wire),
+                u64::MAX,
+                None
+            ),
             Err(PageError::Malformed)
         );
         // The whole post, expired by now, stands as its own proof.
         let p = page_of(serve(&s, range(&id, &k, 3, 3), 0).expect("serve"));
-        let got = check_page(&id, &author, 3, 3, &p, 5_000).expect("post");
+        let got = check_page(&id, &author, 3, 3, &p, 5_000, None).expect("post");
         assert!(matches!(&got[..], [Entry::Expired(h)] if h.id == posts[2].id));
     }
 

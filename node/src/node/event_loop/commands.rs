@@ -168,6 +168,11 @@ impl EventLoop {
             return Err(NodeError::InvalidInput("a node cannot block itself".into()));
         }
         self.store.set_blocked(&peer, block)?;
+        if block {
+            self.user_blocked.insert(peer);
+        } else {
+            self.user_blocked.remove(&peer);
+        }
         let b = &mut self.swarm.behaviour_mut().blocked;
         if block {
             b.block_peer(peer);

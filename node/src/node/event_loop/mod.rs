@@ -127,6 +127,8 @@ pub(crate) struct EventLoop {
     groups: group::Groups,
     /// Which peers are refused, and until when (offences, malformed frames, gossip scores).
     police: Police,
+    /// Peers the user blocked (mirrors the store; read every tick by the police).
+    user_blocked: HashSet<PeerId>,
     /// What the DHT store dropped at its bounds (read from it after each inbound request).
     dht_drops: crate::net::dht_store::DhtDrops,
     /// When tables keyed by peers that come and go were last pruned.
@@ -260,6 +262,7 @@ impl EventLoop {
             mls,
             groups: group::no_groups(),
             police: Police::default(),
+            user_blocked: HashSet::new(),
             dht_drops: Default::default(),
             last_prune: Instant::now(),
             drops_logged: Default::default(),
@@ -294,6 +297,7 @@ impl EventLoop {
         }
         for peer in self.store.blocked_peers()? {
             self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.user_blocked.insert(peer);
         }
         self.announce_files();
         Ok(())

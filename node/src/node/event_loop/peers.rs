@@ -70,13 +70,7 @@ impl EventLoop {
     /// disconnects peers whose gossip score fell below the graylist.
     pub(super) fn police_scores(&mut self) {
         let now = Instant::now();
-        let user_blocked: HashSet<PeerId> = self
-            .store
-            .blocked_peers()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let actions = self.police.tick(now, &user_blocked);
+        let actions = self.police.tick(now, &self.user_blocked);
         self.apply_police(actions);
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in peers {

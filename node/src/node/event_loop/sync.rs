@@ -375,7 +375,12 @@ impl EventLoop {
         if let Some(next) = continued {
             self.request_range(id, peer, next);
         }
-        let entries = match check_page(id, &author, from, to, &page, now_ms()) {
+        let known = self
+            .channels
+            .by_id
+            .get(id)
+            .and_then(|s| s.admins.cert(&author));
+        let entries = match check_page(id, &author, from, to, &page, now_ms(), known) {
             Ok(v) => v,
             Err(e) => return self.sync_fault(id, peer, &e.to_string()),
         };
