@@ -36,6 +36,8 @@ pub struct BootstrapConfig {
     /// Close idle connections after this long.
     #[serde(deserialize_with = "duration")]
     pub idle_connection_timeout: Duration,
+    /// The certificate served on TLS listen addresses (`/tls/ws`); self-signed if unset.
+    pub tls: samizdat_net::web::WebConfig,
 }
 
 /// Relay v2 limits.
@@ -79,6 +81,7 @@ impl Default for BootstrapConfig {
             },
             relay: RelayLimits::default(),
             idle_connection_timeout: Duration::from_secs(120),
+            tls: samizdat_net::web::WebConfig::default(),
         }
     }
 }

@@ -70,6 +70,7 @@ impl Bootstrap {
                 max_circuits: config.relay.max_circuits,
                 max_circuit_bytes: config.relay.max_circuit_bytes,
                 idle_timeout: config.idle_connection_timeout,
+                web: config.tls.clone(),
             },
             Some(&mut registry),
             shutdown.clone(),

@@ -63,6 +63,8 @@ pub struct BootstrapPeerConfig {
     pub max_circuit_bytes: u64,
     /// Close idle connections after this long.
     pub idle_timeout: Duration,
+    /// The certificate TLS listeners serve (`/tls/ws` addresses).
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for BootstrapPeerConfig {
@@ -84,6 +86,7 @@ impl Default for BootstrapPeerConfig {
             max_circuits: 256,
             max_circuit_bytes: 8 * 1024 * 1024,
             idle_timeout: Duration::from_secs(120),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -136,27 +139,33 @@ impl BootstrapPeer {
         let mut scratch = Registry::default();
         let registry = registry.unwrap_or(&mut scratch);
         let cfg = config.clone();
-        let mut swarm = build_swarm(keypair, config.idle_timeout, registry, move |key| {
-            let relay_cfg = relay::Config {
-                max_reservations: cfg.max_reservations,
-                max_circuits: cfg.max_circuits,
-                max_circuit_bytes: cfg.max_circuit_bytes,
-                ..Default::default()
-            };
-            Ok(BootstrapBehaviour {
-                limits: super::connection_limits(&cfg.limits),
-                ip_limit: super::ip_limit(&cfg.limits),
-                memory: super::memory_limits(&cfg.limits),
-                identify: super::identify(
-                    key,
-                    &format!("samizdat-bootstrap/{}", env!("CARGO_PKG_VERSION")),
-                ),
-                ping: ping::Behaviour::default(),
-                kad: super::kademlia(peer_id, Some(kad::Mode::Server)),
-                autonat: super::autonat(peer_id, false),
-                relay: relay::Behaviour::new(peer_id, relay_cfg),
-            })
-        })
+        let mut swarm = build_swarm(
+            keypair,
+            config.idle_timeout,
+            &config.web,
+            registry,
+            move |key| {
+                let relay_cfg = relay::Config {
+                    max_reservations: cfg.max_reservations,
+                    max_circuits: cfg.max_circuits,
+                    max_circuit_bytes: cfg.max_circuit_bytes,
+                    ..Default::default()
+                };
+                Ok(BootstrapBehaviour {
+                    limits: super::connection_limits(&cfg.limits),
+                    ip_limit: super::ip_limit(&cfg.limits),
+                    memory: super::memory_limits(&cfg.limits),
+                    identify: super::identify(
+                        key,
+                        &format!("samizdat-bootstrap/{}", env!("CARGO_PKG_VERSION")),
+                    ),
+                    ping: ping::Behaviour::default(),
+                    kad: super::kademlia(peer_id, Some(kad::Mode::Server)),
+                    autonat: super::autonat(peer_id, false),
+                    relay: relay::Behaviour::new(peer_id, relay_cfg),
+                })
+            },
+        )
         .await?;
         let metrics = Some(Metrics::new(registry));
         for addr in &config.listen {
@@ -168,6 +177,16 @@ impl BootstrapPeer {
                 })?;
         }
         let listen_addrs = wait_for_listeners(&mut swarm, config.listen.len()).await?;
+        // A bootstrap peer is reachable by what it is for: its addresses are confirmed at once
+        // rather than after AutoNAT rounds, so the relay offers its hop protocol from the
+        // first connection (libp2p's relay advertises it only with a confirmed address). Nodes
+        // behind a censor that reach it only through a web front cannot dial it back, and a
+        // minute of waiting for others to is a minute without a relay slot.
+        for a in &listen_addrs {
+            if !crate::is_loopback(a) && !crate::is_unspecified(a) {
+                swarm.add_external_address(a.clone());
+            }
+        }
         for addr in &config.peers {
             if let (Some(p), base) = split_peer_addr(addr) {
                 if p == peer_id {
@@ -343,6 +362,9 @@ async fn run(
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                if !crate::is_loopback(&address) && !crate::is_unspecified(&address) {
+                    swarm.add_external_address(address);
+                }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 if let libp2p::swarm::ListenError::Denied { cause } = &error {

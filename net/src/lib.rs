@@ -12,6 +12,7 @@ pub mod rate_limit;
 pub mod records;
 pub mod requests;
 pub mod scoring;
+pub mod web;
 pub mod wire;
 
 pub use limits::{Limits, default_listen};
@@ -59,11 +60,13 @@ pub enum NetError {
     Behaviour(String),
 }
 
-/// Builds the bootstrap peer's swarm: TCP, QUIC and WebSocket (noise + yamux), DNS, with
+/// Builds the bootstrap peer's swarm: TCP, QUIC and the web transport (WebSocket, plain or in
+/// TLS; noise + yamux), DNS, with
 /// bandwidth metrics per transport stack in `registry`.
 pub async fn build_swarm<B, F>(
     keypair: identity::Keypair,
     idle_timeout: Duration,
+    web_config: &web::WebConfig,
     registry: &mut libp2p::metrics::Registry,
     make_behaviour: F,
 ) -> Result<Swarm<B>, NetError>
@@ -81,10 +84,9 @@ where
         )
         .map_err(transport_err)?
         .with_quic()
-        .with_dns()
+        .with_other_transport(|key| web_transport(key, web_config))
         .map_err(transport_err)?
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
+        .with_dns()
         .map_err(transport_err)?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| keep_error(make_behaviour(key), &mut err))
@@ -97,11 +99,13 @@ where
     }
 }
 
-/// Builds a personal node's swarm: TCP, QUIC and WebSocket (noise + yamux), DNS, and the relay
+/// Builds a personal node's swarm: TCP, QUIC and the web transport (WebSocket, plain or in
+/// TLS; noise + yamux), DNS, and the relay
 /// client transport (for listening through a relay when not directly reachable).
 pub async fn build_node_swarm<B, F>(
     keypair: identity::Keypair,
     idle_timeout: Duration,
+    web_config: &web::WebConfig,
     make_behaviour: F,
 ) -> Result<Swarm<B>, NetError>
 where
@@ -118,10 +122,9 @@ where
         )
         .map_err(transport_err)?
         .with_quic()
-        .with_dns()
+        .with_other_transport(|key| web_transport(key, web_config))
         .map_err(transport_err)?
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
+        .with_dns()
         .map_err(transport_err)?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(transport_err)?
@@ -133,6 +136,23 @@ where
         Some(e) => Err(e),
         None => Ok(swarm),
     }
+}
+
+/// The web transport with Noise and yamux on top, as on TCP.
+fn web_transport(
+    key: &identity::Keypair,
+    config: &web::WebConfig,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::core::Transport as _;
+    Ok(web::WebTransport::new(config)?
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(20))
+        .boxed())
 }
 
 fn transport_err(e: impl std::fmt::Display) -> NetError {
@@ -289,6 +309,24 @@ pub fn is_global(addr: &Multiaddr) -> bool {
 /// Whether an address goes through a relay.
 pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// The transport an address uses, as the API names it: `relay`, `tls-ws` (WebSocket inside
+/// TLS), `ws`, `quic`, `tcp`, or `other`.
+pub fn transport_name(addr: &Multiaddr) -> &'static str {
+    if is_relayed(addr) {
+        "relay"
+    } else if web::is_web(addr) && web::is_tls(addr) {
+        "tls-ws"
+    } else if web::is_web(addr) {
+        "ws"
+    } else if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
+        "quic"
+    } else if addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+        "tcp"
+    } else {
+        "other"
+    }
 }
 
 /// Whether an address is an unspecified (`0.0.0.0`, `::`) wildcard.

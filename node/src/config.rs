@@ -31,6 +31,14 @@ pub enum ConfigError {
         /// What is wrong, with line and column.
         source: toml::de::Error,
     },
+    /// A setting that parses but cannot be used.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Whether this node serves the DHT to others.
@@ -80,6 +88,8 @@ pub struct Config {
     /// Disk this node may fill with attachments it fetches by itself (from accepted
     /// conversations and groups, before anyone opens them), in bytes.
     pub max_prefetch_bytes: u64,
+    /// The certificate served on TLS listen addresses (`/tls/ws`).
+    pub tls: samizdat_net::web::WebConfig,
 }
 
 impl Default for Config {
@@ -100,6 +110,7 @@ impl Default for Config {
             idle_connection_timeout: Duration::from_secs(60),
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             max_prefetch_bytes: 1024 * 1024 * 1024,
+            tls: samizdat_net::web::WebConfig::default(),
         }
     }
 }
@@ -132,10 +143,19 @@ impl Config {
     /// Reads `path`; a missing file means all defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
-                path: path.display().to_string(),
-                source,
-            }),
+            Ok(text) => {
+                let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                if let Some(reason) = config.tls.problem() {
+                    return Err(ConfigError::Invalid {
+                        path: path.display().to_string(),
+                        reason: reason.into(),
+                    });
+                }
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Io {
                 path: path.display().to_string(),
@@ -215,6 +235,12 @@ max_memory_fraction = {mmf}
 low = {cml}
 high = {cmh}
 grace = "{cmg}"
+
+# The certificate served on TLS listen addresses (/tcp/443/tls/ws, or with a secret path
+# /tcp/443/tls/x-parity-ws/%2Fsome%2Fpath). It does not authenticate this node (Noise inside
+# does); without cert and key a self-signed certificate for `name` is made at each start.
+[tls]
+{tls}
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -240,6 +266,24 @@ grace = "{cmg}"
             cml = self.connections.low,
             cmh = self.connections.high,
             cmg = humantime::format_duration(self.connections.grace),
+            tls = [
+                (
+                    "cert",
+                    self.tls.cert.as_ref().map(|p| p.display().to_string())
+                ),
+                (
+                    "key",
+                    self.tls.key.as_ref().map(|p| p.display().to_string())
+                ),
+                ("name", self.tls.name.clone()),
+            ]
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k} = {}", toml::Value::String(v.clone())),
+                None => format!("# {k} = \"\""),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         )
     }
 }
@@ -280,6 +324,23 @@ mod tests {
         assert_eq!(back.api, c.api);
         assert_eq!(back.idle_connection_timeout, c.idle_connection_timeout);
         assert_eq!(back.connections, c.connections);
+        assert_eq!(back.tls, c.tls);
+        c.tls = samizdat_net::web::WebConfig {
+            cert: Some("/etc/ssl/front.pem".into()),
+            key: Some("/etc/ssl/front \"key\".pem".into()),
+            name: Some("news.example".into()),
+        };
+        let back = Config::parse(&c.to_commented_toml()).expect("parse with tls");
+        assert_eq!(back.tls, c.tls);
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[tls]\ncert = \"/etc/ssl/front.pem\"\n").expect("write");
+        let err = Config::load(&path).expect_err("half a certificate");
+        assert!(err.to_string().contains("both `cert` and `key`"), "{err}");
     }
 
     #[test]

@@ -128,7 +128,11 @@ impl ContactCard {
         let addrs = pb
             .addrs
             .into_iter()
-            .map(|a| Multiaddr::try_from(a).map_err(|_| ContactError::Malformed))
+            .map(|a| {
+                Multiaddr::try_from(a)
+                    .map(|a| samizdat_net::web::keep_name(&a))
+                    .map_err(|_| ContactError::Malformed)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !addrs
             .iter()

@@ -2,6 +2,7 @@
 //! own temporary home, stopped and cleaned up when dropped; plus a hostile libp2p peer.
 
 pub mod attacker;
+pub mod front;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};
@@ -316,7 +317,11 @@ impl NodeProc {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let log = std::fs::File::create(self.home.with_extension("log"))?;
+        // Appended, so a restarted node's log still shows its first run.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.with_extension("log"))?;
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(cmd.spawn().context("starting samizdat run")?);
         let name = self.name.clone();

@@ -476,6 +476,155 @@ impl Internet {
         Ok(())
     }
 
+    /// A censor with deep packet inspection in front of every `inside` host, as TSPU sits near
+    /// every end user: it drops all UDP (QUIC), drops everything to and from `blocked_ips`,
+    /// and resets any TCP flow whose payload carries libp2p's plaintext handshake
+    /// (multistream-select, Noise negotiation), a plaintext WebSocket upgrade, or one of
+    /// `blocked_names` (a TLS SNI). Other TLS passes. Matches on payload bytes with iptables'
+    /// string match; every rule counts what it dropped ([`Internet::dpi_counters`]).
+    pub fn dpi_censor(
+        &self,
+        inside: &[&Host],
+        blocked_ips: &[Ipv4Addr],
+        blocked_names: &[&str],
+    ) -> Result<()> {
+        let r = &self.router;
+        in_ns(r, &["iptables", "-N", "DPI"])?;
+        let mut rules: Vec<Vec<String>> = vec![vec![
+            "-p".into(),
+            "udp".into(),
+            "-m".into(),
+            "comment".into(),
+            "--comment".into(),
+            "quic".into(),
+            "-j".into(),
+            "DROP".into(),
+        ]];
+        for ip in blocked_ips {
+            for dir in ["-s", "-d"] {
+                rules.push(
+                    [
+                        dir,
+                        &ip.to_string(),
+                        "-m",
+                        "comment",
+                        "--comment",
+                        "ip-block",
+                        "-j",
+                        "DROP",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                );
+            }
+        }
+        let mut strings = vec![
+            ("multistream", "/multistream/1.0.0".to_string()),
+            ("noise", "/noise".to_string()),
+            ("plain-websocket", "Upgrade: websocket".to_string()),
+        ];
+        strings.extend(blocked_names.iter().map(|n| ("sni", n.to_string())));
+        for (name, needle) in strings {
+            rules.push(
+                [
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "string",
+                    "--algo",
+                    "bm",
+                    "--icase",
+                    "--string",
+                    &needle,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    name,
+                    "-j",
+                    "REJECT",
+                    "--reject-with",
+                    "tcp-reset",
+                ]
+                .map(String::from)
+                .to_vec(),
+            );
+        }
+        for rule in rules {
+            let mut args = vec!["iptables", "-A", "DPI"];
+            args.extend(rule.iter().map(String::as_str));
+            in_ns(r, &args)?;
+        }
+        for h in inside {
+            let ip = h.public_ip.to_string();
+            for dir in ["-s", "-d"] {
+                in_ns(r, &["iptables", "-A", "FORWARD", dir, &ip, "-j", "DPI"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packets each DPI rule dropped, by rule name (`quic`, `ip-block`, `multistream`,
+    /// `noise`, `plain-websocket`, `sni`), summed over rules of the same name.
+    pub fn dpi_counters(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router,
+                "iptables",
+                "-L",
+                "DPI",
+                "-v",
+                "-n",
+                "-x",
+            ])
+            .output()
+            .context("reading the DPI counters")?;
+        let mut counts = std::collections::BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines().skip(2) {
+            let packets: u64 = match line.split_whitespace().next().map(str::parse) {
+                Some(Ok(n)) => n,
+                _ => continue,
+            };
+            if let Some(name) = line.split("/* ").nth(1).and_then(|c| c.split(" */").next()) {
+                *counts.entry(name.to_string()).or_insert(0) += packets;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Records every packet the router lets out to or from these hosts (after the censor:
+    /// what crossed it) into a pcap file, until the internet is dropped.
+    pub fn capture(&mut self, hosts: &[&Host], file: &std::path::Path) -> Result<()> {
+        let filter = hosts
+            .iter()
+            .map(|h| format!("host {}", h.public_ip))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router,
+                "tcpdump",
+                "-i",
+                "any",
+                "-Q",
+                "out",
+                "-U",
+                "-w",
+            ])
+            .arg(file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tcpdump (apt install tcpdump)")?;
+        self.netem.push(child);
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
     /// Runs a command inside a host.
     pub fn command(&self, host: &Host, program: PathBuf) -> Command {
         let mut c = Command::new("ip");

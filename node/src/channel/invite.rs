@@ -96,6 +96,8 @@ impl FromStr for Invite {
             .into_iter()
             .take(MAX_LINK_ADDRS)
             .filter_map(|b| Multiaddr::try_from(b).ok())
+            // A fronted address's name must survive DNS resolution (TLS sends it as SNI).
+            .map(|a| samizdat_net::web::keep_name(&a))
             .filter(|a| matches!(a.iter().last(), Some(Protocol::P2p(_))))
             .collect();
         Ok(Self {

@@ -68,6 +68,9 @@ struct Peer {
     agent: Option<String>,
     /// When it last answered one of this node's requests.
     exchange: Option<Instant>,
+    /// The address this node last reached it at by dialing: known to work from here, which
+    /// its own listen addresses may not (a web front, a relay).
+    dialed: Option<Multiaddr>,
 }
 
 /// The open connections, and what the node remembers about dialing.
@@ -124,6 +127,7 @@ impl Connections {
             since: now,
             agent: None,
             exchange: None,
+            dialed: None,
         });
         if p.conns.iter().any(|(c, _)| *c == id) {
             return false;
@@ -147,6 +151,18 @@ impl Connections {
             return true;
         }
         false
+    }
+
+    /// This node dialed the peer at `addr` and got through.
+    pub fn dialed(&mut self, peer: &PeerId, addr: Multiaddr) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.dialed = Some(addr);
+        }
+    }
+
+    /// Where this node last reached a connected peer by dialing, if it did.
+    pub fn dialed_addr(&self, peer: &PeerId) -> Option<&Multiaddr> {
+        self.peers.get(peer)?.dialed.as_ref()
     }
 
     /// Identify told the peer's agent.

@@ -795,6 +795,14 @@ impl Node {
             config.listen = opts.listen.clone();
         }
         config.bootstrap.extend(opts.bootstrap.iter().cloned());
+        // A fronted address's name must survive DNS resolution (TLS sends it as SNI).
+        for a in config
+            .bootstrap
+            .iter_mut()
+            .chain(config.external_addresses.iter_mut())
+        {
+            *a = samizdat_net::web::keep_name(a);
+        }
         if let Some(m) = opts.mdns {
             config.mdns = m;
         }

@@ -148,6 +148,21 @@ pub struct PeerView {
     /// Every connection to it goes through a relay.
     #[serde(default)]
     pub relayed: bool,
+    /// The transport of each open connection, in the order of `addrs` (`tcp`, `quic`, `ws`,
+    /// `tls-ws`, `relay`).
+    #[serde(default)]
+    pub transports: Vec<String>,
+}
+
+/// One open connection and the transport it runs on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ConnectionView {
+    /// The peer.
+    pub peer_id: String,
+    /// `tcp`, `quic`, `ws`, `tls-ws` (WebSocket inside TLS) or `relay`.
+    pub transport: String,
+    /// The connection's remote address.
+    pub addr: String,
 }
 
 /// The node's own identity and addresses.
@@ -168,6 +183,9 @@ pub struct NodeInfo {
     /// Most connections open at once since start.
     #[serde(default)]
     pub connections_peak: usize,
+    /// Each open connection with its transport.
+    #[serde(default)]
+    pub connection_transports: Vec<ConnectionView>,
     /// Peers closed by the connection manager since start.
     #[serde(default)]
     pub connections_trimmed: u64,

@@ -151,6 +151,7 @@ impl PeerRecord {
                 .addrs
                 .into_iter()
                 .filter_map(|a| libp2p::Multiaddr::try_from(a).ok())
+                .map(|a| samizdat_net::web::keep_name(&a))
                 .collect(),
             last_seen_ms: pb.last_seen_ms,
         })

@@ -238,6 +238,20 @@ impl EventLoop {
             connected_peers: self.swarm.connected_peers().count(),
             connections: self.conns.open(),
             connections_peak: self.conns.most(),
+            connection_transports: self
+                .conns
+                .iter()
+                .flat_map(|(p, addrs, _)| {
+                    addrs
+                        .iter()
+                        .map(|a| crate::node::views::ConnectionView {
+                            peer_id: p.to_string(),
+                            transport: samizdat_net::transport_name(a).to_string(),
+                            addr: a.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
             connections_trimmed: self.conns.trimmed(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             reachability: self.reach.reachability().as_str().to_string(),
@@ -284,6 +298,10 @@ impl EventLoop {
                 addrs: addrs.iter().map(|a| a.to_string()).collect(),
                 agent: agent.map(str::to_string),
                 relayed: addrs.iter().all(|a| crate::net::is_relayed(a)),
+                transports: addrs
+                    .iter()
+                    .map(|a| samizdat_net::transport_name(a).to_string())
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

@@ -196,6 +196,7 @@ impl EventLoop {
         let mut swarm = build_node_swarm(
             identity.keypair(),
             config.idle_connection_timeout,
+            &config.tls,
             |key, relay| NodeBehaviour::new(key, relay, &cfg),
         )
         .await?;
@@ -413,7 +414,10 @@ impl EventLoop {
             } => {
                 let addr = endpoint.get_remote_address().clone();
                 self.conns
-                    .opened(peer_id, connection_id, addr, Instant::now());
+                    .opened(peer_id, connection_id, addr.clone(), Instant::now());
+                if endpoint.is_dialer() {
+                    self.conns.dialed(&peer_id, addr);
+                }
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
                     let _ = self.events.send(Event::PeerConnected {
@@ -465,8 +469,18 @@ impl EventLoop {
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         self.conns.identified(&peer, &info.agent_version);
         self.dm_on_identified(peer, &info.protocols);
+        // The address this node reached the peer at comes first: behind a censor its listen
+        // addresses may all be blocked while a web front's works.
+        let dialed: Vec<Multiaddr> = self
+            .conns
+            .dialed_addr(&peer)
+            .filter(|a| !crate::net::is_relayed(a))
+            .map(|a| crate::net::split_peer_addr(a).1)
+            .into_iter()
+            .collect();
         if info.protocols.contains(&crate::net::RELAY_HOP_PROTOCOL) {
-            self.note_relay(peer, &info.listen_addrs);
+            let addrs: Vec<Multiaddr> = dialed.iter().chain(&info.listen_addrs).cloned().collect();
+            self.note_relay(peer, &addrs);
         }
         let kad_server = learn_from_identify(&mut self.swarm.behaviour_mut().kad, &peer, &info);
         if kad_server && !self.kad_bootstrapped {
@@ -488,12 +502,13 @@ impl EventLoop {
         }
         if speaks_samizdat && !recently {
             let local = is_loopback(&info.observed_addr);
-            let addrs: Vec<Multiaddr> = info
-                .listen_addrs
-                .into_iter()
-                .filter(|a| worth_dialing(a, local))
-                .take(16)
-                .collect();
+            let mut addrs: Vec<Multiaddr> = dialed;
+            for a in info.listen_addrs {
+                if worth_dialing(&a, local) && !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            addrs.truncate(16);
             if !addrs.is_empty() {
                 let rec = PeerRecord {
                     peer_id: peer,
