@@ -1,6 +1,8 @@
 //! File transfer throughput: one node fetching a file from another on loopback, against a
 //! plain TCP copy of the same bytes in the same run, and against the cryptography a fetch
-//! must do per byte (its ceiling on this machine, measured in the same run).
+//! must do per byte (its ceiling on this machine, measured in the same run). The fetch runs
+//! twice, over libp2p's TCP and over the web transport (WebSocket inside TLS, what nodes use
+//! through a DPI censor), and reports the second against the first.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,40 @@ pub fn run(quick: bool) -> Result<Value> {
 }
 
 async fn measure(size: usize) -> Result<Value> {
-    let cluster = Cluster::start(2).await?;
+    let tcp = fetch_over(size, "/ip4/127.0.0.1/tcp/0").await?;
+    let web = fetch_over(size, "/ip4/127.0.0.1/tcp/0/tls/ws").await?;
+    let tcp_secs = tcp_copy(size, 1 << 20).await?;
+    let crypto_secs = tokio::task::spawn_blocking(move || crypto_work(size)).await?;
+    let rate = mib(tcp.fetched) / tcp.fetch_secs;
+    let web_rate = mib(web.fetched) / web.fetch_secs;
+    let tcp_rate = mib(size as u64) / tcp_secs;
+    let crypto_rate = mib(size as u64) / crypto_secs;
+    Ok(json!({
+        "size_mib": round(mib(size as u64), 0),
+        "add_mib_per_s": round(mib(size as u64) / tcp.add_secs, 1),
+        "discovery_s": round(tcp.discovery_secs, 2),
+        "fetch_s": round(tcp.fetch_secs, 2),
+        "fetch_mib_per_s": round(rate, 1),
+        "baseline_tcp_mib_per_s": round(tcp_rate, 1),
+        "fetch_vs_tcp": round(rate / tcp_rate, 4),
+        "crypto_work_mib_per_s_one_core": round(crypto_rate, 1),
+        "fetch_vs_crypto_work": round(rate / crypto_rate, 3),
+        "fetch_tls_ws_mib_per_s": round(web_rate, 1),
+        "fetch_tls_ws_vs_libp2p_tcp": round(web_rate / rate, 3),
+    }))
+}
+
+/// One fetch's figures.
+struct Fetch {
+    add_secs: f64,
+    discovery_secs: f64,
+    fetch_secs: f64,
+    fetched: u64,
+}
+
+/// Two nodes listening on `listen` only; the second fetches a `size`-byte file from the first.
+async fn fetch_over(size: usize, listen: &str) -> Result<Fetch> {
+    let cluster = Cluster::start_on(2, None, listen.parse()?).await?;
     let a = cluster.nodes[0].handle();
     let b = cluster.nodes[1].handle();
 
@@ -66,23 +101,12 @@ async fn measure(size: usize) -> Result<Value> {
     let fetched = size as u64 - first.bytes;
     drop((a, b));
     cluster.stop().await;
-
-    let tcp_secs = tcp_copy(size, 1 << 20).await?;
-    let crypto_secs = tokio::task::spawn_blocking(move || crypto_work(size)).await?;
-    let rate = mib(fetched) / fetch_secs;
-    let tcp_rate = mib(size as u64) / tcp_secs;
-    let crypto_rate = mib(size as u64) / crypto_secs;
-    Ok(json!({
-        "size_mib": round(mib(size as u64), 0),
-        "add_mib_per_s": round(mib(size as u64) / add_secs, 1),
-        "discovery_s": round(discovery_secs, 2),
-        "fetch_s": round(fetch_secs, 2),
-        "fetch_mib_per_s": round(rate, 1),
-        "baseline_tcp_mib_per_s": round(tcp_rate, 1),
-        "fetch_vs_tcp": round(rate / tcp_rate, 4),
-        "crypto_work_mib_per_s_one_core": round(crypto_rate, 1),
-        "fetch_vs_crypto_work": round(rate / crypto_rate, 3),
-    }))
+    Ok(Fetch {
+        add_secs,
+        discovery_secs,
+        fetch_secs,
+        fetched,
+    })
 }
 
 /// Seconds one core takes for the cryptography every fetched byte goes through, in the order

@@ -22,6 +22,8 @@ pub struct Cluster {
     /// Connection watermarks the nodes run with, when the defaults do not fit (see
     /// [`fit_watermarks`]).
     pub watermarks: Option<(u32, u32)>,
+    /// What every node and the bootstrap peer listen on (loopback TCP unless asked).
+    listen: libp2p::Multiaddr,
     _dir: tempfile::TempDir,
 }
 
@@ -33,16 +35,25 @@ impl Cluster {
     /// As [`Cluster::start`], with the homes under `base` (e.g. tmpfs: with every node on one
     /// disk, fsyncs from hundreds of nodes would measure the disk, not the nodes).
     pub async fn start_in(n: usize, base: Option<&std::path::Path>) -> Result<Self> {
+        Self::start_on(n, base, "/ip4/127.0.0.1/tcp/0".parse()?).await
+    }
+
+    /// As [`Cluster::start_in`], every node and the bootstrap peer listening on `listen` only
+    /// (e.g. `/ip4/127.0.0.1/tcp/0/tls/ws` to measure the web transport).
+    pub async fn start_on(
+        n: usize,
+        base: Option<&std::path::Path>,
+        listen: libp2p::Multiaddr,
+    ) -> Result<Self> {
         let shutdown = CancellationToken::new();
         let dir = match base.filter(|b| b.is_dir()) {
             Some(b) => tempfile::tempdir_in(b)?,
             None => tempfile::tempdir()?,
         };
-        let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
         let boot = BootstrapPeer::spawn(
             libp2p::identity::Keypair::generate_ed25519(),
             BootstrapPeerConfig {
-                listen: vec![loopback.clone()],
+                listen: vec![listen.clone()],
                 ..Default::default()
             },
             None,
@@ -61,6 +72,7 @@ impl Cluster {
             shutdown,
             stops: Vec::new(),
             watermarks: fit_watermarks(n),
+            listen,
             _dir: dir,
         };
         for _ in 0..n {
@@ -94,7 +106,7 @@ impl Cluster {
             Node::start(
                 &home,
                 NodeOptions {
-                    listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+                    listen: vec![self.listen.clone()],
                     bootstrap: vec![self.boot_addr.clone()],
                     init_if_missing: true,
                     // One host, many nodes: mDNS would connect all of them to all others,

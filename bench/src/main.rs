@@ -14,6 +14,7 @@ mod plot;
 mod store_bench;
 mod sybil;
 mod sync_bench;
+mod web_bench;
 
 use std::path::PathBuf;
 
@@ -28,7 +29,7 @@ struct Args {
     /// Small sizes, for CI: checks that every benchmark runs and reports.
     #[arg(long)]
     quick: bool,
-    /// Run only this benchmark (crypto, mls, store, sync, files, mesh, churn, sybil, node,
+    /// Run only this benchmark (crypto, mls, store, sync, files, web, mesh, churn, sybil, node,
     /// bootstrap).
     #[arg(long)]
     only: Option<String>,
@@ -64,12 +65,13 @@ fn main() -> Result<()> {
     let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, WANT_FDS, WANT_FDS);
     let fds = samizdat_node::os::raise_open_files_limit()?;
     eprintln!("open files limit: {fds}");
-    let benches: [Bench; 10] = [
+    let benches: [Bench; 11] = [
         ("crypto", crypto_bench::run),
         ("mls", mls_bench::run),
         ("store", store_bench::run),
         ("sync", sync_bench::run),
         ("files", files_bench::run),
+        ("web", web_bench::run),
         ("mesh", mesh::run),
         ("churn", churn::run),
         ("sybil", sybil::run),

@@ -230,7 +230,20 @@ pub fn run(quick: bool) -> Result<Value> {
 /// Starts `n` nodes, makes node 0 the owner of a channel with `authors - 1` admins, and has
 /// everyone follow it; returns once a probe from every author reached every node.
 pub async fn channel_mesh(n: usize, authors: usize) -> Result<(Cluster, ChannelId, Vec<usize>)> {
-    let cluster = Cluster::start_in(n, Some(std::path::Path::new("/dev/shm"))).await?;
+    channel_mesh_on(n, authors, LOOPBACK_TCP).await
+}
+
+/// Loopback TCP, where the mesh runs unless told otherwise.
+pub const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// As [`channel_mesh`], every node listening on `listen` only.
+pub async fn channel_mesh_on(
+    n: usize,
+    authors: usize,
+    listen: &str,
+) -> Result<(Cluster, ChannelId, Vec<usize>)> {
+    let cluster =
+        Cluster::start_on(n, Some(std::path::Path::new("/dev/shm")), listen.parse()?).await?;
     let handles: Vec<NodeHandle> = cluster.nodes.iter().map(|n| n.handle()).collect();
     let ch = handles[0]
         .create_channel("mesh".into(), String::new())
@@ -290,11 +303,26 @@ pub async fn samizdat_mesh(
     rate: f64,
     authors: Option<usize>,
 ) -> Result<Run> {
-    let (cluster, id, authors) = channel_mesh(n, authors.unwrap_or(3)).await?;
+    samizdat_mesh_on(n, posts, rate, authors, LOOPBACK_TCP, settle_secs()).await
+}
+
+/// As [`samizdat_mesh`], every node listening on `listen` only, settling `settle_s` first.
+pub async fn samizdat_mesh_on(
+    n: usize,
+    posts: usize,
+    rate: f64,
+    authors: Option<usize>,
+    listen: &str,
+    settle_s: u64,
+) -> Result<Run> {
+    let (cluster, id, authors) = channel_mesh_on(n, authors.unwrap_or(3), listen).await?;
     let handles: Vec<NodeHandle> = cluster.nodes.iter().map(|n| n.handle()).collect();
-    settle().await;
+    if settle_s > 0 {
+        eprintln!("   mesh: settling for {settle_s} s");
+        tokio::time::sleep(Duration::from_secs(settle_s)).await;
+    }
     // A settled mesh is idle: measure what it burns before posting into it.
-    let idle = if settle_secs() > 0 {
+    let idle = if settle_s > 0 {
         Some(measure_idle(&handles, 15).await)
     } else {
         None
