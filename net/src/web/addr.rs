@@ -90,9 +90,17 @@ pub fn parse_dial(addr: &Multiaddr) -> Option<DialTarget> {
     let host = match (&sni, port) {
         (Some(name), 443) if tls => name.clone(),
         (Some(name), _) => format!("{name}:{port}"),
+        // What a browser sends: no port when it is the scheme's own.
+        (None, 443) if tls => host,
         (None, 80) if !tls => host,
         (None, _) => format!("{host}:{port}"),
     };
+    let path = normal_path(&path);
+    // Both go into the HTTP request as they are, and addresses come from other peers: a
+    // CR/LF or space in them would let a peer write request lines of its choosing.
+    if !printable(&path) || !printable(&host) {
+        return None;
+    }
     let tcp = match p2p {
         Some(id) => rest.with(Protocol::P2p(id)),
         None => rest,
@@ -102,8 +110,13 @@ pub fn parse_dial(addr: &Multiaddr) -> Option<DialTarget> {
         tls,
         sni,
         host,
-        path: normal_path(&path),
+        path,
     })
+}
+
+/// Visible ASCII only (no spaces, no control characters).
+fn printable(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// Splits a listen address into the TCP address to bind and what to serve on it.
@@ -220,9 +233,17 @@ mod tests {
             "/ip4/1.2.3.4/tcp/443/ws/p2p-circuit",
             "/ip4/1.2.3.4/tcp/1/tcp/2/ws",
             "/ip4/1.2.3.4/tcp/443/sni/x/ws",
+            // Request-line and header injection through the path or the name.
+            "/ip4/1.2.3.4/tcp/443/x-parity-ws/%2Fa%0D%0AFLUSHALL%0D%0A",
+            "/ip4/1.2.3.4/tcp/443/x-parity-ws/%2Fa%20b",
         ] {
             assert_eq!(parse_dial(&ma(other)), None, "{other}");
         }
+        let injected = Multiaddr::empty()
+            .with(Protocol::Dns4("a\r\nX: y".into()))
+            .with(Protocol::Tcp(443))
+            .with(Protocol::Wss("/".into()));
+        assert_eq!(parse_dial(&injected), None);
     }
 
     #[test]

@@ -20,7 +20,18 @@ pub type WebStream = RwStreamSink<Frames>;
 /// Binary messages in and out of one WebSocket connection.
 pub struct Frames {
     rx: BoxStream<'static, io::Result<Vec<u8>>>,
-    tx: Pin<Box<dyn Sink<Vec<u8>, Error = io::Error> + Send>>,
+    tx: Pin<Box<dyn Sink<Out, Error = io::Error> + Send>>,
+    /// The sink failed once: every later call fails too (the sink underneath must not be
+    /// used after an error).
+    failed: bool,
+    /// The close frame is on its way.
+    closing: bool,
+}
+
+/// What goes out: a message, or the close frame.
+enum Out {
+    Data(Vec<u8>),
+    Close,
 }
 
 /// Finishes a handshake's builder into a byte stream.
@@ -44,18 +55,43 @@ where
         }
     })
     .boxed();
-    let tx = futures::sink::unfold(sender, |mut sender, data: Vec<u8>| async move {
-        sender
-            .send_binary_mut(data)
-            .await
-            .map_err(io::Error::other)?;
-        sender.flush().await.map_err(io::Error::other)?;
+    let tx = futures::sink::unfold(sender, |mut sender, out: Out| async move {
+        match out {
+            Out::Data(data) => {
+                sender
+                    .send_binary_mut(data)
+                    .await
+                    .map_err(io::Error::other)?;
+                sender.flush().await.map_err(io::Error::other)?;
+            }
+            // A close frame, then the write side closed (TLS close_notify, FIN).
+            Out::Close => sender.close().await.map_err(io::Error::other)?,
+        }
         Ok::<_, io::Error>(sender)
     });
     RwStreamSink::new(Frames {
         rx,
         tx: Box::pin(tx),
+        failed: false,
+        closing: false,
     })
+}
+
+impl Frames {
+    fn broken() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "WebSocket connection failed earlier",
+        )
+    }
+
+    /// Notes a failure so that the sink is never used again.
+    fn track<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(_)) = &r {
+            self.failed = true;
+        }
+        r
+    }
 }
 
 impl Stream for Frames {
@@ -70,15 +106,44 @@ impl Sink<Vec<u8>> for Frames {
     type Error = io::Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tx.as_mut().poll_ready(cx)
+        if self.failed || self.closing {
+            return Poll::Ready(Err(Self::broken()));
+        }
+        let r = self.tx.as_mut().poll_ready(cx);
+        self.track(r)
     }
     fn start_send(mut self: Pin<&mut Self>, item: Vec<u8>) -> io::Result<()> {
-        self.tx.as_mut().start_send(item)
+        if self.failed || self.closing {
+            return Err(Self::broken());
+        }
+        let r = self.tx.as_mut().start_send(Out::Data(item));
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tx.as_mut().poll_flush(cx)
+        if self.failed {
+            return Poll::Ready(Err(Self::broken()));
+        }
+        let r = self.tx.as_mut().poll_flush(cx);
+        self.track(r)
     }
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tx.as_mut().poll_close(cx)
+        if self.failed {
+            return Poll::Ready(Err(Self::broken()));
+        }
+        if !self.closing {
+            let r = self.tx.as_mut().poll_ready(cx);
+            std::task::ready!(self.track(r))?;
+            let r = self.tx.as_mut().start_send(Out::Close);
+            if r.is_err() {
+                self.failed = true;
+            }
+            r?;
+            self.closing = true;
+        }
+        let r = self.tx.as_mut().poll_close(cx);
+        self.track(r)
     }
 }

@@ -136,15 +136,17 @@ impl libp2p::core::Transport for WebTransport {
         if spec.tls && self.server.is_none() {
             return Err(TransportError::Other(WebError::NoCertificate));
         }
-        self.inner
-            .listen_on(id, tcp_addr)
-            .map_err(|e| e.map(WebError::Tcp))?;
+        self.inner.listen_on(id, tcp_addr).map_err(|e| match e {
+            TransportError::MultiaddrNotSupported(_) => TransportError::MultiaddrNotSupported(addr),
+            TransportError::Other(e) => TransportError::Other(WebError::Tcp(e)),
+        })?;
         self.listeners.insert(id, spec);
         Ok(())
     }
 
     fn remove_listener(&mut self, id: ListenerId) -> bool {
-        self.listeners.remove(&id);
+        // The spec stays until the listener's `ListenerClosed`: connections it accepted before
+        // closing must still be served as what they are.
         self.inner.remove_listener(id)
     }
 
@@ -153,13 +155,23 @@ impl libp2p::core::Transport for WebTransport {
         addr: Multiaddr,
         opts: DialOpts,
     ) -> Result<Self::Dial, TransportError<WebError>> {
+        // Hole punching dials as the listener on both sides; over WebSocket both would then
+        // wait for the other's request. Left to TCP and QUIC.
+        if opts.role == libp2p::core::Endpoint::Listener {
+            return Err(TransportError::MultiaddrNotSupported(addr));
+        }
         let Some(target) = addr::parse_dial(&addr) else {
             return Err(TransportError::MultiaddrNotSupported(addr));
         };
         let tcp_dial = self
             .inner
             .dial(target.tcp.clone(), opts)
-            .map_err(|e| e.map(WebError::Tcp))?;
+            .map_err(|e| match e {
+                TransportError::MultiaddrNotSupported(_) => {
+                    TransportError::MultiaddrNotSupported(addr)
+                }
+                TransportError::Other(e) => TransportError::Other(WebError::Tcp(e)),
+            })?;
         let connector = self.client.clone();
         Ok(timed(async move {
             let tcp = tcp_dial.await.map_err(WebError::Tcp)?;
@@ -172,65 +184,78 @@ impl libp2p::core::Transport for WebTransport {
         cx: &mut Context<'_>,
     ) -> Poll<TransportEvent<Self::ListenerUpgrade, WebError>> {
         let this = &mut *self;
-        let event = match Pin::new(&mut this.inner).poll(cx) {
-            Poll::Ready(e) => e,
-            Poll::Pending => return Poll::Pending,
-        };
-        let spec_of = |id: &ListenerId| {
-            this.listeners.get(id).cloned().unwrap_or(addr::ListenSpec {
-                tls: false,
-                path: "/".into(),
-            })
-        };
-        Poll::Ready(match event {
-            TransportEvent::NewAddress {
-                listener_id,
-                listen_addr,
-            } => TransportEvent::NewAddress {
-                listen_addr: spec_of(&listener_id).address(listen_addr),
-                listener_id,
-            },
-            TransportEvent::AddressExpired {
-                listener_id,
-                listen_addr,
-            } => TransportEvent::AddressExpired {
-                listen_addr: spec_of(&listener_id).address(listen_addr),
-                listener_id,
-            },
-            TransportEvent::Incoming {
-                listener_id,
-                upgrade,
-                local_addr,
-                send_back_addr,
-            } => {
-                let spec = spec_of(&listener_id);
-                let acceptor = if spec.tls { this.server.clone() } else { None };
-                let (local, remote) = (spec.address(local_addr), spec.address(send_back_addr));
+        loop {
+            let event = match Pin::new(&mut this.inner).poll(cx) {
+                Poll::Ready(e) => e,
+                Poll::Pending => return Poll::Pending,
+            };
+            // Every inner listener is one of ours; anything else is dropped, never served as
+            // a default it was not asked to be.
+            let Some(spec) = this.listeners.get(&event_listener(&event)).cloned() else {
+                continue;
+            };
+            return Poll::Ready(match event {
+                TransportEvent::NewAddress {
+                    listener_id,
+                    listen_addr,
+                } => TransportEvent::NewAddress {
+                    listen_addr: spec.address(listen_addr),
+                    listener_id,
+                },
+                TransportEvent::AddressExpired {
+                    listener_id,
+                    listen_addr,
+                } => TransportEvent::AddressExpired {
+                    listen_addr: spec.address(listen_addr),
+                    listener_id,
+                },
                 TransportEvent::Incoming {
                     listener_id,
-                    upgrade: timed(async move {
-                        let tcp = upgrade.await.map_err(WebError::Tcp)?;
-                        accept(tcp, spec, acceptor).await
-                    }),
-                    local_addr: local,
-                    send_back_addr: remote,
+                    upgrade,
+                    local_addr,
+                    send_back_addr,
+                } => {
+                    let acceptor = if spec.tls { this.server.clone() } else { None };
+                    let (local, remote) = (spec.address(local_addr), spec.address(send_back_addr));
+                    TransportEvent::Incoming {
+                        listener_id,
+                        upgrade: timed(async move {
+                            let tcp = upgrade.await.map_err(WebError::Tcp)?;
+                            accept(tcp, spec, acceptor).await
+                        }),
+                        local_addr: local,
+                        send_back_addr: remote,
+                    }
                 }
-            }
-            TransportEvent::ListenerClosed {
-                listener_id,
-                reason,
-            } => {
-                this.listeners.remove(&listener_id);
                 TransportEvent::ListenerClosed {
                     listener_id,
-                    reason: reason.map_err(WebError::Tcp),
+                    reason,
+                } => {
+                    this.listeners.remove(&listener_id);
+                    TransportEvent::ListenerClosed {
+                        listener_id,
+                        reason: reason.map_err(WebError::Tcp),
+                    }
                 }
-            }
-            TransportEvent::ListenerError { listener_id, error } => TransportEvent::ListenerError {
-                listener_id,
-                error: WebError::Tcp(error),
-            },
-        })
+                TransportEvent::ListenerError { listener_id, error } => {
+                    TransportEvent::ListenerError {
+                        listener_id,
+                        error: WebError::Tcp(error),
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The listener an event is about.
+fn event_listener<U, E>(event: &TransportEvent<U, E>) -> ListenerId {
+    match event {
+        TransportEvent::NewAddress { listener_id, .. }
+        | TransportEvent::AddressExpired { listener_id, .. }
+        | TransportEvent::Incoming { listener_id, .. }
+        | TransportEvent::ListenerClosed { listener_id, .. }
+        | TransportEvent::ListenerError { listener_id, .. } => *listener_id,
     }
 }
 
@@ -264,8 +289,13 @@ async fn connect(
     } else {
         Box::new(tcp)
     };
+    // The server's answer is read within the same bound as a request head.
+    let lifted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = http::Capped::new(io, 2 * http::MAX_HEAD, lifted.clone());
     let mut client = soketto::handshake::Client::new(io, &target.host, &target.path);
-    match client.handshake().await? {
+    let answer = client.handshake().await;
+    lifted.store(true, std::sync::atomic::Ordering::Relaxed);
+    match answer? {
         soketto::handshake::ServerResponse::Accepted { .. } => {}
         soketto::handshake::ServerResponse::Redirect { status_code, .. }
         | soketto::handshake::ServerResponse::Rejected { status_code } => {
@@ -287,25 +317,31 @@ async fn accept(
         (true, None) => return Err(WebError::NoCertificate),
         (false, _) => Box::new(tcp),
     };
-    let head = http::read_head(&mut io).await.map_err(WebError::Tcp)?;
-    match http::classify(&head, &spec.path) {
-        http::Request::Upgrade => {}
+    let mut head = http::read_head(&mut io).await.map_err(WebError::Tcp)?;
+    if head.is_empty() {
+        // Connected and said nothing: a web server closes without a word.
+        return Err(WebError::NotUpgrade);
+    }
+    let (accept, head_len) = match http::classify(&head, &spec.path) {
+        http::Request::Upgrade { accept, head_len } => (accept, head_len),
         other => {
             // Best effort: the prober may already be gone.
-            let _ = io.write_all(&http::cover_response(other)).await;
+            let _ = io.write_all(&http::cover_response(&other)).await;
             let _ = io.close().await;
             return Err(WebError::NotUpgrade);
         }
-    }
-    let mut server = soketto::handshake::Server::new(http::Replay::new(head, io));
-    let key = server.receive_request().await?.key();
-    server
-        .send_response(&soketto::handshake::server::Response::Accept {
-            key,
-            protocol: None,
-        })
-        .await?;
-    Ok(frames::stream(server.into_builder()))
+    };
+    // The answer is written here, not by soketto, whose own names soketto in `Server:`.
+    io.write_all(&http::upgrade_response(&accept))
+        .await
+        .map_err(WebError::Tcp)?;
+    io.flush().await.map_err(WebError::Tcp)?;
+    // Whatever the client sent after its head already belongs to the connection.
+    let rest = head.split_off(head_len.min(head.len()));
+    Ok(frames::stream(soketto::connection::Builder::new(
+        http::Replay::new(rest, io),
+        soketto::connection::Mode::Server,
+    )))
 }
 
 fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {

@@ -75,10 +75,20 @@ pub fn server_config_from_files(
 
 /// The server side with a fresh self-signed certificate for `name`.
 pub fn server_config_self_signed(name: &str) -> Result<rustls::ServerConfig, TlsSetupError> {
-    let made = rcgen::generate_simple_self_signed(vec![name.to_string()])
-        .map_err(|e| TlsSetupError::SelfSigned(e.to_string()))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
-    server_config(vec![made.cert.der().clone()], key)
+    let err = |e: rcgen::Error| TlsSetupError::SelfSigned(e.to_string());
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(err)?;
+    // rcgen's defaults (CN "rcgen self signed cert", valid 1975–4096) would be a fingerprint
+    // of their own: the site's name, and the 90 days an ACME certificate lasts.
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(89);
+    let key_pair = rcgen::KeyPair::generate().map_err(err)?;
+    let cert = params.self_signed(&key_pair).map_err(err)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    server_config(vec![cert.der().clone()], key)
 }
 
 fn server_config(
