@@ -57,6 +57,24 @@ pub fn require() -> Result<bool> {
     }
 }
 
+/// Prints how long a scenario took to recover and appends it to `target/netns/report.jsonl`.
+pub fn report(scenario: &str, what: &str, seconds: f64, extra: serde_json::Value) {
+    use std::io::Write;
+    eprintln!("RECOVERY {scenario}: {what} after {seconds:.2} s {extra}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/netns");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("report.jsonl"))
+    {
+        let line = serde_json::json!({
+            "scenario": scenario, "what": what, "seconds": (seconds * 100.0).round() / 100.0, "extra": extra,
+        });
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn run(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])

@@ -6,31 +6,14 @@
 //! Needs root, `ip`, `nft` and `iptables` (`.ci/run` installs them); without them the
 //! scenarios are skipped, unless `SAMIZDAT_NETNS_REQUIRED=1`.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use samizdat_tests::netns::{Attach, Host, Internet, require};
+use samizdat_tests::netns::{Attach, Host, Internet, report, require};
 use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn report(scenario: &str, what: &str, seconds: f64, extra: Value) {
-    eprintln!("RECOVERY {scenario}: {what} after {seconds:.2} s {extra}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/netns");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("report.jsonl"))
-    {
-        let line = serde_json::json!({
-            "scenario": scenario, "what": what, "seconds": (seconds * 100.0).round() / 100.0, "extra": extra,
-        });
-        let _ = writeln!(f, "{line}");
-    }
-}
 
 /// Bootstrap peers' addresses that are reachable over the simulated internet.
 fn boot_addrs(b: &BootstrapProc, host: &Host) -> Vec<String> {

@@ -8,13 +8,12 @@
 //! Needs root, `ip`, `iptables`, `nginx` and `tcpdump` (`.ci/run` installs them); without
 //! them the scenarios are skipped, unless `SAMIZDAT_NETNS_REQUIRED=1`.
 
-use std::io::Write;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use samizdat_tests::front::{Front, nginx_available};
-use samizdat_tests::netns::{Attach, Host, Internet, require};
+use samizdat_tests::netns::{Attach, Host, Internet, report, require};
 use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
 use serde_json::Value;
 
@@ -27,22 +26,6 @@ const SIGNATURES: &[&[u8]] = &[
     b"/yamux",
     b"Upgrade: websocket",
 ];
-
-fn report(scenario: &str, what: &str, seconds: f64, extra: Value) {
-    eprintln!("RECOVERY {scenario}: {what} after {seconds:.2} s {extra}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/netns");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("report.jsonl"))
-    {
-        let line = serde_json::json!({
-            "scenario": scenario, "what": what, "seconds": (seconds * 100.0).round() / 100.0, "extra": extra,
-        });
-        let _ = writeln!(f, "{line}");
-    }
-}
 
 fn texts(h: &[Value]) -> Vec<String> {
     h.iter()
@@ -67,6 +50,18 @@ fn peer_of(addr: &str) -> Result<String> {
         .next()
         .map(String::from)
         .context("address without /p2p/")
+}
+
+/// nginx on `front` for news.example, forwarding /static/ws to the bootstrap peer's plain
+/// WebSocket listener on `boot` (port 8080).
+fn front_for(front: &Host, boot: &Host) -> Result<Front> {
+    Front::start(
+        &front.ns,
+        front.public_ip,
+        SocketAddrV4::new(boot.public_ip, 8080),
+        "news.example",
+        "/static/ws",
+    )
 }
 
 fn inside_flags() -> Vec<&'static str> {
@@ -128,13 +123,7 @@ fn dpi_1_to_3_inside_nodes_cross_a_dpi_censor_through_a_web_front() -> Result<()
         .collect();
     let boot_id = peer_of(boot_direct.first().context("bootstrap address")?)?;
     eprintln!("dpi-1: bootstrap peer after {:?}", t0.elapsed());
-    let front = Front::start(
-        &fh.ns,
-        fh.public_ip,
-        SocketAddrV4::new(bh.public_ip, 8080),
-        "news.example",
-        "/static/ws",
-    )?;
+    let front = front_for(&fh, &bh)?;
     let fronted = front.addr(&boot_id)?;
 
     // The censor next to every inside node; the capture records what it lets through.
@@ -323,13 +312,7 @@ fn dpi_4_a_prober_sees_a_web_site() -> Result<()> {
     let nh = net.host(Attach::Public)?;
     let boot = BootstrapProc::start_in(Some(&bh.ns), &["/ip4/0.0.0.0/tcp/8080/ws"])?;
     let boot_id = peer_of(boot.addrs.first().context("address")?)?;
-    let front = Front::start(
-        &fh.ns,
-        fh.public_ip,
-        SocketAddrV4::new(bh.public_ip, 8080),
-        "news.example",
-        "/static/ws",
-    )?;
+    let front = front_for(&fh, &bh)?;
     let _ = front.addr(&boot_id)?;
     let mut node = NodeProc::new_in("tls-node", &nh.ns)?;
     node.start_with(
