@@ -1,4 +1,5 @@
-//! Everything a user pastes: invite links, contact links, and the ids the CLI and API parse.
+//! Everything a user pastes: invite links, contact links, device links, and the ids the CLI and
+//! API parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(card) = s.parse::<ContactCard>() {
         card.verify().expect("a parsed card is verified");
     }
+    if let Ok(t) = s.parse::<samizdat_node::account::link::Ticket>() {
+        let again: samizdat_node::account::link::Ticket =
+            t.to_string().parse().expect("printed device link parses");
+        assert_eq!(again.peer_id, t.peer_id);
+    }
+    let _ = s.parse::<samizdat_node::account::AccountId>();
     let _ = s.parse::<ChannelId>();
     let _ = s.parse::<Cid>();
     let _ = s.parse::<libp2p::PeerId>();

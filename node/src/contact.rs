@@ -19,8 +19,11 @@ const PREFIX: &str = "samizdat://contact/";
 const CARD_DOMAIN: &[u8] = b"samizdat/v1/contact-card";
 /// Most addresses a card carries (keeps links and QR codes small).
 pub const MAX_CARD_ADDRS: usize = 8;
-/// Longest link accepted (bytes of text).
-const MAX_LINK_LEN: usize = 4 * 1024;
+/// Longest link accepted (bytes of text): a card with its account's device list.
+const MAX_LINK_LEN: usize = 16 * 1024;
+/// A card leaves out its device list past this many bytes (QR codes hold ~2.9 KB); the contact
+/// then gets the list from the node itself on first contact.
+const MAX_CARD_WITH_DEVICES: usize = 1600;
 
 /// Why a contact link was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub struct ContactCard {
     pub addrs: Vec<Multiaddr>,
     /// The identity key's signature over the key and the addresses.
     pub signature: Vec<u8>,
+    /// The account the node is a device of (verified; lists the node).
+    pub devices: Option<crate::account::DeviceList>,
 }
 
 fn card_message(x25519: &[u8; 32], addrs: &[Multiaddr]) -> Vec<u8> {
@@ -67,7 +72,11 @@ fn card_message(x25519: &[u8; 32], addrs: &[Multiaddr]) -> Vec<u8> {
 
 impl ContactCard {
     /// This node's own card, listing `addrs` (bare or ending in its /p2p/ id).
-    pub fn own(identity: &Identity, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
+    pub fn own(
+        identity: &Identity,
+        addrs: impl IntoIterator<Item = Multiaddr>,
+        devices: Option<&crate::account::DeviceList>,
+    ) -> Self {
         let peer_id = identity.peer_id();
         let addrs = addrs
             .into_iter()
@@ -79,13 +88,23 @@ impl ContactCard {
             .collect::<Vec<_>>();
         let x25519 = identity.x25519_public().to_bytes();
         let signature = identity.signing().sign(&card_message(&x25519, &addrs));
-        Self {
+        let mut card = Self {
             peer_id,
             x25519,
             binding: identity.x25519_binding(),
             addrs,
             signature,
+            devices: devices.cloned(),
+        };
+        if card.to_proto().encoded_len() > MAX_CARD_WITH_DEVICES {
+            card.devices = None;
         }
+        card
+    }
+
+    /// The account named by the card, if it carries its device list.
+    pub fn account(&self) -> Option<&crate::account::AccountId> {
+        self.devices.as_ref().map(|d| d.account())
     }
 
     /// Checks that the X25519 key and the addresses are signed by the identity behind the
@@ -111,6 +130,7 @@ impl ContactCard {
             binding: self.binding.clone(),
             addrs: self.addrs.iter().map(|a| a.to_vec()).collect(),
             signature: self.signature.clone(),
+            devices: self.devices.as_ref().map(|d| d.to_proto()),
         }
     }
 
@@ -140,12 +160,21 @@ impl ContactCard {
         {
             return Err(ContactError::Malformed);
         }
+        let devices = pb
+            .devices
+            .map(crate::account::DeviceList::verify)
+            .transpose()
+            .map_err(|_| ContactError::Malformed)?;
+        if devices.as_ref().is_some_and(|d| !d.is_device(&peer_id)) {
+            return Err(ContactError::Malformed);
+        }
         let card = Self {
             peer_id,
             x25519,
             binding: pb.binding,
             addrs,
             signature: pb.signature,
+            devices,
         };
         card.verify()?;
         Ok(card)
@@ -198,10 +227,14 @@ pub struct Contact {
 }
 
 impl Contact {
-    /// Bytes for the store.
+    /// Bytes for the store. The card is kept without its device list: the node keeps
+    /// accounts' lists apart (and reading contacts back need not check them again).
     pub fn encode(&self) -> Vec<u8> {
         v1::StoredContact {
-            card: self.card.as_ref().map(ContactCard::to_proto),
+            card: self.card.as_ref().map(|c| v1::ContactCard {
+                devices: None,
+                ..c.to_proto()
+            }),
             name: self.name.clone(),
             added_ms: self.added_ms,
             peer_id: if self.card.is_some() {
@@ -238,7 +271,9 @@ mod tests {
     fn card() -> (Identity, ContactCard) {
         let id = Identity::generate();
         let addr: Multiaddr = "/ip4/192.0.2.7/tcp/4001".parse().expect("addr");
-        let card = ContactCard::own(&id, [addr]);
+        let devices = crate::account::DeviceList::found(id.signing(), "laptop", 1).expect("found");
+        let card = ContactCard::own(&id, [addr], Some(&devices));
+        assert!(card.devices.is_some(), "a one-device list fits in a card");
         (id, card)
     }
 
@@ -253,7 +288,10 @@ mod tests {
         };
         let back = Contact::decode(&with.encode()).expect("decode");
         assert_eq!(back.peer_id, card.peer_id);
-        assert_eq!(back.card.map(|c| c.to_string()), Some(card.to_string()));
+        let stored = back.card.expect("card kept");
+        assert_eq!((stored.peer_id, stored.x25519), (card.peer_id, card.x25519));
+        // The device list is kept apart, not in the stored card.
+        assert!(card.devices.is_some() && stored.devices.is_none());
         let accepted = Contact {
             peer_id: PeerId::random(),
             card: None,

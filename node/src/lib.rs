@@ -1,6 +1,7 @@
 //! Samizdat node: identity, encrypted store, libp2p networking, public channels, the local API
 //! and the CLI. See `../shared/DESIGN.md` for the architecture and `PROTOCOL.md` for the wire.
 
+pub mod account;
 pub mod api;
 pub mod channel;
 pub mod cli;

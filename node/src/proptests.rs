@@ -110,7 +110,7 @@ proptest! {
         };
         prop_assert_eq!(v1::DmEnvelope::decode(env.encode_to_vec().as_slice()).expect("decode"), env);
         let body = v1::DmBody {
-            id: vec![1; 16], text, sent_ms: sent, seq, expires_at_ms: seq, attachment: None,
+            id: vec![1; 16], text, sent_ms: sent, seq, expires_at_ms: seq, attachment: None, conversation: Vec::new(),
         };
         prop_assert_eq!(v1::DmBody::decode(body.encode_to_vec().as_slice()).expect("decode"), body);
     }

@@ -17,6 +17,7 @@ import {
   retryFailed,
 } from './composer.js';
 import { setupDialogs } from './dialogs.js';
+import { setupDevices } from './devices.js';
 import { refreshNetSummary, renderNetwork } from './network.js';
 
 const RETRY_MS = 5000;
@@ -32,6 +33,8 @@ function setupUi() {
   $('conv-back').addEventListener('click', () => go('#/'));
   for (const b of document.querySelectorAll('[data-back]')) b.addEventListener('click', () => go('#/'));
   $('btn-contacts').addEventListener('click', () => go('#/contacts'));
+  $('btn-devices').addEventListener('click', () => go('#/devices'));
+  setupDevices();
   $('btn-requests').addEventListener('click', () => go('#/requests'));
   $('btn-network').addEventListener('click', () => go('#/network'));
   $('card-copy').addEventListener('click', () => S.card && copyText(S.card.link));

@@ -8,6 +8,7 @@ import { loadRequests } from './requests.js';
 import { showConv } from './conversation.js';
 import { loadCard, renderContacts } from './contacts.js';
 import { renderNetwork } from './network.js';
+import { loadDevices } from './devices.js';
 
 export function go(hash) {
   if (location.hash === hash) route();
@@ -20,7 +21,7 @@ export function route() {
   const [a, kind] = parts;
   const id = decodeURIComponent(parts.slice(2).join('/'));
   if (a === 'c' && ['channel', 'group', 'dm'].includes(kind) && id) showConv(kind, id);
-  else if (a === 'contacts' || a === 'network' || a === 'requests') showPanel(a);
+  else if (a === 'contacts' || a === 'network' || a === 'requests' || a === 'devices') showPanel(a);
   else showNothing();
 }
 
@@ -28,6 +29,7 @@ export function hideMain() {
   $('placeholder').hidden = true;
   $('conv-view').hidden = true;
   $('panel-contacts').hidden = true;
+  $('panel-devices').hidden = true;
   $('panel-network').hidden = true;
   $('panel-requests').hidden = true;
 }
@@ -64,9 +66,11 @@ function showPanel(name) {
   if (name === 'contacts') { loadCard(); renderContacts(); api('/v1/contacts').then((l) => { S.contacts = new Map(l.map((c) => [c.peer_id, c])); renderContacts(); }, () => {}); }
   if (name === 'network') renderNetwork();
   if (name === 'requests') loadRequests();
+  if (name === 'devices') loadDevices();
 }
 
 export function updateFootActive() {
   $('btn-contacts').classList.toggle('active', S.panel === 'contacts');
+  $('btn-devices').classList.toggle('active', S.panel === 'devices');
   $('btn-network').classList.toggle('active', S.panel === 'network');
 }

@@ -234,6 +234,22 @@ impl NodeProc {
         Ok(n)
     }
 
+    /// A new device joining an account: `samizdat init --link LINK --name NAME` in a fresh
+    /// home (linking completes once it runs while the linking device runs).
+    pub fn linked(name: &str, link: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let n = Self {
+            name: name.to_string(),
+            home: dir.path().join("home"),
+            _dir: Some(dir),
+            child: None,
+            env: Vec::new(),
+            ns: None,
+        };
+        n.cli_ok(&["init", "--link", link, "--name", name])?;
+        Ok(n)
+    }
+
     /// A node without `init` (for error-path tests), with extra environment.
     pub fn bare(name: &str, env: &[(&str, &str)]) -> Result<Self> {
         let dir = tempfile::tempdir()?;

@@ -225,6 +225,7 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
         seq: 1,
         expires_at_ms: 0,
         attachment: None,
+        conversation: Vec::new(),
     };
     let forged = fake.encrypt(&gid, &body.encode_to_vec())?;
     let wire = v1::GroupWire {

@@ -47,5 +47,6 @@ fn event_name(ev: &Event) -> &'static str {
         Event::GroupChanged { .. } => "group_changed",
         Event::FileProgress { .. } => "file_progress",
         Event::RequestsChanged { .. } => "requests_changed",
+        Event::DevicesChanged { .. } => "devices_changed",
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod channels;
 mod client;
 mod contacts;
+mod devices;
 mod dm;
 mod error;
 mod events;

@@ -12,7 +12,9 @@ use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::extract::AppState;
-use super::{auth, channels, contacts, dm, events, files, groups, metrics, node, requests};
+use super::{
+    auth, channels, contacts, devices, dm, events, files, groups, metrics, node, requests,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +33,7 @@ use super::{auth, channels, contacts, dm, events, files, groups, metrics, node, 
         (name = "groups", description = "Private groups"),
         (name = "files", description = "Files and private attachments"),
         (name = "contacts", description = "The address book"),
+        (name = "devices", description = "This account's devices: link, list, revoke"),
         (name = "requests", description = "Messages from strangers"),
         (name = "events", description = "Server-Sent Events"),
     )
@@ -74,6 +77,9 @@ pub(super) fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(contacts::contacts, contacts::add_contact))
         .routes(routes!(contacts::contact_card))
         .routes(routes!(contacts::contact_card_qr))
+        .routes(routes!(devices::devices))
+        .routes(routes!(devices::device_link))
+        .routes(routes!(devices::revoke_device))
         .routes(routes!(dm::dm_conversations))
         .routes(routes!(dm::dm_history, dm::dm_send))
         .routes(routes!(groups::groups, groups::create_group))

@@ -64,6 +64,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../ui/conversation.js"),
     ),
     (
+        "devices.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/devices.js"),
+    ),
+    (
         "dialogs.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../ui/dialogs.js"),

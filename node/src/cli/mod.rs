@@ -4,6 +4,7 @@
 mod admin;
 mod channel;
 mod contact;
+mod device;
 mod dm;
 mod files;
 mod group;
@@ -24,6 +25,7 @@ use crate::home::Home;
 use crate::node::views::{NodeInfo, PeerView};
 use channel::ChannelCommand;
 use contact::ContactCommand;
+use device::DeviceCommand;
 use dm::DmCommand;
 use files::FileCommand;
 use group::GroupCommand;
@@ -51,7 +53,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create the identity, keys and store in the home directory.
-    Init,
+    Init {
+        /// Join an account as a new device: the link `samizdat device link` printed on one of
+        /// its devices. Linking completes when this node runs while that device runs.
+        #[arg(long, value_name = "LINK")]
+        link: Option<String>,
+        /// This device's name in the account (default: the machine's name).
+        #[arg(long, value_name = "NAME", requires = "link")]
+        name: Option<String>,
+    },
     /// Run the node in the foreground (Ctrl-C stops it).
     Run(RunArgs),
     /// Show this node's peer id and addresses.
@@ -69,6 +79,9 @@ enum Command {
     /// Contacts: your card, adding others by their link.
     #[command(subcommand)]
     Contact(ContactCommand),
+    /// This account's devices: link a new one, list them, revoke a lost one.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Direct messages: end-to-end encrypted (MLS) conversations with one peer.
     #[command(subcommand)]
     Dm(DmCommand),
@@ -166,7 +179,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let home = Home::resolve(cli.home.clone())?;
     let out = Output { json: cli.json };
     match &cli.command {
-        Command::Init => {
+        Command::Init {
+            link: Some(link),
+            name,
+        } => {
+            let (r, code) = crate::node::init_linked(
+                &home,
+                passphrase(&cli)?.as_deref(),
+                link,
+                name.as_deref(),
+            )?;
+            out.value(
+                &serde_json::json!({"peer_id": r.peer_id.to_string(), "home": home.path(), "created": true, "code": code}),
+                || format!(
+                    "initialized: {} (peer id {})\ncode: {code} (compare it with the linking device's)\nlinking completes when `samizdat run` starts here",
+                    home.path().display(),
+                    r.peer_id
+                ),
+            )
+        }
+        Command::Init { link: None, .. } => {
             let r = crate::node::init(&home, passphrase(&cli)?.as_deref())?;
             let state = if r.already {
                 "already initialized"
@@ -203,6 +235,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Channel(cmd) => channel::channel(&home, &out, cmd).await,
         Command::Contact(cmd) => contact::contact(&home, &out, cmd).await,
         Command::Dm(cmd) => dm::dm(&home, &out, cmd).await,
+        Command::Device(cmd) => device::device(&home, &out, cmd).await,
         Command::Group(cmd) => group::group(&home, &out, cmd).await,
         Command::Requests(cmd) => requests::requests(&home, &out, cmd).await,
         Command::File(cmd) => files::file(&home, &out, cmd).await,

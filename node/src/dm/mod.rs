@@ -170,6 +170,9 @@ pub struct DmConversationView {
     pub last: Option<DmView>,
     /// Messages held.
     pub count: usize,
+    /// The account the other side is a device of (peer-id form), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// A direct message as clients see it.
@@ -194,6 +197,9 @@ pub struct DmView {
     /// Its encrypted attachment, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<AttachmentView>,
+    /// The account of the other side (peer-id form), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl DmView {
@@ -211,6 +217,7 @@ impl DmView {
             expires_at: (body.expires_at_ms != 0).then_some(body.expires_at_ms),
             delivered: !stored.outgoing || stored.received_ms != 0,
             file: body.attachment.as_ref().map(AttachmentView::of),
+            account: None,
         })
     }
 }

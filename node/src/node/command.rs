@@ -37,6 +37,12 @@ pub(crate) enum Command {
     ContactCard(Reply<crate::contact::ContactCard>),
     /// A contact was added: remember where to find it.
     LearnContact(crate::contact::ContactCard),
+    DeviceLink(Reply<super::views::DeviceLinkView>),
+    DeviceList(Reply<Vec<super::views::DeviceView>>),
+    DeviceRevoke {
+        peer: PeerId,
+        reply: Reply<super::views::RevokeView>,
+    },
     Peers(Reply<Vec<PeerView>>),
     Channels(Reply<Vec<ChannelView>>),
     /// A channel's view; its link carries this node's own addresses when the flag is set.

@@ -156,6 +156,40 @@ pub fn init(home: &Home, passphrase: Option<&str>) -> Result<InitReport, NodeErr
     })
 }
 
+/// Creates a new node in `home` that joins an account by a device link (`samizdat://device/`)
+/// when it next runs; `name` names this device (default: the machine's name). Returns the
+/// report and the code to compare with the one the linking device shows.
+pub fn init_linked(
+    home: &Home,
+    passphrase: Option<&str>,
+    link: &str,
+    name: Option<&str>,
+) -> Result<(InitReport, String), NodeError> {
+    let ticket: crate::account::link::Ticket = link
+        .parse()
+        .map_err(|e: crate::account::link::LinkError| NodeError::InvalidInput(e.to_string()))?;
+    if home.is_initialized() {
+        return Err(NodeError::InvalidInput(format!(
+            "{} is already a node; a device joins an account from a new home",
+            home.path().display()
+        )));
+    }
+    if ticket.expires_ms <= crate::channel::now_ms() {
+        return Err(NodeError::InvalidInput(
+            crate::account::link::LinkError::Expired.to_string(),
+        ));
+    }
+    let report = init(home, passphrase)?;
+    let key = Arc::new(Keyring::unlock(home, passphrase)?);
+    let store = SledStore::open(&home.store_dir(), key)?;
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(event_loop::devices::default_device_name);
+    event_loop::devices::set_joining(&store, link, &name)?;
+    store.flush()?;
+    Ok((report, ticket.code()))
+}
+
 /// A random port free for both TCP and UDP now, so the node keeps one address across restarts.
 fn pick_port() -> u16 {
     for _ in 0..32 {
@@ -266,6 +300,22 @@ impl NodeHandle {
         .map_err(|_| NodeError::Stopped)??;
         let _ = self.commands.send(Command::LearnContact(card)).await;
         Ok(contact)
+    }
+
+    /// A one-time link for a new device of this account.
+    pub async fn device_link(&self) -> Result<views::DeviceLinkView, NodeError> {
+        self.call(Command::DeviceLink).await
+    }
+
+    /// This account's devices.
+    pub async fn devices(&self) -> Result<Vec<views::DeviceView>, NodeError> {
+        self.call(Command::DeviceList).await
+    }
+
+    /// Revokes a device of this account (it may be offline).
+    pub async fn revoke_device(&self, peer: PeerId) -> Result<views::RevokeView, NodeError> {
+        self.call(|reply| Command::DeviceRevoke { peer, reply })
+            .await
     }
 
     /// Every contact, oldest first.

@@ -165,11 +165,67 @@ pub struct ConnectionView {
     pub addr: String,
 }
 
+/// One device of this node's account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DeviceView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its name.
+    pub name: String,
+    /// When it was linked (ms since the epoch).
+    pub linked_at: u64,
+    /// Whether it is this node.
+    pub this: bool,
+    /// Whether this node is connected to it now.
+    pub connected: bool,
+}
+
+/// A one-time link for a new device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DeviceLinkView {
+    /// `samizdat://device/...`: give it to `samizdat init --link` on the new device.
+    pub link: String,
+    /// A short code the new device shows too: compare them.
+    pub code: String,
+    /// When the link stops working (ms since the epoch).
+    pub expires_at: u64,
+    /// The link as a QR code (SVG), from the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<String>,
+}
+
+/// What revoking a device did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RevokeView {
+    /// The revoked device.
+    pub revoked: String,
+    /// The version of the account's device list that revokes it.
+    pub version: u64,
+    /// Each private group the device was a member of.
+    pub groups: Vec<RevokeGroupView>,
+}
+
+/// The revocation in one private group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RevokeGroupView {
+    /// The group.
+    pub group: String,
+    /// The device removed.
+    pub device: String,
+    /// Whether this node sent the removal commit (it owns the group).
+    pub removed: bool,
+    /// What happened, or who removes it.
+    pub note: String,
+}
+
 /// The node's own identity and addresses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// This node's PeerId.
     pub peer_id: String,
+    /// The account this node is a device of (in peer-id form); null while it is being linked.
+    #[serde(default)]
+    pub account: Option<String>,
     /// Addresses it listens on (without /p2p/).
     pub listen_addrs: Vec<String>,
     /// Full dialable addresses (with /p2p/<peer id>), to give to others.
@@ -293,6 +349,11 @@ pub enum Event {
     DirectMessage {
         /// The message.
         message: crate::dm::DmView,
+    },
+    /// An account's device list changed (this node's own, or a contact's).
+    DevicesChanged {
+        /// The account.
+        account: String,
     },
     /// A group message was stored (sent or received).
     GroupMessage {

@@ -350,6 +350,51 @@ impl PrivateRecords<'_> {
             .private_put(Private::Mls, &MlsKey::KeyPackage.encode(), record)
     }
 
+    // ----- accounts and devices --------------------------------------------------------------
+
+    /// Every device list held (this node's account's and its contacts'), as stored.
+    pub fn device_lists(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .0
+            .private_scan(Private::Mls, MlsKey::prefix(MlsRecords::DeviceLists))?
+            .into_iter()
+            .filter(|(k, _)| matches!(MlsKey::decode(k), Some(MlsKey::DeviceList(_))))
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Keeps an account's device list (replacing the one held).
+    pub fn put_device_list(&self, account: &[u8; 32], list: &[u8]) -> Result<(), StoreError> {
+        let key = MlsKey::DeviceList(self.0.index(b"account", account)).encode();
+        self.0.private_put(Private::Mls, &key, list)
+    }
+
+    /// The key of this node's own account, once it has one.
+    pub fn own_account(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0
+            .private_get(Private::Mls, &MlsKey::OwnAccount.encode())
+    }
+
+    /// Records this node's own account.
+    pub fn set_own_account(&self, account: &[u8; 32]) -> Result<(), StoreError> {
+        self.0
+            .private_put(Private::Mls, &MlsKey::OwnAccount.encode(), account)
+    }
+
+    /// The device link this node joins its account by, until linking completes.
+    pub fn joining(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.private_get(Private::Mls, &MlsKey::Joining.encode())
+    }
+
+    /// Keeps (or, with None, forgets) the device link this node joins its account by.
+    pub fn set_joining(&self, link: Option<&[u8]>) -> Result<(), StoreError> {
+        let key = MlsKey::Joining.encode();
+        match link {
+            Some(l) => self.0.private_put(Private::Mls, &key, l),
+            None => self.0.private_remove(Private::Mls, &key),
+        }
+    }
+
     // ----- private groups -------------------------------------------------------------------
 
     /// Every group's record.

@@ -40,6 +40,12 @@ pub enum MlsKey {
     KeyPackage,
     /// A private group's record: `g` | group id (16).
     Group([u8; 16]),
+    /// An account's device list: `d` | account index (16).
+    DeviceList([u8; INDEX_LEN]),
+    /// The id of this node's own account: `ow`.
+    OwnAccount,
+    /// The device link this node was initialised with, until linking completes: `jl`.
+    Joining,
     /// An invitation waiting for the invitee's KeyPackage: `gi` | group id (16) | peer id.
     /// (Told from a group whose id starts with `i` by its length.)
     Invite {
@@ -64,6 +70,12 @@ impl MlsKey {
                 k.extend_from_slice(i);
             }
             Self::KeyPackage => k.extend_from_slice(b"kp"),
+            Self::DeviceList(i) => {
+                k.push(b'd');
+                k.extend_from_slice(i);
+            }
+            Self::OwnAccount => k.extend_from_slice(b"ow"),
+            Self::Joining => k.extend_from_slice(b"jl"),
             Self::Group(g) => {
                 k.push(b'g');
                 k.extend_from_slice(g);
@@ -84,6 +96,9 @@ impl MlsKey {
             [b'c', rest @ ..] => Self::Conversation(index(rest)?),
             [b'a', rest @ ..] => Self::Accepted(index(rest)?),
             b"kp" => Self::KeyPackage,
+            b"ow" => Self::OwnAccount,
+            b"jl" => Self::Joining,
+            [b'd', rest @ ..] => Self::DeviceList(index(rest)?),
             [b'g', rest @ ..] if rest.len() == 16 => Self::Group(rest.try_into().ok()?),
             [b'g', b'i', rest @ ..] if rest.len() > 16 => Self::Invite {
                 group: rest.get(..16)?.try_into().ok()?,
@@ -99,6 +114,7 @@ impl MlsKey {
             MlsRecords::Conversations => b"c",
             MlsRecords::Accepted => b"a",
             MlsRecords::GroupsAndInvites => b"g",
+            MlsRecords::DeviceLists => b"d",
         }
     }
 }
@@ -112,6 +128,8 @@ pub enum MlsRecords {
     Accepted,
     /// [`MlsKey::Group`] and [`MlsKey::Invite`].
     GroupsAndInvites,
+    /// [`MlsKey::DeviceList`].
+    DeviceLists,
 }
 
 /// An entry of the `Outbox` tree.

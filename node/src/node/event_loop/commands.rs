@@ -7,17 +7,22 @@ impl EventLoop {
         self.command_seq = self.store.write_seq();
         match cmd {
             Command::ContactCard(reply) => {
-                let card = crate::contact::ContactCard::own(&self.identity, self.own_addrs());
+                let card = crate::contact::ContactCard::own(
+                    &self.identity,
+                    self.own_addrs(),
+                    self.devices.book.own(),
+                );
                 answer!(self, reply, Ok(card));
             }
-            Command::LearnContact(card) => {
-                for a in &card.addrs {
-                    let (_, base) = split_peer_addr(a);
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&card.peer_id, base);
-                }
+            Command::LearnContact(card) => self.learn_card(&card),
+            Command::DeviceLink(reply) => {
+                answer!(self, reply, self.device_link());
+            }
+            Command::DeviceList(reply) => {
+                answer!(self, reply, Ok(self.device_list()));
+            }
+            Command::DeviceRevoke { peer, reply } => {
+                answer!(self, reply, self.device_revoke(peer));
             }
             Command::Info(reply) => {
                 answer!(self, reply, Ok(self.info()));
@@ -137,7 +142,20 @@ impl EventLoop {
             Command::GroupCreate { name, reply } => {
                 answer!(self, reply, self.group_create(name));
             }
-            Command::GroupInvite { group, peer, reply } => self.group_invite(group, peer, reply),
+            Command::GroupInvite { group, peer, reply } => {
+                // A person is invited with all their devices; the answer is the first one's.
+                let mut devices = self.devices.book.recipients(&peer).into_iter();
+                match devices.next() {
+                    Some(first) => {
+                        for other in devices {
+                            let (tx, _rx) = oneshot::channel();
+                            self.group_invite(group, other, tx);
+                        }
+                        self.group_invite(group, first, reply);
+                    }
+                    None => self.group_invite(group, peer, reply),
+                }
+            }
             Command::GroupRemove { group, peer, reply } => {
                 answer!(self, reply, self.group_remove(group, peer));
             }
@@ -230,6 +248,7 @@ impl EventLoop {
         let listen: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
         NodeInfo {
             peer_id: peer_id.to_string(),
+            account: self.devices.account().map(|a| a.to_string()),
             listen_addrs: listen.iter().map(|a| a.to_string()).collect(),
             addrs: listen
                 .iter()

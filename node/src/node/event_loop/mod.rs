@@ -5,6 +5,7 @@
 mod admins;
 mod channels;
 mod commands;
+pub(crate) mod devices;
 mod dm;
 mod files;
 mod group;
@@ -125,6 +126,8 @@ pub(crate) struct EventLoop {
     mls: dm::Mls,
     /// Private groups: membership, delivery by gossip, catching up.
     groups: group::Groups,
+    /// This node's account and its devices, contacts' accounts, linking.
+    devices: devices::Devices,
     /// Which peers are refused, and until when (offences, malformed frames, gossip scores).
     police: Police,
     /// Peers the user blocked (mirrors the store; read every tick by the police).
@@ -225,6 +228,7 @@ impl EventLoop {
         let (internal_tx, internal) = mpsc::unbounded_channel();
         let dm = dm::Direct::open(&store)?;
         let mls = dm::Mls::open(&store, identity.signing().clone())?;
+        let devices = devices::Devices::open(&store, &identity)?;
         let peer_book = PeerBook::new(
             PEER_CACHE,
             store.peers().unwrap_or_else(|e| {
@@ -262,6 +266,7 @@ impl EventLoop {
             dm,
             mls,
             groups: group::no_groups(),
+            devices,
             police: Police::default(),
             user_blocked: HashSet::new(),
             dht_drops: Default::default(),
@@ -469,6 +474,9 @@ impl EventLoop {
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         self.conns.identified(&peer, &info.agent_version);
         self.dm_on_identified(peer, &info.protocols);
+        if info.protocols.contains(&crate::net::wire::DM_PROTOCOL) {
+            self.devices_on_identified(peer);
+        }
         // The address this node reached the peer at comes first: behind a censor its listen
         // addresses may all be blocked while a web front's works.
         let dialed: Vec<Multiaddr> = self
@@ -634,6 +642,7 @@ impl EventLoop {
         self.sync_tick();
         self.files_tick();
         self.dm_tick();
+        self.devices_tick();
         self.group_tick();
         self.police_scores();
         self.police.prune(Instant::now());

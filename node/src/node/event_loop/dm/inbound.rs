@@ -38,6 +38,14 @@ impl EventLoop {
                         }
                     }
                     Sent::GroupSync(group) => self.on_group_sync_failed(&group),
+                    Sent::Link => self.on_link_answer(
+                        peer,
+                        v1::DmResponse {
+                            error: error.to_string(),
+                            ..Default::default()
+                        },
+                    ),
+                    Sent::Devices => {}
                     // A holder that went away is not asked again; with fewer than two left,
                     // the next round looks the holders up anew.
                     Sent::Collect => self.dm.holders.retain(|h| *h != peer),
@@ -114,6 +122,16 @@ impl EventLoop {
             Some(v1::dm_request::Kind::GroupSync(q)) => {
                 self.answer_group_sync(&peer, &q, &mut resp)
             }
+            Some(v1::dm_request::Kind::Link(req)) => match self.answer_link(peer, req) {
+                Ok(grant) => resp.link = Some(grant),
+                Err(e) => {
+                    tracing::info!(%peer, "device link refused: {e}");
+                    resp.error = e;
+                }
+            },
+            Some(v1::dm_request::Kind::Devices(push)) => {
+                resp.error = self.answer_devices(peer, push)
+            }
             Some(v1::dm_request::Kind::Collect(_)) => {
                 resp.envelopes = self.dm.mailbox.collect(&peer, now);
                 resp.accepted = resp.envelopes.len() as u32;
@@ -151,6 +169,12 @@ impl EventLoop {
                 }
             }
             Sent::GroupSync(group) => self.on_group_sync(peer, group, resp),
+            Sent::Link => self.on_link_answer(peer, resp),
+            Sent::Devices => {
+                if !resp.error.is_empty() {
+                    tracing::debug!(%peer, "device list refused: {}", resp.error);
+                }
+            }
             Sent::Deposit => {
                 tracing::debug!(%peer, accepted = resp.accepted, error = %resp.error, "deposit answered");
             }
@@ -205,6 +229,10 @@ impl EventLoop {
         if matches!(self.store.private().seen(&id), Ok(true)) {
             return Ok(());
         }
+        if self.is_revoked_device(from) {
+            // Its account revoked it: nothing it sends is taken.
+            return Err(DmError::NotAllowed("a revoked device"));
+        }
         if !env.group_invite.is_empty() {
             self.receive_group_invite(from, &env)?;
             let _ = self.store.private().mark_seen(&id, now_ms());
@@ -248,9 +276,27 @@ impl EventLoop {
                 let body =
                     v1::DmBody::decode(plaintext.as_slice()).map_err(|_| DmError::Malformed)?;
                 check_body(&body)?;
+                // A copy of what another device of this account sent: stored as sent, in the
+                // conversation it names. Taken from this account's own devices only.
+                let copy_of = if body.conversation.is_empty() {
+                    None
+                } else if self.devices.book.is_my_device(from) {
+                    Some(PeerId::from_bytes(&body.conversation).map_err(|_| DmError::Malformed)?)
+                } else {
+                    return Err(DmError::NotAllowed(
+                        "a sent copy from a device not of this account",
+                    ));
+                };
+                if let Some(p) = copy_of {
+                    self.dm
+                        .conversations
+                        .entry(p)
+                        .or_insert_with(|| Conversation::new(&p));
+                    let _ = self.save_conversation(&p);
+                }
                 let stored = v1::StoredDm {
-                    peer: from.to_bytes(),
-                    outgoing: false,
+                    peer: copy_of.unwrap_or(*from).to_bytes(),
+                    outgoing: copy_of.is_some(),
                     body: Some(body),
                     received_ms: now_ms(),
                 };
@@ -364,7 +410,10 @@ impl EventLoop {
     /// Whether `peer` is someone this node knows: a contact, a peer whose request the user
     /// accepted, or one it has written to.
     pub(crate) fn is_known_peer(&self, peer: &PeerId) -> bool {
-        self.dm.accepted.contains(peer)
+        // A device of a held account (this one's, or a contact's) is known: adding someone's
+        // new device needs no new contact exchange.
+        (self.devices.book.resolve(peer).is_some() && !self.devices.book.is_revoked(peer))
+            || self.dm.accepted.contains(peer)
             || self
                 .dm
                 .conversations

@@ -78,6 +78,10 @@ pub(super) enum Sent {
     Collect,
     /// A private group's catch-up.
     GroupSync(crate::group::GroupId),
+    /// This node asks to be linked to an account.
+    Link,
+    /// This account's device list, pushed.
+    Devices,
 }
 
 /// What a closest-peers query was for.
@@ -90,7 +94,7 @@ enum MailboxQuery {
 /// Direct-message state of the event loop.
 pub(crate) struct Direct {
     mailbox: Mailbox,
-    conversations: HashMap<PeerId, Conversation>,
+    pub(super) conversations: HashMap<PeerId, Conversation>,
     /// Peers whose message requests the user accepted (they are known from then on).
     accepted: std::collections::HashSet<PeerId>,
     waiting: HashMap<PeerId, Route>,
@@ -238,20 +242,17 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Sends a direct message: stored at once, delivered when a route exists.
+    /// Sends a direct message to a person: to every device of their account (when it is
+    /// known; else to the peer named), and a copy to this account's other devices. Each is
+    /// stored at once and delivered when a route exists.
     pub(super) fn dm_send(
         &mut self,
-        peer: PeerId,
+        target: PeerId,
         text: String,
         expires_in: Option<Duration>,
         attachment: Option<v1::Attachment>,
     ) -> Result<DmView, NodeError> {
         let me = *self.swarm.local_peer_id();
-        if peer == me {
-            return Err(NodeError::InvalidInput(
-                "a direct message needs another peer".into(),
-            ));
-        }
         if text.trim().is_empty() {
             return Err(NodeError::InvalidInput("empty message".into()));
         }
@@ -261,6 +262,62 @@ impl EventLoop {
                 text.len()
             )));
         }
+        let recipients = self.devices.book.recipients(&target);
+        let Some(first) = recipients.first().copied() else {
+            return Err(NodeError::InvalidInput(
+                "a direct message needs another peer".into(),
+            ));
+        };
+        if first == me {
+            return Err(NodeError::InvalidInput(
+                "a direct message needs another peer".into(),
+            ));
+        }
+        let copies: Vec<PeerId> = self
+            .devices
+            .book
+            .my_other_devices()
+            .into_iter()
+            .filter(|p| !recipients.contains(p))
+            .collect();
+        let id = crate::crypto::random_bytes::<16>().to_vec();
+        let mut view = None;
+        for r in &recipients {
+            let v = self.dm_send_one(*r, &id, &text, expires_in, &attachment, Vec::new())?;
+            view.get_or_insert(v);
+        }
+        for o in copies {
+            if let Err(e) =
+                self.dm_send_one(o, &id, &text, expires_in, &attachment, first.to_bytes())
+            {
+                tracing::warn!(device = %o, "copy for another device of this account: {e}");
+            }
+        }
+        let mut view = view.ok_or_else(|| NodeError::InvalidInput("bad message".into()))?;
+        view.account = self.account_of(&first);
+        Ok(view)
+    }
+
+    /// The account id (peer-id form) a peer is a device of, when known.
+    pub(super) fn account_of(&self, peer: &PeerId) -> Option<String> {
+        self.devices
+            .book
+            .resolve(peer)
+            .map(|l| l.account().to_string())
+    }
+
+    /// Sends one device its copy of a message (`conversation` set on copies for this
+    /// account's own devices).
+    fn dm_send_one(
+        &mut self,
+        peer: PeerId,
+        id: &[u8],
+        text: &str,
+        expires_in: Option<Duration>,
+        attachment: &Option<v1::Attachment>,
+        conversation: Vec<u8>,
+    ) -> Result<DmView, NodeError> {
+        let me = *self.swarm.local_peer_id();
         if self.dm.conversations.get(&peer).is_some_and(|c| c.request) {
             // Answering a message request accepts it.
             self.accept_requests(&peer)?;
@@ -272,14 +329,15 @@ impl EventLoop {
             .or_insert_with(|| Conversation::new(&peer));
         let (sent_ms, seq) = conv.next_message(now_ms());
         let body = v1::DmBody {
-            id: crate::crypto::random_bytes::<16>().to_vec(),
-            text,
+            id: id.to_vec(),
+            text: text.to_string(),
             sent_ms,
             seq,
             expires_at_ms: expires_in.map_or(0, |d| {
                 sent_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
-            attachment,
+            attachment: attachment.clone(),
+            conversation,
         };
         let has_group = conv.send_group().is_some();
         self.save_conversation(&peer)?;
@@ -429,38 +487,79 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Every conversation this node has, the most recently active first.
+    /// Every conversation this node has, the most recently active first: one per person
+    /// (all devices of a known account together), never this account's own devices.
     pub(super) fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
-        let names: HashMap<PeerId, String> = self
-            .store
-            .contacts()?
-            .into_iter()
-            .map(|c| (c.peer_id, c.name))
+        let contacts = self.store.contacts()?;
+        let names: HashMap<PeerId, String> = contacts
+            .iter()
+            .map(|c| (c.peer_id, c.name.clone()))
             .collect();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut list = Vec::with_capacity(self.dm.conversations.len());
-        for (peer, _) in self.dm.conversations.iter().filter(|(_, c)| !c.request) {
-            let mut history = self.dm_history(peer)?;
+        let mut peers: Vec<PeerId> = self
+            .dm
+            .conversations
+            .iter()
+            .filter(|(p, c)| !c.request && !self.devices.book.is_my_device(p))
+            .map(|(p, _)| *p)
+            .collect();
+        peers.sort();
+        for peer in peers {
+            let account = self.account_of(&peer);
+            if !seen.insert(account.clone().unwrap_or_else(|| peer.to_string())) {
+                continue;
+            }
+            // Shown under the contact's own peer id when one of the account's devices is one.
+            let shown = self
+                .devices
+                .book
+                .conversation_peers(&peer)
+                .into_iter()
+                .find(|p| names.contains_key(p))
+                .unwrap_or(peer);
+            let mut history = self.dm_history(&shown)?;
             list.push(crate::dm::DmConversationView {
-                peer: peer.to_string(),
-                name: names.get(peer).filter(|n| !n.is_empty()).cloned(),
+                peer: shown.to_string(),
+                name: names.get(&shown).filter(|n| !n.is_empty()).cloned(),
                 count: history.len(),
                 last: history.pop(),
+                account,
             });
         }
         list.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map_or(0, |m| m.timestamp)));
         Ok(list)
     }
 
-    /// A page of a conversation, oldest first.
-    pub(super) fn dm_history(&self, peer: &PeerId) -> Result<Vec<DmView>, NodeError> {
+    /// A conversation with a person (an account id or any of its devices), oldest first: the
+    /// messages of all its devices, each once.
+    pub(super) fn dm_history(&self, target: &PeerId) -> Result<Vec<DmView>, NodeError> {
         let me = *self.swarm.local_peer_id();
-        Ok(self
-            .store
-            .private()
-            .messages(peer)?
-            .iter()
-            .filter_map(|s| DmView::of(&me, s))
-            .collect())
+        let account = self.account_of(target);
+        let mut by_id: HashMap<String, DmView> = HashMap::new();
+        for peer in self.devices.book.conversation_peers(target) {
+            for s in self.store.private().messages(&peer)? {
+                let Some(mut v) = DmView::of(&me, &s) else {
+                    continue;
+                };
+                v.account = account.clone();
+                match by_id.get_mut(&v.id) {
+                    // Sent to several devices: delivered once any has it.
+                    Some(held) => held.delivered |= v.delivered,
+                    None => {
+                        by_id.insert(v.id.clone(), v);
+                    }
+                }
+            }
+        }
+        let mut out: Vec<DmView> = by_id.into_values().collect();
+        out.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+        Ok(out)
+    }
+
+    /// Peers this node has a conversation with.
+    pub(super) fn conversation_peer_ids(&self) -> Vec<PeerId> {
+        self.dm.conversations.keys().copied().collect()
     }
 
     // ----- delivery -------------------------------------------------------------------------

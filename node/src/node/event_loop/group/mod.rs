@@ -392,6 +392,7 @@ impl EventLoop {
                 now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
             attachment,
+            conversation: Vec::new(),
         };
         let mls = self
             .mls

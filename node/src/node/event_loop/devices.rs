@@ -1,0 +1,660 @@
+//! Accounts and devices in the event loop: linking a new device (both sides), revoking one,
+//! keeping the device lists of this node's account and its contacts' accounts, pushing this
+//! account's list to the peers that should know it, and what a change means for the groups
+//! and channels this node owns. The rules are in [`crate::account`]; this is the I/O.
+
+#![warn(clippy::arithmetic_side_effects)]
+
+use super::*;
+use crate::account::book::{Accounts, Taken};
+use crate::account::link::{Pending, Ticket};
+use crate::account::{AccountId, DeviceList, consent};
+use crate::group::GroupId;
+use crate::node::views::{DeviceLinkView, DeviceView, RevokeGroupView, RevokeView};
+
+/// How often a new device asks the linking device again while linking has not completed.
+const ASK_EVERY: Duration = Duration::from_secs(3);
+/// Recent direct messages a new device receives (their age).
+const HISTORY_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most direct messages, contacts and channels in one grant.
+const GRANT_ITEMS: usize = 1000;
+/// Most bytes of direct messages in one grant (the frame limit is 3 MiB).
+const GRANT_MESSAGE_BYTES: usize = 1536 * 1024;
+
+/// A node joining an account by a device link.
+struct Joining {
+    ticket: Ticket,
+    name: String,
+    asked: Option<Instant>,
+    in_flight: bool,
+}
+
+/// Device state of the event loop.
+pub(crate) struct Devices {
+    pub(super) book: Accounts,
+    pending: Pending,
+    joining: Option<Joining>,
+    /// The version of this account's list each peer was sent since start.
+    pushed: HashMap<PeerId, u64>,
+}
+
+/// A stored joining link: name length (1 byte), name, ticket.
+pub(crate) fn encode_joining(ticket: &Ticket, name: &str) -> Vec<u8> {
+    let name = name.as_bytes();
+    let len = u8::try_from(name.len().min(crate::account::MAX_NAME_BYTES)).unwrap_or(0);
+    let mut v = vec![len];
+    v.extend_from_slice(name.get(..usize::from(len)).unwrap_or_default());
+    v.extend_from_slice(&ticket.encode());
+    v
+}
+
+fn decode_joining(b: &[u8]) -> Option<(Ticket, String)> {
+    let (&len, rest) = b.split_first()?;
+    let name = rest.get(..usize::from(len))?;
+    let ticket = Ticket::decode(rest.get(usize::from(len)..)?).ok()?;
+    Some((ticket, String::from_utf8_lossy(name).into_owned()))
+}
+
+/// Records, in a new node's store, the device link it joins its account by.
+pub fn set_joining(store: &dyn Store, link: &str, name: &str) -> Result<Ticket, NodeError> {
+    let ticket: Ticket = link
+        .parse()
+        .map_err(|e: crate::account::link::LinkError| NodeError::InvalidInput(e.to_string()))?;
+    store
+        .private()
+        .set_joining(Some(&encode_joining(&ticket, name)))?;
+    Ok(ticket)
+}
+
+/// This machine's name, for naming a device when the user did not.
+pub fn default_device_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .take(crate::account::MAX_NAME_BYTES)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "device".to_string())
+}
+
+impl Devices {
+    /// Loads the lists; a node that has no account and joins none founds its own.
+    pub(crate) fn open(store: &Arc<dyn Store>, identity: &Identity) -> Result<Self, NodeError> {
+        let me = identity.peer_id();
+        let records = store.private();
+        let mut lists = Vec::new();
+        for bytes in records.device_lists()? {
+            match DeviceList::decode(&bytes) {
+                Ok(l) => lists.push(l),
+                Err(e) => tracing::warn!("a stored device list does not verify, dropped: {e}"),
+            }
+        }
+        let own_id = records
+            .own_account()?
+            .and_then(|b| AccountId::from_bytes(&b));
+        let (own, others): (Vec<DeviceList>, Vec<DeviceList>) = lists
+            .into_iter()
+            .partition(|l| Some(l.account()) == own_id.as_ref());
+        let joining = records
+            .joining()?
+            .and_then(|b| decode_joining(&b))
+            .map(|(ticket, name)| Joining {
+                ticket,
+                name,
+                asked: None,
+                in_flight: false,
+            });
+        let mut own = own.into_iter().next();
+        if own.is_none() && joining.is_none() {
+            // Every node is a device of an account: one of its own until it is linked.
+            let list = DeviceList::found(identity.signing(), &default_device_name(), now_ms())
+                .map_err(|e| NodeError::Internal(format!("founding the account: {e}")))?;
+            records.put_device_list(list.account().as_bytes(), &list.encode())?;
+            records.set_own_account(list.account().as_bytes())?;
+            tracing::info!(account = %list.account(), "account founded");
+            own = Some(list);
+        }
+        Ok(Self {
+            book: Accounts::new(me, own, others),
+            pending: Pending::default(),
+            joining,
+            pushed: HashMap::new(),
+        })
+    }
+
+    /// This node's account, once it has one.
+    pub(crate) fn account(&self) -> Option<&AccountId> {
+        self.book.own().map(DeviceList::account)
+    }
+}
+
+impl EventLoop {
+    /// `device link`: a one-time link for a new device.
+    pub(super) fn device_link(&mut self) -> Result<DeviceLinkView, NodeError> {
+        let own = self.own_list_for_change()?;
+        let account = own.account().clone();
+        let (secret, expires_ms) = self.devices.pending.issue(now_ms());
+        let ticket = Ticket {
+            peer_id: *self.swarm.local_peer_id(),
+            addrs: self
+                .own_addrs()
+                .into_iter()
+                .take(8)
+                .map(|a| {
+                    a.with(libp2p::multiaddr::Protocol::P2p(
+                        *self.swarm.local_peer_id(),
+                    ))
+                })
+                .collect(),
+            secret,
+            expires_ms,
+            account,
+        };
+        Ok(DeviceLinkView {
+            link: ticket.to_string(),
+            code: ticket.code(),
+            expires_at: expires_ms,
+            qr_svg: None,
+        })
+    }
+
+    fn own_list_for_change(&self) -> Result<DeviceList, NodeError> {
+        if self.devices.book.revoked_me() {
+            return Err(NodeError::NotAllowed(
+                "this device was revoked from its account".into(),
+            ));
+        }
+        self.devices.book.own().cloned().ok_or_else(|| {
+            NodeError::NotAllowed("this device is still being linked to its account".into())
+        })
+    }
+
+    /// `device list`.
+    pub(super) fn device_list(&self) -> Vec<DeviceView> {
+        let me = *self.swarm.local_peer_id();
+        let Some(own) = self.devices.book.own() else {
+            return Vec::new();
+        };
+        own.devices()
+            .iter()
+            .map(|d| DeviceView {
+                peer_id: d.peer_id.to_string(),
+                name: d.name.clone(),
+                linked_at: d.linked_ms,
+                this: d.peer_id == me,
+                connected: d.peer_id != me && self.swarm.is_connected(&d.peer_id),
+            })
+            .collect()
+    }
+
+    /// `device revoke`: a new list without the device, removals from the groups this node
+    /// owns, its channel certificates withdrawn; pushed to every device and contact.
+    pub(super) fn device_revoke(&mut self, peer: PeerId) -> Result<RevokeView, NodeError> {
+        let own = self.own_list_for_change()?;
+        let next = own
+            .revoke(self.identity.signing(), &peer, now_ms())
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let groups = self.take_list(next, true, None)?;
+        tracing::info!(%peer, "device revoked");
+        Ok(RevokeView {
+            revoked: peer.to_string(),
+            version: self.devices.book.own().map_or(0, DeviceList::version),
+            groups,
+        })
+    }
+
+    /// Takes a list (own or another account's) and acts on what changed: stored, groups and
+    /// channels this node owns updated, this account's list pushed. Returns what happened in
+    /// each group a revoked device was in.
+    fn take_list(
+        &mut self,
+        list: DeviceList,
+        vouched: bool,
+        from: Option<PeerId>,
+    ) -> Result<Vec<RevokeGroupView>, NodeError> {
+        let own = self
+            .devices
+            .book
+            .own()
+            .is_some_and(|o| o.account() == list.account());
+        let account = list.account().clone();
+        let version = list.version();
+        let bytes = list.encode();
+        let taken = if own {
+            self.devices.book.take_own(list)
+        } else {
+            self.devices.book.take(list, vouched)
+        }
+        .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let Taken::Changed { added, revoked } = taken else {
+            return Ok(Vec::new());
+        };
+        self.store
+            .private()
+            .put_device_list(account.as_bytes(), &bytes)?;
+        tracing::info!(%account, version, added = added.len(), revoked = revoked.len(), ?from, "device list updated");
+        let groups = self.apply_device_changes(&account, own, &added, &revoked);
+        if own {
+            if self.devices.book.revoked_me() {
+                tracing::warn!("this device was revoked from its account");
+            }
+            self.push_own_list();
+        }
+        let _ = self.events.send(Event::DevicesChanged {
+            account: account.to_string(),
+        });
+        Ok(groups)
+    }
+
+    /// Groups and channels this node owns follow an account's devices.
+    fn apply_device_changes(
+        &mut self,
+        account: &AccountId,
+        own: bool,
+        added: &[PeerId],
+        revoked: &[PeerId],
+    ) -> Vec<RevokeGroupView> {
+        let me = *self.swarm.local_peer_id();
+        let Some(list) = self.devices.book.list(account).cloned() else {
+            return Vec::new();
+        };
+        let of_account = |p: &PeerId| list.is_device(p) || list.is_revoked(p);
+        let mut report = Vec::new();
+        let groups: Vec<(GroupId, PeerId, bool)> = self
+            .groups
+            .groups
+            .iter()
+            .filter(|(_, s)| s.record.active && s.members.iter().any(of_account))
+            .map(|(g, s)| (*g, s.owner, s.members.contains(&me)))
+            .collect();
+        for (group, owner, _) in groups {
+            let members = self
+                .groups
+                .groups
+                .get(&group)
+                .map(|s| s.members.clone())
+                .unwrap_or_default();
+            if owner == me {
+                for p in added.iter().filter(|p| **p != me && !members.contains(p)) {
+                    let (tx, _rx) = oneshot::channel();
+                    self.group_invite(group, *p, tx);
+                }
+            }
+            for p in revoked.iter().filter(|p| members.contains(p)) {
+                let (removed, note) = if owner == me {
+                    match self.group_remove(group, *p) {
+                        Ok(_) => (true, "removal commit sent to the group".to_string()),
+                        Err(e) => (false, e.to_string()),
+                    }
+                } else {
+                    (
+                        false,
+                        format!(
+                            "the group's owner {owner} removes it when it learns of the revocation"
+                        ),
+                    )
+                };
+                report.push(RevokeGroupView {
+                    group: group.to_string(),
+                    device: p.to_string(),
+                    removed,
+                    note,
+                });
+            }
+        }
+        if own {
+            let owned: Vec<ChannelId> = self
+                .channels
+                .by_id
+                .iter()
+                .filter(|(_, s)| s.record.role == crate::store::Role::Owner)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in owned {
+                for p in added.iter().filter(|p| **p != me) {
+                    if let Err(e) = self.add_admin(&id, *p) {
+                        tracing::debug!(channel = %id, "device not made an admin: {e}");
+                    }
+                }
+                for p in revoked {
+                    if let Err(e) = self.remove_admin(&id, *p) {
+                        tracing::debug!(channel = %id, "revoked device's certificate: {e}");
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Sends this account's list to every connected peer that should know it and has not got
+    /// this version yet: this account's other devices and its contacts' devices.
+    pub(super) fn push_own_list(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            self.push_own_list_to(p);
+        }
+    }
+
+    fn push_own_list_to(&mut self, peer: PeerId) {
+        let Some(own) = self.devices.book.own() else {
+            return;
+        };
+        let version = own.version();
+        if self.devices.pushed.get(&peer) >= Some(&version) {
+            return;
+        }
+        let wanted = own.is_device(&peer)
+            || own.is_revoked(&peer)
+            || self.devices.book.resolve(&peer).is_some()
+            || self.is_contact(&peer);
+        if !wanted {
+            return;
+        }
+        let req = v1::DmRequest {
+            kind: Some(v1::dm_request::Kind::Devices(v1::DeviceListPush {
+                list: Some(own.to_proto()),
+            })),
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, crate::net::wire::Frame::Valid(req));
+        self.dm.requests.insert(id, dm::Sent::Devices);
+        self.devices.pushed.insert(peer, version);
+    }
+
+    fn is_contact(&self, peer: &PeerId) -> bool {
+        self.store
+            .contacts()
+            .map(|cs| cs.iter().any(|c| c.peer_id == *peer))
+            .unwrap_or(false)
+    }
+
+    /// A Samizdat peer identified itself: it gets this account's list if it should.
+    pub(super) fn devices_on_identified(&mut self, peer: PeerId) {
+        self.push_own_list_to(peer);
+        if self
+            .devices
+            .joining
+            .as_ref()
+            .is_some_and(|j| j.ticket.peer_id == peer)
+        {
+            self.ask_to_link();
+        }
+    }
+
+    /// A peer pushed its account's list.
+    pub(super) fn answer_devices(&mut self, peer: PeerId, push: v1::DeviceListPush) -> String {
+        // Checking a list costs up to a few thousand signature checks: only for peers whose
+        // account this node holds, or contacts (a stranger's push is dropped unread).
+        let vouched = self.is_contact(&peer);
+        if !vouched && self.devices.book.resolve(&peer).is_none() {
+            return "not a contact".into();
+        }
+        let Some(list) = push.list else {
+            return "no list".into();
+        };
+        let list = match DeviceList::verify(list) {
+            Ok(l) => l,
+            Err(e) => return e.to_string(),
+        };
+        if !list.is_device(&peer) && !list.is_revoked(&peer) {
+            return "the list does not name its sender".into();
+        }
+        // A stranger's account is taken only from a contact (its first list); updates of a
+        // held account from any of its devices.
+        match self.take_list(list, vouched, Some(peer)) {
+            Ok(_) => String::new(),
+            Err(e) => {
+                tracing::debug!(%peer, "device list refused: {e}");
+                e.to_string()
+            }
+        }
+    }
+
+    /// Whether a message from `peer` is refused because its account revoked it.
+    pub(super) fn is_revoked_device(&self, peer: &PeerId) -> bool {
+        self.devices.book.is_revoked(peer)
+    }
+
+    // ----- linking: the device that shows the link -------------------------------------------
+
+    /// A new device asks to join this account.
+    pub(super) fn answer_link(
+        &mut self,
+        peer: PeerId,
+        req: v1::DeviceLinkRequest,
+    ) -> Result<v1::DeviceLinkGrant, String> {
+        let own = self.own_list_for_change().map_err(|e| e.to_string())?;
+        let code = self
+            .devices
+            .pending
+            .redeem(&peer, &req.proof, now_ms())
+            .map_err(|e| e.to_string())?;
+        let name = if req.name.trim().is_empty() {
+            "device".to_string()
+        } else {
+            req.name.clone()
+        };
+        let next = own
+            .link(self.identity.signing(), peer, req.consent, &name, now_ms())
+            .map_err(|e| e.to_string())?;
+        self.take_list(next.clone(), true, Some(peer))
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%peer, %code, "device linked");
+        Ok(self.grant(&peer, next))
+    }
+
+    /// What a new device receives: the list, contacts, channels, recent direct messages.
+    fn grant(&self, device: &PeerId, list: DeviceList) -> v1::DeviceLinkGrant {
+        let contacts = self
+            .store
+            .contacts()
+            .unwrap_or_default()
+            .into_iter()
+            .take(GRANT_ITEMS)
+            .filter_map(|c| v1::StoredContact::decode(c.encode().as_slice()).ok())
+            .collect();
+        let channels = self
+            .channels
+            .by_id
+            .values()
+            .filter_map(|s| s.manifest.as_ref())
+            .map(|m| self.invite_link(m, true).0)
+            .take(GRANT_ITEMS)
+            .collect();
+        let cutoff = now_ms().saturating_sub(HISTORY_MS);
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        let peers: Vec<PeerId> = self.conversation_peer_ids();
+        'peers: for p in peers.iter().filter(|p| *p != device) {
+            for m in self.store.private().messages(p).unwrap_or_default() {
+                if m.body.as_ref().is_none_or(|b| b.sent_ms < cutoff) {
+                    continue;
+                }
+                bytes = bytes.saturating_add(m.encoded_len());
+                if bytes > GRANT_MESSAGE_BYTES || messages.len() >= GRANT_ITEMS {
+                    break 'peers;
+                }
+                messages.push(m);
+            }
+        }
+        v1::DeviceLinkGrant {
+            list: Some(list.to_proto()),
+            contacts,
+            channels,
+            messages,
+        }
+    }
+
+    // ----- linking: the new device -----------------------------------------------------------
+
+    /// While joining: dial the linking device, and ask it once connected.
+    pub(super) fn devices_tick(&mut self) {
+        let Some(j) = &self.devices.joining else {
+            return;
+        };
+        if j.in_flight || j.asked.is_some_and(|t| t.elapsed() < ASK_EVERY) {
+            return;
+        }
+        if j.ticket.expires_ms <= now_ms() {
+            tracing::warn!("the device link expired before linking completed; make a new one");
+            return;
+        }
+        let peer = j.ticket.peer_id;
+        if self.swarm.is_connected(&peer) {
+            self.ask_to_link();
+            return;
+        }
+        let addrs = j.ticket.addrs.clone();
+        if let Some(j) = self.devices.joining.as_mut() {
+            j.asked = Some(Instant::now());
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addrs.iter().map(|a| split_peer_addr(a).1).collect())
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "cannot dial the linking device: {e}");
+        }
+    }
+
+    fn ask_to_link(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        let Some(j) = self.devices.joining.as_mut() else {
+            return;
+        };
+        if j.in_flight {
+            return;
+        }
+        j.in_flight = true;
+        j.asked = Some(Instant::now());
+        let req = v1::DmRequest {
+            kind: Some(v1::dm_request::Kind::Link(v1::DeviceLinkRequest {
+                proof: j.ticket.proof(&me),
+                name: j.name.clone(),
+                consent: consent(self.identity.signing(), &j.ticket.account),
+            })),
+        };
+        let peer = j.ticket.peer_id;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, crate::net::wire::Frame::Valid(req));
+        self.dm.requests.insert(id, dm::Sent::Link);
+        tracing::info!(%peer, code = %j.ticket.code(), "asking to be linked");
+    }
+
+    /// The linking device answered.
+    pub(super) fn on_link_answer(&mut self, peer: PeerId, resp: v1::DmResponse) {
+        let Some(j) = self.devices.joining.as_mut() else {
+            return;
+        };
+        j.in_flight = false;
+        if j.ticket.peer_id != peer {
+            return;
+        }
+        let Some(grant) = resp.link else {
+            tracing::warn!(%peer, "linking refused: {}", resp.error);
+            if resp.error.contains("expired") {
+                // A used or expired link will not work again.
+                self.devices.joining = None;
+                let _ = self.store.private().set_joining(None);
+            }
+            return;
+        };
+        if let Err(e) = self.on_link_granted(grant) {
+            tracing::warn!(%peer, "linking failed: {e}");
+        }
+    }
+
+    /// Joins the account the grant names, and takes what it carries.
+    fn on_link_granted(&mut self, grant: v1::DeviceLinkGrant) -> Result<(), NodeError> {
+        let me = *self.swarm.local_peer_id();
+        let list = DeviceList::verify(grant.list.unwrap_or_default())
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
+        let expected = self
+            .devices
+            .joining
+            .as_ref()
+            .map(|j| j.ticket.account.clone());
+        if Some(list.account()) != expected.as_ref() || !list.is_device(&me) {
+            return Err(NodeError::InvalidInput(
+                "the grant's list is not of the link's account or does not name this device".into(),
+            ));
+        }
+        let account = list.account().clone();
+        self.devices.book = Accounts::new(me, Some(list.clone()), Vec::new());
+        self.store
+            .private()
+            .put_device_list(account.as_bytes(), &list.encode())?;
+        self.store.private().set_own_account(account.as_bytes())?;
+        self.store.private().set_joining(None)?;
+        self.devices.joining = None;
+        for c in grant.contacts.into_iter().take(GRANT_ITEMS) {
+            let Ok(contact) = crate::contact::Contact::decode(&c.encode_to_vec()) else {
+                continue;
+            };
+            if contact.peer_id == me {
+                continue;
+            }
+            self.store.put_contact(&contact)?;
+            if let Some(card) = &contact.card {
+                self.learn_card(card);
+            }
+        }
+        for link in grant.channels.into_iter().take(GRANT_ITEMS) {
+            match link.parse::<Invite>() {
+                Ok(inv) => {
+                    if let Err(e) = self.follow(FollowTarget::Invite(Box::new(inv))) {
+                        tracing::debug!("channel of the account not followed: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!("channel link of the account refused: {e}"),
+            }
+        }
+        for m in grant.messages.into_iter().take(GRANT_ITEMS) {
+            let ok = m
+                .body
+                .as_ref()
+                .is_some_and(|b| crate::dm::check_body(b).is_ok())
+                && PeerId::from_bytes(&m.peer).is_ok();
+            if ok {
+                if let Ok(p) = PeerId::from_bytes(&m.peer) {
+                    self.dm
+                        .conversations
+                        .entry(p)
+                        .or_insert_with(|| crate::dm::conversation::Conversation::new(&p));
+                    let _ = self.save_conversation(&p);
+                }
+                let _ = self.store.private().put_message(&m);
+            }
+        }
+        tracing::info!(%account, "linked to the account");
+        let _ = self.events.send(Event::DevicesChanged {
+            account: account.to_string(),
+        });
+        Ok(())
+    }
+
+    /// A contact card was added or received: its addresses, and its account's devices.
+    pub(super) fn learn_card(&mut self, card: &crate::contact::ContactCard) {
+        for a in &card.addrs {
+            let (_, base) = split_peer_addr(a);
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&card.peer_id, base);
+        }
+        if let Some(list) = &card.devices
+            && let Err(e) = self.take_list(list.clone(), true, Some(card.peer_id))
+        {
+            tracing::debug!(peer = %card.peer_id, "contact's device list refused: {e}");
+        }
+        self.push_own_list_to(card.peer_id);
+    }
+}
