@@ -117,6 +117,19 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     );
     assert!(on_phone.iter().all(|d| d["linked_at"].as_u64().is_some()));
     assert_eq!(phone.json(&["id"])?["account"], account.as_str());
+    // The link worked once: another node that tries it is refused, and becomes a device of an
+    // account of its own.
+    let mut late = NodeProc::linked("late", &link)?;
+    late.start(&boot.addrs)?;
+    let own = wait_for("the late node to found its own account", LONG, || {
+        late.json(&["id"]).ok()?["account"]
+            .as_str()
+            .map(str::to_string)
+    })?;
+    assert_ne!(own, account);
+    assert_eq!(peer_ids(&devices(&late)?), vec![late.peer_id()?]);
+    assert_eq!(peer_ids(&devices(&alice)?), both);
+    late.stop();
 
     // The phone got Alice's contacts: Bob's new message to Alice's *account* reaches both
     // devices, and Bob never exchanged anything with the phone.

@@ -320,6 +320,38 @@ impl DeviceList {
         })
     }
 
+    /// The account a received list claims to be of (nothing checked yet).
+    pub fn claimed_account(list: &v1::DeviceList) -> Option<AccountId> {
+        let first = list.versions.first()?;
+        let body = v1::DeviceListBody::decode(first.body.as_slice()).ok()?;
+        AccountId::from_bytes(&body.account)
+    }
+
+    /// A received list of this account, checking only the versions this one lacks: None when
+    /// it is not newer. The versions both hold must be byte for byte the same (else a fork).
+    pub fn extended(&self, newer: v1::DeviceList) -> Result<Option<Self>, AccountError> {
+        if newer.versions.len() > MAX_VERSIONS {
+            return Err(AccountError::Malformed("number of versions"));
+        }
+        let held = self.versions.len();
+        let shared = held.min(newer.versions.len());
+        if newer.versions.get(..shared) != self.versions.get(..shared) {
+            return Err(AccountError::Conflict);
+        }
+        if newer.versions.len() <= held {
+            return Ok(None);
+        }
+        let mut newest = self.newest.clone();
+        for v in newer.versions.get(held..).unwrap_or_default() {
+            newest = check_version(&self.account, v, Some(&newest))?;
+        }
+        Ok(Some(Self {
+            account: self.account.clone(),
+            versions: newer.versions,
+            newest,
+        }))
+    }
+
     /// Decodes and checks the stored or wire bytes of a list.
     pub fn decode(bytes: &[u8]) -> Result<Self, AccountError> {
         Self::verify(
@@ -551,6 +583,13 @@ mod tests {
         assert_eq!(back, l4);
         assert_eq!(back.account(), l1.account());
         assert!(l1.superseded_by(&l4).expect("same chain"));
+        // Extending a held list checks only what it lacks, and gives the same list.
+        assert_eq!(l1.extended(l4.to_proto()), Ok(Some(l4.clone())));
+        assert_eq!(l4.extended(l2.to_proto()), Ok(None));
+        assert_eq!(
+            DeviceList::claimed_account(&l4.to_proto()).as_ref(),
+            Some(l1.account())
+        );
         assert!(!l4.superseded_by(&l2).expect("older"));
         // The revoked device signs nothing more, and cannot be linked again.
         assert!(matches!(
@@ -608,6 +647,7 @@ mod tests {
         let a = add(&l1, &k1, &device().0, 2).expect("a");
         let b = add(&l1, &k1, &device().0, 2).expect("b");
         assert_eq!(a.superseded_by(&b), Err(AccountError::Conflict));
+        assert_eq!(a.extended(b.to_proto()), Err(AccountError::Conflict));
         let other = DeviceList::found(&k1, "a", 1).expect("another account");
         assert_eq!(a.superseded_by(&other), Err(AccountError::OtherAccount));
         // Any bit flipped anywhere is refused.

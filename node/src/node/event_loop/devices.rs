@@ -20,6 +20,8 @@ const HISTORY_MS: u64 = 7 * 24 * 3600 * 1000;
 const GRANT_ITEMS: usize = 1000;
 /// Most bytes of direct messages in one grant (the frame limit is 3 MiB).
 const GRANT_MESSAGE_BYTES: usize = 1536 * 1024;
+/// Most bytes of contacts and channel links in one grant.
+const GRANT_LIST_BYTES: usize = 1024 * 1024;
 
 /// A node joining an account by a device link.
 struct Joining {
@@ -398,9 +400,20 @@ impl EventLoop {
         let Some(list) = push.list else {
             return "no list".into();
         };
-        let list = match DeviceList::verify(list) {
-            Ok(l) => l,
-            Err(e) => return e.to_string(),
+        // A list of a held account: only the versions not held are checked (a peer that
+        // pushes the same list again costs a comparison, not thousands of signatures).
+        let held =
+            DeviceList::claimed_account(&list).and_then(|a| self.devices.book.list(&a).cloned());
+        let list = match held {
+            Some(held) => match held.extended(list) {
+                Ok(Some(l)) => l,
+                Ok(None) => return String::new(),
+                Err(e) => return e.to_string(),
+            },
+            None => match DeviceList::verify(list) {
+                Ok(l) => l,
+                Err(e) => return e.to_string(),
+            },
         };
         if !list.is_device(&peer) && !list.is_revoked(&peer) {
             return "the list does not name its sender".into();
@@ -451,6 +464,13 @@ impl EventLoop {
 
     /// What a new device receives: the list, contacts, channels, recent direct messages.
     fn grant(&self, device: &PeerId, list: DeviceList) -> v1::DeviceLinkGrant {
+        // Contacts and channel links share a budget of their own, so that the frame (3 MiB)
+        // holds them and the messages whatever the user has.
+        let mut budget = GRANT_LIST_BYTES;
+        let mut fits = |len: usize| {
+            budget = budget.saturating_sub(len);
+            budget > 0
+        };
         let contacts = self
             .store
             .contacts()
@@ -458,6 +478,7 @@ impl EventLoop {
             .into_iter()
             .take(GRANT_ITEMS)
             .filter_map(|c| v1::StoredContact::decode(c.encode().as_slice()).ok())
+            .take_while(|c| fits(c.encoded_len()))
             .collect();
         let channels = self
             .channels
@@ -466,6 +487,7 @@ impl EventLoop {
             .filter_map(|s| s.manifest.as_ref())
             .map(|m| self.invite_link(m, true).0)
             .take(GRANT_ITEMS)
+            .take_while(|l| fits(l.len()))
             .collect();
         let cutoff = now_ms().saturating_sub(HISTORY_MS);
         let mut messages = Vec::new();
@@ -502,7 +524,10 @@ impl EventLoop {
             return;
         }
         if j.ticket.expires_ms <= now_ms() {
-            tracing::warn!("the device link expired before linking completed; make a new one");
+            tracing::warn!(
+                "the device link expired before linking completed: this node founds an account of its own"
+            );
+            self.give_up_joining();
             return;
         }
         let peer = j.ticket.peer_id;
@@ -562,13 +587,34 @@ impl EventLoop {
             tracing::warn!(%peer, "linking refused: {}", resp.error);
             if resp.error.contains("expired") {
                 // A used or expired link will not work again.
-                self.devices.joining = None;
-                let _ = self.store.private().set_joining(None);
+                self.give_up_joining();
             }
             return;
         };
         if let Err(e) = self.on_link_granted(grant) {
             tracing::warn!(%peer, "linking failed: {e}");
+        }
+    }
+
+    /// Linking failed for good: this node becomes a device of an account of its own.
+    fn give_up_joining(&mut self) {
+        self.devices.joining = None;
+        let me = *self.swarm.local_peer_id();
+        let founded = DeviceList::found(self.identity.signing(), &default_device_name(), now_ms())
+            .map_err(|e| NodeError::Internal(e.to_string()))
+            .and_then(|list| {
+                let records = self.store.private();
+                records.put_device_list(list.account().as_bytes(), &list.encode())?;
+                records.set_own_account(list.account().as_bytes())?;
+                records.set_joining(None)?;
+                Ok(list)
+            });
+        match founded {
+            Ok(list) => {
+                tracing::info!(account = %list.account(), "account founded");
+                self.devices.book = Accounts::new(me, Some(list), Vec::new());
+            }
+            Err(e) => tracing::warn!("cannot found an account: {e}"),
         }
     }
 
