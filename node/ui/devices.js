@@ -14,7 +14,7 @@ export async function loadDevices() {
       h('span', { class: 'att-info' },
         h('span', { class: 'att-name' }, `${d.name || shortId(d.peer_id)}${d.this ? ' (this device)' : ''}`),
         h('span', { class: 'muted small mono' }, d.peer_id),
-        h('span', { class: 'muted small' }, `linked ${fmtWhen(d.linked_at)}${d.connected ? ' · connected' : ''}`)),
+        h('span', { class: 'muted small' }, `linked ${fmtWhen(d.linked_at)}${d.connected ? ' · connected' : ''}${d.code ? ` · code ${d.code}` : ''}`)),
       d.this ? null : h('button', { type: 'button', class: 'btn danger', onclick: () => revoke(d) }, 'Revoke'))));
     $('device-empty').hidden = list.length > 0;
   } catch (e) {
@@ -38,7 +38,6 @@ export async function newLink() {
   try {
     link = await api('/v1/devices/link', { method: 'POST', body: {} });
     $('device-link').textContent = link.link;
-    $('device-code').textContent = link.code;
     $('device-qr').src = URL.createObjectURL(new Blob([link.qr_svg], { type: 'image/svg+xml' }));
     $('device-link-box').hidden = false;
   } catch (e) {

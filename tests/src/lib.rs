@@ -237,6 +237,12 @@ impl NodeProc {
     /// A new device joining an account: `samizdat init --link LINK --name NAME` in a fresh
     /// home (linking completes once it runs while the linking device runs).
     pub fn linked(name: &str, link: &str) -> Result<Self> {
+        Self::linked_json(name, link).map(|(n, _)| n)
+    }
+
+    /// As [`NodeProc::linked`], with what `init --link --json` printed
+    /// (`{"peer_id", "home", "created", "code"}`).
+    pub fn linked_json(name: &str, link: &str) -> Result<(Self, Value)> {
         let dir = tempfile::tempdir()?;
         let n = Self {
             name: name.to_string(),
@@ -246,8 +252,8 @@ impl NodeProc {
             env: Vec::new(),
             ns: None,
         };
-        n.cli_ok(&["init", "--link", link, "--name", name])?;
-        Ok(n)
+        let v = n.json(&["init", "--link", link, "--name", name])?;
+        Ok((n, v))
     }
 
     /// A node without `init` (for error-path tests), with extra environment.

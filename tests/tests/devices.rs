@@ -51,6 +51,27 @@ fn wait_text(n: &NodeProc, peer: &str, text: &str) -> Result<Vec<Value>> {
     )
 }
 
+fn group_texts(n: &NodeProc, group: &str) -> Vec<String> {
+    n.json(&["group", "history", group])
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .map(|h| texts(&h))
+        .unwrap_or_default()
+}
+
+fn wait_group_text(n: &NodeProc, group: &str, text: &str) -> Result<()> {
+    wait_for(
+        &format!("{} to read {text:?} in the group", n.name),
+        LONG,
+        || {
+            group_texts(n, group)
+                .iter()
+                .any(|t| t == text)
+                .then_some(())
+        },
+    )
+}
+
 fn devices(n: &NodeProc) -> Result<Vec<Value>> {
     Ok(n.json(&["device", "list"])?
         .as_array()
@@ -87,12 +108,23 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     let channel_link = ch["link"].as_str().context("link")?.to_string();
     bob.follow(&channel_link)?;
     alice.post(&channel, "from the laptop 1")?;
+    let group = alice.json(&["group", "create", "family"])?["id"]
+        .as_str()
+        .context("group id")?
+        .to_string();
+    wait_for("bob to be added to alice's group", LONG, || {
+        alice.json(&["group", "invite", &group, &b]).ok()
+    })?;
 
     // Linking: a one-time link, a new home, both running.
     let link = alice.json(&["device", "link"])?;
     let link = link["link"].as_str().context("link")?.to_string();
     assert!(link.starts_with("samizdat://device/"), "{link}");
-    let mut phone = NodeProc::linked("phone", &link)?;
+    let (mut phone, init) = NodeProc::linked_json("phone", &link)?;
+    let code = init["code"]
+        .as_str()
+        .context("init --link shows a code")?
+        .to_string();
     phone.set_env("RUST_LOG", LOG);
     let t0 = Instant::now();
     phone.start(&boot.addrs)?;
@@ -117,6 +149,13 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     );
     assert!(on_phone.iter().all(|d| d["linked_at"].as_u64().is_some()));
     assert_eq!(phone.json(&["id"])?["account"], account.as_str());
+    // The linking device shows the code of the device that used its link: the same.
+    let listed = devices(&alice)?;
+    let entry = listed
+        .iter()
+        .find(|d| d["peer_id"] == a2.as_str())
+        .context("phone listed")?;
+    assert_eq!(entry["code"], code.as_str(), "{entry}");
     // The link worked once: another node that tries it is refused, and becomes a device of an
     // account of its own.
     let mut late = NodeProc::linked("late", &link)?;
@@ -130,6 +169,36 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     assert_eq!(peer_ids(&devices(&late)?), vec![late.peer_id()?]);
     assert_eq!(peer_ids(&devices(&alice)?), both);
     late.stop();
+
+    // The group Alice owns adds her phone: Bob's post reaches it, and its post reaches Bob.
+    wait_for("the phone to join alice's group", LONG, || {
+        phone
+            .json(&["group", "list"])
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|g| g["id"] == group.as_str() && g["active"] == true)
+            .cloned()
+    })?;
+    wait_for("bob to see the phone in the group", LONG, || {
+        bob.json(&["group", "list"])
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|g| {
+                g["id"] == group.as_str()
+                    && g["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|p| p == a2.as_str()))
+            })
+            .cloned()
+    })?;
+    bob.json(&["group", "post", &group, "group hello from bob"])?;
+    wait_group_text(&phone, &group, "group hello from bob")?;
+    wait_group_text(&alice, &group, "group hello from bob")?;
+    phone.json(&["group", "post", &group, "group hello from the phone"])?;
+    wait_group_text(&bob, &group, "group hello from the phone")?;
+    wait_group_text(&alice, &group, "group hello from the phone")?;
 
     // The phone got Alice's contacts: Bob's new message to Alice's *account* reaches both
     // devices, and Bob never exchanged anything with the phone.
@@ -224,6 +293,11 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     let t1 = Instant::now();
     let r = alice.json(&["device", "revoke", &a2])?;
     assert_eq!(r["revoked"], a2.as_str());
+    let in_group = r["groups"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == group.as_str()).cloned())
+        .context("the revocation reports the group")?;
+    assert_eq!(in_group["removed"], true, "{r}");
     let two = {
         let mut v = vec![a1.clone(), a3.clone()];
         v.sort();
@@ -240,7 +314,12 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     bob.json(&["dm", "send", &account, "after the revocation"])?;
     wait_text(&alice, &b, "after the revocation")?;
     println!("REPORT revoke_s {:.2}", t1.elapsed().as_secs_f64());
+    bob.json(&["group", "post", &group, "group after the revocation"])?;
+    wait_group_text(&alice, &group, "group after the revocation")?;
     phone.start(&boot.addrs)?;
+    phone
+        .json(&["group", "post", &group, "group post by the revoked phone"])
+        .ok();
     phone
         .json(&["dm", "send", &b, "sent by the revoked phone"])
         .ok();
@@ -254,6 +333,16 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
             .iter()
             .any(|t| t == "after the revocation" || t == "after the phone is back"),
         "the revoked phone read {on_phone:?}"
+    );
+    let in_group = group_texts(&phone, &group);
+    assert!(
+        !in_group.iter().any(|t| t == "group after the revocation"),
+        "the revoked phone read the group: {in_group:?}"
+    );
+    assert!(
+        !group_texts(&bob, &group)
+            .iter()
+            .any(|t| t == "group post by the revoked phone")
     );
     let on_bob = texts(&history(&bob, &account)?);
     assert!(

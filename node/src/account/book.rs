@@ -34,6 +34,8 @@ pub struct Accounts {
     others: HashMap<AccountId, DeviceList>,
     /// Every device (current or revoked) of every list held, to its account.
     by_device: HashMap<PeerId, AccountId>,
+    /// Every device any held list revokes: refused whatever other list names it.
+    revoked: std::collections::HashSet<PeerId>,
 }
 
 impl Accounts {
@@ -45,6 +47,7 @@ impl Accounts {
             own: None,
             others: HashMap::new(),
             by_device: HashMap::new(),
+            revoked: Default::default(),
         };
         if let Some(own) = own {
             a.index(&own);
@@ -71,6 +74,7 @@ impl Accounts {
             self.by_device
                 .entry(*r)
                 .or_insert_with(|| l.account().clone());
+            self.revoked.insert(*r);
         }
     }
 
@@ -119,12 +123,17 @@ impl Accounts {
         }
     }
 
-    /// Whether `peer` is a device some held list revokes (nothing it sends is taken).
+    /// Whether `peer` is a device some held list revokes (nothing it sends is taken), even if
+    /// another list names it too (a seized device's key can consent to a second account).
     pub fn is_revoked(&self, peer: &PeerId) -> bool {
-        self.by_device
-            .get(peer)
-            .and_then(|a| self.list(a))
-            .is_some_and(|l| l.is_revoked(peer))
+        self.revoked.contains(peer)
+    }
+
+    /// Whether a list of an account not held yet may be taken from `sender`: it names the
+    /// sender as a current device, and the sender is not a device of any account held (so one
+    /// peer vouches for one account at most).
+    pub fn may_vouch(&self, sender: &PeerId, list: &DeviceList) -> bool {
+        list.is_device(sender) && !self.by_device.contains_key(sender)
     }
 
     /// The devices a message to `target` goes to (never this node): every current device of
@@ -200,6 +209,17 @@ impl Accounts {
         let taken = match self.others.get(list.account()) {
             Some(held) => diff(held, &list)?,
             None if !vouched => return Ok(Taken::Unchanged),
+            None if list
+                .revoked()
+                .iter()
+                .chain(list.devices().iter().map(|d| &d.peer_id))
+                .any(|p| self.revoked.contains(p) && !list.is_revoked(p)) =>
+            {
+                // Lists a device another account revoked: a seized device's key at work.
+                return Err(AccountError::NotAllowed(
+                    "lists a device another account revoked",
+                ));
+            }
             None => {
                 if self.others.len() >= MAX_ACCOUNTS {
                     return Err(AccountError::NotAllowed("too many accounts held"));
@@ -309,6 +329,41 @@ mod tests {
         assert_eq!(book.recipients(&account), vec![pb1]);
         assert!(book.is_revoked(&pb2) && !book.is_revoked(&pb1));
         assert!(book.conversation_peers(&pb1).contains(&pb2));
+    }
+
+    #[test]
+    fn one_peer_vouches_for_one_account_and_a_revocation_holds_across_lists() {
+        let (a1, pa1) = key();
+        let (x1, px1) = key();
+        let mine = DeviceList::found(&a1, "a1", 1).expect("a");
+        let mut book = Accounts::new(pa1, Some(mine), vec![]);
+        let (b1, pb1) = key();
+        let theirs = DeviceList::found(&b1, "b1", 1).expect("b");
+        assert!(book.may_vouch(&pb1, &theirs));
+        assert!(matches!(
+            book.take(theirs.clone(), true),
+            Ok(Taken::Changed { .. })
+        ));
+        // b1 is now a device of a held account: it vouches for no second one.
+        let second = DeviceList::found(&b1, "b1 again", 1).expect("b2");
+        assert!(!book.may_vouch(&pb1, &second));
+        // Nor does a list vouch for a sender it does not name as a current device.
+        let other = DeviceList::found(&x1, "x", 1).expect("x");
+        assert!(!book.may_vouch(&pb1, &other));
+        assert!(book.may_vouch(&px1, &other));
+        // b1's account revokes its second device; a seized copy of that device's key that
+        // founds an account of its own is still refused.
+        let (b2, pb2) = key();
+        let two = link(&theirs, &b1, &b2);
+        assert!(book.take(two.clone(), false).is_ok());
+        assert!(
+            book.take(two.revoke(&b1, &pb2, 3).expect("revoke"), false)
+                .is_ok()
+        );
+        assert!(book.is_revoked(&pb2));
+        let stolen = DeviceList::found(&b2, "seized", 4).expect("stolen");
+        assert!(book.take(stolen, true).is_err());
+        assert!(book.is_revoked(&pb2));
     }
 
     #[test]

@@ -76,9 +76,10 @@ impl Ticket {
         proof(&self.secret, requester)
     }
 
-    /// The short code both devices show, for the user to compare.
-    pub fn code(&self) -> String {
-        code(&self.secret)
+    /// The short code both devices show once `device` used this link, for the user to
+    /// compare (it binds the link to the device that used it).
+    pub fn code_for(&self, device: &PeerId) -> String {
+        code(&self.secret, device)
     }
 
     /// The stored form (sealed at rest by the store).
@@ -174,48 +175,64 @@ fn proof(secret: &[u8; 32], requester: &PeerId) -> Vec<u8> {
         .to_vec()
 }
 
-fn code(secret: &[u8; 32]) -> String {
-    let d = mac(secret, CODE_DOMAIN, b"").finalize().into_bytes();
+fn code(secret: &[u8; 32], device: &PeerId) -> String {
+    let d = mac(secret, CODE_DOMAIN, &device.to_bytes())
+        .finalize()
+        .into_bytes();
     let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000;
     format!("{:03}-{:03}", n / 1000, n % 1000)
 }
 
-/// The links this device issued and not yet used.
+/// A link this device issued: its secret, expiry, and the device that used it (which may
+/// ask again, should the answer be lost, until the link expires; nobody else may).
+struct Issued {
+    secret: Zeroizing<[u8; 32]>,
+    expires_ms: u64,
+    used_by: Option<PeerId>,
+}
+
+/// The links this device issued that have not expired.
 #[derive(Default)]
 pub struct Pending {
-    links: Vec<(Zeroizing<[u8; 32]>, u64)>,
+    links: Vec<Issued>,
 }
 
 impl Pending {
     /// A new link's secret and expiry (the oldest pending link is dropped past the bound).
     pub fn issue(&mut self, now_ms: u64) -> (Zeroizing<[u8; 32]>, u64) {
-        self.links.retain(|(_, exp)| *exp > now_ms);
+        self.links.retain(|l| l.expires_ms > now_ms);
         if self.links.len() >= MAX_PENDING {
             self.links.remove(0);
         }
         let secret = Zeroizing::new(crate::crypto::random_bytes::<32>());
-        let expires = now_ms.saturating_add(LINK_TTL_MS);
-        self.links.push((secret.clone(), expires));
-        (secret, expires)
+        let expires_ms = now_ms.saturating_add(LINK_TTL_MS);
+        self.links.push(Issued {
+            secret: secret.clone(),
+            expires_ms,
+            used_by: None,
+        });
+        (secret, expires_ms)
     }
 
-    /// Whether `proof` from `requester` matches a live link; that link is used up if so.
+    /// Whether `proof` from `requester` matches a live link not used by another device; the
+    /// link is then bound to `requester`. Returns the code both devices show.
     pub fn redeem(
         &mut self,
         requester: &PeerId,
         proof_bytes: &[u8],
         now_ms: u64,
     ) -> Result<String, LinkError> {
-        self.links.retain(|(_, exp)| *exp > now_ms);
+        self.links.retain(|l| l.expires_ms > now_ms);
         // `verify_slice` compares in constant time.
-        let found = self.links.iter().position(|(secret, _)| {
-            mac(secret, PROOF_DOMAIN, &requester.to_bytes())
-                .verify_slice(proof_bytes)
-                .is_ok()
+        let found = self.links.iter_mut().find(|l| {
+            l.used_by.is_none_or(|p| p == *requester)
+                && mac(&l.secret, PROOF_DOMAIN, &requester.to_bytes())
+                    .verify_slice(proof_bytes)
+                    .is_ok()
         });
-        let i = found.ok_or(LinkError::Expired)?;
-        let (secret, _) = self.links.remove(i);
-        Ok(code(&secret))
+        let link = found.ok_or(LinkError::Expired)?;
+        link.used_by = Some(*requester);
+        Ok(code(&link.secret, requester))
     }
 
     /// Whether any link is waiting.
@@ -250,17 +267,24 @@ mod tests {
         let back: Ticket = t.to_string().parse().expect("parses");
         assert_eq!(back.peer_id, t.peer_id);
         assert!(back.addrs[0].to_string().ends_with(&t.peer_id.to_string()));
-        assert_eq!(back.code(), t.code());
         let new = PeerId::random();
+        assert_eq!(back.code_for(&new), t.code_for(&new));
+        assert_ne!(t.code_for(&new), t.code_for(&PeerId::random()));
         // A proof made for another peer id (a relay or eavesdropper replaying it) fails.
         assert_eq!(
             pending.redeem(&PeerId::random(), &back.proof(&new), 2_000),
             Err(LinkError::Expired)
         );
-        assert_eq!(pending.redeem(&new, &back.proof(&new), 2_000), Ok(t.code()));
-        // Once only.
         assert_eq!(
             pending.redeem(&new, &back.proof(&new), 2_000),
+            Ok(t.code_for(&new))
+        );
+        // The same device may ask again (its answer may have been lost); another may not,
+        // even with the secret.
+        assert!(pending.redeem(&new, &back.proof(&new), 2_000).is_ok());
+        let thief = PeerId::random();
+        assert_eq!(
+            pending.redeem(&thief, &back.proof(&thief), 2_000),
             Err(LinkError::Expired)
         );
     }

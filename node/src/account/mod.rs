@@ -160,6 +160,20 @@ struct Checked {
     created_ms: u64,
 }
 
+/// Most bytes of a whole list (every version): a few hundred changes of a full account.
+pub const MAX_LIST_BYTES: usize = 256 * 1024;
+
+fn check_size(list: &v1::DeviceList) -> Result<(), AccountError> {
+    let bytes = list.versions.iter().fold(0usize, |n, v| {
+        n.saturating_add(v.body.len())
+            .saturating_add(v.signature.len())
+    });
+    if bytes > MAX_LIST_BYTES {
+        return Err(AccountError::Malformed("list too large"));
+    }
+    Ok(())
+}
+
 fn hash(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
@@ -242,9 +256,25 @@ fn check_version(
             if body.prev.as_slice() != p.hash {
                 return Err(AccountError::Malformed("chain broken"));
             }
-            // Revocations are forever.
+            // Revocations are forever; only a device of the account can be revoked (else an
+            // account could "revoke" anyone's node); a device leaves only by revocation.
             if !p.revoked.iter().all(|r| revoked.contains(r)) {
                 return Err(AccountError::NotAllowed("a revocation was undone"));
+            }
+            if revoked
+                .iter()
+                .any(|r| !p.revoked.contains(r) && !p.devices.iter().any(|d| d.peer_id == *r))
+            {
+                return Err(AccountError::NotAllowed(
+                    "revokes a node that is not its device",
+                ));
+            }
+            if p.devices.iter().any(|d| {
+                !revoked.contains(&d.peer_id) && !devices.iter().any(|n| n.peer_id == d.peer_id)
+            }) {
+                return Err(AccountError::NotAllowed(
+                    "a device dropped without being revoked",
+                ));
             }
             let signer = peer(&body.signer)?;
             if !p.devices.iter().any(|d| d.peer_id == signer) {
@@ -304,6 +334,7 @@ impl DeviceList {
         if list.versions.is_empty() || list.versions.len() > MAX_VERSIONS {
             return Err(AccountError::Malformed("number of versions"));
         }
+        check_size(&list)?;
         let first = v1::DeviceListBody::decode(list.versions[0].body.as_slice())
             .map_err(|_| AccountError::Malformed("body"))?;
         let account =
@@ -333,6 +364,7 @@ impl DeviceList {
         if newer.versions.len() > MAX_VERSIONS {
             return Err(AccountError::Malformed("number of versions"));
         }
+        check_size(&newer)?;
         let held = self.versions.len();
         let shared = held.min(newer.versions.len());
         if newer.versions.get(..shared) != self.versions.get(..shared) {
@@ -638,6 +670,55 @@ mod tests {
             .versions
             .push(v1::SignedDeviceList { body, signature });
         assert!(DeviceList::verify(forged).is_err());
+    }
+
+    /// Signs a next version by hand, as a hostile account would.
+    fn forge(
+        l: &DeviceList,
+        signer: &ed25519::Keypair,
+        devices: Vec<Device>,
+        revoked: Vec<PeerId>,
+    ) -> Result<DeviceList, AccountError> {
+        let mut p = l.to_proto();
+        let body = v1::DeviceListBody {
+            account: l.account().as_bytes().to_vec(),
+            version: l.version() + 1,
+            prev: hash(&p.versions.last().expect("a version").body).to_vec(),
+            devices: devices.iter().map(to_entry).collect(),
+            revoked: revoked.iter().map(|r| r.to_bytes()).collect(),
+            signer: peer_id_of(&signer.public()).to_bytes(),
+            created_ms: 9,
+        }
+        .encode_to_vec();
+        let signature = sign(signer, DEVICE_LIST_DOMAIN, &body);
+        p.versions.push(v1::SignedDeviceList { body, signature });
+        DeviceList::verify(p)
+    }
+
+    #[test]
+    fn an_account_revokes_only_its_own_devices_and_drops_none_silently() {
+        let (k1, _) = device();
+        let (k2, p2) = device();
+        let l = add(&DeviceList::found(&k1, "a", 1).expect("found"), &k1, &k2, 2).expect("two");
+        let mine = l.devices().to_vec();
+        // "Revoking" a stranger's node (to be taken as its account, or to silence it): refused.
+        let victim = PeerId::random();
+        assert_eq!(
+            forge(&l, &k1, mine.clone(), vec![victim]),
+            Err(AccountError::NotAllowed(
+                "revokes a node that is not its device"
+            ))
+        );
+        // Dropping a device without revoking it (to re-add it later): refused.
+        let only_first = vec![mine[0].clone()];
+        assert_eq!(
+            forge(&l, &k1, only_first.clone(), vec![]),
+            Err(AccountError::NotAllowed(
+                "a device dropped without being revoked"
+            ))
+        );
+        // The honest way passes.
+        assert!(forge(&l, &k1, only_first, vec![p2]).is_ok());
     }
 
     #[test]

@@ -10,10 +10,14 @@ use crate::node::views::{DeviceLinkView, DeviceView, RevokeView};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DeviceCommand {
-    /// A one-time link (valid 10 minutes) for a new device: `{"link", "code", "expires_at"}`.
+    /// A one-time link (valid 10 minutes) for a new device: `{"link", "expires_at"}`.
     /// On the new device: `samizdat --home NEW init --link LINK`, then `samizdat run`.
-    Link,
-    /// This account's devices: `[{"peer_id", "name", "linked_at", "this", "connected"}]`.
+    Link {
+        /// Print the link as a QR code too (on stderr with --json).
+        #[arg(long)]
+        qr: bool,
+    },
+    /// This account's devices: `[{"peer_id", "name", "linked_at", "this", "connected", "code"?}]`.
     List,
     /// Revoke a device (lost or seized; it may be offline): it is removed from the groups,
     /// its channel certificates withdrawn, and nothing it sends is accepted any more.
@@ -25,15 +29,23 @@ pub(super) enum DeviceCommand {
 
 pub(super) async fn device(home: &Home, out: &Output, cmd: &DeviceCommand) -> Result<()> {
     match cmd {
-        DeviceCommand::Link => {
+        DeviceCommand::Link { qr } => {
             let mut v: DeviceLinkView = client(home)?
                 .post("/v1/devices/link", &serde_json::json!({}))
                 .await?;
             v.qr_svg = None;
+            if *qr {
+                let code = super::output::qr(&v.link)?;
+                if out.json {
+                    eprintln!("{code}");
+                } else {
+                    println!("{code}");
+                }
+            }
             out.value(&v, || {
                 format!(
-                    "{}\n\ncode: {} (the new device shows the same code)\nvalid for 10 minutes, once",
-                    v.link, v.code
+                    "{}\n\nvalid for 10 minutes, for one device. Once it is linked, `samizdat device list`\nshows its code: compare it with the one the new device showed.",
+                    v.link
                 )
             })
         }
@@ -43,11 +55,15 @@ pub(super) async fn device(home: &Home, out: &Output, cmd: &DeviceCommand) -> Re
                 list.iter()
                     .map(|d| {
                         format!(
-                            "{} {}{}{}",
+                            "{} {}{}{}{}",
                             d.peer_id,
                             d.name,
                             if d.this { " (this device)" } else { "" },
-                            if d.connected { " (connected)" } else { "" }
+                            if d.connected { " (connected)" } else { "" },
+                            d.code
+                                .as_ref()
+                                .map(|c| format!(" code {c}"))
+                                .unwrap_or_default()
                         )
                     })
                     .collect::<Vec<_>>()

@@ -187,7 +187,8 @@ pub fn init_linked(
         .unwrap_or_else(event_loop::devices::default_device_name);
     event_loop::devices::set_joining(&store, link, &name)?;
     store.flush()?;
-    Ok((report, ticket.code()))
+    let code = ticket.code_for(&report.peer_id);
+    Ok((report, code))
 }
 
 /// A random port free for both TCP and UDP now, so the node keeps one address across restarts.

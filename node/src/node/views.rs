@@ -178,6 +178,10 @@ pub struct DeviceView {
     pub this: bool,
     /// Whether this node is connected to it now.
     pub connected: bool,
+    /// The code shown when this device linked it (since this node started): compare it with
+    /// the one the new device showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// A one-time link for a new device.
@@ -185,8 +189,6 @@ pub struct DeviceView {
 pub struct DeviceLinkView {
     /// `samizdat://device/...`: give it to `samizdat init --link` on the new device.
     pub link: String,
-    /// A short code the new device shows too: compare them.
-    pub code: String,
     /// When the link stops working (ms since the epoch).
     pub expires_at: u64,
     /// The link as a QR code (SVG), from the API.

@@ -20,8 +20,9 @@ const HISTORY_MS: u64 = 7 * 24 * 3600 * 1000;
 const GRANT_ITEMS: usize = 1000;
 /// Most bytes of direct messages in one grant (the frame limit is 3 MiB).
 const GRANT_MESSAGE_BYTES: usize = 1536 * 1024;
-/// Most bytes of contacts and channel links in one grant.
-const GRANT_LIST_BYTES: usize = 1024 * 1024;
+/// Most bytes of contacts and channel links in one grant (with the messages and a list of
+/// at most [`crate::account::MAX_LIST_BYTES`], well under the 3 MiB frame).
+const GRANT_LIST_BYTES: usize = 768 * 1024;
 
 /// A node joining an account by a device link.
 struct Joining {
@@ -36,8 +37,15 @@ pub(crate) struct Devices {
     pub(super) book: Accounts,
     pending: Pending,
     joining: Option<Joining>,
-    /// The version of this account's list each peer was sent since start.
+    /// The version of this account's list each peer was sent since start (a failed push is
+    /// forgotten, so it is sent again).
     pushed: HashMap<PeerId, u64>,
+    /// When connected peers were last checked for a push they lack.
+    last_push_sweep: Option<Instant>,
+    /// The peers that are contacts, read from the store when needed (None: read again).
+    contacts: std::cell::RefCell<Option<std::collections::HashSet<PeerId>>>,
+    /// The code of each device linked by this one since start, for `device list`.
+    codes: HashMap<PeerId, String>,
 }
 
 /// A stored joining link: name length (1 byte), name, ticket.
@@ -124,6 +132,9 @@ impl Devices {
             pending: Pending::default(),
             joining,
             pushed: HashMap::new(),
+            last_push_sweep: None,
+            contacts: Default::default(),
+            codes: HashMap::new(),
         })
     }
 
@@ -131,7 +142,15 @@ impl Devices {
     pub(crate) fn account(&self) -> Option<&AccountId> {
         self.book.own().map(DeviceList::account)
     }
+
+    /// The contacts changed: read them again when next needed.
+    pub(crate) fn contacts_changed(&self) {
+        self.contacts.replace(None);
+    }
 }
+
+/// How often connected peers are checked for a push of this account's list they lack.
+const PUSH_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl EventLoop {
     /// `device link`: a one-time link for a new device.
@@ -157,7 +176,6 @@ impl EventLoop {
         };
         Ok(DeviceLinkView {
             link: ticket.to_string(),
-            code: ticket.code(),
             expires_at: expires_ms,
             qr_svg: None,
         })
@@ -188,6 +206,7 @@ impl EventLoop {
                 linked_at: d.linked_ms,
                 this: d.peer_id == me,
                 connected: d.peer_id != me && self.swarm.is_connected(&d.peer_id),
+                code: self.devices.codes.get(&d.peer_id).cloned(),
             })
             .collect()
     }
@@ -238,6 +257,10 @@ impl EventLoop {
             .private()
             .put_device_list(account.as_bytes(), &bytes)?;
         tracing::info!(%account, version, added = added.len(), revoked = revoked.len(), ?from, "device list updated");
+        for p in &revoked {
+            // Nothing more goes to it (what it was already sent, or holders keep, stays).
+            self.dm_forget_outbox(p);
+        }
         let groups = self.apply_device_changes(&account, own, &added, &revoked);
         if own {
             if self.devices.book.revoked_me() {
@@ -351,6 +374,7 @@ impl EventLoop {
         let wanted = own.is_device(&peer)
             || own.is_revoked(&peer)
             || self.devices.book.resolve(&peer).is_some()
+            || self.shares_a_group(&peer)
             || self.is_contact(&peer);
         if !wanted {
             return;
@@ -369,11 +393,32 @@ impl EventLoop {
         self.devices.pushed.insert(peer, version);
     }
 
+    /// Whether `peer` is a member of a group this node is in (its owner then adds this
+    /// account's new devices, and removes revoked ones, from this account's list).
+    fn shares_a_group(&self, peer: &PeerId) -> bool {
+        self.groups
+            .groups
+            .values()
+            .any(|g| g.record.active && g.members.contains(peer))
+    }
+
     fn is_contact(&self, peer: &PeerId) -> bool {
-        self.store
-            .contacts()
-            .map(|cs| cs.iter().any(|c| c.peer_id == *peer))
-            .unwrap_or(false)
+        let mut cache = self.devices.contacts.borrow_mut();
+        if cache.is_none() {
+            match self.store.contacts() {
+                Ok(cs) => *cache = Some(cs.into_iter().map(|c| c.peer_id).collect()),
+                Err(e) => {
+                    tracing::warn!("contacts unreadable: {e}");
+                    return false;
+                }
+            }
+        }
+        cache.as_ref().is_some_and(|c| c.contains(peer))
+    }
+
+    /// A push of this account's list failed: it is sent again later.
+    pub(super) fn device_push_failed(&mut self, peer: &PeerId) {
+        self.devices.pushed.remove(peer);
     }
 
     /// A Samizdat peer identified itself: it gets this account's list if it should.
@@ -391,35 +436,33 @@ impl EventLoop {
 
     /// A peer pushed its account's list.
     pub(super) fn answer_devices(&mut self, peer: PeerId, push: v1::DeviceListPush) -> String {
-        // Checking a list costs up to a few thousand signature checks: only for peers whose
-        // account this node holds, or contacts (a stranger's push is dropped unread).
-        let vouched = self.is_contact(&peer);
-        if !vouched && self.devices.book.resolve(&peer).is_none() {
-            return "not a contact".into();
-        }
         let Some(list) = push.list else {
             return "no list".into();
         };
-        // A list of a held account: only the versions not held are checked (a peer that
-        // pushes the same list again costs a comparison, not thousands of signatures).
         let held =
             DeviceList::claimed_account(&list).and_then(|a| self.devices.book.list(&a).cloned());
-        let list = match held {
+        let (list, vouched) = match held {
+            // A list of a held account, from anyone: only the versions it adds are checked
+            // (the same list again costs a comparison, not thousands of signatures).
             Some(held) => match held.extended(list) {
-                Ok(Some(l)) => l,
+                Ok(Some(l)) => (l, false),
                 Ok(None) => return String::new(),
                 Err(e) => return e.to_string(),
             },
-            None => match DeviceList::verify(list) {
-                Ok(l) => l,
-                Err(e) => return e.to_string(),
-            },
+            // A first list: only from a contact or a group co-member (a stranger's is dropped
+            // unread), checked whole, and only if it names the sender as a current device
+            // and the sender vouches for no other account.
+            None => {
+                if !self.is_contact(&peer) && !self.shares_a_group(&peer) {
+                    return "not a contact".into();
+                }
+                match DeviceList::verify(list) {
+                    Ok(l) if self.devices.book.may_vouch(&peer, &l) => (l, true),
+                    Ok(_) => return "the list does not name its sender".into(),
+                    Err(e) => return e.to_string(),
+                }
+            }
         };
-        if !list.is_device(&peer) && !list.is_revoked(&peer) {
-            return "the list does not name its sender".into();
-        }
-        // A stranger's account is taken only from a contact (its first list); updates of a
-        // held account from any of its devices.
         match self.take_list(list, vouched, Some(peer)) {
             Ok(_) => String::new(),
             Err(e) => {
@@ -448,6 +491,10 @@ impl EventLoop {
             .pending
             .redeem(&peer, &req.proof, now_ms())
             .map_err(|e| e.to_string())?;
+        if own.is_device(&peer) {
+            // The same device asks again (its answer was lost): the same answer.
+            return Ok(self.grant(&peer, own));
+        }
         let name = if req.name.trim().is_empty() {
             "device".to_string()
         } else {
@@ -459,6 +506,7 @@ impl EventLoop {
         self.take_list(next.clone(), true, Some(peer))
             .map_err(|e| e.to_string())?;
         tracing::info!(%peer, %code, "device linked");
+        self.devices.codes.insert(peer, code);
         Ok(self.grant(&peer, next))
     }
 
@@ -515,8 +563,17 @@ impl EventLoop {
 
     // ----- linking: the new device -----------------------------------------------------------
 
-    /// While joining: dial the linking device, and ask it once connected.
+    /// Pushes this account's list to connected peers that lack it (a push may have failed);
+    /// while joining, dials the linking device and asks it once connected.
     pub(super) fn devices_tick(&mut self) {
+        if self
+            .devices
+            .last_push_sweep
+            .is_none_or(|t| t.elapsed() >= PUSH_SWEEP_EVERY)
+        {
+            self.devices.last_push_sweep = Some(Instant::now());
+            self.push_own_list();
+        }
         let Some(j) = &self.devices.joining else {
             return;
         };
@@ -571,7 +628,7 @@ impl EventLoop {
             .dm
             .send_request(&peer, crate::net::wire::Frame::Valid(req));
         self.dm.requests.insert(id, dm::Sent::Link);
-        tracing::info!(%peer, code = %j.ticket.code(), "asking to be linked");
+        tracing::info!(%peer, code = %j.ticket.code_for(&me), "asking to be linked");
     }
 
     /// The linking device answered.
@@ -599,7 +656,6 @@ impl EventLoop {
     /// Linking failed for good: this node becomes a device of an account of its own.
     fn give_up_joining(&mut self) {
         self.devices.joining = None;
-        let me = *self.swarm.local_peer_id();
         let founded = DeviceList::found(self.identity.signing(), &default_device_name(), now_ms())
             .map_err(|e| NodeError::Internal(e.to_string()))
             .and_then(|list| {
@@ -612,7 +668,9 @@ impl EventLoop {
         match founded {
             Ok(list) => {
                 tracing::info!(account = %list.account(), "account founded");
-                self.devices.book = Accounts::new(me, Some(list), Vec::new());
+                if let Err(e) = self.devices.book.take_own(list) {
+                    tracing::warn!("cannot take the founded account: {e}");
+                }
             }
             Err(e) => tracing::warn!("cannot found an account: {e}"),
         }
@@ -634,7 +692,10 @@ impl EventLoop {
             ));
         }
         let account = list.account().clone();
-        self.devices.book = Accounts::new(me, Some(list.clone()), Vec::new());
+        self.devices
+            .book
+            .take_own(list.clone())
+            .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
         self.store
             .private()
             .put_device_list(account.as_bytes(), &list.encode())?;
@@ -649,6 +710,7 @@ impl EventLoop {
                 continue;
             }
             self.store.put_contact(&contact)?;
+            self.devices.contacts_changed();
             if let Some(card) = &contact.card {
                 self.learn_card(card);
             }
@@ -689,6 +751,7 @@ impl EventLoop {
 
     /// A contact card was added or received: its addresses, and its account's devices.
     pub(super) fn learn_card(&mut self, card: &crate::contact::ContactCard) {
+        self.devices.contacts_changed();
         for a in &card.addrs {
             let (_, base) = split_peer_addr(a);
             self.swarm
@@ -696,7 +759,13 @@ impl EventLoop {
                 .kad
                 .add_address(&card.peer_id, base);
         }
-        if let Some(list) = &card.devices
+        // The card's list names the card's node (checked when the card was read); the user
+        // added the card, so it vouches for that account (if the node vouches for no other).
+        let vouched = card.devices.as_ref().is_some_and(|l| {
+            self.devices.book.list(l.account()).is_some()
+                || self.devices.book.may_vouch(&card.peer_id, l)
+        });
+        if let Some(list) = card.devices.as_ref().filter(|_| vouched)
             && let Err(e) = self.take_list(list.clone(), true, Some(card.peer_id))
         {
             tracing::debug!(peer = %card.peer_id, "contact's device list refused: {e}");

@@ -76,6 +76,7 @@ impl EventLoop {
                 name: String::new(),
                 added_ms: crate::channel::now_ms(),
             })?;
+            self.devices.contacts_changed();
         }
         Ok(n)
     }

@@ -45,7 +45,7 @@ impl EventLoop {
                             ..Default::default()
                         },
                     ),
-                    Sent::Devices => {}
+                    Sent::Devices => self.device_push_failed(&peer),
                     // A holder that went away is not asked again; with fewer than two left,
                     // the next round looks the holders up anew.
                     Sent::Collect => self.dm.holders.retain(|h| *h != peer),
@@ -173,6 +173,9 @@ impl EventLoop {
             Sent::Devices => {
                 if !resp.error.is_empty() {
                     tracing::debug!(%peer, "device list refused: {}", resp.error);
+                    if resp.error == "rate limited" {
+                        self.device_push_failed(&peer);
+                    }
                 }
             }
             Sent::Deposit => {

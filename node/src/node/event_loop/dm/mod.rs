@@ -536,18 +536,21 @@ impl EventLoop {
     pub(super) fn dm_history(&self, target: &PeerId) -> Result<Vec<DmView>, NodeError> {
         let me = *self.swarm.local_peer_id();
         let account = self.account_of(target);
-        let mut by_id: HashMap<String, DmView> = HashMap::new();
+        // Keyed by direction too: a message id is its sender's choice, so an incoming one must
+        // never hide (or mark delivered) one of this account's own.
+        let mut by_id: HashMap<(bool, String), DmView> = HashMap::new();
         for peer in self.devices.book.conversation_peers(target) {
             for s in self.store.private().messages(&peer)? {
                 let Some(mut v) = DmView::of(&me, &s) else {
                     continue;
                 };
                 v.account = account.clone();
-                match by_id.get_mut(&v.id) {
+                match by_id.get_mut(&(v.outgoing, v.id.clone())) {
                     // Sent to several devices: delivered once any has it.
-                    Some(held) => held.delivered |= v.delivered,
+                    Some(held) if v.outgoing => held.delivered |= v.delivered,
+                    Some(_) => {}
                     None => {
-                        by_id.insert(v.id.clone(), v);
+                        by_id.insert((v.outgoing, v.id.clone()), v);
                     }
                 }
             }
@@ -555,6 +558,20 @@ impl EventLoop {
         let mut out: Vec<DmView> = by_id.into_values().collect();
         out.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
         Ok(out)
+    }
+
+    /// Drops what waits to be delivered to `peer` (a revoked device): envelopes and messages
+    /// not yet sealed. Holders keep what was deposited with them.
+    pub(super) fn dm_forget_outbox(&mut self, peer: &PeerId) {
+        self.dm.waiting.remove(peer);
+        self.dm.need_kp.remove(peer);
+        let records = self.store.private();
+        for o in records.envelopes(Some(peer)).unwrap_or_default() {
+            let _ = records.take_envelope(&o.key);
+        }
+        for q in records.queued(Some(peer)).unwrap_or_default() {
+            let _ = records.unqueue(&q.key);
+        }
     }
 
     /// Peers this node has a conversation with.

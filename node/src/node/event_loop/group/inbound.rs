@@ -117,6 +117,12 @@ impl EventLoop {
         self.log_wire(group, &wire, &id).map_err(store)?;
         match incoming {
             GroupIncoming::Application { author, plaintext } => {
+                if self.is_revoked_device(&author) {
+                    // Its account revoked it: taken off the wire, never shown (the group's
+                    // owner removes it from the group when it learns).
+                    tracing::debug!(group = %group, %author, "group message of a revoked device dropped");
+                    return Ok(true);
+                }
                 let body =
                     v1::DmBody::decode(plaintext.as_slice()).map_err(|_| DmError::Malformed)?;
                 check_body(&body)?;
