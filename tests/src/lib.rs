@@ -91,6 +91,13 @@ fn build_binaries(profile_dir: &Path) {
     );
 }
 
+/// The texts of a list of posts or messages, in order (entries without text are skipped).
+pub fn texts(h: &[Value]) -> Vec<String> {
+    h.iter()
+        .filter_map(|p| p["text"].as_str().map(String::from))
+        .collect()
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -203,17 +210,22 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// A new node with a fresh temporary home (`samizdat init` run).
-    pub fn new(name: &str) -> Result<Self> {
+    /// A node in a fresh temporary home, nothing run yet (in network namespace `ns`, if any).
+    fn fresh(name: &str, ns: Option<&str>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let n = Self {
+        Ok(Self {
             name: name.to_string(),
             home: dir.path().join("home"),
             _dir: Some(dir),
             child: None,
             env: Vec::new(),
-            ns: None,
-        };
+            ns: ns.map(str::to_string),
+        })
+    }
+
+    /// A new node with a fresh temporary home (`samizdat init` run).
+    pub fn new(name: &str) -> Result<Self> {
+        let n = Self::fresh(name, None)?;
         n.cli_ok(&["init"])?;
         Ok(n)
     }
@@ -221,15 +233,7 @@ impl NodeProc {
     /// A new node living in network namespace `ns` (`samizdat init` run there, so its config
     /// has a port of its own; `start` then listens on every interface of the namespace).
     pub fn new_in(name: &str, ns: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let n = Self {
-            name: name.to_string(),
-            home: dir.path().join("home"),
-            _dir: Some(dir),
-            child: None,
-            env: Vec::new(),
-            ns: Some(ns.to_string()),
-        };
+        let n = Self::fresh(name, Some(ns))?;
         n.cli_ok(&["init"])?;
         Ok(n)
     }
@@ -243,17 +247,26 @@ impl NodeProc {
     /// As [`NodeProc::linked`], with what `init --link --json` printed
     /// (`{"peer_id", "home", "created", "code"}`).
     pub fn linked_json(name: &str, link: &str) -> Result<(Self, Value)> {
-        let dir = tempfile::tempdir()?;
-        let n = Self {
-            name: name.to_string(),
-            home: dir.path().join("home"),
-            _dir: Some(dir),
-            child: None,
-            env: Vec::new(),
-            ns: None,
-        };
+        let n = Self::fresh(name, None)?;
         let v = n.json(&["init", "--link", link, "--name", name])?;
         Ok((n, v))
+    }
+
+    /// Adds `other`'s contact card (from its running daemon) as a contact named after it.
+    pub fn add_contact_of(&self, other: &NodeProc) -> Result<()> {
+        let card = other.json(&["contact", "card"])?;
+        let link = card["link"].as_str().context("contact card link")?;
+        self.json(&["contact", "add", link, "--name", &other.name])?;
+        Ok(())
+    }
+
+    /// Runs a `--json` command whose answer is a list.
+    pub fn list(&self, args: &[&str]) -> Result<Vec<Value>> {
+        Ok(self
+            .json(args)?
+            .as_array()
+            .with_context(|| format!("samizdat {} is not a list", args.join(" ")))?
+            .clone())
     }
 
     /// A node without `init` (for error-path tests), with extra environment.

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use samizdat_tests::netns::{Attach, Host, Internet, report, require};
-use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
-use serde_json::Value;
+use samizdat_tests::{BootstrapProc, NodeProc, texts, wait_for};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -22,12 +21,6 @@ fn boot_addrs(b: &BootstrapProc, host: &Host) -> Vec<String> {
         .iter()
         .filter(|a| a.contains(&format!("/{ip}/")))
         .cloned()
-        .collect()
-}
-
-fn texts(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter_map(|p| p["text"].as_str().map(String::from))
         .collect()
 }
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
+use samizdat_tests::{BootstrapProc, NodeProc, texts, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -19,24 +19,8 @@ fn node(name: &str) -> Result<NodeProc> {
     Ok(n)
 }
 
-fn add_contact(to: &NodeProc, of: &NodeProc) -> Result<()> {
-    let card = of.json(&["contact", "card"])?;
-    let link = card["link"].as_str().context("link")?;
-    to.json(&["contact", "add", link, "--name", &of.name])?;
-    Ok(())
-}
-
 fn history(n: &NodeProc, peer: &str) -> Result<Vec<Value>> {
-    Ok(n.json(&["dm", "history", peer])?
-        .as_array()
-        .context("history is a list")?
-        .clone())
-}
-
-fn texts(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter_map(|m| m["text"].as_str().map(str::to_string))
-        .collect()
+    n.list(&["dm", "history", peer])
 }
 
 fn wait_text(n: &NodeProc, peer: &str, text: &str) -> Result<Vec<Value>> {
@@ -52,9 +36,7 @@ fn wait_text(n: &NodeProc, peer: &str, text: &str) -> Result<Vec<Value>> {
 }
 
 fn group_texts(n: &NodeProc, group: &str) -> Vec<String> {
-    n.json(&["group", "history", group])
-        .ok()
-        .and_then(|v| v.as_array().cloned())
+    n.list(&["group", "history", group])
         .map(|h| texts(&h))
         .unwrap_or_default()
 }
@@ -73,10 +55,7 @@ fn wait_group_text(n: &NodeProc, group: &str, text: &str) -> Result<()> {
 }
 
 fn devices(n: &NodeProc) -> Result<Vec<Value>> {
-    Ok(n.json(&["device", "list"])?
-        .as_array()
-        .context("device list is a list")?
-        .clone())
+    n.list(&["device", "list"])
 }
 
 fn peer_ids(list: &[Value]) -> Vec<String> {
@@ -101,8 +80,8 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
         .context("every node has an account")?
         .to_string();
     assert_ne!(account, a1);
-    add_contact(&alice, &bob)?;
-    add_contact(&bob, &alice)?;
+    alice.add_contact_of(&bob)?;
+    bob.add_contact_of(&alice)?;
     let ch = alice.json(&["channel", "create", "alice's news"])?;
     let channel = ch["id"].as_str().context("id")?.to_string();
     let channel_link = ch["link"].as_str().context("link")?.to_string();

@@ -20,23 +20,13 @@ fn node(name: &str) -> Result<NodeProc> {
     Ok(n)
 }
 
-fn add_contact(to: &NodeProc, of: &NodeProc) -> Result<()> {
-    let card = of.json(&["contact", "card"])?;
-    let link = card["link"].as_str().context("link")?;
-    to.json(&["contact", "add", link, "--name", &of.name])?;
-    Ok(())
-}
-
 fn send(from: &NodeProc, to: &str, text: &str) -> Result<String> {
     let v = from.json(&["dm", "send", to, text])?;
     Ok(v["id"].as_str().context("id")?.to_string())
 }
 
 fn history(n: &NodeProc, peer: &str) -> Result<Vec<Value>> {
-    Ok(n.json(&["dm", "history", peer])?
-        .as_array()
-        .context("history is a list")?
-        .clone())
+    n.list(&["dm", "history", peer])
 }
 
 fn wait_history(n: &NodeProc, peer: &str, count: usize) -> Result<Vec<Value>> {
@@ -69,8 +59,8 @@ fn two_nodes_chat_both_ways_and_the_peer_holding_their_mail_sees_only_ciphertext
         n.start(&boot.addrs)?;
     }
     let (a, b) = (alice.peer_id()?, bob.peer_id()?);
-    add_contact(&alice, &bob)?;
-    add_contact(&bob, &alice)?;
+    alice.add_contact_of(&bob)?;
+    bob.add_contact_of(&alice)?;
 
     // Both ways, in order, with the contract's fields.
     let first = send(&alice, &b, "Hello Bob, it is Alice")?;
@@ -208,7 +198,7 @@ fn a_long_conversation_renews_the_keys_of_both_sides_and_loses_nothing() -> Resu
     alice.start(&boot.addrs)?;
     bob.start(&boot.addrs)?;
     let (a, b) = (alice.peer_id()?, bob.peer_id()?);
-    add_contact(&alice, &bob)?;
+    alice.add_contact_of(&bob)?;
     send(&alice, &b, "opening")?; // Alice creates the conversation: she is its committer
     wait_history(&bob, &a, 1)?;
     // More than UPDATE_EVERY (50) messages each way: Bob proposes a key update that Alice

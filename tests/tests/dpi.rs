@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use samizdat_tests::front::{Front, nginx_available};
 use samizdat_tests::netns::{Attach, Host, Internet, report, require};
-use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
-use serde_json::Value;
+use samizdat_tests::{BootstrapProc, NodeProc, texts, wait_for};
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -26,12 +25,6 @@ const SIGNATURES: &[&[u8]] = &[
     b"/yamux",
     b"Upgrade: websocket",
 ];
-
-fn texts(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter_map(|p| p["text"].as_str().map(String::from))
-        .collect()
-}
 
 fn until_everyone_has(nodes: &[&NodeProc], channel: &str, text: &str) -> Result<f64> {
     let t = Instant::now();

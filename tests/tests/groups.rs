@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use prost::Message as _;
 use samizdat_proto::v1;
 use samizdat_tests::attacker::Attacker;
-use samizdat_tests::{BootstrapProc, NodeProc, files_containing, wait_for};
+use samizdat_tests::{BootstrapProc, NodeProc, files_containing, texts, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -20,16 +20,7 @@ fn node(name: &str) -> Result<NodeProc> {
 }
 
 fn history(n: &NodeProc, group: &str) -> Result<Vec<Value>> {
-    Ok(n.json(&["group", "history", group])?
-        .as_array()
-        .context("history is a list")?
-        .clone())
-}
-
-fn texts(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter_map(|m| m["text"].as_str().map(str::to_string))
-        .collect()
+    n.list(&["group", "history", group])
 }
 
 fn wait_text(n: &NodeProc, group: &str, text: &str) -> Result<Vec<Value>> {

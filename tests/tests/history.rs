@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use samizdat_node::channel::{ChannelId, PostId};
 use samizdat_node::store::Store;
 use samizdat_tests::attacker::{Attacker, SyncMode};
-use samizdat_tests::{BootstrapProc, NodeProc, wait_for};
+use samizdat_tests::{BootstrapProc, NodeProc, texts, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -15,12 +15,6 @@ const LONG: Duration = Duration::from_secs(120);
 fn ids(h: &[Value]) -> Vec<String> {
     h.iter()
         .filter_map(|p| p["id"].as_str().map(String::from))
-        .collect()
-}
-
-fn texts(h: &[Value]) -> Vec<String> {
-    h.iter()
-        .filter_map(|p| p["text"].as_str().map(String::from))
         .collect()
 }
 
