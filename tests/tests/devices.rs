@@ -94,6 +94,12 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     wait_for("bob to be added to alice's group", LONG, || {
         alice.json(&["group", "invite", &group, &b]).ok()
     })?;
+    // Said before the phone exists: MLS will not let it read this; the link carries it.
+    wait_for("bob to post in alice's group", LONG, || {
+        bob.json(&["group", "post", &group, "group before the phone"])
+            .ok()
+    })?;
+    wait_group_text(&alice, &group, "group before the phone")?;
 
     // Linking: a one-time link, a new home, both running.
     let link = alice.json(&["device", "link"])?;
@@ -172,6 +178,12 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
             })
             .cloned()
     })?;
+    assert!(
+        group_texts(&phone, &group)
+            .iter()
+            .any(|t| t == "group before the phone"),
+        "the phone was not given the group's history"
+    );
     bob.json(&["group", "post", &group, "group hello from bob"])?;
     wait_group_text(&phone, &group, "group hello from bob")?;
     wait_group_text(&alice, &group, "group hello from bob")?;
@@ -270,13 +282,31 @@ fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Res
     // Revoke the phone while it is offline.
     phone.stop();
     let t1 = Instant::now();
-    let r = alice.json(&["device", "revoke", &a2])?;
+    let r = alice.json(&["device", "revoke", &a2, "--wait", "0"])?;
     assert_eq!(r["revoked"], a2.as_str());
     let in_group = r["groups"]
         .as_array()
         .and_then(|g| g.iter().find(|g| g["group"] == group.as_str()).cloned())
         .context("the revocation reports the group")?;
     assert_eq!(in_group["removed"], true, "{r}");
+    let has =
+        |v: &Value, key: &str, p: &str| v[key].as_array().is_some_and(|l| l.iter().any(|x| x == p));
+    // At once, nobody is known to hold the removal; Bob's catch-up request then names its
+    // epoch. The removed phone is in neither list.
+    assert!(has(&in_group, "pending", &b), "{in_group}");
+    let reached = wait_for("bob to hold the phone's removal", LONG, || {
+        alice
+            .list(&["device", "removals"])
+            .ok()?
+            .into_iter()
+            .find(|g| g["group"] == group.as_str() && g["device"] == a2.as_str())
+            .filter(|g| has(g, "reached", &b))
+    })?;
+    assert!(
+        !has(&reached, "reached", &a2) && !has(&reached, "pending", &a2),
+        "{reached}"
+    );
+    println!("REPORT removal_reached_s {:.2}", t1.elapsed().as_secs_f64());
     let two = {
         let mut v = vec![a1.clone(), a3.clone()];
         v.sort();

@@ -249,6 +249,7 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
         req(v1::dm_request::Kind::GroupSync(v1::GroupSync {
             group_id: gid.clone(),
             since_ms: 0,
+            epoch: u64::MAX,
         })),
     )?;
     let r = v1::DmResponse::decode(raw.as_slice())?;

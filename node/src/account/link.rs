@@ -241,6 +241,32 @@ impl Pending {
     }
 }
 
+/// The history a new device is given: of `(sent_ms, encoded length, item)`, those sent at or
+/// after `since_ms`, newest first while they fit `max_items` and `max_bytes` (an item that
+/// does not fit is skipped; smaller older ones may still), returned oldest first.
+pub fn newest_within<T>(
+    mut items: Vec<(u64, usize, T)>,
+    since_ms: u64,
+    max_items: usize,
+    max_bytes: usize,
+) -> Vec<T> {
+    items.retain(|(t, _, _)| *t >= since_ms);
+    items.sort_by_key(|(t, _, _)| std::cmp::Reverse(*t));
+    let mut left = max_bytes;
+    let mut kept: Vec<(u64, T)> = Vec::new();
+    for (t, len, item) in items {
+        if kept.len() >= max_items {
+            break;
+        }
+        if let Some(rest) = left.checked_sub(len) {
+            left = rest;
+            kept.push((t, item));
+        }
+    }
+    kept.reverse();
+    kept.into_iter().map(|(_, item)| item).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
@@ -318,5 +344,30 @@ mod tests {
         );
         let long = format!("{PREFIX}{}", "a".repeat(10_000));
         assert_eq!(long.parse::<Ticket>(), Err(LinkError::Malformed));
+    }
+
+    #[test]
+    fn a_grant_keeps_the_newest_history_that_fits() {
+        // (sent, length, name)
+        let items = vec![
+            (5, 10, "old"),
+            (50, 10, "c"),
+            (10, 10, "a"),
+            (40, 900, "huge"),
+            (30, 10, "b"),
+            (60, usize::MAX, "absurd"),
+        ];
+        // Since 10: "old" is too old; the huge and absurd ones do not fit 100 bytes, the
+        // smaller older ones still do; oldest first.
+        assert_eq!(
+            newest_within(items.clone(), 10, 10, 100),
+            vec!["a", "b", "c"]
+        );
+        // Two items: the newest two that fit.
+        assert_eq!(newest_within(items.clone(), 0, 2, 100), vec!["b", "c"]);
+        // 25 bytes: the newest two of ten bytes each.
+        assert_eq!(newest_within(items.clone(), 0, 10, 25), vec!["b", "c"]);
+        assert!(newest_within(items, 0, 0, 100).is_empty());
+        assert!(newest_within(Vec::<(u64, usize, ())>::new(), 0, 10, 10).is_empty());
     }
 }

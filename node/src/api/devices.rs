@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use super::error::ApiErrors;
 use super::extract::{AppState, parse_peer};
 use super::{ApiError, ui};
-use crate::node::views::{DeviceLinkView, DeviceView, RevokeView};
+use crate::node::views::{DeviceLinkView, DeviceView, RevokeGroupView, RevokeView};
 
 /// `GET /v1/devices`.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices", responses((status = 200, description = "This account's devices", body = Vec<DeviceView>), ApiErrors))]
@@ -26,6 +26,14 @@ pub(super) async fn device_link(
         message: format!("QR code: {e}"),
     })?);
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /v1/devices/removals`.
+#[utoipa::path(get, path = "/v1/devices/removals", tag = "devices", responses((status = 200, description = "Revoked devices' removals from private groups, and which members are known to hold them", body = Vec<RevokeGroupView>), ApiErrors))]
+pub(super) async fn device_removals(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<RevokeGroupView>>, ApiError> {
+    Ok(Json(s.node.device_removals().await?))
 }
 
 /// `DELETE /v1/devices/{peer}`.

@@ -80,6 +80,7 @@ pub(super) fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(devices::devices))
         .routes(routes!(devices::device_link))
         .routes(routes!(devices::revoke_device))
+        .routes(routes!(devices::device_removals))
         .routes(routes!(dm::dm_conversations))
         .routes(routes!(dm::dm_history, dm::dm_send))
         .routes(routes!(groups::groups, groups::create_group))

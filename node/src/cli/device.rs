@@ -6,7 +6,7 @@ use clap::Subcommand;
 use super::output::Output;
 use super::{client, path_peer};
 use crate::home::Home;
-use crate::node::views::{DeviceLinkView, DeviceView, RevokeView};
+use crate::node::views::{DeviceLinkView, DeviceView, RevokeGroupView, RevokeView};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DeviceCommand {
@@ -21,10 +21,40 @@ pub(super) enum DeviceCommand {
     List,
     /// Revoke a device (lost or seized; it may be offline): it is removed from the groups,
     /// its channel certificates withdrawn, and nothing it sends is accepted any more.
+    /// `{"revoked", "version", "groups": [{"group", "device", "removed", "note", "reached",
+    /// "pending"}]}`.
     Revoke {
         /// The device's peer id.
         peer_id: String,
+        /// Wait up to this many seconds for the groups' members to hold the removal (0: report
+        /// at once; `device removals` tells later).
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
     },
+    /// Revoked devices' removals from private groups, and which members are known to hold
+    /// them: `[{"group", "device", "removed", "note", "reached", "pending"}]`.
+    Removals,
+}
+
+/// Whether every removal of a revocation is made and every member known to hold it.
+fn settled(groups: &[RevokeGroupView]) -> bool {
+    groups.iter().all(|g| g.removed && g.pending.is_empty())
+}
+
+fn removal_lines(groups: &[RevokeGroupView]) -> Vec<String> {
+    groups
+        .iter()
+        .map(|g| {
+            format!(
+                "group {} device {}: {} ({} members hold it, {} not yet)",
+                g.group,
+                g.device,
+                g.note,
+                g.reached.len(),
+                g.pending.len()
+            )
+        })
+        .collect()
 }
 
 pub(super) async fn device(home: &Home, out: &Output, cmd: &DeviceCommand) -> Result<()> {
@@ -70,23 +100,41 @@ pub(super) async fn device(home: &Home, out: &Output, cmd: &DeviceCommand) -> Re
                     .join("\n")
             })
         }
-        DeviceCommand::Revoke { peer_id } => {
+        DeviceCommand::Revoke { peer_id, wait } => {
             let peer = path_peer(peer_id)?;
-            let r: RevokeView = client(home)?.delete(&format!("/v1/devices/{peer}")).await?;
+            let api = client(home)?;
+            let mut r: RevokeView = api.delete(&format!("/v1/devices/{peer}")).await?;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(*wait);
+            while !settled(&r.groups) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let now: Vec<RevokeGroupView> = api.get("/v1/devices/removals").await?;
+                for g in &mut r.groups {
+                    if let Some(n) = now
+                        .iter()
+                        .find(|n| n.group == g.group && n.device == g.device)
+                    {
+                        // The note of a failed removal says why; keep it.
+                        let note = if g.removed || n.removed {
+                            n.note.clone()
+                        } else {
+                            g.note.clone()
+                        };
+                        *g = RevokeGroupView { note, ..n.clone() };
+                    }
+                }
+            }
             out.value(&r, || {
                 let mut lines = vec![format!(
                     "revoked {} (device list version {})",
                     r.revoked, r.version
                 )];
-                for g in &r.groups {
-                    lines.push(format!(
-                        "group {}: {}",
-                        g.group,
-                        if g.removed { "removed" } else { &g.note }
-                    ));
-                }
+                lines.extend(removal_lines(&r.groups));
                 lines.join("\n")
             })
+        }
+        DeviceCommand::Removals => {
+            let list: Vec<RevokeGroupView> = client(home)?.get("/v1/devices/removals").await?;
+            out.value(&list, || removal_lines(&list).join("\n"))
         }
     }
 }

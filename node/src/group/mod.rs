@@ -5,6 +5,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod gate;
+pub mod reach;
 pub mod state;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -58,6 +58,10 @@ pub struct GroupState {
     pub last_sync: Option<Instant>,
     /// A catch-up request is out.
     pub sync_in_flight: bool,
+    /// The epochs members are known to be in, and the removals followed.
+    pub reach: super::reach::Reach,
+    /// A commit removed a member and the owner has not yet been told this node has it.
+    pub owes_owner_epoch: bool,
 }
 
 impl GroupState {
@@ -73,6 +77,8 @@ impl GroupState {
             synced_ms,
             last_sync: None,
             sync_in_flight: false,
+            reach: super::reach::Reach::default(),
+            owes_owner_epoch: false,
         }
     }
 

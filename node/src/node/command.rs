@@ -43,6 +43,7 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<super::views::RevokeView>,
     },
+    DeviceRemovals(Reply<Vec<super::views::RevokeGroupView>>),
     Peers(Reply<Vec<PeerView>>),
     Channels(Reply<Vec<ChannelView>>),
     /// A channel's view; its link carries this node's own addresses when the flag is set.

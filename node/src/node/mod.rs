@@ -319,6 +319,11 @@ impl NodeHandle {
             .await
     }
 
+    /// The removals of revoked devices from private groups, and which members hold them.
+    pub async fn device_removals(&self) -> Result<Vec<views::RevokeGroupView>, NodeError> {
+        self.call(Command::DeviceRemovals).await
+    }
+
     /// Every contact, oldest first.
     pub async fn contacts(&self) -> Result<Vec<crate::contact::Contact>, NodeError> {
         Ok(self.store.contacts()?)

@@ -214,10 +214,42 @@ pub struct RevokeGroupView {
     pub group: String,
     /// The device removed.
     pub device: String,
-    /// Whether this node sent the removal commit (it owns the group).
+    /// Whether the removal commit is made and this node holds it (at once when this node owns
+    /// the group; when the owner's commit arrives otherwise).
     pub removed: bool,
     /// What happened, or who removes it.
     pub note: String,
+    /// Members (other than this node) known to hold the removal: their catch-up requests or
+    /// messages name its epoch or a later one. The owner hears from every member.
+    #[serde(default)]
+    pub reached: Vec<String>,
+    /// Members not known to hold it yet (offline, or not heard from).
+    #[serde(default)]
+    pub pending: Vec<String>,
+}
+
+impl RevokeGroupView {
+    /// The view of one removal's reach.
+    pub fn of(
+        group: &crate::group::GroupId,
+        r: &crate::group::reach::RemovalReach,
+        owner: bool,
+    ) -> Self {
+        let note = match (r.removed, owner) {
+            (true, true) => "removal commit sent to the group",
+            (true, false) => "the owner's removal commit reached this node",
+            (false, true) => "removal commit not made",
+            (false, false) => "the group's owner removes it when it learns of the revocation",
+        };
+        Self {
+            group: group.to_string(),
+            device: r.device.to_string(),
+            removed: r.removed,
+            note: note.to_string(),
+            reached: r.reached.iter().map(ToString::to_string).collect(),
+            pending: r.pending.iter().map(ToString::to_string).collect(),
+        }
+    }
 }
 
 /// The node's own identity and addresses.

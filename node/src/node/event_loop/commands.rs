@@ -24,6 +24,9 @@ impl EventLoop {
             Command::DeviceRevoke { peer, reply } => {
                 answer!(self, reply, self.device_revoke(peer));
             }
+            Command::DeviceRemovals(reply) => {
+                answer!(self, reply, Ok(self.device_removals()));
+            }
             Command::Info(reply) => {
                 answer!(self, reply, Ok(self.info()));
             }

@@ -14,11 +14,11 @@ use crate::node::views::{DeviceLinkView, DeviceView, RevokeGroupView, RevokeView
 
 /// How often a new device asks the linking device again while linking has not completed.
 const ASK_EVERY: Duration = Duration::from_secs(3);
-/// Recent direct messages a new device receives (their age).
+/// Recent direct and group messages a new device receives (their age).
 const HISTORY_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Most direct messages, contacts and channels in one grant.
+/// Most messages (direct and group together), contacts and channels in one grant.
 const GRANT_ITEMS: usize = 1000;
-/// Most bytes of direct messages in one grant (the frame limit is 3 MiB).
+/// Most bytes of direct and group messages in one grant (the frame limit is 3 MiB).
 const GRANT_MESSAGE_BYTES: usize = 1536 * 1024;
 /// Most bytes of contacts and channel links in one grant (with the messages and a list of
 /// at most [`crate::account::MAX_LIST_BYTES`], well under the 3 MiB frame).
@@ -309,25 +309,22 @@ impl EventLoop {
                 }
             }
             for p in revoked.iter().filter(|p| members.contains(p)) {
-                let (removed, note) = if owner == me {
+                let note = if owner == me {
                     match self.group_remove(group, *p) {
-                        Ok(_) => (true, "removal commit sent to the group".to_string()),
-                        Err(e) => (false, e.to_string()),
+                        Ok(_) => "removal commit sent to the group".to_string(),
+                        Err(e) => e.to_string(),
                     }
                 } else {
-                    (
-                        false,
-                        format!(
-                            "the group's owner {owner} removes it when it learns of the revocation"
-                        ),
-                    )
+                    format!("the group's owner {owner} removes it when it learns of the revocation")
                 };
-                report.push(RevokeGroupView {
-                    group: group.to_string(),
-                    device: p.to_string(),
-                    removed,
-                    note,
-                });
+                if let Some(s) = self.groups.groups.get_mut(&group) {
+                    let epoch = (!s.members.contains(p)).then_some(s.epoch);
+                    s.reach.removing(*p, epoch);
+                }
+                if let Some(mut view) = self.removal_view(&group, p) {
+                    view.note = note;
+                    report.push(view);
+                }
             }
         }
         if own {
@@ -352,6 +349,34 @@ impl EventLoop {
             }
         }
         report
+    }
+
+    /// How far the removal of `device` from `group` has gone, if this node follows it.
+    fn removal_view(&self, group: &GroupId, device: &PeerId) -> Option<RevokeGroupView> {
+        let me = self.swarm.local_peer_id();
+        let s = self.groups.groups.get(group)?;
+        let r = s.reach.of(device, &s.members, me)?;
+        Some(RevokeGroupView::of(group, &r, s.owner == *me))
+    }
+
+    /// `device removals`: every removal of a revoked device this node follows, and which
+    /// members are known to have it.
+    pub(super) fn device_removals(&self) -> Vec<RevokeGroupView> {
+        let me = self.swarm.local_peer_id();
+        let mut out: Vec<RevokeGroupView> = self
+            .groups
+            .groups
+            .iter()
+            .flat_map(|(g, s)| {
+                let owner = s.owner == *me;
+                s.reach
+                    .report(&s.members, me)
+                    .into_iter()
+                    .map(move |r| RevokeGroupView::of(g, &r, owner))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.group, &a.device).cmp(&(&b.group, &b.device)));
+        out
     }
 
     /// Sends this account's list to every connected peer that should know it and has not got
@@ -537,20 +562,49 @@ impl EventLoop {
             .take(GRANT_ITEMS)
             .take_while(|l| fits(l.len()))
             .collect();
-        let cutoff = now_ms().saturating_sub(HISTORY_MS);
-        let mut messages = Vec::new();
-        let mut bytes = 0usize;
-        let peers: Vec<PeerId> = self.conversation_peer_ids();
-        'peers: for p in peers.iter().filter(|p| *p != device) {
+        // Direct and group messages share one budget, the newest kept first.
+        enum Recent {
+            Dm(v1::StoredDm),
+            Group(v1::StoredGroupMessage),
+        }
+        let now = now_ms();
+        let live = |b: &Option<v1::DmBody>| {
+            b.as_ref()
+                .map(|b| (b.sent_ms, b.expires_at_ms == 0 || b.expires_at_ms > now))
+        };
+        let mut recent: Vec<(u64, usize, Recent)> = Vec::new();
+        for p in self.conversation_peer_ids().iter().filter(|p| *p != device) {
             for m in self.store.private().messages(p).unwrap_or_default() {
-                if m.body.as_ref().is_none_or(|b| b.sent_ms < cutoff) {
-                    continue;
+                if let Some((sent, true)) = live(&m.body) {
+                    recent.push((sent, m.encoded_len(), Recent::Dm(m)));
                 }
-                bytes = bytes.saturating_add(m.encoded_len());
-                if bytes > GRANT_MESSAGE_BYTES || messages.len() >= GRANT_ITEMS {
-                    break 'peers;
+            }
+        }
+        let groups: Vec<GroupId> = self
+            .groups
+            .groups
+            .iter()
+            .filter(|(_, s)| s.record.active && !s.record.request)
+            .map(|(g, _)| *g)
+            .collect();
+        for g in groups {
+            for m in self.store.private().group_messages(&g).unwrap_or_default() {
+                if let Some((sent, true)) = live(&m.body) {
+                    recent.push((sent, m.encoded_len(), Recent::Group(m)));
                 }
-                messages.push(m);
+            }
+        }
+        let kept = crate::account::link::newest_within(
+            recent,
+            now.saturating_sub(HISTORY_MS),
+            GRANT_ITEMS,
+            GRANT_MESSAGE_BYTES,
+        );
+        let (mut messages, mut group_messages) = (Vec::new(), Vec::new());
+        for r in kept {
+            match r {
+                Recent::Dm(m) => messages.push(m),
+                Recent::Group(m) => group_messages.push(m),
             }
         }
         v1::DeviceLinkGrant {
@@ -558,6 +612,7 @@ impl EventLoop {
             contacts,
             channels,
             messages,
+            group_messages,
         }
     }
 
@@ -740,6 +795,19 @@ impl EventLoop {
                     let _ = self.save_conversation(&p);
                 }
                 let _ = self.store.private().put_message(&m);
+            }
+        }
+        // The groups' recent history: MLS lets this device read only what is sent after the
+        // owner adds it. Shown once it is a member (a group it never joins stays hidden).
+        for m in grant.group_messages.into_iter().take(GRANT_ITEMS) {
+            let ok = m
+                .body
+                .as_ref()
+                .is_some_and(|b| crate::dm::check_body(b).is_ok())
+                && GroupId::from_slice(&m.group_id).is_some()
+                && PeerId::from_bytes(&m.author).is_ok();
+            if ok && let Err(e) = self.store_group_message(&m) {
+                tracing::debug!("a group message of the grant not stored: {e}");
             }
         }
         tracing::info!(%account, "linked to the account");

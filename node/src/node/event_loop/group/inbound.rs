@@ -117,6 +117,10 @@ impl EventLoop {
         self.log_wire(group, &wire, &id).map_err(store)?;
         match incoming {
             GroupIncoming::Application { author, plaintext } => {
+                if let Some(s) = self.groups.groups.get_mut(group) {
+                    // It wrote in this epoch: any removal before it has reached it.
+                    s.reach.note_epoch(author, h.epoch, &s.members);
+                }
                 if self.is_revoked_device(&author) {
                     // Its account revoked it: taken off the wire, never shown (the group's
                     // owner removes it from the group when it learns).
@@ -144,12 +148,23 @@ impl EventLoop {
                 }
             }
             GroupIncoming::Commit { removed_me } => {
+                let before = self.groups.groups.get(group).map(|s| s.members.len());
                 self.refresh_members(group);
                 if removed_me {
                     self.leave_group(group);
                 } else {
                     tracing::debug!(group = %group, "group moved to a new epoch");
                     self.retry_early(group);
+                    // A removal: tell the owner it reached this node (a catch-up request names
+                    // the epoch), so that whoever revoked a device can know.
+                    let me = *self.swarm.local_peer_id();
+                    if let Some(s) = self.groups.groups.get_mut(group)
+                        && before.is_some_and(|n| s.members.len() < n)
+                        && s.owner != me
+                    {
+                        s.owes_owner_epoch = true;
+                        self.group_sync_with(group, owner, true);
+                    }
                 }
                 if let Ok(view) = self.group_view(group) {
                     let _ = self.events.send(Event::GroupChanged { group: view });

@@ -155,6 +155,7 @@ impl EventLoop {
         {
             s.members = members.into_iter().collect();
             s.epoch = epoch;
+            s.reach.members_changed(&s.members, epoch);
         }
     }
 
@@ -442,7 +443,10 @@ impl EventLoop {
             .collect())
     }
 
-    fn store_group_message(&mut self, stored: &v1::StoredGroupMessage) -> Result<(), NodeError> {
+    pub(super) fn store_group_message(
+        &mut self,
+        stored: &v1::StoredGroupMessage,
+    ) -> Result<(), NodeError> {
         if self.store.private().put_group_message(stored)? {
             // (None: the next pass looks at every expiry.)
             self.groups.next_expiry = None;

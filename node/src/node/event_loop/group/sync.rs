@@ -21,10 +21,14 @@ impl EventLoop {
         }
         s.sync_in_flight = true;
         s.last_sync = Some(Instant::now());
+        if peer == s.owner {
+            s.owes_owner_epoch = false;
+        }
         let req = v1::DmRequest {
             kind: Some(v1::dm_request::Kind::GroupSync(v1::GroupSync {
                 group_id: group.as_bytes().to_vec(),
                 since_ms: s.synced_ms,
+                epoch: s.epoch,
             })),
         };
         let id = self
@@ -46,7 +50,7 @@ impl EventLoop {
             resp.error = "unknown group".into();
             return;
         };
-        let Some(s) = self.groups.groups.get(&group) else {
+        let Some(s) = self.groups.groups.get_mut(&group) else {
             resp.error = "unknown group".into();
             return;
         };
@@ -55,6 +59,8 @@ impl EventLoop {
             resp.error = "not a member".into();
             return;
         }
+        // The epoch it names tells whether a removal has reached it (its claim, about itself).
+        s.reach.note_epoch(*peer, q.epoch, &s.members);
         let Ok(log) = self.store.private().group_log(&group, q.since_ms) else {
             resp.error = "store error".into();
             return;
@@ -178,6 +184,11 @@ impl EventLoop {
                     self.groups.dialed.insert(p, Instant::now());
                     let _ = self.swarm.dial(p);
                 }
+            }
+            if s.owes_owner_epoch && !s.sync_in_flight && connected.contains(&s.owner) {
+                let owner = s.owner;
+                self.group_sync_with(&id, owner, true);
+                continue;
             }
             let due = s.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
             if due && let Some(p) = connected.first().copied() {
