@@ -6,7 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use data_encoding::BASE32_NOPAD;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use prost::Message;
@@ -183,30 +182,20 @@ impl ContactCard {
 
 impl fmt::Display for ContactCard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.to_proto().encode_to_vec();
-        write!(
-            f,
-            "{PREFIX}{}",
-            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
-        )
+        f.write_str(&crate::link::encode(
+            PREFIX,
+            &self.to_proto().encode_to_vec(),
+        ))
     }
 }
 
 impl FromStr for ContactCard {
     type Err = ContactError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.len() > MAX_LINK_LEN {
-            return Err(ContactError::Malformed);
-        }
-        let payload = s
-            .get(..PREFIX.len())
-            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
-            .and_then(|_| s.get(PREFIX.len()..))
-            .ok_or(ContactError::NotALink)?;
-        let bytes = BASE32_NOPAD
-            .decode(payload.to_ascii_uppercase().as_bytes())
-            .map_err(|_| ContactError::NotALink)?;
+        let bytes = crate::link::decode(PREFIX, s, MAX_LINK_LEN).map_err(|e| match e {
+            crate::link::Shape::TooLong => ContactError::Malformed,
+            crate::link::Shape::NotALink => ContactError::NotALink,
+        })?;
         let pb = v1::ContactCard::decode(bytes.as_slice()).map_err(|_| ContactError::Malformed)?;
         Self::from_proto(pb)
     }

@@ -15,6 +15,7 @@ pub mod files;
 pub mod group;
 pub mod home;
 pub mod identity;
+pub mod link;
 pub mod mls;
 pub mod net;
 pub mod node;

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+/// The log filter of [`NodeProc::debug`]: the node at debug, its libraries at info.
+pub const DEBUG_LOG: &str = "samizdat_node=debug,info";
+
 /// Path of a workspace binary (`target/<profile>/<name>`, beside the test executable's
 /// directory), built first if needed so that a test never runs a stale binary.
 /// `SAMIZDAT_BIN_DIR` overrides the directory (and skips the build).
@@ -227,6 +230,14 @@ impl NodeProc {
     pub fn new(name: &str) -> Result<Self> {
         let n = Self::fresh(name, None)?;
         n.cli_ok(&["init"])?;
+        Ok(n)
+    }
+
+    /// A new node (as [`NodeProc::new`]) that logs the node's debug lines, for tests that
+    /// read its log.
+    pub fn debug(name: &str) -> Result<Self> {
+        let mut n = Self::new(name)?;
+        n.set_env("RUST_LOG", DEBUG_LOG);
         Ok(n)
     }
 

@@ -11,13 +11,7 @@ use samizdat_tests::{BootstrapProc, NodeProc, texts, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
-const LOG: &str = "samizdat_node=debug,info";
-
-fn node(name: &str) -> Result<NodeProc> {
-    let mut n = NodeProc::new(name)?;
-    n.set_env("RUST_LOG", LOG);
-    Ok(n)
-}
+const LOG: &str = samizdat_tests::DEBUG_LOG;
 
 fn history(n: &NodeProc, peer: &str) -> Result<Vec<Value>> {
     n.list(&["dm", "history", peer])
@@ -70,8 +64,8 @@ fn peer_ids(list: &[Value]) -> Vec<String> {
 #[test]
 fn a_linked_device_chats_posts_and_once_revoked_reads_and_sends_nothing() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
     alice.start(&boot.addrs)?;
     bob.start(&boot.addrs)?;
     let (a1, b) = (alice.peer_id()?, bob.peer_id()?);
@@ -384,8 +378,8 @@ fn bad_device_links_are_clear_errors() -> Result<()> {
         assert!(err.contains("device link"), "{err}");
     }
     // An existing node does not join an account.
-    let old = node("old")?;
-    let mut alice = node("alice")?;
+    let old = NodeProc::debug("old")?;
+    let mut alice = NodeProc::debug("alice")?;
     alice.start(&[])?;
     let link = alice.json(&["device", "link"])?["link"]
         .as_str()

@@ -11,14 +11,6 @@ use samizdat_tests::{BootstrapProc, NodeProc, files_containing, wait_for};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
-/// What the daemons log in these tests: enough to see deliveries and deposits.
-const LOG: &str = "samizdat_node=debug,info";
-
-fn node(name: &str) -> Result<NodeProc> {
-    let mut n = NodeProc::new(name)?;
-    n.set_env("RUST_LOG", LOG);
-    Ok(n)
-}
 
 fn send(from: &NodeProc, to: &str, text: &str) -> Result<String> {
     let v = from.json(&["dm", "send", to, text])?;
@@ -50,9 +42,9 @@ fn wait_log(n: &NodeProc, needle: &str) -> Result<()> {
 #[test]
 fn two_nodes_chat_both_ways_and_the_peer_holding_their_mail_sees_only_ciphertext() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
-    let mut carol = node("carol")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
+    let mut carol = NodeProc::debug("carol")?;
     // Carol logs everything, so the test can check that no plaintext passes through her.
     carol.set_env("RUST_LOG", "trace");
     for n in [&mut alice, &mut bob, &mut carol] {
@@ -144,10 +136,10 @@ fn two_nodes_chat_both_ways_and_the_peer_holding_their_mail_sees_only_ciphertext
 #[test]
 fn a_message_to_a_peer_that_is_offline_is_held_and_received_once() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut carol = node("carol")?;
+    let mut carol = NodeProc::debug("carol")?;
     carol.start(&boot.addrs)?;
     // Bob was online once: long enough to publish his KeyPackage and hand out his card.
-    let mut bob = node("bob")?;
+    let mut bob = NodeProc::debug("bob")?;
     bob.start(&boot.addrs)?;
     wait_log(&bob, "key package published")?;
     let b = bob.peer_id()?;
@@ -156,7 +148,7 @@ fn a_message_to_a_peer_that_is_offline_is_held_and_received_once() -> Result<()>
 
     // Alice has never been connected to Bob. She writes; the conversation starts from his
     // published KeyPackage and the Welcome and message wait with the holders.
-    let mut alice = node("alice")?;
+    let mut alice = NodeProc::debug("alice")?;
     alice.start(&boot.addrs)?;
     let a = alice.peer_id()?;
     alice.json(&["contact", "add", bob_card["link"].as_str().context("link")?])?;
@@ -193,8 +185,8 @@ fn a_message_to_a_peer_that_is_offline_is_held_and_received_once() -> Result<()>
 #[test]
 fn a_long_conversation_renews_the_keys_of_both_sides_and_loses_nothing() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
     alice.start(&boot.addrs)?;
     bob.start(&boot.addrs)?;
     let (a, b) = (alice.peer_id()?, bob.peer_id()?);
@@ -241,8 +233,8 @@ fn request(kind: v1::dm_request::Kind) -> Vec<u8> {
 #[test]
 fn garbage_and_forged_envelopes_are_refused_and_nothing_is_stored() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
     alice.start(&boot.addrs)?;
     bob.start(&boot.addrs)?;
     let (a, b) = (alice.peer_id()?, bob.peer_id()?);

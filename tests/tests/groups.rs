@@ -11,13 +11,6 @@ use samizdat_tests::{BootstrapProc, NodeProc, files_containing, texts, wait_for}
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
-const LOG: &str = "samizdat_node=debug,info";
-
-fn node(name: &str) -> Result<NodeProc> {
-    let mut n = NodeProc::new(name)?;
-    n.set_env("RUST_LOG", LOG);
-    Ok(n)
-}
 
 fn history(n: &NodeProc, group: &str) -> Result<Vec<Value>> {
     n.list(&["group", "history", group])
@@ -50,7 +43,7 @@ fn ten_nodes_read_the_group_and_a_removed_member_reads_nothing_posted_after() ->
     let boot = BootstrapProc::start()?;
     let mut nodes: Vec<NodeProc> = Vec::new();
     for i in 0..10 {
-        let mut n = node(&format!("n{i}"))?;
+        let mut n = NodeProc::debug(&format!("n{i}"))?;
         n.start(&boot.addrs)?;
         nodes.push(n);
     }
@@ -171,8 +164,8 @@ fn ten_nodes_read_the_group_and_a_removed_member_reads_nothing_posted_after() ->
 #[test]
 fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
     alice.start(&boot.addrs)?;
     bob.start(&boot.addrs)?;
     let (a, b) = (alice.peer_id()?, bob.peer_id()?);
@@ -303,9 +296,9 @@ fn non_members_cannot_post_invite_or_catch_up() -> Result<()> {
 #[test]
 fn a_member_away_catches_up_and_disappearing_messages_vanish_everywhere() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
-    let mut carol = node("carol")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
+    let mut carol = NodeProc::debug("carol")?;
     for n in [&mut alice, &mut bob, &mut carol] {
         n.start(&boot.addrs)?;
     }
@@ -409,9 +402,9 @@ fn a_member_away_catches_up_and_disappearing_messages_vanish_everywhere() -> Res
 fn attachments_are_encrypted_end_to_end_in_dms_and_groups() -> Result<()> {
     use sha2::Digest;
     let boot = BootstrapProc::start()?;
-    let mut alice = node("alice")?;
-    let mut bob = node("bob")?;
-    let mut carol = node("carol")?;
+    let mut alice = NodeProc::debug("alice")?;
+    let mut bob = NodeProc::debug("bob")?;
+    let mut carol = NodeProc::debug("carol")?;
     for n in [&mut alice, &mut bob, &mut carol] {
         n.start(&boot.addrs)?;
     }

@@ -17,12 +17,6 @@ const LONG: Duration = Duration::from_secs(90);
 /// Memory an attack may add to a node's peak (issue 13: within 64 MiB of the idle figure).
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
 
-fn node(name: &str) -> Result<NodeProc> {
-    let mut n = NodeProc::new(name)?;
-    n.set_env("RUST_LOG", "samizdat_node=debug,info");
-    Ok(n)
-}
-
 fn info(n: &NodeProc) -> Value {
     n.json(&["id"]).unwrap_or(Value::Null)
 }
@@ -64,7 +58,7 @@ fn topic_of(channel: &str) -> String {
 #[test]
 fn forged_heads_and_expiry_claims_neither_crash_erase_nor_lock_out() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
+    let mut owner = NodeProc::debug("owner")?;
     owner.start(&boot.addrs)?;
     let ch = owner.json(&["channel", "create", "contested"])?;
     let channel = ch["id"].as_str().context("id")?.to_string();
@@ -93,7 +87,7 @@ fn forged_heads_and_expiry_claims_neither_crash_erase_nor_lock_out() -> Result<(
 
     // The owner goes away: a newcomer meets only the attackers on the topic.
     owner.stop();
-    let mut newcomer = node("newcomer")?;
+    let mut newcomer = NodeProc::debug("newcomer")?;
     newcomer.start(&boot.addrs)?;
     let rss0 = rss(&newcomer);
     newcomer.follow(&link)?;
@@ -141,8 +135,8 @@ fn forged_heads_and_expiry_claims_neither_crash_erase_nor_lock_out() -> Result<(
 #[test]
 fn junk_for_conversations_nobody_is_in_is_bounded_and_a_contact_gets_through() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut victim = node("victim")?;
-    let mut friend = node("friend")?;
+    let mut victim = NodeProc::debug("victim")?;
+    let mut friend = NodeProc::debug("friend")?;
     victim.start(&boot.addrs)?;
     friend.start(&boot.addrs)?;
     let (v, f) = (victim.peer_id()?, friend.peer_id()?);
@@ -200,9 +194,9 @@ fn junk_for_conversations_nobody_is_in_is_bounded_and_a_contact_gets_through() -
 #[test]
 fn replayed_and_re_encoded_manifests_and_certificates_are_not_forwarded() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
-    let mut follower = node("follower")?;
-    let mut admin = node("admin")?;
+    let mut owner = NodeProc::debug("owner")?;
+    let mut follower = NodeProc::debug("follower")?;
+    let mut admin = NodeProc::debug("admin")?;
     for n in [&mut owner, &mut follower, &mut admin] {
         n.start(&boot.addrs)?;
     }
@@ -292,7 +286,7 @@ fn replayed_and_re_encoded_manifests_and_certificates_are_not_forwarded() -> Res
 #[test]
 fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
+    let mut owner = NodeProc::debug("owner")?;
     owner.start(&boot.addrs)?;
     let rss0 = rss(&owner);
 
@@ -338,7 +332,7 @@ fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Resu
             .contains(&owner_id)
             .then_some(())
     })?;
-    let mut first = node("first-reader")?;
+    let mut first = NodeProc::debug("first-reader")?;
     first.start(&boot.addrs)?;
     first.follow(&channel)?;
     first.wait_history(&channel, 1, LONG)?;
@@ -360,7 +354,7 @@ fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Resu
         s.provide(vec![key.clone()])?;
     }
     std::thread::sleep(Duration::from_secs(2));
-    let mut follower = node("follower")?;
+    let mut follower = NodeProc::debug("follower")?;
     follower.start(&boot.addrs)?;
     follower.follow(&link)?;
     follower.wait_history(&channel, 1, LONG)?;
@@ -375,7 +369,7 @@ fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Resu
     })?;
     owner.stop();
 
-    let mut newcomer = node("newcomer")?;
+    let mut newcomer = NodeProc::debug("newcomer")?;
     newcomer.start(&boot.addrs)?;
     newcomer.follow(&channel)?;
     let h = newcomer.wait_history(&channel, 1, Duration::from_secs(150))?;
@@ -390,9 +384,9 @@ fn dht_stuffing_neither_silences_a_node_nor_hides_a_channels_followers() -> Resu
 #[test]
 fn a_crowd_of_fresh_identities_cannot_fill_a_mailbox_or_get_ahead_of_a_contact() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut holder = node("holder")?;
-    let mut victim = node("victim")?;
-    let mut friend = node("friend")?;
+    let mut holder = NodeProc::debug("holder")?;
+    let mut victim = NodeProc::debug("victim")?;
+    let mut friend = NodeProc::debug("friend")?;
     for n in [&mut holder, &mut victim, &mut friend] {
         n.start(&boot.addrs)?;
     }
@@ -454,8 +448,8 @@ fn a_crowd_of_fresh_identities_cannot_fill_a_mailbox_or_get_ahead_of_a_contact()
 #[test]
 fn forged_group_epochs_neither_panic_nor_stop_a_group() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
-    let mut member = node("member")?;
+    let mut owner = NodeProc::debug("owner")?;
+    let mut member = NodeProc::debug("member")?;
     owner.start(&boot.addrs)?;
     member.start(&boot.addrs)?;
     let m = member.peer_id()?;
@@ -528,13 +522,13 @@ fn forged_group_epochs_neither_panic_nor_stop_a_group() -> Result<()> {
 #[test]
 fn a_crowd_of_connections_is_trimmed_and_the_honest_peer_kept() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
+    let mut owner = NodeProc::debug("owner")?;
     owner.start(&boot.addrs)?;
     let ch = owner.json(&["channel", "create", "crowded"])?;
     let channel = ch["id"].as_str().context("id")?.to_string();
     let link = ch["link"].as_str().context("link")?.to_string();
     let topic = topic_of(&channel);
-    let mut victim = node("victim")?;
+    let mut victim = NodeProc::debug("victim")?;
     // The victim's topic mesh (up to 12 peers: gossipsub's mesh_n_high) is protected, so the
     // high watermark sits above it: 24 Sybils on the topic are 26 connections.
     let high = 16;

@@ -12,18 +12,12 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
 
-fn node(name: &str) -> Result<NodeProc> {
-    let mut n = NodeProc::new(name)?;
-    n.set_env("RUST_LOG", "samizdat_node=debug,info");
-    Ok(n)
-}
-
 /// The invite link names the bootstrap peers, not the creating node: whoever gets a channel's
 /// link does not learn where its owner is, unless the owner asks for that (with a warning).
 #[test]
 fn invite_links_do_not_locate_the_owner_unless_asked() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
+    let mut owner = NodeProc::debug("owner")?;
     owner.start(&boot.addrs)?;
     let me = owner.peer_id()?;
     let out = owner.cli(&["channel", "create", "samizdat news", "--json"])?;
@@ -50,7 +44,7 @@ fn invite_links_do_not_locate_the_owner_unless_asked() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("where your node is"));
 
     // A node with no bootstrap peer names no way in, and says so.
-    let mut alone = node("alone")?;
+    let mut alone = NodeProc::debug("alone")?;
     alone.start(&[])?;
     let out = alone.cli(&["channel", "create", "alone", "--json"])?;
     let ch: Value = serde_json::from_slice(&out.stdout)?;
@@ -60,7 +54,7 @@ fn invite_links_do_not_locate_the_owner_unless_asked() -> Result<()> {
     assert!(ch["link_warning"].is_string());
 
     // A follower still finds the owner from the link alone (through the DHT).
-    let mut follower = node("follower")?;
+    let mut follower = NodeProc::debug("follower")?;
     follower.start(&boot.addrs)?;
     follower.follow(link)?;
     owner.post(id, "found without its address")?;
@@ -75,9 +69,9 @@ fn invite_links_do_not_locate_the_owner_unless_asked() -> Result<()> {
 #[test]
 fn a_revoked_admin_posts_nothing_anyone_accepts() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
-    let mut online = node("online")?;
-    let mut offline = node("offline")?;
+    let mut owner = NodeProc::debug("owner")?;
+    let mut online = NodeProc::debug("online")?;
+    let mut offline = NodeProc::debug("offline")?;
     for n in [&mut owner, &mut online, &mut offline] {
         n.start(&boot.addrs)?;
     }
@@ -220,9 +214,9 @@ fn a_revoked_admin_posts_nothing_anyone_accepts() -> Result<()> {
 #[test]
 fn strangers_wait_at_the_door_as_message_requests() -> Result<()> {
     let boot = BootstrapProc::start()?;
-    let mut victim = node("victim")?;
-    let mut stranger = node("stranger")?;
-    let mut pest = node("pest")?;
+    let mut victim = NodeProc::debug("victim")?;
+    let mut stranger = NodeProc::debug("stranger")?;
+    let mut pest = NodeProc::debug("pest")?;
     for n in [&mut victim, &mut stranger, &mut pest] {
         n.start(&boot.addrs)?;
     }
@@ -410,8 +404,8 @@ fn time_needles(ms: u64) -> Vec<(String, Vec<u8>)> {
 fn a_seized_disk_says_nothing_of_what_it_follows_or_whom_it_talks_to() -> Result<()> {
     use std::str::FromStr as _;
     let boot = BootstrapProc::start()?;
-    let mut owner = node("owner")?;
-    let mut reader = node("reader")?;
+    let mut owner = NodeProc::debug("owner")?;
+    let mut reader = NodeProc::debug("reader")?;
     owner.start(&boot.addrs)?;
     reader.start(&boot.addrs)?;
     let (o, r) = (owner.peer_id()?, reader.peer_id()?);

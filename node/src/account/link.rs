@@ -9,7 +9,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -132,29 +131,17 @@ impl Ticket {
 
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{PREFIX}{}",
-            BASE32_NOPAD.encode(&self.encode()).to_ascii_lowercase()
-        )
+        f.write_str(&crate::link::encode(PREFIX, &self.encode()))
     }
 }
 
 impl FromStr for Ticket {
     type Err = LinkError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.len() > MAX_LINK_LEN {
-            return Err(LinkError::Malformed);
-        }
-        let payload = s
-            .get(..PREFIX.len())
-            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
-            .and_then(|_| s.get(PREFIX.len()..))
-            .ok_or(LinkError::NotALink)?;
-        let bytes = BASE32_NOPAD
-            .decode(payload.to_ascii_uppercase().as_bytes())
-            .map_err(|_| LinkError::NotALink)?;
+        let bytes = crate::link::decode(PREFIX, s, MAX_LINK_LEN).map_err(|e| match e {
+            crate::link::Shape::TooLong => LinkError::Malformed,
+            crate::link::Shape::NotALink => LinkError::NotALink,
+        })?;
         Self::decode(&bytes)
     }
 }

@@ -6,7 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use data_encoding::BASE32_NOPAD;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use prost::Message;
@@ -61,31 +60,17 @@ impl fmt::Display for Invite {
                 .map(|a| a.to_vec())
                 .collect(),
         };
-        write!(
-            f,
-            "{PREFIX}{}",
-            BASE32_NOPAD
-                .encode(&msg.encode_to_vec())
-                .to_ascii_lowercase()
-        )
+        f.write_str(&crate::link::encode(PREFIX, &msg.encode_to_vec()))
     }
 }
 
 impl FromStr for Invite {
     type Err = InviteError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.len() > MAX_LINK_LEN {
-            return Err(InviteError::Malformed);
-        }
-        let payload = s
-            .get(..PREFIX.len())
-            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
-            .map(|_| &s[PREFIX.len()..])
-            .ok_or(InviteError::NotALink)?;
-        let bytes = BASE32_NOPAD
-            .decode(payload.to_ascii_uppercase().as_bytes())
-            .map_err(|_| InviteError::NotALink)?;
+        let bytes = crate::link::decode(PREFIX, s, MAX_LINK_LEN).map_err(|e| match e {
+            crate::link::Shape::TooLong => InviteError::Malformed,
+            crate::link::Shape::NotALink => InviteError::NotALink,
+        })?;
         let msg =
             v1::ChannelInvite::decode(bytes.as_slice()).map_err(|_| InviteError::Malformed)?;
         let manifest = Manifest::verify(msg.manifest.ok_or(InviteError::Malformed)?)?;
