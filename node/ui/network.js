@@ -22,6 +22,7 @@ function renderNetSummary() {
   const dot = $('net-dot');
   dot.className = `dot ${n.connected_peers > 0 ? (n.reachability === 'private' && !n.relays.length ? 'warn' : 'ok') : 'bad'}`;
   $('net-summary-text').textContent = `${n.connected_peers} ${n.connected_peers === 1 ? 'peer' : 'peers'} · ${n.reachability}`;
+  $('btn-network').title = $('net-summary-text').textContent;
   $('btn-network').setAttribute('aria-label', `Network: ${n.connected_peers} peers connected, reachability ${n.reachability}`);
 }
 

@@ -123,6 +123,7 @@ fn two_browsers_share_a_channel_an_image_and_a_direct_message() -> Result<()> {
         "a-dm-unread.png",
         "a-dm.png",
         "b-phone.png",
+        "a-devices.png",
     ] {
         let len = std::fs::metadata(shots.join(name))
             .with_context(|| format!("screenshot {name}"))?

@@ -530,6 +530,21 @@ async function main() {
       convItem(pageB, 'channel').first().isVisible());
   });
 
+  await step('the Devices page lists this device and makes a one-time link with its QR code', async () => {
+    await pageA.locator('#btn-devices').click();
+    const rows = pageA.getByTestId('device');
+    await until('A\'s own device listed', async () => (await rows.count()) === 1
+      && ((await rows.first().textContent()) || '').includes('(this device)')
+      && ((await rows.first().textContent()) || '').includes(PEER_A));
+    check(await rows.first().locator('button').count() === 0, 'this device offers to revoke itself');
+    await pageA.locator('#device-new-link').click();
+    await until('the device link', async () =>
+      ((await pageA.locator('#device-link').textContent()) || '').trim().startsWith('samizdat://device/'));
+    await until('the device link\'s QR code image', () => pageA.locator('#device-qr')
+      .evaluate((i) => i.complete && i.naturalWidth > 0));
+    await shot(pageA, SHOTS, 'a-devices.png');
+  });
+
   await step('keyboard only: B opens the conversation with A from the sidebar and writes to A', async () => {
     // A looks at the conversation with B (with the mouse: only B is keyboard-only).
     await convItem(pageA, 'dm', PEER_B).click();
