@@ -287,6 +287,7 @@ impl EventLoop {
             refused_connections: self.conns.refused_total(),
             dropped: self.dropped(),
             bootstrap: self
+                .peers
                 .bootstrap
                 .iter()
                 .map(|a| crate::node::views::BootstrapView {
@@ -303,9 +304,10 @@ impl EventLoop {
     pub(super) fn dropped(&self) -> crate::node::views::DroppedView {
         crate::node::views::DroppedView {
             dht: self
+                .upkeep
                 .dht_drops
                 .records
-                .saturating_add(self.dht_drops.providers),
+                .saturating_add(self.upkeep.dht_drops.providers),
             held_messages: self.held_dropped(),
             mail: self.dm_mail_evicted(),
         }
@@ -395,7 +397,7 @@ impl EventLoop {
                 push(a.with(Protocol::P2p(me)));
             }
         }
-        for a in &self.bootstrap {
+        for a in &self.peers.bootstrap {
             if split_peer_addr(a).0 != Some(me) {
                 push(a.clone());
             }

@@ -101,25 +101,16 @@ pub(crate) struct EventLoop {
     identity: Arc<Identity>,
     /// Channels: followed ones, their topics and queries, posts not yet durable or published.
     channels: channels::Channels,
-    bootstrap: Vec<Multiaddr>,
-    announce_listen: bool,
-    external: Vec<Multiaddr>,
-    peer_saved: HashMap<PeerId, Instant>,
-    /// The peer cache, mirrored in memory (written through to the store).
-    peer_book: PeerBook,
+    /// Who this node knows and how it finds them: bootstrap peers, the peer cache, the DHT.
+    peers: peers::Peers,
     /// Open connections, the connection manager, redialing.
     conns: Connections,
-    kad_bootstrapped: bool,
     /// History sync: each channel's state, requests out, limits on peers' requests.
     sync: sync::HistorySync,
     /// Files: downloads, requests out, provider lookups, what this node provides.
     files: files::Files,
-    /// Peer exchanges asked.
-    px_requests: Requests<()>,
     /// Reachability, the DHT role it drives, relay reservations, peer-exchange pacing.
     reach: super::reach::Reach,
-    /// Peers whose relayed connection was upgraded to a direct one.
-    direct_upgrades: HashSet<PeerId>,
     /// Direct messages: MLS state, conversations, delivery, mail held for others.
     dm: dm::Direct,
     /// The MLS client direct messages and groups share.
@@ -132,12 +123,8 @@ pub(crate) struct EventLoop {
     police: Police,
     /// Peers the user blocked (mirrors the store; read every tick by the police).
     user_blocked: HashSet<PeerId>,
-    /// What the DHT store dropped at its bounds (read from it after each inbound request).
-    dht_drops: crate::net::dht_store::DhtDrops,
-    /// When tables keyed by peers that come and go were last pruned.
-    last_prune: Instant,
-    /// Drops at bounds as last logged, and when.
-    drops_logged: (super::views::DroppedView, Option<Instant>),
+    /// What was dropped at bounds, and when peer tables were last pruned.
+    upkeep: peers::Upkeep,
     /// What waits for this task's writes to reach the disk.
     durable: Durable<Deferred>,
     /// The store's write count when the command being handled arrived.
@@ -251,27 +238,22 @@ impl EventLoop {
             max_prefetch_bytes: config.max_prefetch_bytes,
             identity,
             channels: channels::Channels::default(),
-            bootstrap: config.bootstrap.clone(),
-            announce_listen: config.announce_listen_addresses,
-            external: config.external_addresses.clone(),
-            peer_saved: HashMap::new(),
-            peer_book,
+            peers: peers::Peers::new(
+                config.bootstrap.clone(),
+                config.announce_listen_addresses,
+                peer_book,
+            ),
             conns: Connections::new(peers::watermarks(&config.connections), Instant::now()),
-            kad_bootstrapped: false,
             sync: sync::HistorySync::new(),
             files: files::Files::new(),
-            px_requests: Requests::default(),
             reach: super::reach::Reach::new(config.dht_mode, config.use_relays),
-            direct_upgrades: HashSet::new(),
             dm,
             mls,
             groups: group::no_groups(),
             devices,
             police: Police::default(),
             user_blocked: HashSet::new(),
-            dht_drops: Default::default(),
-            last_prune: Instant::now(),
-            drops_logged: Default::default(),
+            upkeep: peers::Upkeep::new(Instant::now()),
             durable: Durable::default(),
             command_seq: 0,
             shutdown,
@@ -279,7 +261,7 @@ impl EventLoop {
         for addr in listen_addrs {
             this.on_new_listen_addr(addr);
         }
-        for addr in this.external.clone() {
+        for addr in config.external_addresses.clone() {
             this.swarm.add_external_address(addr);
         }
         this.restore()?;
@@ -491,8 +473,8 @@ impl EventLoop {
             self.note_relay(peer, &addrs);
         }
         let kad_server = learn_from_identify(&mut self.swarm.behaviour_mut().kad, &peer, &info);
-        if kad_server && !self.kad_bootstrapped {
-            self.kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
+        if kad_server && !self.peers.kad_bootstrapped {
+            self.peers.kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
             // The DHT just became reachable: announce and look up every channel now.
             let ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
             for id in ids {
@@ -501,7 +483,8 @@ impl EventLoop {
         }
         // Remember peers worth dialing after a restart (at most once a minute each).
         let recently = self
-            .peer_saved
+            .peers
+            .saved
             .get(&peer)
             .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
         let speaks_samizdat = info.protocol_version == crate::net::IDENTIFY_PROTOCOL_VERSION;
@@ -524,7 +507,7 @@ impl EventLoop {
                     last_seen_ms: now_ms(),
                 };
                 self.remember_peer(rec);
-                self.peer_saved.insert(peer, Instant::now());
+                self.peers.saved.insert(peer, Instant::now());
             }
         }
     }
@@ -535,10 +518,10 @@ impl EventLoop {
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 accept_inbound_kad(kad, request, &crate::net::SamizdatRecords);
                 let drops = kad.store_mut().drops();
-                if drops != self.dht_drops {
+                if drops != self.upkeep.dht_drops {
                     tracing::debug!(?drops, "DHT store at a bound: records refused or evicted");
                 }
-                self.dht_drops = drops;
+                self.upkeep.dht_drops = drops;
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -647,8 +630,8 @@ impl EventLoop {
         self.police_scores();
         self.police.prune(Instant::now());
         self.trim_connections();
-        if self.last_prune.elapsed() >= Duration::from_secs(60) {
-            self.last_prune = Instant::now();
+        if self.upkeep.last_prune.elapsed() >= Duration::from_secs(60) {
+            self.upkeep.last_prune = Instant::now();
             self.prune_peer_tables();
             self.renew_certs();
         }

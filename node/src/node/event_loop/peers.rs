@@ -2,6 +2,60 @@
 
 use super::*;
 
+/// Who this node knows and how it finds them.
+pub(crate) struct Peers {
+    /// The bootstrap peers of the config.
+    pub(super) bootstrap: Vec<Multiaddr>,
+    /// Whether listen addresses are announced as this node's own (config).
+    pub(super) announce_listen: bool,
+    /// When each peer's entry in the peer cache was last written (writes are spaced).
+    pub(super) saved: HashMap<PeerId, Instant>,
+    /// The peer cache, mirrored in memory (written through to the store).
+    pub(super) book: PeerBook,
+    /// The DHT bootstrap has started once.
+    pub(super) kad_bootstrapped: bool,
+    /// Peer exchanges asked.
+    pub(super) px_requests: Requests<()>,
+    /// Peers whose relayed connection was upgraded to a direct one.
+    pub(super) direct_upgrades: HashSet<PeerId>,
+}
+
+impl Peers {
+    /// Nothing learnt yet beyond the config and the peer cache.
+    pub(super) fn new(bootstrap: Vec<Multiaddr>, announce_listen: bool, book: PeerBook) -> Self {
+        Self {
+            bootstrap,
+            announce_listen,
+            saved: HashMap::new(),
+            book,
+            kad_bootstrapped: false,
+            px_requests: Requests::default(),
+            direct_upgrades: HashSet::new(),
+        }
+    }
+}
+
+/// Bookkeeping of the bounds: what was dropped at them, and when peer tables were pruned.
+pub(crate) struct Upkeep {
+    /// What the DHT store dropped at its bounds (read from it after each inbound request).
+    pub(super) dht_drops: crate::net::dht_store::DhtDrops,
+    /// When tables keyed by peers that come and go were last pruned.
+    pub(super) last_prune: Instant,
+    /// Drops at bounds as last logged, and when.
+    pub(super) drops_logged: (crate::node::views::DroppedView, Option<Instant>),
+}
+
+impl Upkeep {
+    /// Nothing dropped yet; tables pruned as of `now`.
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            dht_drops: Default::default(),
+            last_prune: now,
+            drops_logged: Default::default(),
+        }
+    }
+}
+
 impl EventLoop {
     /// Records an offence of `peer` outside gossip: its gossipsub standing falls with it, and
     /// at [`super::super::reputation::CUT_OFF`] points it is disconnected and refused for a while.
@@ -41,10 +95,11 @@ impl EventLoop {
             .kad
             .store_mut()
             .prune_expired(now);
-        self.peer_saved
+        self.peers
+            .saved
             .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(60));
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
-        self.direct_upgrades.retain(|p| connected.contains(p));
+        self.peers.direct_upgrades.retain(|p| connected.contains(p));
         self.reach.prune(now, &connected);
         self.dm_prune();
     }
@@ -53,7 +108,7 @@ impl EventLoop {
     /// warning at most every 10 s (a flood must not flood the log too).
     pub(super) fn log_drops(&mut self) {
         let now = self.dropped();
-        let (last, at) = &self.drops_logged;
+        let (last, at) = &self.upkeep.drops_logged;
         if now == *last || at.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
             return;
         }
@@ -63,7 +118,7 @@ impl EventLoop {
             mail = now.mail.saturating_sub(last.mail),
             "dropped at a bound since the last report (peers sent more than they may make this node keep)"
         );
-        self.drops_logged = (now, Some(Instant::now()));
+        self.upkeep.drops_logged = (now, Some(Instant::now()));
     }
 
     /// Hands gossipsub the decayed points, lets in peers whose refusal has run out, and
@@ -179,7 +234,7 @@ impl EventLoop {
         if let Err(e) = self.store.put_peer(&rec) {
             tracing::warn!("peer cache: {e}");
         }
-        let gone = self.peer_book.put(rec);
+        let gone = self.peers.book.put(rec);
         if !gone.is_empty()
             && let Err(e) = self.store.forget_peers(&gone)
         {
@@ -192,7 +247,8 @@ impl EventLoop {
         use rand::seq::SliceRandom;
         let me = *self.swarm.local_peer_id();
         let mut cached: Vec<PeerRecord> = self
-            .peer_book
+            .peers
+            .book
             .matching(|r| r.peer_id != me && !self.swarm.is_connected(&r.peer_id));
         cached.shuffle(&mut rand::rng());
         for rec in cached.into_iter().take(n) {
@@ -214,8 +270,8 @@ impl EventLoop {
             .collect();
         self.dial_addrs(&addrs);
         for addr in addrs {
-            if !self.bootstrap.contains(&addr) {
-                self.bootstrap.push(addr);
+            if !self.peers.bootstrap.contains(&addr) {
+                self.peers.bootstrap.push(addr);
             }
         }
     }
@@ -269,7 +325,8 @@ impl EventLoop {
         use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
         let (_, bad) = split_peer_addr(bad);
         self.swarm.behaviour_mut().kad.remove_address(&peer, &bad);
-        self.bootstrap
+        self.peers
+            .bootstrap
             .retain(|a| split_peer_addr(a) != (Some(peer), bad.clone()));
         if self.swarm.is_connected(&peer) || !self.conns.wrong_peer_redial(peer, Instant::now()) {
             return;
@@ -302,7 +359,7 @@ impl EventLoop {
         // The peer cache first: it holds peers that worked before, and survives the bootstrap
         // peers being blocked.
         let mut seen = HashSet::new();
-        for rec in self.peer_book.newest(STARTUP_DIALS, |p| *p == me) {
+        for rec in self.peers.book.newest(STARTUP_DIALS, |p| *p == me) {
             seen.insert(rec.peer_id);
             for a in &rec.addrs {
                 self.swarm
@@ -316,6 +373,7 @@ impl EventLoop {
             let _ = self.swarm.dial(opts);
         }
         let bootstrap: Vec<Multiaddr> = self
+            .peers
             .bootstrap
             .iter()
             .filter(|a| split_peer_addr(a).0.is_none_or(|p| !seen.contains(&p)))
@@ -343,6 +401,7 @@ impl EventLoop {
         let mesh: HashSet<PeerId> = gossip.all_mesh_peers().copied().collect();
         let relays: HashSet<PeerId> = self.reach.reserved().copied().collect();
         let bootstrap: HashSet<PeerId> = self
+            .peers
             .bootstrap
             .iter()
             .filter_map(|a| split_peer_addr(a).0)

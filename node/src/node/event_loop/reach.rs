@@ -31,7 +31,7 @@ impl EventLoop {
         }
         // A public address is reachable as far as anyone can know without asking; private
         // and loopback ones wait for AutoNAT to confirm that peers can dial them.
-        if self.announce_listen && is_global(&addr) {
+        if self.peers.announce_listen && is_global(&addr) {
             self.swarm.add_external_address(addr);
             self.set_reachability(Reachability::Public);
         }
@@ -114,7 +114,7 @@ impl EventLoop {
         match event.result {
             Ok(_) => {
                 tracing::info!(peer = %event.remote_peer_id, "relayed connection upgraded to a direct one");
-                self.direct_upgrades.insert(event.remote_peer_id);
+                self.peers.direct_upgrades.insert(event.remote_peer_id);
             }
             Err(e) => {
                 tracing::info!(peer = %event.remote_peer_id, "hole punching failed, staying relayed: {e}");
@@ -157,14 +157,14 @@ impl EventLoop {
             .behaviour_mut()
             .px
             .send_request(&peer, Frame::Valid(v1::PeerExchangeRequest {}));
-        self.px_requests.insert(id, ());
+        self.peers.px_requests.insert(id, ());
     }
 
     pub(super) fn on_px_event(
         &mut self,
         event: request_response::Event<Frame<v1::PeerExchangeRequest>, v1::PeerExchangeResponse>,
     ) {
-        match self.px_requests.on_event(event) {
+        match self.peers.px_requests.on_event(event) {
             Exchange::Malformed { peer, why } => {
                 self.protocol_violation(peer, "peer-exchange", &why)
             }
@@ -184,7 +184,8 @@ impl EventLoop {
     fn answer_px(&mut self, to: PeerId, channel: ResponseChannel<v1::PeerExchangeResponse>) {
         let me = *self.swarm.local_peer_id();
         let peers = self
-            .peer_book
+            .peers
+            .book
             .newest(PX_MAX, |p| *p == to || *p == me)
             .into_iter()
             .map(|r| v1::PeerInfo {
@@ -207,7 +208,7 @@ impl EventLoop {
             let Ok(peer) = PeerId::from_bytes(&info.peer_id) else {
                 continue;
             };
-            if peer == me || self.peer_book.contains(&peer) {
+            if peer == me || self.peers.book.contains(&peer) {
                 continue;
             }
             let addrs: Vec<Multiaddr> = info

@@ -57,7 +57,7 @@ impl EventLoop {
                 let _ = self.flush_queued(&peer);
             }
         }
-        if self.kad_bootstrapped {
+        if self.peers.kad_bootstrapped {
             if self.dm.next_publish.is_none_or(|t| t <= Instant::now()) {
                 self.publish_keypackage();
             }
