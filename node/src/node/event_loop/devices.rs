@@ -46,6 +46,11 @@ pub(crate) struct Devices {
     contacts: std::cell::RefCell<Option<std::collections::HashSet<PeerId>>>,
     /// The code of each device linked by this one since start, for `device list`.
     codes: HashMap<PeerId, String>,
+    /// Pushes each peer may make (each costs a decode and at least one signature check).
+    push_limiter: crate::net::rate_limit::RateLimiter,
+    /// First lists each peer may have checked whole (up to 256 versions of signatures: a
+    /// contact that made fresh accounts without end would otherwise buy the loop's time).
+    first_list_limiter: crate::net::rate_limit::RateLimiter,
 }
 
 /// A stored joining link: name length (1 byte), name, ticket.
@@ -135,6 +140,10 @@ impl Devices {
             last_push_sweep: None,
             contacts: Default::default(),
             codes: HashMap::new(),
+            // Honest pushes are rare: one per list change, again after a failure, and on
+            // each new connection to a peer lacking the version.
+            push_limiter: crate::net::rate_limit::RateLimiter::new(1.0, 10.0),
+            first_list_limiter: crate::net::rate_limit::RateLimiter::new(1.0 / 60.0, 3.0),
         })
     }
 
@@ -464,6 +473,10 @@ impl EventLoop {
         let Some(list) = push.list else {
             return "no list".into();
         };
+        let now = Instant::now();
+        if !self.devices.push_limiter.allow(peer, now) {
+            return "too many device list pushes".into();
+        }
         let held =
             DeviceList::claimed_account(&list).and_then(|a| self.devices.book.list(&a).cloned());
         let (list, vouched) = match held {
@@ -480,6 +493,14 @@ impl EventLoop {
             None => {
                 if !self.is_contact(&peer) && !self.shares_a_group(&peer) {
                     return "not a contact".into();
+                }
+                // A device of a held account vouches for no other: refused before any
+                // signature is checked. Whole checks are few per peer.
+                if self.devices.book.resolve(&peer).is_some() {
+                    return "the sender is a device of another account".into();
+                }
+                if !self.devices.first_list_limiter.allow(peer, now) {
+                    return "too many new device lists".into();
                 }
                 match DeviceList::verify(list) {
                     Ok(l) if self.devices.book.may_vouch(&peer, &l) => (l, true),
