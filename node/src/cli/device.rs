@@ -26,8 +26,8 @@ pub(super) enum DeviceCommand {
     Revoke {
         /// The device's peer id.
         peer_id: String,
-        /// Wait up to this many seconds for the groups' members to hold the removal (0: report
-        /// at once; `device removals` tells later).
+        /// Wait up to this many seconds (at most 3600) for the groups' members to hold the
+        /// removal (0: report at once; `device removals` tells later).
         #[arg(long, default_value_t = 5)]
         wait: u64,
     },
@@ -104,10 +104,19 @@ pub(super) async fn device(home: &Home, out: &Output, cmd: &DeviceCommand) -> Re
             let peer = path_peer(peer_id)?;
             let api = client(home)?;
             let mut r: RevokeView = api.delete(&format!("/v1/devices/{peer}")).await?;
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(*wait);
+            // (At most an hour: the revocation is done; this only waits for news of it.)
+            let deadline =
+                tokio::time::Instant::now() + std::time::Duration::from_secs((*wait).min(3600));
             while !settled(&r.groups) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                let now: Vec<RevokeGroupView> = api.get("/v1/devices/removals").await?;
+                let now: Vec<RevokeGroupView> = match api.get("/v1/devices/removals").await {
+                    Ok(now) => now,
+                    Err(e) => {
+                        // The device is revoked already: report what is known.
+                        eprintln!("could not follow the removals: {e:#}");
+                        break;
+                    }
+                };
                 for g in &mut r.groups {
                     if let Some(n) = now
                         .iter()

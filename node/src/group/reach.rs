@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
 
-/// Removals remembered per group (the oldest are forgotten first).
+/// Removals remembered per group (at the bound, the oldest that every member holds is
+/// forgotten first, else the oldest).
 pub const MAX_REMOVALS: usize = 16;
 
 /// One removal this node follows.
@@ -52,20 +53,36 @@ impl Reach {
 
     /// This node follows the removal of `device`; `epoch` is the first epoch without it when
     /// this node made the commit, `None` while another member (the owner) is to make it.
-    pub fn removing(&mut self, device: PeerId, epoch: Option<u64>) {
+    /// (A member that links and revokes devices without end pushes out finished removals
+    /// first, not one still on its way.)
+    pub fn removing(
+        &mut self,
+        device: PeerId,
+        epoch: Option<u64>,
+        members: &HashSet<PeerId>,
+        me: &PeerId,
+    ) {
         if let Some(r) = self.removals.iter_mut().find(|r| r.device == device) {
             r.epoch = r.epoch.or(epoch);
             return;
         }
         if self.removals.len() >= MAX_REMOVALS {
-            self.removals.remove(0);
+            let done = self.removals.iter().position(|r| {
+                let reach = self.one(r, members, me);
+                reach.removed && reach.pending.is_empty()
+            });
+            self.removals.remove(done.unwrap_or(0));
         }
         self.removals.push(Removal { device, epoch });
     }
 
     /// The group moved to `epoch` with these members: removals waiting for their commit that
-    /// it carried are placed, and former members' epochs forgotten.
+    /// it carried are placed, and former members' epochs forgotten. No members: this node
+    /// was removed (or knows nothing yet), which places nothing.
     pub fn members_changed(&mut self, members: &HashSet<PeerId>, epoch: u64) {
+        if members.is_empty() {
+            return;
+        }
         self.epochs.retain(|p, _| members.contains(p));
         for r in &mut self.removals {
             if r.epoch.is_none() && !members.contains(&r.device) {
@@ -135,7 +152,7 @@ mod tests {
         reach.note_epoch(bob, 3, &members);
         // The owner (this node) commits the removal: epoch 3 → 4.
         members.remove(&phone);
-        reach.removing(phone, Some(4));
+        reach.removing(phone, Some(4), &members, &me);
         reach.members_changed(&members, 4);
         let r = reach.of(&phone, &members, &me).expect("followed");
         assert!(r.removed);
@@ -164,7 +181,7 @@ mod tests {
         let (me, phone, bob) = (p[0], p[1], p[2]);
         let mut members: HashSet<PeerId> = p.iter().copied().collect();
         let mut reach = Reach::default();
-        reach.removing(phone, None);
+        reach.removing(phone, None, &members, &me);
         reach.note_epoch(bob, 7, &members);
         let r = reach.of(&phone, &members, &me).expect("followed");
         assert!(!r.removed, "no commit yet");
@@ -192,18 +209,43 @@ mod tests {
         let mut reach = Reach::default();
         let devices = peers(MAX_REMOVALS + 3);
         for d in &devices {
-            reach.removing(*d, Some(1));
-            reach.removing(*d, None); // again: one entry, its epoch kept
+            reach.removing(*d, Some(1), &members, &me);
+            reach.removing(*d, None, &members, &me); // again: one entry, its epoch kept
         }
         let report = reach.report(&members, &me);
         assert_eq!(report.len(), MAX_REMOVALS);
         assert_eq!(report[0].device, devices[3], "the oldest forgotten first");
         assert!(report.iter().all(|r| r.removed));
+        // This node is removed from the group: its empty view places nothing.
+        let mut waiting = Reach::default();
+        let phone = PeerId::random();
+        waiting.removing(phone, None, &members, &me);
+        waiting.members_changed(&HashSet::new(), 9);
+        assert!(!waiting.of(&phone, &members, &me).expect("followed").removed);
         let bob = PeerId::random();
         let with_bob: HashSet<PeerId> = [me, bob].into_iter().collect();
         reach.note_epoch(bob, 5, &with_bob);
         reach.members_changed(&members, 6);
         reach.note_epoch(bob, 5, &members);
         assert!(reach.epochs.is_empty());
+    }
+
+    #[test]
+    fn at_the_bound_a_finished_removal_goes_before_one_on_its_way() {
+        let p = peers(3);
+        let (me, bob, mine) = (p[0], p[1], p[2]);
+        let members: HashSet<PeerId> = [me, bob].into_iter().collect();
+        let mut reach = Reach::default();
+        // This account's device: removed at epoch 100, Bob not there yet.
+        reach.removing(mine, Some(100), &members, &me);
+        reach.note_epoch(bob, 50, &members);
+        // A member links and revokes devices of its own without end; Bob holds each removal.
+        let churn = peers(MAX_REMOVALS * 2);
+        for (i, d) in churn.iter().enumerate() {
+            reach.removing(*d, Some(10 + i as u64 % 30), &members, &me);
+        }
+        let r = reach.of(&mine, &members, &me).expect("still followed");
+        assert_eq!(r.pending, vec![bob]);
+        assert_eq!(reach.report(&members, &me).len(), MAX_REMOVALS);
     }
 }

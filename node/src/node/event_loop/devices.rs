@@ -328,7 +328,7 @@ impl EventLoop {
                 };
                 if let Some(s) = self.groups.groups.get_mut(&group) {
                     let epoch = (!s.members.contains(p)).then_some(s.epoch);
-                    s.reach.removing(*p, epoch);
+                    s.reach.removing(*p, epoch, &s.members, &me);
                 }
                 if let Some(mut view) = self.removal_view(&group, p) {
                     view.note = note;
@@ -376,6 +376,7 @@ impl EventLoop {
             .groups
             .groups
             .iter()
+            .filter(|(_, s)| s.record.active)
             .flat_map(|(g, s)| {
                 let owner = s.owner == *me;
                 s.reach
@@ -475,7 +476,8 @@ impl EventLoop {
         };
         let now = Instant::now();
         if !self.devices.push_limiter.allow(peer, now) {
-            return "too many device list pushes".into();
+            // (The string the pusher knows: it sends again later.)
+            return "rate limited".into();
         }
         let held =
             DeviceList::claimed_account(&list).and_then(|a| self.devices.book.list(&a).cloned());
@@ -500,7 +502,7 @@ impl EventLoop {
                     return "the sender is a device of another account".into();
                 }
                 if !self.devices.first_list_limiter.allow(peer, now) {
-                    return "too many new device lists".into();
+                    return "rate limited".into();
                 }
                 match DeviceList::verify(list) {
                     Ok(l) if self.devices.book.may_vouch(&peer, &l) => (l, true),
@@ -589,15 +591,23 @@ impl EventLoop {
             Group(v1::StoredGroupMessage),
         }
         let now = now_ms();
-        let live = |b: &Option<v1::DmBody>| {
-            b.as_ref()
-                .map(|b| (b.sent_ms, b.expires_at_ms == 0 || b.expires_at_ms > now))
+        let cutoff = now.saturating_sub(HISTORY_MS);
+        // Its time: when this node got it, if earlier than the author's claim (a message
+        // dated in the future must not stay "newest" and crowd out the rest); kept if recent
+        // and not expired.
+        let recent_at = |b: &Option<v1::DmBody>, received_ms: u64| {
+            let b = b.as_ref()?;
+            let at = match received_ms {
+                0 => b.sent_ms,
+                r => b.sent_ms.min(r),
+            };
+            (at >= cutoff && (b.expires_at_ms == 0 || b.expires_at_ms > now)).then_some(at)
         };
         let mut recent: Vec<(u64, usize, Recent)> = Vec::new();
         for p in self.conversation_peer_ids().iter().filter(|p| *p != device) {
             for m in self.store.private().messages(p).unwrap_or_default() {
-                if let Some((sent, true)) = live(&m.body) {
-                    recent.push((sent, m.encoded_len(), Recent::Dm(m)));
+                if let Some(at) = recent_at(&m.body, m.received_ms) {
+                    recent.push((at, m.encoded_len(), Recent::Dm(m)));
                 }
             }
         }
@@ -610,17 +620,13 @@ impl EventLoop {
             .collect();
         for g in groups {
             for m in self.store.private().group_messages(&g).unwrap_or_default() {
-                if let Some((sent, true)) = live(&m.body) {
-                    recent.push((sent, m.encoded_len(), Recent::Group(m)));
+                if let Some(at) = recent_at(&m.body, m.received_ms) {
+                    recent.push((at, m.encoded_len(), Recent::Group(m)));
                 }
             }
         }
-        let kept = crate::account::link::newest_within(
-            recent,
-            now.saturating_sub(HISTORY_MS),
-            GRANT_ITEMS,
-            GRANT_MESSAGE_BYTES,
-        );
+        let kept =
+            crate::account::link::newest_within(recent, cutoff, GRANT_ITEMS, GRANT_MESSAGE_BYTES);
         let (mut messages, mut group_messages) = (Vec::new(), Vec::new());
         for r in kept {
             match r {
@@ -801,6 +807,8 @@ impl EventLoop {
                 Err(e) => tracing::debug!("channel link of the account refused: {e}"),
             }
         }
+        // 1,000 messages in all, direct and group.
+        let taken_dms = grant.messages.len().min(GRANT_ITEMS);
         for m in grant.messages.into_iter().take(GRANT_ITEMS) {
             let ok = m
                 .body
@@ -820,7 +828,8 @@ impl EventLoop {
         }
         // The groups' recent history: MLS lets this device read only what is sent after the
         // owner adds it. Shown once it is a member (a group it never joins stays hidden).
-        for m in grant.group_messages.into_iter().take(GRANT_ITEMS) {
+        let room = GRANT_ITEMS.saturating_sub(taken_dms);
+        for m in grant.group_messages.into_iter().take(room) {
             let ok = m
                 .body
                 .as_ref()

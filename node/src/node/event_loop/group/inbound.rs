@@ -148,7 +148,7 @@ impl EventLoop {
                 }
             }
             GroupIncoming::Commit { removed_me } => {
-                let before = self.groups.groups.get(group).map(|s| s.members.len());
+                let before = self.groups.groups.get(group).map(|s| s.members.clone());
                 self.refresh_members(group);
                 if removed_me {
                     self.leave_group(group);
@@ -159,11 +159,14 @@ impl EventLoop {
                     // the epoch), so that whoever revoked a device can know.
                     let me = *self.swarm.local_peer_id();
                     if let Some(s) = self.groups.groups.get_mut(group)
-                        && before.is_some_and(|n| s.members.len() < n)
+                        && before.is_some_and(|b| b.iter().any(|p| !s.members.contains(p)))
                         && s.owner != me
                     {
+                        // Until the owner answers (group_tick asks again, and dials it).
                         s.owes_owner_epoch = true;
-                        self.group_sync_with(group, owner, true);
+                        if self.swarm.is_connected(&owner) {
+                            self.group_sync_with(group, owner, true);
+                        }
                     }
                 }
                 if let Ok(view) = self.group_view(group) {

@@ -21,9 +21,6 @@ impl EventLoop {
         }
         s.sync_in_flight = true;
         s.last_sync = Some(Instant::now());
-        if peer == s.owner {
-            s.owes_owner_epoch = false;
-        }
         let req = v1::DmRequest {
             kind: Some(v1::dm_request::Kind::GroupSync(v1::GroupSync {
                 group_id: group.as_bytes().to_vec(),
@@ -60,7 +57,8 @@ impl EventLoop {
             return;
         }
         // The epoch it names tells whether a removal has reached it (its claim, about itself).
-        s.reach.note_epoch(*peer, q.epoch, &s.members);
+        // (No removal this node follows is past its own epoch: a higher claim adds nothing.)
+        s.reach.note_epoch(*peer, q.epoch.min(s.epoch), &s.members);
         let Ok(log) = self.store.private().group_log(&group, q.since_ms) else {
             resp.error = "store error".into();
             return;
@@ -83,6 +81,10 @@ impl EventLoop {
     pub(crate) fn on_group_sync(&mut self, peer: PeerId, group: GroupId, resp: v1::DmResponse) {
         if let Some(s) = self.groups.groups.get_mut(&group) {
             s.sync_in_flight = false;
+            if peer == s.owner && resp.error.is_empty() {
+                // The owner has heard this node's epoch.
+                s.owes_owner_epoch = false;
+            }
         }
         if !resp.error.is_empty() {
             tracing::debug!(%peer, "group catch-up refused: {}", resp.error);
@@ -185,10 +187,24 @@ impl EventLoop {
                     let _ = self.swarm.dial(p);
                 }
             }
-            if s.owes_owner_epoch && !s.sync_in_flight && connected.contains(&s.owner) {
+            if s.owes_owner_epoch && s.owner != me {
+                // A removal reached this node: the owner is told (asked again after a failed
+                // or refused request, at most every SYNC_MIN_GAP; dialed if away).
                 let owner = s.owner;
-                self.group_sync_with(&id, owner, true);
-                continue;
+                if connected.contains(&owner) {
+                    if !s.sync_in_flight {
+                        self.group_sync_with(&id, owner, false);
+                        continue;
+                    }
+                } else if self
+                    .groups
+                    .dialed
+                    .get(&owner)
+                    .is_none_or(|t| t.elapsed() >= REDIAL_MEMBER_EVERY)
+                {
+                    self.groups.dialed.insert(owner, Instant::now());
+                    let _ = self.swarm.dial(owner);
+                }
             }
             let due = s.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
             if due && let Some(p) = connected.first().copied() {
