@@ -5,6 +5,7 @@ mod command;
 mod connections;
 mod durable;
 mod event_loop;
+mod groups;
 mod peer_book;
 mod police;
 mod reach;

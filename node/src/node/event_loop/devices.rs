@@ -299,6 +299,7 @@ impl EventLoop {
         let mut report = Vec::new();
         let groups: Vec<(GroupId, PeerId, bool)> = self
             .groups
+            .state
             .groups
             .iter()
             .filter(|(_, s)| s.record.active && s.members.iter().any(of_account))
@@ -307,6 +308,7 @@ impl EventLoop {
         for (group, owner, _) in groups {
             let members = self
                 .groups
+                .state
                 .groups
                 .get(&group)
                 .map(|s| s.members.clone())
@@ -326,10 +328,7 @@ impl EventLoop {
                 } else {
                     format!("the group's owner {owner} removes it when it learns of the revocation")
                 };
-                if let Some(s) = self.groups.groups.get_mut(&group) {
-                    let epoch = (!s.members.contains(p)).then_some(s.epoch);
-                    s.reach.removing(*p, epoch, &s.members, &me);
-                }
+                self.group_follow_removal(&group, *p);
                 if let Some(mut view) = self.removal_view(&group, p) {
                     view.note = note;
                     report.push(view);
@@ -362,31 +361,14 @@ impl EventLoop {
 
     /// How far the removal of `device` from `group` has gone, if this node follows it.
     fn removal_view(&self, group: &GroupId, device: &PeerId) -> Option<RevokeGroupView> {
-        let me = self.swarm.local_peer_id();
-        let s = self.groups.groups.get(group)?;
-        let r = s.reach.of(device, &s.members, me)?;
-        Some(RevokeGroupView::of(group, &r, s.owner == *me))
+        self.groups
+            .removal(group, device, self.swarm.local_peer_id())
     }
 
     /// `device removals`: every removal of a revoked device this node follows, and which
     /// members are known to have it.
     pub(super) fn device_removals(&self) -> Vec<RevokeGroupView> {
-        let me = self.swarm.local_peer_id();
-        let mut out: Vec<RevokeGroupView> = self
-            .groups
-            .groups
-            .iter()
-            .filter(|(_, s)| s.record.active)
-            .flat_map(|(g, s)| {
-                let owner = s.owner == *me;
-                s.reach
-                    .report(&s.members, me)
-                    .into_iter()
-                    .map(move |r| RevokeGroupView::of(g, &r, owner))
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.group, &a.device).cmp(&(&b.group, &b.device)));
-        out
+        self.groups.removals(self.swarm.local_peer_id())
     }
 
     /// Sends this account's list to every connected peer that should know it and has not got
@@ -432,6 +414,7 @@ impl EventLoop {
     /// account's new devices, and removes revoked ones, from this account's list).
     fn shares_a_group(&self, peer: &PeerId) -> bool {
         self.groups
+            .state
             .groups
             .values()
             .any(|g| g.record.active && g.members.contains(peer))
@@ -613,6 +596,7 @@ impl EventLoop {
         }
         let groups: Vec<GroupId> = self
             .groups
+            .state
             .groups
             .iter()
             .filter(|(_, s)| s.record.active && !s.record.request)
@@ -836,7 +820,7 @@ impl EventLoop {
                 .is_some_and(|b| crate::dm::check_body(b).is_ok())
                 && GroupId::from_slice(&m.group_id).is_some()
                 && PeerId::from_bytes(&m.author).is_ok();
-            if ok && let Err(e) = self.store_group_message(&m) {
+            if ok && let Err(e) = self.store_granted_group_message(m) {
                 tracing::debug!("a group message of the grant not stored: {e}");
             }
         }

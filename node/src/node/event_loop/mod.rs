@@ -249,7 +249,7 @@ impl EventLoop {
             reach: super::reach::Reach::new(config.dht_mode, config.use_relays),
             dm,
             mls,
-            groups: group::no_groups(),
+            groups: group::Groups::default(),
             devices,
             police: Police::default(),
             user_blocked: HashSet::new(),

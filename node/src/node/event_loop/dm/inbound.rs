@@ -248,7 +248,7 @@ impl EventLoop {
                 sent_ms: env.sent_ms,
                 mls_message: env.mls_message,
             };
-            return self.receive_group_wire(&group, wire, *via).map(|_| ());
+            return self.receive_group_direct(&group, wire, *via);
         }
         let incoming = match self.mls.client.receive(from, &env.mls_message) {
             Err(MlsError::UnknownGroup) => return self.hold_early(from, via, id, env),

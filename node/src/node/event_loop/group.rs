@@ -1,0 +1,396 @@
+//! Private groups in the event loop: what arrives is handed to the group component
+//! ([`crate::node::groups`]) with the time, and the actions it returns are carried out here —
+//! writes, publishing once on disk, catch-up requests, dials, envelopes, events.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
+use libp2p::{PeerId, Swarm};
+use samizdat_proto::v1;
+
+use super::EventLoop;
+use super::dm::Sent;
+use crate::account::book::Accounts;
+use crate::dm::DmError;
+use crate::group::{GroupId, GroupMessageView, GroupView};
+use crate::net::node_behaviour::NodeBehaviour;
+use crate::net::wire::Frame;
+use crate::node::NodeError;
+use crate::node::command::Reply;
+use crate::node::groups::{Action, Facts, Input, Now, Write};
+
+/// Private-group state of the event loop (answers to `group invite` wait in it).
+pub(crate) type Groups = crate::node::groups::Groups<Reply<GroupView>>;
+
+/// What the group component asks of the rest of the node.
+struct LoopFacts<'a> {
+    swarm: &'a Swarm<NodeBehaviour>,
+    book: &'a Accounts,
+}
+
+impl Facts for LoopFacts<'_> {
+    fn connected(&self, peer: &PeerId) -> bool {
+        self.swarm.is_connected(peer)
+    }
+
+    fn revoked(&self, peer: &PeerId) -> bool {
+        self.book.is_revoked(peer)
+    }
+}
+
+/// Calls the group component with its context (built from disjoint fields of the loop, so
+/// that the component itself can be borrowed mutably beside them).
+macro_rules! with_groups {
+    ($self:ident, |$g:ident, $ctx:ident| $body:expr) => {{
+        let facts = LoopFacts {
+            swarm: &$self.swarm,
+            book: &$self.devices.book,
+        };
+        let $ctx = crate::node::groups::Ctx {
+            me: *$self.swarm.local_peer_id(),
+            mls: &$self.mls.client,
+            store: &*$self.store,
+            facts: &facts,
+        };
+        let $g = &mut $self.groups;
+        $body
+    }};
+}
+
+impl EventLoop {
+    /// Hands the group component one input and carries out what it returns; the verdict on a
+    /// gossip message, if the input was one.
+    fn group_input(&mut self, input: Input) -> Option<MessageAcceptance> {
+        let now = Now::current();
+        let actions = with_groups!(self, |g, ctx| g.handle(&ctx, input, now));
+        self.run_group_actions(actions, true).unwrap_or_else(|e| {
+            tracing::warn!("group work not done: {e}");
+            None
+        })
+    }
+
+    /// Carries out the group component's actions in order. A failed write stops the rest
+    /// (nothing goes out that what was not stored would have to back), and its error is
+    /// returned; invitations waiting for an answer get it.
+    fn run_group_actions(
+        &mut self,
+        actions: Vec<Action<Reply<GroupView>>>,
+        lookup_now: bool,
+    ) -> Result<Option<MessageAcceptance>, NodeError> {
+        let mut verdict = None;
+        let mut lookup = false;
+        let mut failed: Option<String> = None;
+        for action in actions {
+            if let Some(e) = &failed {
+                // Only answers still go out, with the fault.
+                if let Action::Answer(r, _) = action {
+                    let _ = r.send(Err(NodeError::Internal(e.clone())));
+                }
+                continue;
+            }
+            match action {
+                Action::Verdict(v) => verdict = Some(v),
+                Action::Write(w) => {
+                    let result = match w {
+                        Write::Mls => self.save_mls(),
+                        w => w.apply(&*self.store),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!("a group write failed: {e}");
+                        failed = Some(e.to_string());
+                    }
+                }
+                Action::Publish { topic, data } => {
+                    // The ratchet moved for this message: its state must be on disk before
+                    // the ciphertext leaves, or a crash would make this node reuse a key.
+                    self.after_durable(move |el| {
+                        if let Err(e) = el.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                            // No member connected: they catch up from the log.
+                            tracing::debug!("group message not gossiped: {e:?}");
+                        }
+                    });
+                }
+                Action::Ask { peer, group, query } => {
+                    let req = v1::DmRequest {
+                        kind: Some(v1::dm_request::Kind::GroupSync(query)),
+                    };
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .dm
+                        .send_request(&peer, Frame::Valid(req));
+                    self.dm.requests.insert(id, Sent::GroupSync(group));
+                }
+                Action::Dial(p) => {
+                    let _ = self.swarm.dial(p);
+                }
+                Action::Subscribe(topic) => {
+                    let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                    if let Err(e) = gossip.subscribe(&topic) {
+                        tracing::warn!("cannot subscribe to a group topic: {e:?}");
+                    }
+                    let _ = gossip.set_topic_params(topic, crate::net::scoring::topic_params());
+                }
+                Action::Unsubscribe(topic) => {
+                    self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+                }
+                Action::Emit(event) => {
+                    let _ = self.events.send(event);
+                }
+                Action::Envelope {
+                    peer,
+                    sent_ms,
+                    mls_message,
+                    invite,
+                } => match self.queue_envelope_with(&peer, sent_ms, mls_message, b"", invite) {
+                    Ok(()) => self.try_deliver(&peer),
+                    Err(e) => {
+                        tracing::warn!("a group envelope not queued: {e}");
+                        failed = Some(e.to_string());
+                    }
+                },
+                Action::WantKeyPackage(p) => {
+                    self.dm.need_kp.insert(p, None);
+                    lookup = true;
+                }
+                Action::Prefetch(a) => self.prefetch_attachment(&a),
+                Action::RequestsChanged => self.requests_changed(),
+                Action::Answer(r, result) => self.after_durable(move |_| {
+                    let _ = r.send(result);
+                }),
+                Action::Expire => {
+                    let next = self.sweep_expired(true, crate::channel::now_ms());
+                    self.groups.expired(next);
+                }
+            }
+        }
+        if lookup && lookup_now {
+            self.lookup_keypackages();
+        }
+        match failed {
+            Some(e) => Err(NodeError::Internal(e)),
+            None => Ok(verdict),
+        }
+    }
+
+    /// Runs a command of the group component and carries out its actions; a failed write
+    /// makes the command fail.
+    fn group_command<T>(
+        &mut self,
+        f: impl FnOnce(&mut Groups, &crate::node::groups::Ctx<'_>, Now) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
+        let now = Now::current();
+        let result = with_groups!(self, |g, ctx| f(g, &ctx, now));
+        let actions = self.groups.take();
+        self.run_group_actions(actions, true)?;
+        result
+    }
+
+    /// Loads the groups and pending invitations from the store and joins their topics.
+    pub(super) fn groups_open(&mut self) -> Result<(), NodeError> {
+        let now = Now::current();
+        let opened = with_groups!(self, |g, ctx| g.open(&ctx, now));
+        let actions = self.groups.take();
+        self.run_group_actions(actions, false)?;
+        opened
+    }
+
+    /// `group create`.
+    pub(super) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
+        self.group_command(|g, ctx, now| g.create(ctx, name, now))
+    }
+
+    /// `group list`.
+    pub(super) fn group_list(&self) -> Vec<GroupView> {
+        self.groups.list(self.swarm.local_peer_id())
+    }
+
+    /// `group invite`: answered once the member is added (the invitee's KeyPackage found).
+    pub(super) fn group_invite(&mut self, group: GroupId, peer: PeerId, reply: Reply<GroupView>) {
+        let _ = self.group_command(|g, ctx, now| {
+            g.invite(ctx, group, peer, reply, now);
+            Ok(())
+        });
+    }
+
+    /// `group remove`.
+    pub(super) fn group_remove(
+        &mut self,
+        group: GroupId,
+        peer: PeerId,
+    ) -> Result<GroupView, NodeError> {
+        self.group_command(|g, ctx, now| g.remove(ctx, group, peer, now))
+    }
+
+    /// `group post`.
+    pub(super) fn group_post(
+        &mut self,
+        group: GroupId,
+        text: String,
+        expires_in: Option<Duration>,
+        attachment: Option<v1::Attachment>,
+    ) -> Result<GroupMessageView, NodeError> {
+        self.group_command(|g, ctx, now| g.post(ctx, group, text, expires_in, attachment, now))
+    }
+
+    /// `group history`, oldest first.
+    pub(super) fn group_history(
+        &mut self,
+        group: &GroupId,
+    ) -> Result<Vec<GroupMessageView>, NodeError> {
+        self.group_command(|g, ctx, now| g.history(ctx, group, now))
+    }
+
+    /// Group invitations held as requests: (group id, owner, name, when).
+    pub(super) fn group_requests(&self) -> Vec<(GroupId, PeerId, String, u64)> {
+        self.groups.requests()
+    }
+
+    /// Accepts the group invitations `owner` sent: the groups are followed from now on.
+    pub(super) fn accept_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
+        self.group_command(|g, ctx, now| Ok(g.accept_from(ctx, owner, now)))
+    }
+
+    /// Declines the group invitations `owner` sent: their state and record are dropped.
+    pub(super) fn decline_group_requests(&mut self, owner: &PeerId) -> Result<usize, NodeError> {
+        self.group_command(|g, ctx, _| Ok(g.decline_from(ctx, owner)))
+    }
+
+    /// This node follows the removal of a revoked `device` from `group`.
+    pub(super) fn group_follow_removal(&mut self, group: &GroupId, device: PeerId) {
+        let me = *self.swarm.local_peer_id();
+        self.groups.follow_removal(&me, group, device);
+    }
+
+    /// A group message granted by another device of this account.
+    pub(super) fn store_granted_group_message(
+        &mut self,
+        stored: v1::StoredGroupMessage,
+    ) -> Result<(), NodeError> {
+        self.group_command(|g, _, _| {
+            g.store_message(stored);
+            Ok(())
+        })
+    }
+
+    // ----- what arrives -----------------------------------------------------------------------
+
+    /// Whether a gossip topic is a group's.
+    pub(crate) fn is_group_topic(&self, topic: &TopicHash) -> bool {
+        self.groups.is_topic(topic)
+    }
+
+    /// Decides what happens to a message on a group topic.
+    pub(crate) fn validate_group(
+        &mut self,
+        message: &gossipsub::Message,
+        via: PeerId,
+    ) -> MessageAcceptance {
+        self.group_input(Input::Gossip {
+            topic: message.topic.clone(),
+            data: message.data.clone(),
+            via,
+        })
+        .unwrap_or(MessageAcceptance::Ignore)
+    }
+
+    /// A group's message sent straight to this node (the commit that removes it).
+    pub(crate) fn receive_group_direct(
+        &mut self,
+        group: &GroupId,
+        wire: v1::GroupWire,
+        via: PeerId,
+    ) -> Result<(), DmError> {
+        let now = Now::current();
+        let result = with_groups!(self, |g, ctx| g.receive_direct(&ctx, group, wire, via, now));
+        self.group_actions_after_receive();
+        result
+    }
+
+    /// A Welcome into a group, with its sealed invitation, from `from`.
+    pub(crate) fn receive_group_invite(
+        &mut self,
+        from: &PeerId,
+        env: &v1::DmEnvelope,
+    ) -> Result<(), DmError> {
+        let now = Now::current();
+        let known = self.is_known_peer(from);
+        let result = with_groups!(self, |g, ctx| g.invite_arrived(&ctx, from, env, known, now));
+        self.group_actions_after_receive();
+        result
+    }
+
+    fn group_actions_after_receive(&mut self) {
+        let actions = self.groups.take();
+        if let Err(e) = self.run_group_actions(actions, true) {
+            tracing::warn!("group work not done: {e}");
+        }
+    }
+
+    /// Answers a member's catch-up request from the log.
+    pub(crate) fn answer_group_sync(
+        &mut self,
+        peer: &PeerId,
+        q: &v1::GroupSync,
+        resp: &mut v1::DmResponse,
+    ) {
+        with_groups!(self, |g, ctx| g.serve(&ctx, peer, q, resp));
+    }
+
+    /// A member's answer to this node's catch-up request.
+    pub(crate) fn on_group_sync(&mut self, peer: PeerId, group: GroupId, response: v1::DmResponse) {
+        self.group_input(Input::SyncAnswer {
+            peer,
+            group,
+            response,
+        });
+    }
+
+    /// The request failed: another member is asked next time.
+    pub(crate) fn on_group_sync_failed(&mut self, group: &GroupId) {
+        self.group_input(Input::SyncFailed { group: *group });
+    }
+
+    /// A peer subscribed to a group's topic: it is a member (or says so); catch up with it.
+    pub(crate) fn group_on_subscribed(&mut self, peer: PeerId, topic: &TopicHash) {
+        if self.groups.is_topic(topic) {
+            self.group_input(Input::Subscribed {
+                peer,
+                topic: topic.clone(),
+            });
+        }
+    }
+
+    /// A valid KeyPackage of `peer` arrived: add it to the groups it is invited to.
+    pub(super) fn groups_on_keypackage(&mut self, peer: &PeerId, key_package: &[u8]) {
+        self.group_input(Input::KeyPackage {
+            peer: *peer,
+            key_package: key_package.to_vec(),
+        });
+    }
+
+    /// Whether `peer`'s KeyPackage is still wanted by an invitation.
+    pub(super) fn group_wants_keypackage(&self, peer: &PeerId) -> bool {
+        self.groups.wants_keypackage(peer)
+    }
+
+    /// Housekeeping, once a second.
+    pub(crate) fn group_tick(&mut self) {
+        self.group_input(Input::Tick);
+    }
+
+    /// Every ten minutes: the ciphertext log keeps a week.
+    pub(crate) fn group_housekeeping(&mut self) {
+        self.group_input(Input::Housekeeping);
+    }
+
+    /// Group messages dropped while waiting for their commit, since start.
+    pub(crate) fn groups_early_dropped(&self) -> u64 {
+        self.groups.early_dropped()
+    }
+
+    /// The group of this node an MLS message belongs to, if any.
+    pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<GroupId> {
+        self.groups.group_of_message(mls_message)
+    }
+}
