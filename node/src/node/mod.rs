@@ -3,9 +3,11 @@
 mod channels;
 mod command;
 mod connections;
+mod direct;
 mod durable;
 mod event_loop;
 mod groups;
+mod now;
 mod peer_book;
 mod police;
 mod reach;

@@ -503,11 +503,6 @@ impl EventLoop {
         }
     }
 
-    /// Whether a message from `peer` is refused because its account revoked it.
-    pub(super) fn is_revoked_device(&self, peer: &PeerId) -> bool {
-        self.devices.book.is_revoked(peer)
-    }
-
     // ----- linking: the device that shows the link -------------------------------------------
 
     /// A new device asks to join this account.
@@ -800,14 +795,7 @@ impl EventLoop {
                 .is_some_and(|b| crate::dm::check_body(b).is_ok())
                 && PeerId::from_bytes(&m.peer).is_ok();
             if ok {
-                if let Ok(p) = PeerId::from_bytes(&m.peer) {
-                    self.dm
-                        .conversations
-                        .entry(p)
-                        .or_insert_with(|| crate::dm::conversation::Conversation::new(&p));
-                    let _ = self.save_conversation(&p);
-                }
-                let _ = self.store.private().put_message(&m);
+                self.store_granted_dm(&m);
             }
         }
         // The groups' recent history: MLS lets this device read only what is sent after the

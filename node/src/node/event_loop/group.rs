@@ -78,7 +78,6 @@ impl EventLoop {
         lookup_now: bool,
     ) -> Result<Option<MessageAcceptance>, NodeError> {
         let mut verdict = None;
-        let mut lookup = false;
         let mut failed: Option<String> = None;
         for action in actions {
             if let Some(e) = &failed {
@@ -142,16 +141,19 @@ impl EventLoop {
                     sent_ms,
                     mls_message,
                     invite,
-                } => match self.queue_envelope_with(&peer, sent_ms, mls_message, b"", invite) {
-                    Ok(()) => self.try_deliver(&peer),
+                } => match self.queue_group_envelope(&peer, sent_ms, mls_message, invite) {
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::warn!("a group envelope not queued: {e}");
                         failed = Some(e.to_string());
                     }
                 },
                 Action::WantKeyPackage(p) => {
-                    self.dm.need_kp.insert(p, None);
-                    lookup = true;
+                    if lookup_now {
+                        self.want_keypackage(p);
+                    } else {
+                        self.dm.want_keypackage_later(p);
+                    }
                 }
                 Action::Prefetch(a) => self.prefetch_attachment(&a),
                 Action::RequestsChanged => self.requests_changed(),
@@ -159,13 +161,25 @@ impl EventLoop {
                     let _ = r.send(result);
                 }),
                 Action::Expire => {
-                    let next = self.sweep_expired(true, crate::channel::now_ms());
+                    let next = match self
+                        .store
+                        .private()
+                        .expire_messages(true, crate::channel::now_ms())
+                    {
+                        Ok((removed, next)) => {
+                            if removed > 0 {
+                                tracing::debug!(removed, "group messages expired and deleted");
+                            }
+                            Some(next)
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot delete expired messages: {e}");
+                            None
+                        }
+                    };
                     self.groups.expired(next);
                 }
             }
-        }
-        if lookup && lookup_now {
-            self.lookup_keypackages();
         }
         match failed {
             Some(e) => Err(NodeError::Internal(e)),
@@ -379,18 +393,8 @@ impl EventLoop {
         self.group_input(Input::Tick);
     }
 
-    /// Every ten minutes: the ciphertext log keeps a week.
-    pub(crate) fn group_housekeeping(&mut self) {
-        self.group_input(Input::Housekeeping);
-    }
-
     /// Group messages dropped while waiting for their commit, since start.
     pub(crate) fn groups_early_dropped(&self) -> u64 {
         self.groups.early_dropped()
-    }
-
-    /// The group of this node an MLS message belongs to, if any.
-    pub(crate) fn group_of_message(&self, mls_message: &[u8]) -> Option<GroupId> {
-        self.groups.group_of_message(mls_message)
     }
 }

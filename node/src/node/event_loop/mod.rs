@@ -112,7 +112,7 @@ pub(crate) struct EventLoop {
     /// Reachability, the DHT role it drives, relay reservations, peer-exchange pacing.
     reach: super::reach::Reach,
     /// Direct messages: MLS state, conversations, delivery, mail held for others.
-    dm: dm::Direct,
+    dm: dm::Dm,
     /// The MLS client direct messages and groups share.
     mls: dm::Mls,
     /// Private groups: membership, delivery by gossip, catching up.
@@ -213,8 +213,8 @@ impl EventLoop {
         let (written_tx, written) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store.clone(), written_tx);
         let (internal_tx, internal) = mpsc::unbounded_channel();
-        let dm = dm::Direct::open(&store)?;
-        let mls = dm::Mls::open(&store, identity.signing().clone())?;
+        let dm = dm::Dm::open(&store)?;
+        let mls = dm::Mls::open(&*store, identity.signing().clone())?;
         let devices = devices::Devices::open(&store, &identity)?;
         let peer_book = PeerBook::new(
             PEER_CACHE,

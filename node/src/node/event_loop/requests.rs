@@ -69,7 +69,15 @@ impl EventLoop {
     pub(super) fn accept_requests(&mut self, peer: &PeerId) -> Result<usize, NodeError> {
         let dm = usize::from(self.accept_dm_requests(peer)?);
         let n = dm.saturating_add(self.accept_group_requests(peer)?);
-        if n > 0 && !self.store.contacts()?.iter().any(|c| c.peer_id == *peer) {
+        if n > 0 {
+            self.add_contact_if_new(peer)?;
+        }
+        Ok(n)
+    }
+
+    /// Makes `peer` a contact (without a card; its name is empty) unless it is one.
+    pub(super) fn add_contact_if_new(&mut self, peer: &PeerId) -> Result<(), NodeError> {
+        if !self.store.contacts()?.iter().any(|c| c.peer_id == *peer) {
             self.store.put_contact(&crate::contact::Contact {
                 peer_id: *peer,
                 card: None,
@@ -78,7 +86,7 @@ impl EventLoop {
             })?;
             self.devices.contacts_changed();
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Tells clients how many requests wait (no content: it is not a notification of them).

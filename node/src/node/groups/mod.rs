@@ -24,6 +24,7 @@ use samizdat_proto::v1;
 use sha2::{Digest, Sha256};
 
 use super::NodeError;
+pub(crate) use super::now::Now;
 use super::views::{Event, RevokeGroupView};
 use crate::dm::held::Limits;
 use crate::dm::{DmError, MAX_HOLD_MS};
@@ -52,28 +53,10 @@ const EARLY: Limits = Limits {
     max_item_bytes: MAX_GROUP_MESSAGE_BYTES,
     ttl: Duration::from_secs(600),
 };
+/// How often the ciphertext log is pruned.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 /// How long `group invite` waits for the invitee's KeyPackage before answering.
 const INVITE_WAIT: Duration = Duration::from_secs(45);
-
-/// The time an input happens at: the monotonic clock for pacing, the wall clock for what is
-/// stored and compared with peers' claims.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Now {
-    /// Monotonic.
-    pub at: Instant,
-    /// Milliseconds since the Unix epoch.
-    pub ms: u64,
-}
-
-impl Now {
-    /// The present.
-    pub(crate) fn current() -> Self {
-        Self {
-            at: Instant::now(),
-            ms: crate::channel::now_ms(),
-        }
-    }
-}
 
 /// What the component asks of the rest of the node, answered at once from memory.
 pub(crate) trait Facts {
@@ -137,8 +120,6 @@ pub(crate) enum Input {
     },
     /// Once a second.
     Tick,
-    /// Every ten minutes.
-    Housekeeping,
 }
 
 /// What the component asks the event loop to do, in order.
@@ -250,6 +231,8 @@ pub(crate) struct Groups<R> {
     /// Ids processed since the loop last took the actions (their `Seen` writes are not
     /// applied yet: a page of catch-up may repeat a message).
     marked: HashSet<[u8; 32]>,
+    /// When the log was last pruned (None: not yet started).
+    housekept: Option<Instant>,
 }
 
 impl<R> Default for Groups<R> {
@@ -258,6 +241,7 @@ impl<R> Default for Groups<R> {
             state: crate::group::state::Groups::new(EARLY),
             out: Vec::new(),
             marked: HashSet::new(),
+            housekept: None,
         }
     }
 }
@@ -317,16 +301,26 @@ impl<R> Groups<R> {
             Input::KeyPackage { peer, key_package } => {
                 self.on_keypackage(ctx, &peer, &key_package, now)
             }
-            Input::Tick => self.tick(ctx, now),
-            Input::Housekeeping => {
-                let cutoff = now.ms.saturating_sub(LOG_FOR_MS);
-                let ids: Vec<GroupId> = self.state.groups.keys().copied().collect();
-                for id in ids {
-                    self.write(Write::PruneLog(id, cutoff));
-                }
+            Input::Tick => {
+                self.tick(ctx, now);
+                self.housekeeping(now);
             }
         }
         self.take()
+    }
+
+    /// Every [`HOUSEKEEPING_EVERY`]: the ciphertext log keeps [`LOG_FOR_MS`].
+    fn housekeeping(&mut self, now: Now) {
+        let last = *self.housekept.get_or_insert(now.at);
+        if now.at.saturating_duration_since(last) < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.housekept = Some(now.at);
+        let cutoff = now.ms.saturating_sub(LOG_FOR_MS);
+        let ids: Vec<GroupId> = self.state.groups.keys().copied().collect();
+        for id in ids {
+            self.write(Write::PruneLog(id, cutoff));
+        }
     }
 
     /// The actions queued by the last calls, in order.
