@@ -35,6 +35,7 @@ use crate::net::NetError;
 use crate::store::FileRecord;
 use crate::store::{Cursor, SledStore, Store, StoreError};
 use command::Command;
+use event_loop::EventLoop;
 use views::{ChannelView, Event, NodeInfo, PeerView, PostView, SyncStatus};
 
 /// Errors of the node, as its clients see them.
@@ -241,6 +242,7 @@ impl std::fmt::Debug for NodeHandle {
 }
 
 impl NodeHandle {
+    /// Runs `make`'s command on the event loop; its answer comes through the sender.
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Command,
@@ -253,14 +255,28 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
+    /// Runs `f` on the event loop and answers with its result, once what it wrote is on disk.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut EventLoop) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        self.call(|reply| {
+            Box::new(move |el: &mut EventLoop| {
+                let result = f(el);
+                el.answer(reply, result);
+            })
+        })
+        .await
+    }
+
     /// This node's identity and addresses.
     pub async fn info(&self) -> Result<NodeInfo, NodeError> {
-        self.call(Command::Info).await
+        self.run(|el| Ok(el.info())).await
     }
 
     /// This node's contact card (to share as a link or QR code).
     pub async fn contact_card(&self) -> Result<crate::contact::ContactCard, NodeError> {
-        self.call(Command::ContactCard).await
+        self.run(|el| Ok(el.contact_card())).await
     }
 
     /// Adds a contact from its `samizdat://contact/...` link, after verifying its signatures.
@@ -302,29 +318,31 @@ impl NodeHandle {
         })
         .await
         .map_err(|_| NodeError::Stopped)??;
-        let _ = self.commands.send(Command::LearnContact(card)).await;
+        let _ = self
+            .commands
+            .send(Box::new(move |el: &mut EventLoop| el.learn_card(&card)))
+            .await;
         Ok(contact)
     }
 
     /// A one-time link for a new device of this account.
     pub async fn device_link(&self) -> Result<views::DeviceLinkView, NodeError> {
-        self.call(Command::DeviceLink).await
+        self.run(|el| el.device_link()).await
     }
 
     /// This account's devices.
     pub async fn devices(&self) -> Result<Vec<views::DeviceView>, NodeError> {
-        self.call(Command::DeviceList).await
+        self.run(|el| Ok(el.device_list())).await
     }
 
     /// Revokes a device of this account (it may be offline).
     pub async fn revoke_device(&self, peer: PeerId) -> Result<views::RevokeView, NodeError> {
-        self.call(|reply| Command::DeviceRevoke { peer, reply })
-            .await
+        self.run(move |el| el.device_revoke(peer)).await
     }
 
     /// The removals of revoked devices from private groups, and which members hold them.
     pub async fn device_removals(&self) -> Result<Vec<views::RevokeGroupView>, NodeError> {
-        self.call(Command::DeviceRemovals).await
+        self.run(|el| Ok(el.device_removals())).await
     }
 
     /// Every contact, oldest first.
@@ -334,12 +352,12 @@ impl NodeHandle {
 
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
-        self.call(Command::Peers).await
+        self.run(|el| Ok(el.peers())).await
     }
 
     /// Channels owned or followed.
     pub async fn channels(&self) -> Result<Vec<ChannelView>, NodeError> {
-        self.call(Command::Channels).await
+        self.run(|el| el.channel_list()).await
     }
 
     /// One channel.
@@ -353,7 +371,7 @@ impl NodeHandle {
         id: ChannelId,
         include_my_address: bool,
     ) -> Result<ChannelView, NodeError> {
-        self.call(|r| Command::Channel(id, include_my_address, r))
+        self.run(move |el| el.channel_view(&id, include_my_address))
             .await
     }
 
@@ -375,49 +393,37 @@ impl NodeHandle {
         description: String,
         include_my_address: bool,
     ) -> Result<ChannelView, NodeError> {
-        self.call(|reply| Command::CreateChannel {
-            include_my_address,
-            name,
-            description,
-            reply,
+        self.run(move |el| {
+            el.create_channel(&name, &description)
+                .and_then(|id| el.channel_view(&id, include_my_address))
         })
         .await
     }
 
     /// Follows a channel by link or id.
     pub async fn follow(&self, target: FollowTarget) -> Result<ChannelView, NodeError> {
-        self.call(|reply| Command::Follow { target, reply }).await
+        self.run(move |el| el.follow(target)).await
     }
 
     /// Stops following a channel (its history stays in the store).
     pub async fn unfollow(&self, channel: ChannelId) -> Result<(), NodeError> {
-        self.call(|reply| Command::Unfollow { channel, reply })
-            .await
+        self.run(move |el| el.unfollow(&channel)).await
     }
 
     /// Posts to a channel this node owns or administers; returns once the post is durable.
     pub async fn post(&self, channel: ChannelId, draft: PostDraft) -> Result<PostView, NodeError> {
-        self.call(|reply| Command::Post {
-            channel,
-            draft,
-            reply,
-        })
-        .await
+        self.call(|reply| Box::new(move |el: &mut EventLoop| el.post(channel, draft, reply)))
+            .await
     }
 
     /// Lets another node post to a channel this node owns.
     pub async fn add_admin(&self, channel: ChannelId, peer: PeerId) -> Result<(), NodeError> {
-        self.call(|reply| Command::AddAdmin {
-            channel,
-            peer,
-            reply,
-        })
-        .await
+        self.run(move |el| el.add_admin(&channel, peer)).await
     }
 
     /// Message requests waiting for the user.
     pub async fn requests(&self) -> Result<Vec<views::RequestView>, NodeError> {
-        self.call(Command::Requests).await
+        self.run(|el| Ok(el.requests())).await
     }
 
     /// Accepts, declines or blocks a peer's message requests; returns how many there were.
@@ -426,12 +432,7 @@ impl NodeHandle {
         peer: PeerId,
         action: RequestAction,
     ) -> Result<usize, NodeError> {
-        self.call(|reply| Command::AnswerRequests {
-            peer,
-            action,
-            reply,
-        })
-        .await
+        self.run(move |el| el.answer_requests(peer, action)).await
     }
 
     /// Revokes an admin of a channel this node owns.
@@ -440,22 +441,17 @@ impl NodeHandle {
         channel: ChannelId,
         peer: PeerId,
     ) -> Result<views::AdminView, NodeError> {
-        self.call(|reply| Command::RemoveAdmin {
-            channel,
-            peer,
-            reply,
-        })
-        .await
+        self.run(move |el| el.remove_admin(&channel, peer)).await
     }
 
     /// A channel's admins, current and revoked.
     pub async fn admins(&self, channel: ChannelId) -> Result<Vec<views::AdminView>, NodeError> {
-        self.call(|reply| Command::Admins(channel, reply)).await
+        self.run(move |el| el.admin_list(&channel)).await
     }
 
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
-        self.call(|reply| Command::Dial { addr, reply }).await
+        self.run(move |el| el.dial_addr(addr)).await
     }
 
     /// The `limit` posts just before `before` (or the newest), oldest first, and the cursor to
@@ -520,30 +516,23 @@ impl NodeHandle {
             .map(|a| a.to_wire())
             .transpose()
             .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
-        self.call(|reply| Command::DmSend {
-            peer,
-            text,
-            expires_in,
-            attachment,
-            reply,
-        })
-        .await
+        self.run(move |el| el.dm_send(peer, text, expires_in, attachment))
+            .await
     }
 
     /// Every direct-message conversation, the most recently active first.
     pub async fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
-        self.call(Command::DmConversations).await
+        self.run(|el| el.dm_conversations()).await
     }
 
     /// A conversation with a peer, oldest first.
     pub async fn dm_history(&self, peer: PeerId) -> Result<Vec<crate::dm::DmView>, NodeError> {
-        self.call(|r| Command::DmHistory(peer, r)).await
+        self.run(move |el| el.dm_history(&peer)).await
     }
 
     /// Creates a private group owned by this node.
     pub async fn group_create(&self, name: String) -> Result<crate::group::GroupView, NodeError> {
-        self.call(|reply| Command::GroupCreate { name, reply })
-            .await
+        self.run(move |el| el.group_create(name)).await
     }
 
     /// Invites a peer (owner only); returns once it is added, or fails after about 45 s
@@ -553,8 +542,10 @@ impl NodeHandle {
         group: crate::group::GroupId,
         peer: PeerId,
     ) -> Result<crate::group::GroupView, NodeError> {
-        self.call(|reply| Command::GroupInvite { group, peer, reply })
-            .await
+        self.call(|reply| {
+            Box::new(move |el: &mut EventLoop| el.group_invite_person(group, peer, reply))
+        })
+        .await
     }
 
     /// Removes a member (owner only): a new epoch it cannot read.
@@ -563,8 +554,7 @@ impl NodeHandle {
         group: crate::group::GroupId,
         peer: PeerId,
     ) -> Result<crate::group::GroupView, NodeError> {
-        self.call(|reply| Command::GroupRemove { group, peer, reply })
-            .await
+        self.run(move |el| el.group_remove(group, peer)).await
     }
 
     /// Posts to a group (end-to-end encrypted to its current members).
@@ -579,14 +569,8 @@ impl NodeHandle {
             .map(|a| a.to_wire())
             .transpose()
             .map_err(|e| NodeError::InvalidInput(e.to_string()))?;
-        self.call(|reply| Command::GroupPost {
-            group,
-            text,
-            expires_in,
-            attachment,
-            reply,
-        })
-        .await
+        self.run(move |el| el.group_post(group, text, expires_in, attachment))
+            .await
     }
 
     /// A group's messages held here, oldest first.
@@ -594,17 +578,21 @@ impl NodeHandle {
         &self,
         group: crate::group::GroupId,
     ) -> Result<Vec<crate::group::GroupMessageView>, NodeError> {
-        self.call(|r| Command::GroupHistory(group, r)).await
+        self.run(move |el| el.group_history(&group)).await
     }
 
     /// The groups this node created or joined.
     pub async fn groups(&self) -> Result<Vec<crate::group::GroupView>, NodeError> {
-        self.call(Command::GroupList).await
+        self.run(|el| Ok(el.group_list())).await
     }
 
     /// How far a channel's history sync has come.
     pub async fn sync_status(&self, channel: ChannelId) -> Result<SyncStatus, NodeError> {
-        self.call(|r| Command::SyncStatus(channel, r)).await
+        self.run(move |el| {
+            el.sync_status(&channel)
+                .ok_or_else(|| NodeError::UnknownChannel(channel.to_string()))
+        })
+        .await
     }
 
     /// Posts with an attached file this node holds (added or fetched before).
@@ -733,9 +721,10 @@ impl NodeHandle {
         })
         .await
         .map_err(|_| NodeError::Stopped)??;
+        let cid = manifest.cid;
         let _ = self
             .commands
-            .send(Command::AnnounceFile(manifest.cid))
+            .send(Box::new(move |el: &mut EventLoop| el.announce_file(&cid)))
             .await;
         Ok(FileAdded {
             cid: manifest.cid.to_string(),
@@ -763,18 +752,13 @@ impl NodeHandle {
         name: String,
         max_bytes: Option<u64>,
     ) -> Result<DownloadStatus, NodeError> {
-        self.call(|reply| Command::FetchFile {
-            cid,
-            name,
-            max_bytes,
-            reply,
-        })
-        .await
+        self.run(move |el| el.fetch_file(cid, name, max_bytes))
+            .await
     }
 
     /// A file's download status.
     pub async fn file_status(&self, cid: Cid) -> Result<DownloadStatus, NodeError> {
-        self.call(|r| Command::FileStatus(cid, r)).await
+        self.run(move |el| el.file_status(&cid)).await
     }
 
     /// A complete file's record and manifest (for reading it out).
@@ -802,8 +786,7 @@ impl NodeHandle {
 
     /// Blocks a peer (closes its connections, refuses new ones) or unblocks it.
     pub async fn block(&self, peer: PeerId, block: bool) -> Result<(), NodeError> {
-        self.call(|reply| Command::Block { peer, block, reply })
-            .await
+        self.run(move |el| el.block_peer(peer, block)).await
     }
 }
 

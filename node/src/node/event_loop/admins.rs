@@ -108,7 +108,7 @@ impl EventLoop {
     }
 
     /// `channel admin add`: a certificate for `peer`, valid for [`CERT_LIFETIME_MS`].
-    pub(super) fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
+    pub(crate) fn add_admin(&mut self, id: &ChannelId, peer: PeerId) -> Result<(), NodeError> {
         let key = self.owner_key(id)?;
         let admin = ed25519_of(&peer).ok_or_else(|| {
             NodeError::InvalidInput(format!("{peer} does not carry an ed25519 key"))
@@ -146,7 +146,7 @@ impl EventLoop {
 
     /// `channel admin remove`: revokes `peer`, keeping its posts up to the newest this node
     /// holds; tells every follower (now by gossip, later by history sync).
-    pub(super) fn remove_admin(
+    pub(crate) fn remove_admin(
         &mut self,
         id: &ChannelId,
         peer: PeerId,
@@ -184,7 +184,7 @@ impl EventLoop {
     }
 
     /// `channel admin list`.
-    pub(super) fn admin_list(&self, id: &ChannelId) -> Result<Vec<AdminView>, NodeError> {
+    pub(crate) fn admin_list(&self, id: &ChannelId) -> Result<Vec<AdminView>, NodeError> {
         let state = self
             .channels
             .by_id

@@ -53,7 +53,7 @@ impl Channels {
 }
 
 impl EventLoop {
-    pub(super) fn create_channel(
+    pub(crate) fn create_channel(
         &mut self,
         name: &str,
         description: &str,
@@ -79,7 +79,7 @@ impl EventLoop {
         Ok(id)
     }
 
-    pub(super) fn follow(&mut self, target: FollowTarget) -> Result<ChannelView, NodeError> {
+    pub(crate) fn follow(&mut self, target: FollowTarget) -> Result<ChannelView, NodeError> {
         let (id, manifest, addrs) = match target {
             FollowTarget::Invite(inv) => (inv.channel(), Some(inv.manifest), inv.bootstrap),
             FollowTarget::Id(id) => (id, None, Vec::new()),
@@ -123,7 +123,7 @@ impl EventLoop {
         self.channel_view(&id, false)
     }
 
-    pub(super) fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
+    pub(crate) fn unfollow(&mut self, id: &ChannelId) -> Result<(), NodeError> {
         let state = self
             .channels
             .by_id
@@ -164,7 +164,7 @@ impl EventLoop {
         self.want_sync(&id, None);
     }
 
-    pub(super) fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
+    pub(crate) fn post(&mut self, id: ChannelId, draft: PostDraft, reply: PostReply) {
         match self.sign_post(&id, draft) {
             Ok(post) => {
                 let key = (post.channel, post.author_key.to_bytes(), post.seq);

@@ -3,188 +3,54 @@
 use super::*;
 
 impl EventLoop {
+    /// Runs a command of the node's handle (the writes it makes are what its answer waits
+    /// for).
     pub(super) fn on_command(&mut self, cmd: Command) {
         self.command_seq = self.store.write_seq();
-        match cmd {
-            Command::ContactCard(reply) => {
-                let card = crate::contact::ContactCard::own(
-                    &self.identity,
-                    self.own_addrs(),
-                    self.devices.book.own(),
-                );
-                answer!(self, reply, Ok(card));
-            }
-            Command::LearnContact(card) => self.learn_card(&card),
-            Command::DeviceLink(reply) => {
-                answer!(self, reply, self.device_link());
-            }
-            Command::DeviceList(reply) => {
-                answer!(self, reply, Ok(self.device_list()));
-            }
-            Command::DeviceRevoke { peer, reply } => {
-                answer!(self, reply, self.device_revoke(peer));
-            }
-            Command::DeviceRemovals(reply) => {
-                answer!(self, reply, Ok(self.device_removals()));
-            }
-            Command::Info(reply) => {
-                answer!(self, reply, Ok(self.info()));
-            }
-            Command::Peers(reply) => {
-                answer!(self, reply, Ok(self.peers()));
-            }
-            Command::Channels(reply) => {
-                let mut ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
-                ids.sort_by_key(|id| self.channels.by_id[id].record.followed_at_ms);
-                let views = ids.iter().map(|id| self.channel_view(id, false)).collect();
-                answer!(self, reply, views);
-            }
-            Command::Channel(id, include_my_address, reply) => {
-                answer!(self, reply, self.channel_view(&id, include_my_address));
-            }
-            Command::CreateChannel {
-                include_my_address,
-                name,
-                description,
-                reply,
-            } => {
-                answer!(
-                    self,
-                    reply,
-                    self.create_channel(&name, &description)
-                        .and_then(|id| self.channel_view(&id, include_my_address)),
-                );
-            }
-            Command::Follow { target, reply } => {
-                answer!(self, reply, self.follow(target));
-            }
-            Command::Unfollow { channel, reply } => {
-                answer!(self, reply, self.unfollow(&channel));
-            }
-            Command::Post {
-                channel,
-                draft,
-                reply,
-            } => self.post(channel, draft, reply),
-            Command::AddAdmin {
-                channel,
-                peer,
-                reply,
-            } => {
-                answer!(self, reply, self.add_admin(&channel, peer));
-            }
-            Command::RemoveAdmin {
-                channel,
-                peer,
-                reply,
-            } => {
-                answer!(self, reply, self.remove_admin(&channel, peer));
-            }
-            Command::Admins(channel, reply) => {
-                answer!(self, reply, self.admin_list(&channel));
-            }
-            Command::Requests(reply) => {
-                answer!(self, reply, Ok(self.requests()));
-            }
-            Command::AnswerRequests {
-                peer,
-                action,
-                reply,
-            } => {
-                answer!(self, reply, self.answer_requests(peer, action));
-            }
-            Command::Dial { addr, reply } => {
-                let r = self
-                    .swarm
-                    .dial(addr)
-                    .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")));
-                answer!(self, reply, r);
-            }
-            Command::SyncStatus(id, reply) => {
-                answer!(
-                    self,
-                    reply,
-                    self.sync_status(&id)
-                        .ok_or_else(|| NodeError::UnknownChannel(id.to_string())),
-                );
-            }
-            Command::AnnounceFile(cid) => self.announce_file(&cid),
-            Command::FetchFile {
-                cid,
-                name,
-                max_bytes,
-                reply,
-            } => {
-                answer!(self, reply, self.fetch_file(cid, name, max_bytes));
-            }
-            Command::FileStatus(cid, reply) => {
-                answer!(self, reply, self.file_status(&cid));
-            }
-            Command::Block { peer, block, reply } => {
-                answer!(self, reply, self.block_peer(peer, block));
-            }
-            Command::DmSend {
-                peer,
-                text,
-                expires_in,
-                attachment,
-                reply,
-            } => {
-                answer!(
-                    self,
-                    reply,
-                    self.dm_send(peer, text, expires_in, attachment)
-                );
-            }
-            Command::DmHistory(peer, reply) => {
-                answer!(self, reply, self.dm_history(&peer));
-            }
-            Command::DmConversations(reply) => {
-                answer!(self, reply, self.dm_conversations());
-            }
-            Command::GroupCreate { name, reply } => {
-                answer!(self, reply, self.group_create(name));
-            }
-            Command::GroupInvite { group, peer, reply } => {
-                // A person is invited with all their devices; the answer is the first one's.
-                let mut devices = self.devices.book.recipients(&peer).into_iter();
-                match devices.next() {
-                    Some(first) => {
-                        for other in devices {
-                            let (tx, _rx) = oneshot::channel();
-                            self.group_invite(group, other, tx);
-                        }
-                        self.group_invite(group, first, reply);
-                    }
-                    None => self.group_invite(group, peer, reply),
+        cmd(self);
+    }
+
+    /// This node's contact card.
+    pub(crate) fn contact_card(&self) -> crate::contact::ContactCard {
+        crate::contact::ContactCard::own(&self.identity, self.own_addrs(), self.devices.book.own())
+    }
+
+    /// Every channel owned or followed, oldest followed first.
+    pub(crate) fn channel_list(&self) -> Result<Vec<ChannelView>, NodeError> {
+        let mut ids: Vec<ChannelId> = self.channels.by_id.keys().copied().collect();
+        ids.sort_by_key(|id| self.channels.by_id[id].record.followed_at_ms);
+        ids.iter().map(|id| self.channel_view(id, false)).collect()
+    }
+
+    /// Dials an address the user gave.
+    pub(crate) fn dial_addr(&mut self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.swarm
+            .dial(addr)
+            .map_err(|e| NodeError::InvalidInput(format!("cannot dial: {e}")))
+    }
+
+    /// `group invite`: a person is invited with all their devices; the answer is the first
+    /// one's.
+    pub(crate) fn group_invite_person(
+        &mut self,
+        group: crate::group::GroupId,
+        peer: PeerId,
+        reply: Reply<crate::group::GroupView>,
+    ) {
+        let mut devices = self.devices.book.recipients(&peer).into_iter();
+        match devices.next() {
+            Some(first) => {
+                for other in devices {
+                    let (tx, _rx) = oneshot::channel();
+                    self.group_invite(group, other, tx);
                 }
+                self.group_invite(group, first, reply);
             }
-            Command::GroupRemove { group, peer, reply } => {
-                answer!(self, reply, self.group_remove(group, peer));
-            }
-            Command::GroupPost {
-                group,
-                text,
-                expires_in,
-                attachment,
-                reply,
-            } => {
-                answer!(
-                    self,
-                    reply,
-                    self.group_post(group, text, expires_in, attachment)
-                );
-            }
-            Command::GroupHistory(group, reply) => {
-                answer!(self, reply, self.group_history(&group));
-            }
-            Command::GroupList(reply) => {
-                answer!(self, reply, Ok(self.group_list()));
-            }
+            None => self.group_invite(group, peer, reply),
         }
     }
 
-    pub(super) fn block_peer(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+    pub(crate) fn block_peer(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
         if peer == *self.swarm.local_peer_id() {
             return Err(NodeError::InvalidInput("a node cannot block itself".into()));
         }
@@ -246,7 +112,7 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn info(&self) -> NodeInfo {
+    pub(crate) fn info(&self) -> NodeInfo {
         let peer_id = *self.swarm.local_peer_id();
         let listen: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
         NodeInfo {
@@ -313,7 +179,7 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn peers(&self) -> Vec<PeerView> {
+    pub(crate) fn peers(&self) -> Vec<PeerView> {
         let mut out: Vec<PeerView> = self
             .conns
             .iter()
@@ -332,7 +198,7 @@ impl EventLoop {
         out
     }
 
-    pub(super) fn channel_view(
+    pub(crate) fn channel_view(
         &self,
         id: &ChannelId,
         include_my_address: bool,

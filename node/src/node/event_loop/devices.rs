@@ -163,7 +163,7 @@ const PUSH_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl EventLoop {
     /// `device link`: a one-time link for a new device.
-    pub(super) fn device_link(&mut self) -> Result<DeviceLinkView, NodeError> {
+    pub(crate) fn device_link(&mut self) -> Result<DeviceLinkView, NodeError> {
         let own = self.own_list_for_change()?;
         let account = own.account().clone();
         let (secret, expires_ms) = self.devices.pending.issue(now_ms());
@@ -202,7 +202,7 @@ impl EventLoop {
     }
 
     /// `device list`.
-    pub(super) fn device_list(&self) -> Vec<DeviceView> {
+    pub(crate) fn device_list(&self) -> Vec<DeviceView> {
         let me = *self.swarm.local_peer_id();
         let Some(own) = self.devices.book.own() else {
             return Vec::new();
@@ -222,7 +222,7 @@ impl EventLoop {
 
     /// `device revoke`: a new list without the device, removals from the groups this node
     /// owns, its channel certificates withdrawn; pushed to every device and contact.
-    pub(super) fn device_revoke(&mut self, peer: PeerId) -> Result<RevokeView, NodeError> {
+    pub(crate) fn device_revoke(&mut self, peer: PeerId) -> Result<RevokeView, NodeError> {
         let own = self.own_list_for_change()?;
         let next = own
             .revoke(self.identity.signing(), &peer, now_ms())
@@ -367,7 +367,7 @@ impl EventLoop {
 
     /// `device removals`: every removal of a revoked device this node follows, and which
     /// members are known to have it.
-    pub(super) fn device_removals(&self) -> Vec<RevokeGroupView> {
+    pub(crate) fn device_removals(&self) -> Vec<RevokeGroupView> {
         self.groups.removals(self.swarm.local_peer_id())
     }
 
@@ -820,7 +820,7 @@ impl EventLoop {
     }
 
     /// A contact card was added or received: its addresses, and its account's devices.
-    pub(super) fn learn_card(&mut self, card: &crate::contact::ContactCard) {
+    pub(crate) fn learn_card(&mut self, card: &crate::contact::ContactCard) {
         self.devices.contacts_changed();
         for a in &card.addrs {
             let (_, base) = split_peer_addr(a);

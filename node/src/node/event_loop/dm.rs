@@ -195,7 +195,7 @@ impl EventLoop {
     // ----- commands -----------------------------------------------------------------------------
 
     /// `dm send`.
-    pub(super) fn dm_send(
+    pub(crate) fn dm_send(
         &mut self,
         target: PeerId,
         text: String,
@@ -214,12 +214,12 @@ impl EventLoop {
     }
 
     /// `dm history`.
-    pub(super) fn dm_history(&self, target: &PeerId) -> Result<Vec<DmView>, NodeError> {
+    pub(crate) fn dm_history(&self, target: &PeerId) -> Result<Vec<DmView>, NodeError> {
         self.dm.core.history(&self.dm_reader(), target)
     }
 
     /// `dm list`.
-    pub(super) fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
+    pub(crate) fn dm_conversations(&self) -> Result<Vec<crate::dm::DmConversationView>, NodeError> {
         self.dm.core.conversations(&self.dm_reader())
     }
 

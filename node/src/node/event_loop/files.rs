@@ -89,7 +89,7 @@ impl EventLoop {
     }
 
     /// Tells the DHT that this node provides the file.
-    pub(super) fn announce_file(&mut self, cid: &Cid) {
+    pub(crate) fn announce_file(&mut self, cid: &Cid) {
         self.files.provided.insert(*cid);
         if let Err(e) = self
             .swarm
@@ -152,7 +152,7 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn fetch_file(
+    pub(crate) fn fetch_file(
         &mut self,
         cid: Cid,
         name: String,
@@ -190,7 +190,7 @@ impl EventLoop {
     }
 
     /// A file's status: downloading, held, or unknown.
-    pub(super) fn file_status(&self, cid: &Cid) -> Result<DownloadStatus, NodeError> {
+    pub(crate) fn file_status(&self, cid: &Cid) -> Result<DownloadStatus, NodeError> {
         if let Some(f) = self.files.fetches.get(cid) {
             return Ok(f.download.status());
         }

@@ -210,12 +210,12 @@ impl EventLoop {
     }
 
     /// `group create`.
-    pub(super) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
+    pub(crate) fn group_create(&mut self, name: String) -> Result<GroupView, NodeError> {
         self.group_command(|g, ctx, now| g.create(ctx, name, now))
     }
 
     /// `group list`.
-    pub(super) fn group_list(&self) -> Vec<GroupView> {
+    pub(crate) fn group_list(&self) -> Vec<GroupView> {
         self.groups.list(self.swarm.local_peer_id())
     }
 
@@ -228,7 +228,7 @@ impl EventLoop {
     }
 
     /// `group remove`.
-    pub(super) fn group_remove(
+    pub(crate) fn group_remove(
         &mut self,
         group: GroupId,
         peer: PeerId,
@@ -237,7 +237,7 @@ impl EventLoop {
     }
 
     /// `group post`.
-    pub(super) fn group_post(
+    pub(crate) fn group_post(
         &mut self,
         group: GroupId,
         text: String,
@@ -248,7 +248,7 @@ impl EventLoop {
     }
 
     /// `group history`, oldest first.
-    pub(super) fn group_history(
+    pub(crate) fn group_history(
         &mut self,
         group: &GroupId,
     ) -> Result<Vec<GroupMessageView>, NodeError> {

@@ -150,15 +150,6 @@ fn answered_us<Req, Resp>(event: &libp2p::request_response::Event<Req, Resp>) ->
 /// An action that must not happen before the writes made before it are durable.
 type Deferred = Box<dyn FnOnce(&mut EventLoop) + Send>;
 
-/// Answers a command, once what it wrote is on disk (`reply.send(result)` otherwise).
-macro_rules! answer {
-    ($self:ident, $reply:expr, $result:expr $(,)?) => {{
-        let result = $result;
-        $self.answer($reply, result);
-    }};
-}
-use answer;
-
 /// Results of work the loop handed to blocking threads.
 pub(super) enum Internal {
     SyncRespond(ResponseChannel<v1::SyncResponse>, v1::SyncResponse),

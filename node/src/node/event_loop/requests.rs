@@ -15,7 +15,7 @@ const PREVIEW_CHARS: usize = 100;
 
 impl EventLoop {
     /// Every pending request, oldest first.
-    pub(super) fn requests(&self) -> Vec<RequestView> {
+    pub(crate) fn requests(&self) -> Vec<RequestView> {
         let mut out: Vec<RequestView> = self
             .dm_requests()
             .into_iter()
@@ -45,7 +45,7 @@ impl EventLoop {
     }
 
     /// Accepts, declines or blocks everything `peer` asked.
-    pub(super) fn answer_requests(
+    pub(crate) fn answer_requests(
         &mut self,
         peer: PeerId,
         action: RequestAction,

@@ -111,7 +111,7 @@ impl EventLoop {
     }
 
     /// What clients see of a channel's sync.
-    pub(super) fn sync_status(&self, id: &ChannelId) -> Option<SyncStatus> {
+    pub(crate) fn sync_status(&self, id: &ChannelId) -> Option<SyncStatus> {
         Some(self.sync.channels.get(id)?.status(id.to_string()))
     }
 
