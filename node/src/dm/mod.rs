@@ -21,6 +21,17 @@ use crate::channel::{now_ms, sign};
 
 /// Most bytes of a message's text.
 pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// Refuses a text longer than [`MAX_TEXT_BYTES`], saying how long it is.
+pub fn check_text_len(text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
+            text.len()
+        ));
+    }
+    Ok(())
+}
 /// Most bytes of a KeyPackage (about 300 bytes in practice). Envelopes may carry up to
 /// [`crate::group::MAX_GROUP_MESSAGE_BYTES`] (a removal commit of a large group), or
 /// [`crate::group::MAX_WELCOME_BYTES`] for a group's Welcome.

@@ -251,6 +251,23 @@ impl PrivateRecords<'_> {
     }
 
     /// Deletes the direct (or group) messages whose expiry is due at `now`; returns when the
+    /// Deletes the direct (or group) messages whose expiries are due, logging what went
+    /// wrong; returns when the next one is due (None: not known, look again).
+    pub fn expire_due(&self, group: bool, now: u64) -> Option<u64> {
+        match self.expire_messages(group, now) {
+            Ok((removed, next)) => {
+                if removed > 0 {
+                    tracing::debug!(removed, group, "messages expired and deleted");
+                }
+                Some(next)
+            }
+            Err(e) => {
+                tracing::warn!("cannot delete expired messages: {e}");
+                None
+            }
+        }
+    }
+
     /// next one falls due (`u64::MAX`: none left).
     pub fn expire_messages(&self, group: bool, now: u64) -> Result<(usize, u64), StoreError> {
         let tree = if group {

@@ -92,18 +92,7 @@ impl Direct {
             }
         }
         if self.next_expiry.is_none_or(|t| t <= now.ms) {
-            self.next_expiry = match ctx.store.private().expire_messages(false, now.ms) {
-                Ok((removed, next)) => {
-                    if removed > 0 {
-                        tracing::debug!(removed, "direct messages expired and deleted");
-                    }
-                    Some(next)
-                }
-                Err(e) => {
-                    tracing::warn!("cannot delete expired messages: {e}");
-                    None
-                }
-            };
+            self.next_expiry = ctx.store.private().expire_due(false, now.ms);
         }
         if now.at.saturating_duration_since(self.last_housekeeping) >= HOUSEKEEPING_EVERY {
             self.last_housekeeping = now.at;

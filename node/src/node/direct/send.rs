@@ -13,7 +13,7 @@ use super::{Action, Ctx, Direct, HOLD_MS, Now, Reader};
 use crate::dm::conversation::Conversation;
 use crate::dm::mailbox::envelope_id;
 use crate::dm::route::Route;
-use crate::dm::{DmConversationView, DmView, MAX_TEXT_BYTES};
+use crate::dm::{DmConversationView, DmView};
 use crate::mls::MlsError;
 use crate::node::NodeError;
 use crate::node::views::Event;
@@ -35,12 +35,7 @@ impl Direct {
         if text.trim().is_empty() {
             return Err(NodeError::InvalidInput("empty message".into()));
         }
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(NodeError::InvalidInput(format!(
-                "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
-                text.len()
-            )));
-        }
+        crate::dm::check_text_len(&text).map_err(NodeError::InvalidInput)?;
         let recipients = ctx.book.recipients(&target);
         let Some(first) = recipients.first().copied() else {
             return Err(NodeError::InvalidInput(

@@ -401,12 +401,7 @@ impl EventLoop {
                 list: Some(own.to_proto()),
             })),
         };
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .dm
-            .send_request(&peer, crate::net::wire::Frame::Valid(req));
-        self.dm.requests.insert(id, dm::Sent::Devices);
+        self.send_dm_request(&peer, req, dm::Sent::Devices);
         self.devices.pushed.insert(peer, version);
     }
 
@@ -683,13 +678,9 @@ impl EventLoop {
             })),
         };
         let peer = j.ticket.peer_id;
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .dm
-            .send_request(&peer, crate::net::wire::Frame::Valid(req));
-        self.dm.requests.insert(id, dm::Sent::Link);
-        tracing::info!(%peer, code = %j.ticket.code_for(&me), "asking to be linked");
+        let code = j.ticket.code_for(&me);
+        self.send_dm_request(&peer, req, dm::Sent::Link);
+        tracing::info!(%peer, %code, "asking to be linked");
     }
 
     /// The linking device answered.

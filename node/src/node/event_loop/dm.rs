@@ -128,14 +128,7 @@ impl EventLoop {
                     peer,
                     request,
                     sent,
-                } => {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .dm
-                        .send_request(&peer, Frame::Valid(request));
-                    self.dm.requests.insert(id, Sent::Direct(sent));
-                }
+                } => self.send_dm_request(&peer, request, Sent::Direct(sent)),
                 Action::Dial(p) => {
                     let _ = self.swarm.dial(p);
                 }
@@ -185,6 +178,16 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Sends a request on `/samizdat/dm/1`; its answer is routed by what it was.
+    pub(super) fn send_dm_request(&mut self, peer: &PeerId, request: v1::DmRequest, sent: Sent) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(peer, Frame::Valid(request));
+        self.dm.requests.insert(id, sent);
     }
 
     /// Stores what the last MLS operations changed in its state.

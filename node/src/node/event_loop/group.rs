@@ -14,7 +14,6 @@ use crate::account::book::Accounts;
 use crate::dm::DmError;
 use crate::group::{GroupId, GroupMessageView, GroupView};
 use crate::net::node_behaviour::NodeBehaviour;
-use crate::net::wire::Frame;
 use crate::node::NodeError;
 use crate::node::command::Reply;
 use crate::node::groups::{Action, Facts, Input, Now, Write};
@@ -113,12 +112,7 @@ impl EventLoop {
                     let req = v1::DmRequest {
                         kind: Some(v1::dm_request::Kind::GroupSync(query)),
                     };
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .dm
-                        .send_request(&peer, Frame::Valid(req));
-                    self.dm.requests.insert(id, Sent::GroupSync(group));
+                    self.send_dm_request(&peer, req, Sent::GroupSync(group));
                 }
                 Action::Dial(p) => {
                     let _ = self.swarm.dial(p);
@@ -161,22 +155,10 @@ impl EventLoop {
                     let _ = r.send(result);
                 }),
                 Action::Expire => {
-                    let next = match self
+                    let next = self
                         .store
                         .private()
-                        .expire_messages(true, crate::channel::now_ms())
-                    {
-                        Ok((removed, next)) => {
-                            if removed > 0 {
-                                tracing::debug!(removed, "group messages expired and deleted");
-                            }
-                            Some(next)
-                        }
-                        Err(e) => {
-                            tracing::warn!("cannot delete expired messages: {e}");
-                            None
-                        }
-                    };
+                        .expire_due(true, crate::channel::now_ms());
                     self.groups.expired(next);
                 }
             }

@@ -8,7 +8,6 @@ use prost::Message as _;
 use samizdat_proto::v1;
 
 use super::{Action, Ctx, Groups, Now, Write, dm_err, refused, wire_id};
-use crate::dm::MAX_TEXT_BYTES;
 use crate::group::state::{GroupRecord, PendingInvite};
 use crate::group::{GroupId, GroupMessageView, GroupView, check_name, seal_invite};
 use crate::node::NodeError;
@@ -223,12 +222,7 @@ impl<R> Groups<R> {
         attachment: Option<v1::Attachment>,
         now: Now,
     ) -> Result<GroupMessageView, NodeError> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(NodeError::InvalidInput(format!(
-                "message too long: {} bytes (at most {MAX_TEXT_BYTES})",
-                text.len()
-            )));
-        }
+        crate::dm::check_text_len(&text).map_err(NodeError::InvalidInput)?;
         let s = self
             .state
             .groups

@@ -237,6 +237,14 @@ fn group_of(owner: &mut Node, members: &mut [&mut Node], now: Now) -> (GroupId, 
     (group, topic)
 }
 
+/// The owner adds `member` (invitation, then its KeyPackage); nobody takes the commit yet.
+fn add_unseen(owner: &mut Node, group: GroupId, member: &Node, now: Now) -> Out {
+    let peer = member.me;
+    owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
+    let key_package = member.mls.key_package().expect("kp");
+    owner.handle(Input::KeyPackage { peer, key_package }, now)
+}
+
 fn post(node: &mut Node, group: GroupId, text: &str, now: Now) -> Vec<u8> {
     let (view, out) = node.command(|g, ctx| g.post(ctx, group, text.into(), None, None, now));
     view.expect("posted");
@@ -300,16 +308,7 @@ fn a_message_ahead_of_its_commit_waits_for_it_and_asks_the_neighbour() {
     let (mut owner, mut bob, carol) = (Node::new(), Node::new(), Node::new());
     let (group, topic) = group_of(&mut owner, &mut [&mut bob], now);
     // Carol is added (a commit Bob misses), then the owner writes in the new epoch.
-    let peer = carol.me;
-    owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
-    let kp = carol.mls.key_package().expect("kp");
-    let added = owner.handle(
-        Input::KeyPackage {
-            peer,
-            key_package: kp,
-        },
-        now,
-    );
+    let added = add_unseen(&mut owner, group, &carol, now);
     let commit = added.published[0].1.clone();
     let later = at(start, 5);
     let data = post(&mut owner, group, "after carol", later);
@@ -592,16 +591,7 @@ fn a_neighbour_cannot_fill_memory_with_messages_of_epochs_to_come() {
     let now = at(start, 0);
     let (mut owner, mut bob, carol) = (Node::new(), Node::new(), Node::new());
     let (group, topic) = group_of(&mut owner, &mut [&mut bob], now);
-    let peer = carol.me;
-    owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
-    let kp = carol.mls.key_package().expect("kp");
-    owner.handle(
-        Input::KeyPackage {
-            peer,
-            key_package: kp,
-        },
-        now,
-    );
+    add_unseen(&mut owner, group, &carol, now);
     // One neighbour hands over many messages of the epoch Bob has not reached.
     let sybil = PeerId::random();
     for i in 0..(EARLY.per_peer + 10) as u64 {
