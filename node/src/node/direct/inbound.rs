@@ -14,6 +14,28 @@ use crate::mls::{Incoming, MlsError};
 use crate::node::reputation::Offence;
 use crate::node::views::Event;
 
+/// The envelopes a holder handed over that are for this node (`me`), oldest first, with
+/// their senders: at most four requests' worth.
+pub(crate) fn collected(
+    me: &PeerId,
+    holder: &PeerId,
+    resp: v1::DmResponse,
+    now: Now,
+) -> Vec<(PeerId, v1::DmEnvelope)> {
+    let mut envs = resp.envelopes;
+    envs.truncate(MAX_ENVELOPES_PER_REQUEST.saturating_mul(4));
+    envs.sort_by_key(|e| e.sent_ms);
+    envs.into_iter()
+        .filter_map(|env| match check_envelope(&env, now.ms) {
+            Ok((sender, recipient)) if recipient == *me => Some((sender, env)),
+            _ => {
+                tracing::debug!(%holder, "holder returned an envelope not for us");
+                None
+            }
+        })
+        .collect()
+}
+
 impl Direct {
     /// Holds envelopes a peer leaves for an offline recipient.
     pub(crate) fn answer_deposit(
@@ -86,29 +108,10 @@ impl Direct {
             Sent::Deposit => {
                 tracing::debug!(%peer, accepted = resp.accepted, error = %resp.error, "deposit answered");
             }
-            Sent::Collect => {
-                let mut envs = resp.envelopes;
-                envs.truncate(MAX_ENVELOPES_PER_REQUEST.saturating_mul(4));
-                envs.sort_by_key(|e| e.sent_ms);
-                let mut got = 0u32;
-                for env in envs {
-                    match check_envelope(&env, now.ms) {
-                        Ok((sender, recipient)) if recipient == ctx.me => {
-                            match self.receive(ctx, &sender, &peer, env, now) {
-                                Ok(routed) => {
-                                    got = got.saturating_add(1);
-                                    self.route_later(sender, peer, routed);
-                                }
-                                Err(e) => tracing::debug!("collected mail refused: {e}"),
-                            }
-                        }
-                        _ => tracing::debug!(%peer, "holder returned an envelope not for us"),
-                    }
-                }
-                if got > 0 {
-                    tracing::debug!(%peer, got, "mail collected");
-                }
-            }
+            // Taken by the loop, envelope by envelope ([`collected`]): each may be a group's,
+            // and must reach the group component before the next is looked at (a Welcome
+            // and the commit that removes the member may come in one answer).
+            Sent::Collect => {}
         }
     }
 

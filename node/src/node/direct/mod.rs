@@ -10,6 +10,7 @@
 
 mod delivery;
 mod inbound;
+pub(crate) use inbound::collected;
 mod send;
 #[cfg(test)]
 mod tests;
@@ -395,8 +396,8 @@ impl Direct {
             Input::Disconnected(peer) => {
                 self.capable.remove(&peer);
             }
+            // (The lookup stays in flight until its query ends: `lookup_ended`.)
             Input::KeyPackage { peer, key_package } => {
-                self.looking_up.remove(&peer);
                 self.on_keypackage(ctx, &peer, &key_package, now)
             }
             Input::Published(ok) => {

@@ -387,14 +387,14 @@ fn a_holder_keeps_mail_within_a_sender_s_quota_and_hands_it_only_to_its_recipien
     });
     assert_eq!(resp.envelopes.len(), 2);
     let holder_id = holder.me;
-    let out = bob.handle(
-        Input::Response {
-            peer: holder_id,
-            sent: Sent::Collect,
-            response: resp,
-        },
+    let mail = collected(&bob_id, &holder_id, resp, at(start, 4));
+    assert!(mail.iter().all(|(sender, _)| *sender == alice_id));
+    let (_, out, error) = bob.take(
+        alice_id,
+        mail.into_iter().map(|(_, e)| e).collect(),
         at(start, 4),
     );
+    assert!(error.is_none());
     assert_eq!(out.messages.len(), 1);
     assert_eq!(bob.history(), ["while you were away"]);
     // A sender that keeps depositing past its quota is penalised.

@@ -108,20 +108,36 @@ impl EventLoop {
     fn dm_input(&mut self, input: Input) {
         let now = Now::current();
         let actions = with_direct!(self, |d, ctx| d.handle(&mut ctx, input, now));
-        self.run_dm_actions(actions);
+        if let Err(e) = self.run_dm_actions(actions) {
+            tracing::warn!("direct-message work not done: {e}");
+        }
     }
 
     /// Runs a command of the component and carries out its actions.
     fn dm_command<T>(&mut self, f: impl FnOnce(&mut Direct, &mut direct::Ctx<'_>, Now) -> T) -> T {
-        let now = Now::current();
-        let result = with_direct!(self, |d, ctx| f(d, &mut ctx, now));
-        let actions = self.dm.core.take();
-        self.run_dm_actions(actions);
+        let (result, done) = self.dm_command_checked(f);
+        if let Err(e) = done {
+            tracing::warn!("direct-message work not done: {e}");
+        }
         result
     }
 
-    /// Carries out the component's actions in order.
-    fn run_dm_actions(&mut self, actions: Vec<Action>) {
+    /// Like [`EventLoop::dm_command`], with the error of carrying out its actions.
+    fn dm_command_checked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Direct, &mut direct::Ctx<'_>, Now) -> T,
+    ) -> (T, Result<(), NodeError>) {
+        let now = Now::current();
+        let result = with_direct!(self, |d, ctx| f(d, &mut ctx, now));
+        let actions = self.dm.core.take();
+        let done = self.run_dm_actions(actions);
+        (result, done)
+    }
+
+    /// Carries out the component's actions in order; the error of accepting a request by
+    /// writing, if that failed.
+    fn run_dm_actions(&mut self, actions: Vec<Action>) -> Result<(), NodeError> {
+        let mut result = Ok(());
         for action in actions {
             match action {
                 Action::Request {
@@ -169,6 +185,7 @@ impl EventLoop {
                 Action::Accepted(peer) => {
                     if let Err(e) = self.accepted_by_writing(&peer) {
                         tracing::warn!(%peer, "request not accepted in full: {e}");
+                        result = Err(e);
                     }
                 }
                 Action::Route { from, via, routed } => {
@@ -178,6 +195,7 @@ impl EventLoop {
                 }
             }
         }
+        result
     }
 
     /// Sends a request on `/samizdat/dm/1`; its answer is routed by what it was.
@@ -205,7 +223,12 @@ impl EventLoop {
         expires_in: Option<std::time::Duration>,
         attachment: Option<v1::Attachment>,
     ) -> Result<DmView, NodeError> {
-        self.dm_command(|d, ctx, now| d.send(ctx, target, text, expires_in, attachment, now))
+        // (Writing to a peer whose request waited accepts it: a failure there fails the send.)
+        let (sent, accepted) = self.dm_command_checked(|d, ctx, now| {
+            d.send(ctx, target, text, expires_in, attachment, now)
+        });
+        let view = sent?;
+        accepted.map(|()| view)
     }
 
     fn dm_reader(&self) -> Reader<'_> {
@@ -421,6 +444,7 @@ impl EventLoop {
                 context,
                 ..
             } => match context {
+                Sent::Direct(direct::Sent::Collect) => self.on_collected(peer, response),
                 Sent::Direct(sent) => self.dm_input(Input::Response {
                     peer,
                     sent,
@@ -532,6 +556,22 @@ impl EventLoop {
                 Err(e) => resp.error = e.to_string(),
             }
             resp.accepted = resp.accepted.saturating_add(1);
+        }
+    }
+
+    /// A holder handed over this node's mail: each envelope taken in turn (a group's reaches
+    /// the group component before the next is looked at).
+    fn on_collected(&mut self, holder: PeerId, response: v1::DmResponse) {
+        let me = *self.swarm.local_peer_id();
+        let mut got = 0u32;
+        for (sender, env) in direct::collected(&me, &holder, response, Now::current()) {
+            match self.receive_envelope(&sender, &holder, env) {
+                Ok(()) => got = got.saturating_add(1),
+                Err(e) => tracing::debug!("collected mail refused: {e}"),
+            }
+        }
+        if got > 0 {
+            tracing::debug!(%holder, got, "mail collected");
         }
     }
 

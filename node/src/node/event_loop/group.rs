@@ -80,9 +80,14 @@ impl EventLoop {
         let mut failed: Option<String> = None;
         for action in actions {
             if let Some(e) = &failed {
-                // Only answers still go out, with the fault.
-                if let Action::Answer(r, _) = action {
-                    let _ = r.send(Err(NodeError::Internal(e.clone())));
+                // Only answers still go out, with the fault; a catch-up request not sent is
+                // not waited for.
+                match action {
+                    Action::Answer(r, _) => {
+                        let _ = r.send(Err(NodeError::Internal(e.clone())));
+                    }
+                    Action::Ask { group, .. } => self.groups.ask_skipped(&group),
+                    _ => {}
                 }
                 continue;
             }
@@ -203,10 +208,16 @@ impl EventLoop {
 
     /// `group invite`: answered once the member is added (the invitee's KeyPackage found).
     pub(super) fn group_invite(&mut self, group: GroupId, peer: PeerId, reply: Reply<GroupView>) {
-        let _ = self.group_command(|g, ctx, now| {
+        let written = self.group_command(|g, ctx, now| {
             g.invite(ctx, group, peer, reply, now);
             Ok(())
         });
+        if let Err(e) = written {
+            // Not stored: the invitation is withdrawn, and whoever waits for it told why.
+            for r in self.groups.withdraw(&group, &peer) {
+                let _ = r.send(Err(NodeError::Internal(e.to_string())));
+            }
+        }
     }
 
     /// `group remove`.
@@ -299,8 +310,8 @@ impl EventLoop {
     ) -> Result<(), DmError> {
         let now = Now::current();
         let result = with_groups!(self, |g, ctx| g.receive_direct(&ctx, group, wire, via, now));
-        self.group_actions_after_receive();
-        result
+        let written = self.group_actions_after_receive();
+        result.and(written)
     }
 
     /// A Welcome into a group, with its sealed invitation, from `from`.
@@ -312,15 +323,17 @@ impl EventLoop {
         let now = Now::current();
         let known = self.is_known_peer(from);
         let result = with_groups!(self, |g, ctx| g.invite_arrived(&ctx, from, env, known, now));
-        self.group_actions_after_receive();
-        result
+        let written = self.group_actions_after_receive();
+        result.and(written)
     }
 
-    fn group_actions_after_receive(&mut self) {
+    /// Carries out what an envelope's processing asked; a failed write is the envelope's
+    /// failure (it is not marked seen, and the peer that handed it over hears of it).
+    fn group_actions_after_receive(&mut self) -> Result<(), DmError> {
         let actions = self.groups.take();
-        if let Err(e) = self.run_group_actions(actions, true) {
-            tracing::warn!("group work not done: {e}");
-        }
+        self.run_group_actions(actions, true)
+            .map(|_| ())
+            .map_err(|e| DmError::Store(e.to_string()))
     }
 
     /// Answers a member's catch-up request from the log.
@@ -359,10 +372,15 @@ impl EventLoop {
 
     /// A valid KeyPackage of `peer` arrived: add it to the groups it is invited to.
     pub(super) fn groups_on_keypackage(&mut self, peer: &PeerId, key_package: &[u8]) {
-        self.group_input(Input::KeyPackage {
-            peer: *peer,
-            key_package: key_package.to_vec(),
-        });
+        // One group at a time: a write that fails for one must not hold back another's
+        // commit and Welcome, whose epoch has moved.
+        for group in self.groups.invited_to(peer) {
+            self.group_input(Input::KeyPackage {
+                group,
+                peer: *peer,
+                key_package: key_package.to_vec(),
+            });
+        }
     }
 
     /// Whether `peer`'s KeyPackage is still wanted by an invitation.

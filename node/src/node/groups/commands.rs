@@ -85,38 +85,53 @@ impl<R> Groups<R> {
         self.out.push(Action::WantKeyPackage(peer));
     }
 
-    /// A valid KeyPackage of `peer` arrived: add it to the groups it is invited to.
-    pub(super) fn on_keypackage(
-        &mut self,
-        ctx: &Ctx<'_>,
-        peer: &PeerId,
-        key_package: &[u8],
-        now: Now,
-    ) {
-        let groups: Vec<GroupId> = self
-            .state
+    /// The groups `peer` is invited to (waiting for its KeyPackage).
+    pub(crate) fn invited_to(&self, peer: &PeerId) -> Vec<GroupId> {
+        self.state
             .invites
             .keys()
             .filter(|(_, p)| p == peer)
             .map(|(g, _)| *g)
-            .collect();
-        for group in groups {
-            let result = self.add_member(ctx, &group, peer, key_package, now);
-            if let Err(e) = &result {
-                tracing::warn!(%peer, "cannot add to the group: {e}");
-            }
-            self.write(Write::RemoveInvite(group, *peer));
-            if let Some(p) = self.state.invites.remove(&(group, *peer)) {
-                for r in p.replies {
-                    let answer = match &result {
-                        Ok(()) => self.view(ctx, &group),
-                        Err(e) => Err(NodeError::InvalidInput(e.to_string())),
-                    };
-                    // The new member and the commit are promised: on disk first.
-                    self.out.push(Action::Answer(r, answer));
-                }
+            .collect()
+    }
+
+    /// Adds `peer` to one group it is invited to, with its KeyPackage, and answers the
+    /// invitation.
+    pub(crate) fn keypackage_for(
+        &mut self,
+        ctx: &Ctx<'_>,
+        group: &GroupId,
+        peer: &PeerId,
+        key_package: &[u8],
+        now: Now,
+    ) {
+        if !self.state.invites.contains_key(&(*group, *peer)) {
+            return;
+        }
+        let result = self.add_member(ctx, group, peer, key_package, now);
+        if let Err(e) = &result {
+            tracing::warn!(%peer, "cannot add to the group: {e}");
+        }
+        self.write(Write::RemoveInvite(*group, *peer));
+        if let Some(p) = self.state.invites.remove(&(*group, *peer)) {
+            for r in p.replies {
+                let answer = match &result {
+                    Ok(()) => self.view(ctx, group),
+                    Err(e) => Err(NodeError::InvalidInput(e.to_string())),
+                };
+                // The new member and the commit are promised: on disk first.
+                self.out.push(Action::Answer(r, answer));
             }
         }
+    }
+
+    /// An invitation that could not be stored: dropped; returns who waited for it.
+    pub(crate) fn withdraw(&mut self, group: &GroupId, peer: &PeerId) -> Vec<R> {
+        self.state
+            .invites
+            .remove(&(*group, *peer))
+            .map(|p| p.replies)
+            .unwrap_or_default()
     }
 
     fn add_member(

@@ -111,8 +111,11 @@ pub(crate) enum Input {
         /// The group asked about.
         group: GroupId,
     },
-    /// A valid KeyPackage of `peer` arrived.
+    /// A valid KeyPackage of `peer` arrived, and `peer` is invited to `group` (one input per
+    /// group: a write that fails for one must not hold back another's commit).
     KeyPackage {
+        /// The group it is invited to.
+        group: GroupId,
         /// Its owner.
         peer: PeerId,
         /// The KeyPackage.
@@ -298,9 +301,11 @@ impl<R> Groups<R> {
                     s.sync_in_flight = false;
                 }
             }
-            Input::KeyPackage { peer, key_package } => {
-                self.on_keypackage(ctx, &peer, &key_package, now)
-            }
+            Input::KeyPackage {
+                group,
+                peer,
+                key_package,
+            } => self.keypackage_for(ctx, &group, &peer, &key_package, now),
             Input::Tick => {
                 self.tick(ctx, now);
                 self.housekeeping(now);

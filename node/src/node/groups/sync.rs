@@ -53,6 +53,13 @@ impl<R> Groups<R> {
         });
     }
 
+    /// A catch-up request was not sent after all (a write before it failed).
+    pub(crate) fn ask_skipped(&mut self, group: &GroupId) {
+        if let Some(s) = self.state.groups.get_mut(group) {
+            s.sync_in_flight = false;
+        }
+    }
+
     /// Answers a member's catch-up request from the log (`resp` is filled in).
     pub(crate) fn serve(
         &mut self,

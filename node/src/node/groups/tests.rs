@@ -210,6 +210,7 @@ fn group_of(owner: &mut Node, members: &mut [&mut Node], now: Now) -> (GroupId, 
         let kp = members[i].mls.key_package().expect("kp");
         let out = owner.handle(
             Input::KeyPackage {
+                group,
                 peer,
                 key_package: kp,
             },
@@ -242,7 +243,14 @@ fn add_unseen(owner: &mut Node, group: GroupId, member: &Node, now: Now) -> Out 
     let peer = member.me;
     owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
     let key_package = member.mls.key_package().expect("kp");
-    owner.handle(Input::KeyPackage { peer, key_package }, now)
+    owner.handle(
+        Input::KeyPackage {
+            group,
+            peer,
+            key_package,
+        },
+        now,
+    )
 }
 
 fn post(node: &mut Node, group: GroupId, text: &str, now: Now) -> Vec<u8> {
@@ -503,6 +511,7 @@ fn a_stranger_s_invitation_waits_as_a_request_and_follows_nothing_until_accepted
     let kp = bob.mls.key_package().expect("kp");
     let out = owner.handle(
         Input::KeyPackage {
+            group,
             peer,
             key_package: kp,
         },
