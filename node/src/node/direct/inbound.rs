@@ -36,6 +36,70 @@ pub(crate) fn collected(
         .collect()
 }
 
+/// What became of one envelope of a peer's delivery.
+pub(crate) enum Taken {
+    /// Taken (or held, or a duplicate).
+    Yes,
+    /// This node holds too much of the sender's already: not taken.
+    Busy,
+    /// Refused, for this reason.
+    Refused(String),
+}
+
+/// The answer to a peer's delivery of its own envelopes, built envelope by envelope.
+/// `accepted` counts a prefix that ends at the first `busy` (the sender keeps the rest and
+/// tries again later); an envelope refused for anything else counts as handed over.
+pub(crate) struct DeliveryAnswer {
+    peer: PeerId,
+    me: PeerId,
+    resp: v1::DmResponse,
+}
+
+impl DeliveryAnswer {
+    /// A delivery by `peer` to this node, `me`.
+    pub(crate) fn new(peer: PeerId, me: PeerId) -> Self {
+        Self {
+            peer,
+            me,
+            resp: v1::DmResponse::default(),
+        }
+    }
+
+    /// At most this many envelopes of one delivery are looked at.
+    pub(crate) const MAX: usize = MAX_ENVELOPES_PER_REQUEST;
+
+    /// Whether an envelope may be taken: well formed, from the delivering peer, to this node.
+    pub(crate) fn admit(&self, env: &v1::DmEnvelope, now: Now) -> Result<(), String> {
+        match check_envelope(env, now.ms) {
+            Ok((sender, recipient)) if sender == self.peer && recipient == self.me => Ok(()),
+            Ok(_) => Err("envelope not from this peer to this node".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Records what became of the next envelope; false: stop here.
+    pub(crate) fn record(&mut self, taken: Taken) -> bool {
+        match taken {
+            Taken::Yes => {}
+            Taken::Busy => {
+                self.resp.error = DmError::Busy.to_string();
+                return false;
+            }
+            Taken::Refused(why) => {
+                tracing::debug!(peer = %self.peer, "direct message refused: {why}");
+                self.resp.error = why;
+            }
+        }
+        self.resp.accepted = self.resp.accepted.saturating_add(1);
+        true
+    }
+
+    /// The answer.
+    pub(crate) fn finish(self) -> v1::DmResponse {
+        self.resp
+    }
+}
+
 impl Direct {
     /// Holds envelopes a peer leaves for an offline recipient.
     pub(crate) fn answer_deposit(

@@ -10,7 +10,7 @@
 
 mod delivery;
 mod inbound;
-pub(crate) use inbound::collected;
+pub(crate) use inbound::{DeliveryAnswer, Taken, collected};
 mod send;
 #[cfg(test)]
 mod tests;

@@ -458,3 +458,32 @@ fn an_unreachable_peer_is_dialed_and_its_mail_left_with_holders_and_lookups_are_
     assert!(holders_asked >= 1, "mail is left with holders");
     assert!(holders_asked < 20, "and not every second");
 }
+
+#[test]
+fn a_delivery_answer_counts_a_prefix_that_ends_at_busy_and_refuses_others_envelopes() {
+    let start = Instant::now();
+    let (mut alice, mut bob) = (Node::new(), Node::new());
+    let envs = alice_writes(&mut alice, &mut bob, &["one", "two"], start);
+    let now = at(start, 2);
+    // Alice delivers; an envelope naming another sender is refused but counts as handed
+    // over (she must not send it again); busy stops the count.
+    let mut answer = DeliveryAnswer::new(alice.me, bob.me);
+    assert!(answer.admit(&envs[0], now).is_ok());
+    let mut theirs = envs[1].clone();
+    theirs.sender = PeerId::random().to_bytes();
+    assert!(answer.admit(&theirs, now).is_err());
+    let mut not_mine = envs[1].clone();
+    not_mine.recipient = PeerId::random().to_bytes();
+    assert!(answer.admit(&not_mine, now).is_err());
+    assert!(answer.record(Taken::Yes));
+    assert!(answer.record(Taken::Refused(
+        "envelope not from this peer to this node".into()
+    )));
+    assert!(!answer.record(Taken::Busy));
+    let resp = answer.finish();
+    assert_eq!(resp.accepted, 2);
+    assert_eq!(resp.error, DmError::Busy.to_string());
+    // Someone else delivering Alice's envelopes is refused.
+    let mallory = DeliveryAnswer::new(PeerId::random(), bob.me);
+    assert!(mallory.admit(&envs[0], now).is_err());
+}

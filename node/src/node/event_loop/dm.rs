@@ -11,10 +11,7 @@ use libp2p::{PeerId, Swarm};
 use samizdat_proto::v1;
 
 use super::EventLoop;
-use crate::dm::mailbox::check_envelope;
-use crate::dm::{
-    DmError, DmView, MAX_ENVELOPES_PER_REQUEST, keypackage_key, mailbox_key, open_keypackage_record,
-};
+use crate::dm::{DmError, DmView, keypackage_key, mailbox_key, open_keypackage_record};
 use crate::group::GroupId;
 use crate::net::node_behaviour::NodeBehaviour;
 use crate::net::requests::{Exchange, Requests};
@@ -535,28 +532,21 @@ impl EventLoop {
     /// A peer delivers its own envelopes to this node: each checked and taken (or refused)
     /// in order. `accepted` counts a prefix: what follows a `busy` is kept by the sender.
     fn answer_deliver(&mut self, peer: PeerId, d: v1::DmDeliver, resp: &mut v1::DmResponse) {
-        let me = *self.swarm.local_peer_id();
-        for env in d.envelopes.into_iter().take(MAX_ENVELOPES_PER_REQUEST) {
-            match check_envelope(&env, crate::channel::now_ms()) {
-                Ok((sender, recipient)) if sender == peer && recipient == me => {
-                    match self.receive_envelope(&peer, &peer, env) {
-                        // Not taken: the sender keeps it (and the rest) and tries again later.
-                        Err(DmError::Busy) => {
-                            resp.error = DmError::Busy.to_string();
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::debug!(%peer, "direct message refused: {e}");
-                            resp.error = e.to_string();
-                        }
-                        Ok(()) => {}
-                    }
-                }
-                Ok(_) => resp.error = "envelope not from this peer to this node".into(),
-                Err(e) => resp.error = e.to_string(),
+        let mut answer = direct::DeliveryAnswer::new(peer, *self.swarm.local_peer_id());
+        for env in d.envelopes.into_iter().take(direct::DeliveryAnswer::MAX) {
+            let taken = match answer.admit(&env, Now::current()) {
+                Err(why) => direct::Taken::Refused(why),
+                Ok(()) => match self.receive_envelope(&peer, &peer, env) {
+                    Ok(()) => direct::Taken::Yes,
+                    Err(DmError::Busy) => direct::Taken::Busy,
+                    Err(e) => direct::Taken::Refused(e.to_string()),
+                },
+            };
+            if !answer.record(taken) {
+                break;
             }
-            resp.accepted = resp.accepted.saturating_add(1);
         }
+        *resp = answer.finish();
     }
 
     /// A holder handed over this node's mail: each envelope taken in turn (a group's reaches

@@ -183,6 +183,10 @@ impl<R> Groups<R> {
         }
         let me = ctx.me;
         let since = |t: &std::time::Instant| now.at.saturating_duration_since(*t);
+        // A dial older than the pause between dials no longer holds anything back.
+        self.state
+            .dialed
+            .retain(|_, t| since(t) < REDIAL_MEMBER_EVERY);
         let ids: Vec<GroupId> = self.state.groups.keys().copied().collect();
         for id in ids {
             let Some(s) = self.state.groups.get(&id) else {

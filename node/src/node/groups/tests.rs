@@ -205,17 +205,7 @@ fn group_of(owner: &mut Node, members: &mut [&mut Node], now: Now) -> (GroupId, 
     let topic = out.subscribed[0].clone();
     for i in 0..members.len() {
         let peer = members[i].me;
-        let (_, out) = owner.command(|g, ctx| g.invite(ctx, group, peer, 7, now));
-        assert_eq!(out.want_kp, [peer], "the invitee's KeyPackage is looked up");
-        let kp = members[i].mls.key_package().expect("kp");
-        let out = owner.handle(
-            Input::KeyPackage {
-                group,
-                peer,
-                key_package: kp,
-            },
-            now,
-        );
+        let out = add_unseen(owner, group, members[i], now);
         assert!(matches!(out.answers.as_slice(), [(7, Ok(v))] if v.members.len() == i + 2));
         let (commit_topic, commit) = out.published[0].clone();
         for earlier in members.iter_mut().take(i) {
@@ -238,10 +228,12 @@ fn group_of(owner: &mut Node, members: &mut [&mut Node], now: Now) -> (GroupId, 
     (group, topic)
 }
 
-/// The owner adds `member` (invitation, then its KeyPackage); nobody takes the commit yet.
+/// The owner adds `member` (invitation number 7, then its KeyPackage); nobody takes the
+/// commit yet.
 fn add_unseen(owner: &mut Node, group: GroupId, member: &Node, now: Now) -> Out {
     let peer = member.me;
-    owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
+    let (_, out) = owner.command(|g, ctx| g.invite(ctx, group, peer, 7, now));
+    assert_eq!(out.want_kp, [peer], "the invitee's KeyPackage is looked up");
     let key_package = member.mls.key_package().expect("kp");
     owner.handle(
         Input::KeyPackage {
@@ -506,17 +498,7 @@ fn a_stranger_s_invitation_waits_as_a_request_and_follows_nothing_until_accepted
     let (mut owner, mut bob) = (Node::new(), Node::new());
     let (created, _) = owner.command(|g, ctx| g.create(ctx, "club".into(), now));
     let group: GroupId = created.expect("created").id.parse().expect("id");
-    let peer = bob.me;
-    owner.command(|g, ctx| g.invite(ctx, group, peer, 1, now));
-    let kp = bob.mls.key_package().expect("kp");
-    let out = owner.handle(
-        Input::KeyPackage {
-            group,
-            peer,
-            key_package: kp,
-        },
-        now,
-    );
+    let out = add_unseen(&mut owner, group, &bob, now);
     let (_, env) = out.envelopes[0].clone();
     let owner_id = owner.me;
     // Forged: the sealed invitation names another owner than the sender.
